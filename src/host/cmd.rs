@@ -1,0 +1,327 @@
+//! Running external programs: an argv (never a shell), a deadline that kills the whole process
+//! group, output drained concurrently, and secrets masked in everything logged or returned.
+
+use std::fmt;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// What replaces a secret in logs, errors and captured output.
+pub const MASK: &str = "***";
+
+/// A command to run: program and arguments, the time it may take, and the values that must never
+/// be shown (they are replaced by [`MASK`] wherever the command is logged or reported).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Cmd {
+    argv: Vec<String>,
+    timeout: Duration,
+    secrets: Vec<String>,
+}
+
+impl Cmd {
+    /// A command with a 30 s deadline; change it with [`Cmd::timeout`].
+    pub fn new(program: impl Into<String>) -> Cmd {
+        Cmd {
+            argv: vec![program.into()],
+            timeout: Duration::from_secs(30),
+            secrets: Vec::new(),
+        }
+    }
+
+    /// Adds one argument.
+    pub fn arg(mut self, a: impl Into<String>) -> Cmd {
+        self.argv.push(a.into());
+        self
+    }
+
+    /// Adds several arguments.
+    pub fn args<I, S>(mut self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.argv.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds an argument that is a secret: it is passed to the program but masked everywhere else.
+    pub fn secret_arg(mut self, a: impl Into<String>) -> Cmd {
+        let a = a.into();
+        if !a.is_empty() {
+            self.secrets.push(a.clone());
+        }
+        self.argv.push(a);
+        self
+    }
+
+    /// Sets the deadline after which the process group is killed.
+    pub fn timeout(mut self, t: Duration) -> Cmd {
+        self.timeout = t;
+        self
+    }
+
+    /// The argv as given to the program. Do not log it: use `Display`, which masks secrets.
+    pub fn argv(&self) -> &[String] {
+        &self.argv
+    }
+
+    /// The deadline.
+    pub fn deadline(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Replaces every secret of this command in `text` with [`MASK`].
+    pub fn mask(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            out = out.replace(s.as_str(), MASK);
+        }
+        out
+    }
+}
+
+impl fmt::Display for Cmd {
+    /// The command line with secrets masked, for logs and errors.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown: Vec<String> = self.argv.iter().map(|a| self.mask(a)).collect();
+        f.write_str(&shown.join(" "))
+    }
+}
+
+impl fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Cmd({self}, timeout {:?})", self.timeout)
+    }
+}
+
+/// What a finished command left: its exit code (`None` when a signal ended it) and its output,
+/// with the command's secrets masked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// An exit with `code` and the given output.
+    pub fn exit(code: i32, stdout: &str, stderr: &str) -> Output {
+        Output {
+            code: Some(code),
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+        }
+    }
+
+    /// Whether the command exited 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The last lines of stderr (or stdout when stderr is empty), for an error message.
+    pub fn tail(&self) -> String {
+        let text = if self.stderr.trim().is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let start = lines.len().saturating_sub(3);
+        lines[start..].join(" / ")
+    }
+}
+
+/// A command that could not run to its end.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CmdError {
+    #[error("could not start `{cmd}`: {reason}")]
+    Spawn { cmd: String, reason: String },
+    #[error("`{cmd}` did not finish within {timeout:?} and was killed")]
+    TimedOut { cmd: String, timeout: Duration },
+}
+
+/// Runs commands. The real one is [`SystemRunner`]; tests script one.
+pub trait Runner: Send + Sync {
+    /// Runs `cmd` to its end or its deadline. A non-zero exit is an `Ok(Output)`: the caller
+    /// decides what each exit code means.
+    fn run(&self, cmd: &Cmd) -> Result<Output, CmdError>;
+}
+
+/// Runs programs on this machine, each in its own process group so that a deadline kills the
+/// program and everything it started.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemRunner;
+
+impl Runner for SystemRunner {
+    fn run(&self, cmd: &Cmd) -> Result<Output, CmdError> {
+        let started = Instant::now();
+        let shown = cmd.to_string();
+        let mut child = Command::new(&cmd.argv[0])
+            .args(&cmd.argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .env("LC_ALL", "C")
+            .spawn()
+            .map_err(|e| CmdError::Spawn {
+                cmd: shown.clone(),
+                reason: e.to_string(),
+            })?;
+        let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+
+        // Drain both pipes at once: a child that fills one while we read the other would block.
+        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                String::from_utf8_lossy(&buf).into_owned()
+            })
+        };
+        let out = drain(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let err = drain(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let status = match rx.recv_timeout(cmd.timeout) {
+            Ok(s) => s.map_err(|e| CmdError::Spawn {
+                cmd: shown.clone(),
+                reason: e.to_string(),
+            })?,
+            Err(_) => {
+                let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+                // Reap it; SIGKILL ends a process that is not stuck in the kernel at once.
+                let _ = rx.recv_timeout(Duration::from_secs(5));
+                tracing::debug!(cmd = %shown, elapsed = ?started.elapsed(), "killed at its deadline");
+                return Err(CmdError::TimedOut {
+                    cmd: shown,
+                    timeout: cmd.timeout,
+                });
+            }
+        };
+        // A grandchild that outlives the program could hold the pipes open: kill the group.
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        let output = Output {
+            code: status.code(),
+            stdout: cmd.mask(&out.join().unwrap_or_default()),
+            stderr: cmd.mask(&err.join().unwrap_or_default()),
+        };
+        tracing::debug!(cmd = %shown, code = ?output.code, elapsed = ?started.elapsed(), "ran");
+        Ok(output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_masks_secrets() {
+        let c = Cmd::new("iscsiadm")
+            .args(["-m", "node", "-n", "node.session.auth.password", "-v"])
+            .secret_arg("s3cr3t!");
+        assert_eq!(
+            c.to_string(),
+            "iscsiadm -m node -n node.session.auth.password -v ***"
+        );
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        assert_eq!(c.argv().last().unwrap(), "s3cr3t!");
+    }
+
+    #[test]
+    fn runs_argv_without_a_shell_and_captures_output() {
+        let out = SystemRunner
+            .run(&Cmd::new("echo").arg("a;b $HOME"))
+            .unwrap();
+        assert_eq!(out.code, Some(0));
+        assert_eq!(out.stdout, "a;b $HOME\n");
+    }
+
+    #[test]
+    fn nonzero_exit_is_output_not_error() {
+        let out = SystemRunner
+            .run(&Cmd::new("sh").args(["-c", "echo oops >&2; exit 21"]))
+            .unwrap();
+        assert_eq!(out.code, Some(21));
+        assert_eq!(out.tail(), "oops");
+    }
+
+    #[test]
+    fn missing_program_is_a_spawn_error() {
+        let e = SystemRunner
+            .run(&Cmd::new("/nonexistent/brick-test-program"))
+            .unwrap_err();
+        assert!(matches!(e, CmdError::Spawn { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn hung_command_is_killed_with_its_children_at_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild.pid");
+        let script = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
+        let cmd = Cmd::new("sh")
+            .args(["-c", &script])
+            .timeout(Duration::from_millis(300));
+        let t = Instant::now();
+        let e = SystemRunner.run(&cmd).unwrap_err();
+        assert!(matches!(e, CmdError::TimedOut { .. }), "{e:?}");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            t.elapsed()
+        );
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // The grandchild was in the same process group: it must be gone (or a zombie being reaped).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next());
+            if stat.is_empty() || state == Some("Z") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "grandchild {pid} still alive: {stat}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn secrets_are_masked_in_captured_output_and_timeout_errors() {
+        let cmd = Cmd::new("sh")
+            .args(["-c", "echo \"$0\" >&2; sleep 5"])
+            .secret_arg("hunter2")
+            .timeout(Duration::from_millis(200));
+        let e = SystemRunner.run(&cmd).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let cmd = Cmd::new("sh")
+            .args(["-c", "echo \"pw=$0\" >&2; exit 3"])
+            .secret_arg("hunter2");
+        let out = SystemRunner.run(&cmd).unwrap();
+        assert_eq!(out.stderr.trim(), "pw=***");
+    }
+}

@@ -1,0 +1,177 @@
+//! The machine brick acts on, as a value: where sysfs, /dev and the open-iscsi configuration
+//! are, how commands run, how the kernel is asked to flush or delete, and what time it is.
+//!
+//! Nothing in this module knows about iSCSI. Every layer above takes a `&Host`, so the same code
+//! runs on a real host ([`Host::real`]), on a fake tree in a temporary directory, and in the lab.
+
+pub mod clock;
+pub mod cmd;
+pub mod kernel;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use clock::{Clock, FakeClock, SystemClock};
+pub use cmd::{Cmd, CmdError, Output, Runner, SystemRunner};
+pub use kernel::{Kernel, KernelError, RealKernel};
+
+use crate::error::Error;
+
+/// The machine: filesystem roots and the means to act on it.
+#[derive(Clone)]
+pub struct Host {
+    sysfs: PathBuf,
+    dev: PathBuf,
+    iscsi_conf: PathBuf,
+    runner: Arc<dyn Runner>,
+    kernel: Arc<dyn Kernel>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("sysfs", &self.sysfs)
+            .field("dev", &self.dev)
+            .field("iscsi_conf", &self.iscsi_conf)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// This machine: `/sys`, `/dev`, `/etc/iscsi`, real commands, the real kernel and clock.
+    pub fn real() -> Host {
+        Host::with_roots("/sys", "/dev", "/etc/iscsi")
+    }
+
+    /// This machine's commands, kernel and clock, with the given roots for sysfs, /dev and the
+    /// open-iscsi configuration folder (which holds `nodes/` and `initiatorname.iscsi`).
+    pub fn with_roots(
+        sysfs: impl Into<PathBuf>,
+        dev: impl Into<PathBuf>,
+        iscsi_conf: impl Into<PathBuf>,
+    ) -> Host {
+        Host {
+            sysfs: sysfs.into(),
+            dev: dev.into(),
+            iscsi_conf: iscsi_conf.into(),
+            runner: Arc::new(SystemRunner),
+            kernel: Arc::new(RealKernel),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Replaces the command runner.
+    pub fn runner(mut self, r: Arc<dyn Runner>) -> Host {
+        self.runner = r;
+        self
+    }
+
+    /// Replaces the kernel operations.
+    pub fn kernel(mut self, k: Arc<dyn Kernel>) -> Host {
+        self.kernel = k;
+        self
+    }
+
+    /// Replaces the clock.
+    pub fn clock(mut self, c: Arc<dyn Clock>) -> Host {
+        self.clock = c;
+        self
+    }
+
+    /// A path under the sysfs root, from a path written as if sysfs were at `/`: `sys("block/sda")`.
+    pub fn sys(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.sysfs.join(rel)
+    }
+
+    /// A device node under the /dev root: `dev_node("sda")`.
+    pub fn dev_node(&self, name: &str) -> PathBuf {
+        self.dev.join(name)
+    }
+
+    /// A path under the open-iscsi configuration folder.
+    pub fn iscsi_conf(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.iscsi_conf.join(rel)
+    }
+
+    /// Runs a command (see [`Runner::run`]).
+    pub fn run(&self, cmd: &Cmd) -> Result<Output, CmdError> {
+        self.runner.run(cmd)
+    }
+
+    /// The kernel operations.
+    pub fn kern(&self) -> &dyn Kernel {
+        &*self.kernel
+    }
+
+    /// The clock.
+    pub fn time(&self) -> &dyn Clock {
+        &*self.clock
+    }
+
+    /// Reads a sysfs attribute (or any small text file), trimmed of trailing white space.
+    pub fn read_attr(&self, path: &Path) -> Result<String, Error> {
+        fs::read_to_string(path)
+            .map(|s| s.trim_end().to_string())
+            .map_err(|e| Error::io(path, e))
+    }
+
+    /// Reads an attribute, `None` when it does not exist (a device that went away meanwhile).
+    pub fn read_attr_opt(&self, path: &Path) -> Result<Option<String>, Error> {
+        match fs::read_to_string(path) {
+            Ok(s) => Ok(Some(s.trim_end().to_string())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    /// The names in a folder, sorted; empty when the folder does not exist.
+    pub fn list(&self, dir: &Path) -> Result<Vec<String>, Error> {
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(dir, e)),
+        };
+        let mut names = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort_by(|a, b| natural_cmp(a, b));
+        Ok(names)
+    }
+
+    /// Where a symbolic link in sysfs leads, resolved against the link's folder.
+    pub fn resolve(&self, link: &Path) -> Result<PathBuf, Error> {
+        fs::canonicalize(link).map_err(|e| Error::io(link, e))
+    }
+}
+
+/// Orders `sdb` before `sdaa` and `session2` before `session10`.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let key = |s: &str| {
+        let digits = s.trim_start_matches(|c: char| !c.is_ascii_digit());
+        let prefix = &s[..s.len() - digits.len()];
+        (
+            prefix.len(),
+            prefix.to_string(),
+            digits.parse::<u64>().unwrap_or(0),
+            s.to_string(),
+        )
+    };
+    key(a).cmp(&key(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natural_order() {
+        let mut v = vec!["session10", "session2", "sdaa", "sdb", "dm-10", "dm-2"];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(v, ["dm-2", "dm-10", "sdb", "sdaa", "session2", "session10"]);
+    }
+}

@@ -1,0 +1,641 @@
+//! Disconnecting an iSCSI volume: one code path for single path and multipath.
+//!
+//! The plan is derived from the host's state every time (`iscsiadm -m session` and sysfs), and
+//! brick keeps no state of its own, so a disconnect killed at any point and run again finishes the
+//! job. The order protects data: everything is flushed first, while nothing has been removed; only
+//! when every flush has succeeded (or the caller said `force`) are the map, the devices and the
+//! sessions taken away.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::Serialize;
+use tracing::{debug, info, warn};
+
+use crate::error::{Error, Result};
+use crate::host::Host;
+use crate::iscsi::session::{list_sessions, Session};
+use crate::iscsi::{adm, topology};
+use crate::multipath::{self, DmMap};
+use crate::props::{ConnectionProperties, DeviceInfo};
+use crate::retry::Backoff;
+use crate::scsi::{self, ScsiDisk};
+use crate::types::Wwid;
+
+/// What the caller accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DisconnectOptions {
+    /// A clean host matters more than the data: go on through every step whatever fails, and
+    /// report every failure at the end.
+    pub force: bool,
+    /// With `force`: return success even when something failed (each failure is still logged
+    /// as a warning and listed in the report).
+    pub ignore_errors: bool,
+}
+
+/// Deadlines and retry policies of a disconnect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tuning {
+    /// Deadline of each iscsiadm call.
+    pub command_timeout: Duration,
+    /// How long the write-back of a multipath map may take; with every path down it never ends.
+    pub map_sync_timeout: Duration,
+    /// Deadline of each attempt to flush a path device, and the retries of failed attempts.
+    pub path_flush_timeout: Duration,
+    pub path_flush_backoff: Backoff,
+    /// Deadline of each `multipath -f`, and the retries of failed ones.
+    pub map_flush_timeout: Duration,
+    pub map_flush_backoff: Backoff,
+    /// How long a device's `delete` may block, and how long to wait for the kernel to drop it.
+    pub delete_timeout: Duration,
+    pub removal_deadline: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            command_timeout: Duration::from_secs(30),
+            map_sync_timeout: Duration::from_secs(20),
+            path_flush_timeout: Duration::from_secs(10),
+            path_flush_backoff: Backoff {
+                tries: 4,
+                first: Duration::from_millis(250),
+                factor: 2,
+                max_delay: Duration::from_secs(2),
+            },
+            map_flush_timeout: Duration::from_secs(30),
+            map_flush_backoff: Backoff {
+                tries: 4,
+                first: Duration::from_millis(500),
+                factor: 2,
+                max_delay: Duration::from_secs(4),
+            },
+            delete_timeout: Duration::from_secs(20),
+            removal_deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a disconnect did and what it left.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DisconnectReport {
+    /// The volume (its `volume_id`, or the first target and LUN).
+    pub volume: String,
+    /// The volume's WWN, when known.
+    pub wwn: Option<Wwid>,
+    pub maps_removed: Vec<String>,
+    pub devices_removed: Vec<String>,
+    pub sessions_logged_out: Vec<String>,
+    pub node_records_deleted: Vec<String>,
+    /// Sessions kept because another volume still uses them.
+    pub sessions_kept: Vec<String>,
+    /// Devices that do not belong to the volume (or could not be proven to), never touched.
+    pub left_alone: Vec<String>,
+    /// The volume's own things that may still be on the host.
+    pub left_behind: Vec<String>,
+    /// Every failure, in order.
+    pub failures: Vec<String>,
+}
+
+impl DisconnectReport {
+    /// Whether the volume is gone from the host.
+    pub fn clean(&self) -> bool {
+        self.left_behind.is_empty() && self.failures.is_empty()
+    }
+
+    fn fail(&mut self, what: String) {
+        warn!("{what}");
+        self.failures.push(what);
+    }
+
+    fn leave(&mut self, what: String) {
+        warn!(leftover = %what, "may be left on the host");
+        self.left_behind.push(what);
+    }
+}
+
+/// What the host shows of the volume, before anything is changed.
+struct Plan {
+    wwn: Option<Wwid>,
+    sessions: Vec<Session>,
+    disks: Vec<ScsiDisk>,
+    maps: Vec<DmMap>,
+}
+
+/// Disconnects the volume described by `props` from this host.
+///
+/// Finds the volume's disks on every session to its portals (also disks that never joined the
+/// multipath map), checks each disk's WWN against the volume's (`device_info.scsi_wwn` when
+/// given, else the one WWN the volume's disks agree on) and leaves alone any that differ. Then:
+/// flushes the multipath map and every path (nothing is removed if a flush fails, unless
+/// `force`); removes the map with `multipath -f`; deletes the disks in parallel and waits for the
+/// kernel to drop them; logs out of each session no other volume uses and deletes its node
+/// record, and deletes the node records of the volume's portals that have no session.
+///
+/// Returns the report when the volume is gone (or `force` and `ignore_errors` were given), else
+/// [`Error::Disconnect`] with the report of what was done and what is left.
+pub fn disconnect_volume(
+    host: &Host,
+    props: &ConnectionProperties,
+    device_info: Option<&DeviceInfo>,
+    opts: DisconnectOptions,
+    tuning: &Tuning,
+) -> Result<DisconnectReport> {
+    let span = tracing::info_span!("disconnect", volume = %props.label(), force = opts.force);
+    let _enter = span.enter();
+    let mut report = DisconnectReport {
+        volume: props.label(),
+        ..Default::default()
+    };
+
+    let plan = make_plan(host, props, device_info, opts, tuning, &mut report)?;
+    report.wwn = plan.wwn.clone();
+    debug!(
+        disks = ?plan.disks.iter().map(|d| &d.name).collect::<Vec<_>>(),
+        maps = ?plan.maps.iter().map(|m| &m.dev).collect::<Vec<_>>(),
+        sessions = ?plan.sessions.iter().map(|s| s.id).collect::<Vec<_>>(),
+        "plan"
+    );
+
+    // 1. Flush everything while nothing has been removed.
+    let unflushed = flush_all(host, &plan, tuning);
+    if !unflushed.is_empty() {
+        let reasons: Vec<String> = unflushed.iter().map(|(_, r)| r.clone()).collect();
+        if !opts.force {
+            for d in &plan.disks {
+                report
+                    .left_behind
+                    .push(format!("/dev/{} ({})", d.name, d.address));
+            }
+            for m in &plan.maps {
+                report
+                    .left_behind
+                    .push(format!("/dev/{} (map {})", m.dev, m.name));
+            }
+            report.failures.extend(reasons.iter().cloned());
+            return Err(Error::Disconnect {
+                message: format!(
+                    "{} not disconnected, nothing was removed and its data is kept: {}. \
+                     Retry once the paths are back, or force the disconnect (unwritten data is then lost)",
+                    props.label(),
+                    reasons.join("; ")
+                ),
+                report: Box::new(report),
+            });
+        }
+        for r in reasons {
+            report.fail(format!(
+                "{r} (forced: going on, unwritten data may be lost)"
+            ));
+        }
+        release_queued_io(host, &plan, &unflushed, tuning, &mut report);
+    }
+
+    // 2. The multipath map.
+    for m in &plan.maps {
+        match multipath::flush_map(
+            host,
+            &m.name,
+            &tuning.map_flush_backoff,
+            tuning.map_flush_timeout,
+        ) {
+            Ok(()) => {
+                info!(map = %m.name, dev = %m.dev, "multipath map removed");
+                report.maps_removed.push(format!("{} ({})", m.dev, m.name));
+            }
+            Err(e) if !opts.force => {
+                report.failures.push(format!(
+                    "cannot flush multipath map {} ({}): {e}",
+                    m.name, m.dev
+                ));
+                report
+                    .left_behind
+                    .push(format!("/dev/{} (map {})", m.dev, m.name));
+                for d in &plan.disks {
+                    report
+                        .left_behind
+                        .push(format!("/dev/{} ({})", d.name, d.address));
+                }
+                return Err(Error::Disconnect {
+                    message: format!(
+                        "{} not disconnected: cannot flush multipath map {} ({}): {e}. Nothing else was \
+                         removed; close whatever holds the map (a mount, a VM) and retry, or force the disconnect",
+                        props.label(),
+                        m.name,
+                        m.dev
+                    ),
+                    report: Box::new(report),
+                });
+            }
+            Err(e) => {
+                report.fail(format!(
+                    "cannot flush multipath map {} ({}): {e}",
+                    m.name, m.dev
+                ));
+                report.leave(format!("/dev/{} (map {})", m.dev, m.name));
+            }
+        }
+    }
+
+    // 3. The disks, in parallel.
+    delete_disks(host, &plan, tuning, &mut report)?;
+
+    // multipathd may have rebuilt the map from a path before it went; flush it once more.
+    if let Some(wwn) = &plan.wwn {
+        for m in multipath::maps_of(host, wwn)? {
+            if report
+                .left_behind
+                .iter()
+                .any(|l| l.starts_with(&format!("/dev/{} ", m.dev)))
+            {
+                continue;
+            }
+            match multipath::flush_map(
+                host,
+                &m.name,
+                &tuning.map_flush_backoff,
+                tuning.map_flush_timeout,
+            ) {
+                Ok(()) => report.maps_removed.push(format!("{} ({})", m.dev, m.name)),
+                Err(e) => {
+                    report.fail(format!(
+                        "cannot flush multipath map {} ({}): {e}",
+                        m.name, m.dev
+                    ));
+                    report.leave(format!("/dev/{} (map {})", m.dev, m.name));
+                }
+            }
+        }
+    }
+
+    // 4. Sessions no other volume uses, and node records.
+    logout_and_forget(host, props, &plan, tuning, &mut report)?;
+
+    if report.failures.is_empty() {
+        info!("volume disconnected");
+        return Ok(report);
+    }
+    if opts.force && opts.ignore_errors {
+        warn!(
+            failures = report.failures.len(),
+            "disconnect finished with errors, ignored as asked"
+        );
+        return Ok(report);
+    }
+    Err(Error::Disconnect {
+        message: format!(
+            "{} disconnected with errors: {}",
+            props.label(),
+            report.failures.join("; ")
+        ),
+        report: Box::new(report),
+    })
+}
+
+fn make_plan(
+    host: &Host,
+    props: &ConnectionProperties,
+    device_info: Option<&DeviceInfo>,
+    opts: DisconnectOptions,
+    tuning: &Tuning,
+    report: &mut DisconnectReport,
+) -> Result<Plan> {
+    let claimed = match device_info {
+        Some(d) => d.wwn()?,
+        None => None,
+    };
+    let all_sessions = list_sessions(host, tuning.command_timeout)?;
+    let sessions: Vec<Session> = all_sessions
+        .into_iter()
+        .filter(|s| {
+            props
+                .targets
+                .iter()
+                .any(|t| t.iqn == s.iqn && t.portal == s.portal)
+        })
+        .collect();
+
+    // The volume's LUN on each of its sessions.
+    let mut candidates: Vec<ScsiDisk> = Vec::new();
+    for s in &sessions {
+        let luns: BTreeSet<_> = props
+            .targets
+            .iter()
+            .filter(|t| t.iqn == s.iqn && t.portal == s.portal)
+            .map(|t| t.lun)
+            .collect();
+        for d in topology::session_disks(host, s.id)? {
+            if luns.contains(&d.address.lun) && !candidates.iter().any(|c| c.name == d.name) {
+                candidates.push(d);
+            }
+        }
+    }
+
+    let wwn = match claimed {
+        Some(w) => Some(w),
+        None => {
+            let seen: BTreeSet<&Wwid> = candidates.iter().filter_map(|d| d.wwid.as_ref()).collect();
+            if seen.len() > 1 {
+                let list: Vec<String> = candidates
+                    .iter()
+                    .map(|d| format!("{}={}", d.name, d.wwid.as_ref().map_or("?", |w| w.as_str())))
+                    .collect();
+                return Err(Error::invalid(
+                    "device_info",
+                    format!(
+                        "the volume's LUN shows devices with different WWNs ({}); give the device_info \
+                         that connect returned (its scsi_wwn says which is the volume's)",
+                        list.join(", ")
+                    ),
+                ));
+            }
+            seen.into_iter().next().cloned()
+        }
+    };
+
+    let mut disks = Vec::new();
+    for d in candidates {
+        match (&d.wwid, &wwn) {
+            (Some(w), Some(v)) if w == v => disks.push(d),
+            (Some(w), Some(v)) => report.left_alone.push(format!(
+                "/dev/{} ({}): its WWN {w} is not the volume's {v}",
+                d.name, d.address
+            )),
+            _ => report.left_alone.push(format!(
+                "/dev/{} ({}): the kernel shows no WWID, so it cannot be proven to be the volume's",
+                d.name, d.address
+            )),
+        }
+    }
+    for line in &report.left_alone {
+        warn!(device = %line, "not the volume's device, left alone");
+    }
+
+    // A device_info path that is not one of the volume's devices is a stale hint: never acted on.
+    if let Some(name) = device_info
+        .map(DeviceInfo::device_name)
+        .transpose()?
+        .flatten()
+    {
+        let known = disks.iter().any(|d| d.name == name);
+        if !known {
+            let belongs = match (name.starts_with("dm-"), &wwn) {
+                (true, Some(w)) => DmMap::read(host, &name)?.is_some_and(|m| m.is_multipath_of(w)),
+                _ => false,
+            };
+            if !belongs && scsi::exists(host, &name) {
+                let line =
+                    format!("/dev/{name} (named by device_info): not a device of this volume");
+                warn!(device = %name, "device_info names a device that is not the volume's; left alone");
+                report.left_alone.push(line);
+            }
+        }
+    }
+
+    // The maps that hold the volume's disks, and any other map of its WWN (a rerun, a map whose
+    // paths are gone).
+    let mut maps: Vec<DmMap> = Vec::new();
+    for d in &disks {
+        for h in &d.holders {
+            let Some(m) = DmMap::read(host, h)? else {
+                continue;
+            };
+            let ours = wwn.as_ref().is_some_and(|w| m.is_multipath_of(w));
+            if !ours {
+                let msg = format!(
+                    "/dev/{} is held by {} ({}, uuid {:?}), which is not the volume's multipath map",
+                    d.name, m.dev, m.name, m.uuid
+                );
+                if !opts.force {
+                    return Err(Error::Disconnect {
+                        message: format!(
+                            "{} not disconnected, nothing was removed: {msg}",
+                            props.label()
+                        ),
+                        report: Box::new(std::mem::take(report)),
+                    });
+                }
+                report.fail(msg);
+                continue;
+            }
+            if !maps.iter().any(|x| x.dev == m.dev) {
+                maps.push(m);
+            }
+        }
+    }
+    if let Some(w) = &wwn {
+        for m in multipath::maps_of(host, w)? {
+            if !maps.iter().any(|x| x.dev == m.dev) {
+                maps.push(m);
+            }
+        }
+    }
+    Ok(Plan {
+        wwn,
+        sessions,
+        disks,
+        maps,
+    })
+}
+
+/// Flushes every map and disk of the plan at once. Returns the devices that did not flush, with
+/// the reason.
+fn flush_all(host: &Host, plan: &Plan, tuning: &Tuning) -> Vec<(String, String)> {
+    let once = Backoff {
+        tries: 1,
+        ..tuning.path_flush_backoff
+    };
+    let jobs: Vec<(&str, &Backoff, Duration)> = plan
+        .maps
+        .iter()
+        .map(|m| (m.dev.as_str(), &once, tuning.map_sync_timeout))
+        .chain(plan.disks.iter().map(|d| {
+            (
+                d.name.as_str(),
+                &tuning.path_flush_backoff,
+                tuning.path_flush_timeout,
+            )
+        }))
+        .collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .map(|(name, backoff, timeout)| {
+                s.spawn(move || {
+                    (
+                        name.to_string(),
+                        scsi::flush(host, name, backoff, timeout).map_err(|e| e.to_string()),
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| match h.join() {
+                Ok((_, Ok(()))) => None,
+                Ok((name, Err(e))) => Some((name, e)),
+                Err(_) => Some(("?".into(), "flush thread panicked".into())),
+            })
+            .collect()
+    })
+}
+
+/// Forced only: makes I/O that waits for a path fail, so the map and its disks can go. Queueing
+/// is disabled on each map that did not flush, and its disks (and disks that did not flush) are
+/// set offline: with the session in recovery, I/O may sit in a disk's own queue, which the map's
+/// `fail_if_no_path` does not reach.
+fn release_queued_io(
+    host: &Host,
+    plan: &Plan,
+    unflushed: &[(String, String)],
+    tuning: &Tuning,
+    report: &mut DisconnectReport,
+) {
+    let stuck = |name: &str| unflushed.iter().any(|(n, _)| n == name);
+    let mut offline: Vec<&str> = Vec::new();
+    for m in plan.maps.iter().filter(|m| stuck(&m.dev)) {
+        if let Err(e) = multipath::disable_queueing(host, &m.name, tuning.command_timeout) {
+            report.fail(format!(
+                "cannot disable queueing on multipath map {}: {e}",
+                m.name
+            ));
+        }
+        offline.extend(m.slaves.iter().map(String::as_str));
+    }
+    offline.extend(
+        plan.disks
+            .iter()
+            .map(|d| d.name.as_str())
+            .filter(|n| stuck(n)),
+    );
+    for name in plan
+        .disks
+        .iter()
+        .map(|d| d.name.as_str())
+        .filter(|n| offline.contains(n))
+    {
+        // A disk the transport has already taken offline refuses this; that is fine.
+        if let Err(e) = scsi::set_offline(host, name, tuning.delete_timeout) {
+            debug!(device = name, error = %e, "not set offline");
+        }
+    }
+}
+
+fn delete_disks(
+    host: &Host,
+    plan: &Plan,
+    tuning: &Tuning,
+    report: &mut DisconnectReport,
+) -> Result<()> {
+    // The WWN is checked once more right before the delete: a name the kernel reused meanwhile
+    // belongs to another device.
+    let mut doomed = Vec::new();
+    for d in &plan.disks {
+        match (ScsiDisk::current_wwid(host, &d.name)?, &plan.wwn) {
+            (None, _) if !scsi::exists(host, &d.name) => {
+                report.devices_removed.push(d.name.clone())
+            }
+            (Some(w), Some(v)) if &w == v => doomed.push(d.name.clone()),
+            _ => report.left_alone.push(format!(
+                "/dev/{}: changed identity before its delete",
+                d.name
+            )),
+        }
+    }
+    let errors: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = doomed
+            .iter()
+            .map(|n| s.spawn(move || scsi::delete(host, n, tuning.delete_timeout)))
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("delete thread panicked".into()))
+                    .err()
+            })
+            .collect()
+    });
+    for e in errors {
+        report.fail(e);
+    }
+    let deadline = host.time().now() + tuning.removal_deadline;
+    let left = scsi::wait_gone(host, &doomed, deadline);
+    for n in &doomed {
+        if left.contains(n) {
+            report.fail(format!(
+                "/dev/{n} is still there {:?} after its delete",
+                tuning.removal_deadline
+            ));
+            report.leave(format!("/dev/{n}"));
+        } else {
+            info!(device = %n, "device removed");
+            report.devices_removed.push(n.clone());
+        }
+    }
+    Ok(())
+}
+
+fn logout_and_forget(
+    host: &Host,
+    props: &ConnectionProperties,
+    plan: &Plan,
+    tuning: &Tuning,
+    report: &mut DisconnectReport,
+) -> Result<()> {
+    let mut forget = Vec::new();
+    for s in &plan.sessions {
+        let label = format!("session {} ({} at {})", s.id, s.iqn, s.portal);
+        let others: Vec<String> = topology::session_disks(host, s.id)?
+            .into_iter()
+            .filter(|d| d.wwid.is_none() || d.wwid != plan.wwn)
+            .map(|d| format!("{} (LUN {})", d.name, d.address.lun))
+            .collect();
+        if !others.is_empty() {
+            info!(session = s.id, "session kept: other volumes use it");
+            report
+                .sessions_kept
+                .push(format!("{label}: still used by {}", others.join(", ")));
+            continue;
+        }
+        match adm::logout_session(host, s.id, tuning.command_timeout) {
+            Ok(()) => {
+                info!(session = s.id, portal = %s.portal, "logged out");
+                report.sessions_logged_out.push(label);
+                forget.push((s.iqn.clone(), s.portal));
+            }
+            Err(e) => {
+                report.fail(format!("cannot log out of {label}: {e}"));
+                report.leave(label);
+            }
+        }
+    }
+    // Portals of the volume with no session left: their node records go too, so that nothing
+    // logs in to them again at boot.
+    for t in &props.targets {
+        let has_session = plan
+            .sessions
+            .iter()
+            .any(|s| s.iqn == t.iqn && s.portal == t.portal);
+        if !has_session
+            && adm::node_exists(host, &t.iqn, &t.portal)?
+            && !forget.contains(&(t.iqn.clone(), t.portal))
+        {
+            forget.push((t.iqn.clone(), t.portal));
+        }
+    }
+    for (iqn, portal) in forget {
+        match adm::delete_node(host, &iqn, &portal, tuning.command_timeout) {
+            Ok(()) => report
+                .node_records_deleted
+                .push(format!("{iqn} at {portal}")),
+            Err(e) => {
+                report.fail(format!(
+                    "cannot delete the node record of {iqn} at {portal}: {e}"
+                ));
+                report.leave(format!("node record {iqn} at {portal}"));
+            }
+        }
+    }
+    Ok(())
+}

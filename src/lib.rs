@@ -1,0 +1,20 @@
+//! brick attaches and detaches network block volumes (iSCSI, single path and dm-multipath) on a
+//! Linux host, without losing data and without leaving stale devices behind.
+//!
+//! Every operation takes a [`host::Host`]: the sysfs and /dev roots, the command runner, the
+//! kernel operations and the clock. [`host::Host::real`] is this machine; tests build one on a
+//! temporary directory with [`testing::FakeHost`].
+
+pub mod error;
+pub mod host;
+pub mod iscsi;
+pub mod multipath;
+pub mod props;
+pub mod retry;
+pub mod scsi;
+pub mod testing;
+pub mod types;
+
+pub use error::{Error, Result};
+pub use iscsi::{disconnect_volume, DisconnectOptions, DisconnectReport, Tuning};
+pub use props::{ConnectionProperties, DeviceInfo};

@@ -1,0 +1,235 @@
+//! The `brick` command: parses arguments, calls the library, prints.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use brick::host::Host;
+use brick::iscsi::{self, DisconnectOptions, Tuning};
+use brick::{ConnectionProperties, DeviceInfo, Error};
+
+/// Attach and detach iSCSI volumes (single path and dm-multipath) without losing data or leaving
+/// stale devices behind.
+#[derive(Parser)]
+#[command(name = "brick", version, propagate_version = true)]
+struct Cli {
+    /// Show debug logs (each command run, with secrets masked, and its duration).
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    /// Where sysfs is (for tests on a copied or fake tree).
+    #[arg(
+        long,
+        global = true,
+        default_value = "/sys",
+        env = "BRICK_SYSFS",
+        hide = true
+    )]
+    sysfs: PathBuf,
+    /// Where device nodes are.
+    #[arg(
+        long,
+        global = true,
+        default_value = "/dev",
+        env = "BRICK_DEV",
+        hide = true
+    )]
+    dev: PathBuf,
+    /// Where open-iscsi keeps its configuration and node records.
+    #[arg(
+        long,
+        global = true,
+        default_value = "/etc/iscsi",
+        env = "BRICK_ISCSI_CONF",
+        hide = true
+    )]
+    iscsi_conf: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Detach a volume: flush and remove its multipath map and every path device, log out of
+    /// sessions no other volume uses and delete their node records.
+    ///
+    /// Exits 0 only when the volume is gone from the host (or with --force --ignore-errors).
+    Disconnect {
+        /// The connection properties: a JSON file in os-brick's format, or - for standard input.
+        props: String,
+        /// The device_info that connect returned (JSON file); its scsi_wwn pins the volume's WWN.
+        #[arg(long)]
+        device_info: Option<PathBuf>,
+        /// A clean host matters more than the data: go on whatever fails (unwritten data is lost).
+        #[arg(long)]
+        force: bool,
+        /// With --force: exit 0 even when something failed (failures are still reported).
+        #[arg(long, requires = "force")]
+        ignore_errors: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every iSCSI session with its devices, LUNs, WWNs, states and multipath maps.
+    Inspect {
+        /// Print JSON instead of a tree.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = if cli.verbose { "debug" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BRICK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("brick={level}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+
+    let host = Host::with_roots(&cli.sysfs, &cli.dev, &cli.iscsi_conf);
+    match run(&host, cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("brick: {e}");
+            match e {
+                Error::InvalidInput { .. } => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+fn read_input(path: &str) -> Result<String, Error> {
+    if path == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| Error::io(std::path::Path::new("<stdin>"), e))?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).map_err(|e| Error::io(std::path::Path::new(path), e))
+    }
+}
+
+fn run(host: &Host, command: Command) -> Result<(), Error> {
+    match command {
+        Command::Disconnect {
+            props,
+            device_info,
+            force,
+            ignore_errors,
+            json,
+        } => {
+            let props = ConnectionProperties::from_json(&read_input(&props)?)?;
+            let info = match device_info {
+                Some(p) => Some(DeviceInfo::from_json(&read_input(&p.to_string_lossy())?)?),
+                None => None,
+            };
+            let opts = DisconnectOptions {
+                force,
+                ignore_errors,
+            };
+            match iscsi::disconnect_volume(host, &props, info.as_ref(), opts, &Tuning::default()) {
+                Ok(report) => {
+                    print_report(&report, json);
+                    Ok(())
+                }
+                Err(Error::Disconnect { message, report }) => {
+                    print_report(&report, json);
+                    Err(Error::Disconnect { message, report })
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Command::Inspect { json } => {
+            let sessions = iscsi::list_sessions(host, std::time::Duration::from_secs(30))?;
+            let mut topo = Vec::new();
+            for s in &sessions {
+                topo.push(iscsi::session_topology(host, s)?);
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&topo).unwrap_or_default()
+                );
+            } else {
+                print_tree(&topo);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_report(r: &brick::DisconnectReport, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        return;
+    }
+    let line = |label: &str, items: &[String]| {
+        if !items.is_empty() {
+            println!("  {label}: {}", items.join(", "));
+        }
+    };
+    println!(
+        "volume {}{}",
+        r.volume,
+        r.wwn
+            .as_ref()
+            .map(|w| format!(" (wwn {w})"))
+            .unwrap_or_default()
+    );
+    line("multipath maps removed", &r.maps_removed);
+    line("devices removed", &r.devices_removed);
+    line("sessions logged out", &r.sessions_logged_out);
+    line("node records deleted", &r.node_records_deleted);
+    line("sessions kept", &r.sessions_kept);
+    line("left alone (not the volume's)", &r.left_alone);
+    line("LEFT ON THE HOST", &r.left_behind);
+    line("failures", &r.failures);
+}
+
+fn print_tree(topo: &[iscsi::SessionTopology]) {
+    if topo.is_empty() {
+        println!("no iSCSI sessions");
+        return;
+    }
+    for s in topo {
+        let host = s.scsi_host.map(|h| format!(" host{h}")).unwrap_or_default();
+        println!(
+            "session {} {} {},{} {} [{}]{host}",
+            s.session.id,
+            s.session.transport,
+            s.session.portal,
+            s.session.tpgt,
+            s.session.iqn,
+            s.state.as_deref().unwrap_or("?")
+        );
+        let n = s.disks.len();
+        for (i, d) in s.disks.iter().enumerate() {
+            let branch = if i + 1 == n { "└─" } else { "├─" };
+            let size = d
+                .disk
+                .size_bytes
+                .map(|b| format!(" {} MiB", b >> 20))
+                .unwrap_or_default();
+            let map = d
+                .map
+                .as_ref()
+                .map(|m| format!(" -> {} ({})", m.dev, m.name))
+                .or_else(|| d.disk.holders.first().map(|h| format!(" -> {h}")))
+                .unwrap_or_default();
+            println!(
+                "  {branch} lun {} {} /dev/{} [{}] wwn {}{size}{map}",
+                d.disk.address.lun,
+                d.disk.address,
+                d.disk.name,
+                d.disk.state.as_deref().unwrap_or("?"),
+                d.disk.wwid.as_ref().map_or("?", |w| w.as_str()),
+            );
+        }
+    }
+}

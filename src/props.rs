@@ -1,0 +1,495 @@
+//! os-brick's iSCSI `connection_properties` (what Cinder's `initialize_connection` returns under
+//! `data` for `driver_volume_type: iscsi`) and the `device_info` a connect returns.
+//!
+//! Everything is validated here, before anything on the host is touched: a bad value is an
+//! [`Error::InvalidInput`] that names the field.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::types::{Iqn, Lun, Portal, Wwid};
+
+/// A secret (a CHAP password). It has no `Display`, its `Debug` is masked, and it is never
+/// serialised; [`Secret::expose`] is the only way to the text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret text, for the one place that must pass it on.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(crate::host::cmd::MASK)
+    }
+}
+
+/// CHAP credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chap {
+    pub username: String,
+    pub password: Secret,
+}
+
+/// One path to the volume: a portal, the target's IQN there, and the LUN.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Target {
+    pub portal: Portal,
+    pub iqn: Iqn,
+    pub lun: Lun,
+}
+
+/// The connection properties of one iSCSI volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionProperties {
+    /// Every path: from `target_portals`/`target_iqns`/`target_luns` when given, else the one
+    /// from `target_portal`/`target_iqn`/`target_lun`. Never empty, no duplicates.
+    pub targets: Vec<Target>,
+    /// `volume_id`, for logs.
+    pub volume_id: Option<String>,
+    /// Session CHAP (`auth_method: CHAP`), with mutual CHAP's reverse credentials when given.
+    pub auth: Option<Chap>,
+    /// `auth_reverse_username`/`auth_reverse_password` for mutual CHAP.
+    pub auth_reverse: Option<Chap>,
+    /// Discovery CHAP (`discovery_auth_method: CHAP`).
+    pub discovery_auth: Option<Chap>,
+    /// `target_discovered`: the node records exist already.
+    pub discovered: bool,
+    /// `encrypted`: brick passes the device on; encryption is the caller's layer.
+    pub encrypted: bool,
+}
+
+impl ConnectionProperties {
+    /// Parses JSON text: the properties themselves, or a whole `connection_info`
+    /// (`{"driver_volume_type": "iscsi", "data": {...}}`).
+    pub fn from_json(text: &str) -> Result<ConnectionProperties> {
+        let v: Value = serde_json::from_str(text).map_err(|e| Error::invalid("JSON", e))?;
+        ConnectionProperties::from_value(&v)
+    }
+
+    /// Parses an already-decoded JSON value (see [`ConnectionProperties::from_json`]).
+    pub fn from_value(v: &Value) -> Result<ConnectionProperties> {
+        let mut obj = v
+            .as_object()
+            .ok_or_else(|| Error::invalid("connection properties", "expected a JSON object"))?;
+        if let Some(kind) = obj.get("driver_volume_type") {
+            let kind = kind.as_str().unwrap_or_default();
+            if !kind.eq_ignore_ascii_case("iscsi") {
+                return Err(Error::invalid(
+                    "driver_volume_type",
+                    format!("{kind:?} is not iscsi"),
+                ));
+            }
+            obj = obj.get("data").and_then(Value::as_object).ok_or_else(|| {
+                Error::invalid("data", "a connection_info needs a \"data\" object")
+            })?;
+        }
+        let targets = parse_targets(obj)?;
+        Ok(ConnectionProperties {
+            targets,
+            volume_id: opt_str(obj, "volume_id")?,
+            auth: chap(obj, "auth_method", "auth_username", "auth_password")?,
+            auth_reverse: reverse_chap(obj)?,
+            discovery_auth: chap(
+                obj,
+                "discovery_auth_method",
+                "discovery_auth_username",
+                "discovery_auth_password",
+            )?,
+            discovered: opt_bool(obj, "target_discovered")?.unwrap_or(false),
+            encrypted: opt_bool(obj, "encrypted")?.unwrap_or(false),
+        })
+    }
+
+    /// Every secret in these properties, to mask wherever text might show them.
+    pub fn secrets(&self) -> Vec<&str> {
+        [&self.auth, &self.auth_reverse, &self.discovery_auth]
+            .into_iter()
+            .flatten()
+            .map(|c| c.password.expose())
+            .collect()
+    }
+
+    /// A short name for logs: the volume id, or the first target.
+    pub fn label(&self) -> String {
+        match &self.volume_id {
+            Some(v) => v.clone(),
+            None => format!("{} lun {}", self.targets[0].iqn, self.targets[0].lun),
+        }
+    }
+}
+
+fn parse_targets(obj: &Map<String, Value>) -> Result<Vec<Target>> {
+    let mut targets = Vec::new();
+    if let Some(portals) = obj.get("target_portals").filter(|v| !v.is_null()) {
+        let portals = list(portals, "target_portals")?;
+        if portals.is_empty() {
+            return Err(Error::invalid("target_portals", "is empty"));
+        }
+        let n = portals.len();
+        let iqns = match obj.get("target_iqns").filter(|v| !v.is_null()) {
+            Some(v) => list(v, "target_iqns")?.into_iter().cloned().collect(),
+            None => vec![required(obj, "target_iqn", "target_iqns")?.clone(); n],
+        };
+        let luns = match obj.get("target_luns").filter(|v| !v.is_null()) {
+            Some(v) => list(v, "target_luns")?.into_iter().cloned().collect(),
+            None => vec![obj.get("target_lun").cloned().unwrap_or(Value::from(0)); n],
+        };
+        for (field, len) in [("target_iqns", iqns.len()), ("target_luns", luns.len())] {
+            if len != n {
+                return Err(Error::invalid(
+                    field,
+                    format!("has {len} entries but target_portals has {n}"),
+                ));
+            }
+        }
+        for i in 0..n {
+            targets.push(Target {
+                portal: portal(portals[i], &format!("target_portals[{i}]"))?,
+                iqn: iqn(&iqns[i], &format!("target_iqns[{i}]"))?,
+                lun: lun(&luns[i], &format!("target_luns[{i}]"))?,
+            });
+        }
+    } else {
+        let p = obj
+            .get("target_portal")
+            .ok_or_else(|| Error::invalid("target_portal", "is missing"))?;
+        let q = obj
+            .get("target_iqn")
+            .ok_or_else(|| Error::invalid("target_iqn", "is missing"))?;
+        targets.push(Target {
+            portal: portal(p, "target_portal")?,
+            iqn: iqn(q, "target_iqn")?,
+            lun: lun(
+                obj.get("target_lun").unwrap_or(&Value::from(0)),
+                "target_lun",
+            )?,
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    targets.retain(|t| seen.insert(t.clone()));
+    Ok(targets)
+}
+
+fn required<'a>(obj: &'a Map<String, Value>, field: &str, instead_of: &str) -> Result<&'a Value> {
+    obj.get(field)
+        .ok_or_else(|| Error::invalid(instead_of, format!("is missing (and so is {field})")))
+}
+
+fn list<'a>(v: &'a Value, field: &str) -> Result<Vec<&'a Value>> {
+    v.as_array()
+        .map(|a| a.iter().collect())
+        .ok_or_else(|| Error::invalid(field, format!("expected a list, found {v}")))
+}
+
+fn portal(v: &Value, field: &str) -> Result<Portal> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| Error::invalid(field, format!("expected a string, found {v}")))?;
+    s.parse().map_err(|e| Error::invalid(field, e))
+}
+
+fn iqn(v: &Value, field: &str) -> Result<Iqn> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| Error::invalid(field, format!("expected a string, found {v}")))?;
+    s.parse().map_err(|e| Error::invalid(field, e))
+}
+
+fn lun(v: &Value, field: &str) -> Result<Lun> {
+    match v {
+        Value::Number(n) => n.as_u64().map(Lun).ok_or_else(|| {
+            Error::invalid(field, format!("{n} is not a LUN (a whole number from 0)"))
+        }),
+        Value::String(s) => s.parse().map_err(|e| Error::invalid(field, e)),
+        other => Err(Error::invalid(
+            field,
+            format!("expected a number, found {other}"),
+        )),
+    }
+}
+
+fn opt_str(obj: &Map<String, Value>, field: &str) -> Result<Option<String>> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(Error::invalid(
+            field,
+            format!("expected a string, found {other}"),
+        )),
+    }
+}
+
+fn opt_bool(obj: &Map<String, Value>, field: &str) -> Result<Option<bool>> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+        Some(_) => Err(Error::invalid(field, "expected true or false")),
+    }
+}
+
+fn chap(obj: &Map<String, Value>, method: &str, user: &str, pass: &str) -> Result<Option<Chap>> {
+    let Some(m) = opt_str(obj, method)? else {
+        return Ok(None);
+    };
+    if m.eq_ignore_ascii_case("none") || m.is_empty() {
+        return Ok(None);
+    }
+    if !m.eq_ignore_ascii_case("chap") {
+        return Err(Error::invalid(
+            method,
+            format!("{m:?} is not supported (only CHAP)"),
+        ));
+    }
+    let username = opt_str(obj, user)?.filter(|s| !s.is_empty());
+    let password = match obj.get(pass) {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        // Never echo the value: it is a password.
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            return Err(Error::invalid(
+                pass,
+                format!("is missing, and {method} is CHAP"),
+            ))
+        }
+        Some(_) => return Err(Error::invalid(pass, "expected a string")),
+    };
+    let username = username
+        .ok_or_else(|| Error::invalid(user, format!("is missing, and {method} is CHAP")))?;
+    Ok(Some(Chap {
+        username,
+        password: Secret(password),
+    }))
+}
+
+fn reverse_chap(obj: &Map<String, Value>) -> Result<Option<Chap>> {
+    let user = opt_str(obj, "auth_reverse_username")?.filter(|s| !s.is_empty());
+    let pass = match obj.get("auth_reverse_password") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        None | Some(Value::Null) | Some(Value::String(_)) => None,
+        Some(_) => return Err(Error::invalid("auth_reverse_password", "expected a string")),
+    };
+    match (user, pass) {
+        (None, None) => Ok(None),
+        (Some(username), Some(p)) => Ok(Some(Chap {
+            username,
+            password: Secret(p),
+        })),
+        (None, Some(_)) => Err(Error::invalid(
+            "auth_reverse_username",
+            "is missing, and a reverse password is set",
+        )),
+        (Some(_), None) => Err(Error::invalid(
+            "auth_reverse_password",
+            "is missing, and a reverse username is set",
+        )),
+    }
+}
+
+/// What a connect returns and a disconnect may be given back: os-brick's `device_info`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    #[serde(rename = "type", default = "block")]
+    pub kind: String,
+    /// `/dev/dm-N` for a multipath volume, `/dev/sdX` for a single path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The volume's WWN, as multipath names it (`36001405...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scsi_wwn: Option<String>,
+    /// The multipath map's name, when the volume has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipath_id: Option<String>,
+}
+
+fn block() -> String {
+    "block".to_string()
+}
+
+impl DeviceInfo {
+    /// Parses and validates a device_info JSON text.
+    pub fn from_json(text: &str) -> Result<DeviceInfo> {
+        let info: DeviceInfo =
+            serde_json::from_str(text).map_err(|e| Error::invalid("device_info", e))?;
+        info.wwn()?;
+        info.device_name()?;
+        Ok(info)
+    }
+
+    /// The WWN the device_info claims for the volume: `scsi_wwn`, else `multipath_id`.
+    pub fn wwn(&self) -> Result<Option<Wwid>> {
+        for (field, v) in [
+            ("device_info.scsi_wwn", &self.scsi_wwn),
+            ("device_info.multipath_id", &self.multipath_id),
+        ] {
+            if let Some(s) = v.as_deref().filter(|s| !s.is_empty()) {
+                return s.parse().map(Some).map_err(|e| Error::invalid(field, e));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The kernel name of the device in `path` (`sdc`, `dm-3`), if it names one directly under
+    /// /dev. Links such as /dev/disk/by-path are not followed: brick does not trust them.
+    pub fn device_name(&self) -> Result<Option<String>> {
+        let Some(p) = self.path.as_deref().filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let name = p.strip_prefix("/dev/").unwrap_or("");
+        let plain =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if plain {
+            Ok(Some(name.to_string()))
+        } else {
+            // A /dev/disk/by-* or /dev/mapper link may be a leftover; it is only ever a hint.
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<ConnectionProperties> {
+        ConnectionProperties::from_json(s)
+    }
+
+    fn field_of(e: Error) -> String {
+        match e {
+            Error::InvalidInput { field, .. } => field,
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn single_path_properties() {
+        let p = parse(r#"{"target_portal":"127.0.0.1:3260","target_iqn":"iqn.2003-01.org.linux-iscsi.lab:tgt1",
+            "target_lun":1,"volume_id":"v1","qos_specs":null,"access_mode":"rw","encrypted":false}"#)
+        .unwrap();
+        assert_eq!(p.targets.len(), 1);
+        assert_eq!(p.targets[0].portal.to_string(), "127.0.0.1:3260");
+        assert_eq!(p.targets[0].lun, Lun(1));
+        assert_eq!(p.volume_id.as_deref(), Some("v1"));
+        assert!(p.auth.is_none());
+    }
+
+    #[test]
+    fn multipath_properties_and_connection_info_wrapper() {
+        let p = parse(
+            r#"{"driver_volume_type":"iscsi","data":{
+            "target_portal":"127.0.0.1:3260","target_iqn":"iqn.2003-01.org.x:t","target_lun":"2",
+            "target_portals":["127.0.0.1:3260","[::1]:3260"],
+            "target_iqns":["iqn.2003-01.org.x:t","iqn.2003-01.org.x:t"],"target_luns":[2,2]}}"#,
+        )
+        .unwrap();
+        let portals: Vec<String> = p.targets.iter().map(|t| t.portal.to_string()).collect();
+        assert_eq!(portals, ["127.0.0.1:3260", "[::1]:3260"]);
+        assert!(p.targets.iter().all(|t| t.lun == Lun(2)));
+    }
+
+    #[test]
+    fn portals_without_iqns_reuse_target_iqn() {
+        let p = parse(
+            r#"{"target_iqn":"iqn.2003-01.org.x:t","target_lun":3,
+            "target_portals":["127.0.0.1","127.0.0.2:3260"]}"#,
+        )
+        .unwrap();
+        assert_eq!(p.targets.len(), 2);
+        assert_eq!(p.targets[1].lun, Lun(3));
+    }
+
+    #[test]
+    fn bad_input_names_the_field() {
+        let cases = [
+            ("not json", "JSON"),
+            ("[]", "connection properties"),
+            (r#"{"target_iqn":"iqn.2003-01.org.x:t"}"#, "target_portal"),
+            (
+                r#"{"target_portal":"127.0.0.1","target_iqn":"bogus"}"#,
+                "target_iqn",
+            ),
+            (
+                r#"{"target_portal":"nohost:3260","target_iqn":"iqn.2003-01.org.x:t"}"#,
+                "target_portal",
+            ),
+            (
+                r#"{"target_portal":"127.0.0.1","target_iqn":"iqn.2003-01.org.x:t","target_lun":-1}"#,
+                "target_lun",
+            ),
+            (
+                r#"{"target_portal":"127.0.0.1","target_iqn":"iqn.2003-01.org.x:t","target_lun":"x"}"#,
+                "target_lun",
+            ),
+            (
+                r#"{"target_portals":["127.0.0.1","bad"],"target_iqns":["iqn.2003-01.org.x:t","iqn.2003-01.org.x:t"],"target_luns":[1,1]}"#,
+                "target_portals[1]",
+            ),
+            (
+                r#"{"target_portals":["127.0.0.1"],"target_iqns":["iqn.2003-01.org.x:t","iqn.2003-01.org.x:t"],"target_luns":[1]}"#,
+                "target_iqns",
+            ),
+            (
+                r#"{"target_portals":["127.0.0.1"],"target_iqns":["iqn.2003-01.org.x:t"],"target_luns":[1.5]}"#,
+                "target_luns[0]",
+            ),
+            (
+                r#"{"driver_volume_type":"rbd","data":{}}"#,
+                "driver_volume_type",
+            ),
+            (
+                r#"{"target_portal":"127.0.0.1","target_iqn":"iqn.2003-01.org.x:t","auth_method":"CHAP","auth_username":"u"}"#,
+                "auth_password",
+            ),
+            (
+                r#"{"target_portal":"127.0.0.1","target_iqn":"iqn.2003-01.org.x:t","auth_method":"CHAP","auth_password":"pw"}"#,
+                "auth_username",
+            ),
+            (
+                r#"{"target_portal":"127.0.0.1","target_iqn":"iqn.2003-01.org.x:t","encrypted":"maybe"}"#,
+                "encrypted",
+            ),
+        ];
+        for (json, field) in cases {
+            assert_eq!(field_of(parse(json).unwrap_err()), field, "{json}");
+        }
+    }
+
+    #[test]
+    fn chap_password_is_never_shown() {
+        let p = parse(r#"{"target_portal":"127.0.0.1","target_iqn":"iqn.2003-01.org.x:t",
+            "auth_method":"CHAP","auth_username":"user","auth_password":"Sup3rS3cret",
+            "discovery_auth_method":"CHAP","discovery_auth_username":"du","discovery_auth_password":"D1sc"}"#)
+        .unwrap();
+        assert!(!format!("{p:?}").contains("Sup3rS3cret"));
+        assert!(!format!("{p:?}").contains("D1sc"));
+        assert_eq!(p.secrets(), ["Sup3rS3cret", "D1sc"]);
+        // An error about a CHAP field does not echo it either.
+        let e = parse(r#"{"target_portal":"127.0.0.1","target_iqn":"iqn.2003-01.org.x:t","auth_method":"CHAP","auth_password":"Sup3rS3cret"}"#)
+            .unwrap_err();
+        assert!(!e.to_string().contains("Sup3rS3cret"));
+    }
+
+    #[test]
+    fn device_info_round_trip_and_checks() {
+        let d = DeviceInfo::from_json(r#"{"type":"block","path":"/dev/dm-0","scsi_wwn":"36001405deadbeef00010000000000000","multipath_id":"36001405deadbeef00010000000000000"}"#).unwrap();
+        assert_eq!(d.device_name().unwrap().as_deref(), Some("dm-0"));
+        assert_eq!(
+            d.wwn().unwrap().unwrap().as_str(),
+            "36001405deadbeef00010000000000000"
+        );
+        let by_path = DeviceInfo {
+            path: Some("/dev/disk/by-path/ip-127.0.0.1:3260-iscsi-x-lun-1".into()),
+            ..Default::default()
+        };
+        assert_eq!(by_path.device_name().unwrap(), None);
+        assert!(DeviceInfo::from_json(r#"{"scsi_wwn":"bad wwn"}"#).is_err());
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(DeviceInfo::from_json(&json).unwrap(), d);
+    }
+}

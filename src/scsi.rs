@@ -1,0 +1,179 @@
+//! SCSI disk devices through sysfs: what a device is (address, WWID, state, holders), flushing
+//! it, deleting it and waiting for the kernel to drop it.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::host::{Host, KernelError};
+use crate::retry::{retry, Backoff, Retried};
+use crate::types::{ScsiAddress, Wwid};
+
+/// A SCSI disk as sysfs shows it under `/sys/block/sdX`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScsiDisk {
+    /// The kernel name, `sdX`.
+    pub name: String,
+    pub address: ScsiAddress,
+    /// From `device/wwid`; `None` when the kernel shows none.
+    pub wwid: Option<Wwid>,
+    /// `device/state`: `running`, `offline`, `transport-offline`, `blocked`, ...
+    pub state: Option<String>,
+    /// The device-mapper devices that hold it (`dm-N`), from `holders/`.
+    pub holders: Vec<String>,
+    /// Size in bytes, from `size` (512-byte sectors).
+    pub size_bytes: Option<u64>,
+}
+
+impl ScsiDisk {
+    /// Reads the disk `name` (`sdX`) whose SCSI address is `address`.
+    pub fn read(host: &Host, name: &str, address: ScsiAddress) -> Result<ScsiDisk> {
+        let dev = host.sys(format!("block/{name}/device"));
+        let wwid = match host.read_attr_opt(&dev.join("wwid"))? {
+            Some(raw) => Wwid::from_sysfs(&raw).ok(),
+            None => None,
+        };
+        let size_bytes = host
+            .read_attr_opt(&host.sys(format!("block/{name}/size")))?
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(|sectors| sectors * 512);
+        Ok(ScsiDisk {
+            name: name.to_string(),
+            address,
+            wwid,
+            state: host.read_attr_opt(&dev.join("state"))?,
+            holders: host.list(&host.sys(format!("block/{name}/holders")))?,
+            size_bytes,
+        })
+    }
+
+    /// The current WWID of the disk called `name`, read again from sysfs.
+    pub fn current_wwid(host: &Host, name: &str) -> Result<Option<Wwid>> {
+        Ok(host
+            .read_attr_opt(&host.sys(format!("block/{name}/device/wwid")))?
+            .and_then(|raw| Wwid::from_sysfs(&raw).ok()))
+    }
+}
+
+/// Whether the kernel still has the block device `name`.
+pub fn exists(host: &Host, name: &str) -> bool {
+    host.sys(format!("block/{name}")).exists()
+}
+
+/// The SCSI disks found under a SCSI target folder layout: `DIR/targetH:C:T/H:C:T:L/block/sdX`.
+/// Addresses with no block device (no disk attached yet, or a controller LUN) are skipped.
+pub fn disks_under(host: &Host, dir: &std::path::Path) -> Result<Vec<ScsiDisk>> {
+    let mut disks = Vec::new();
+    for t in host
+        .list(dir)?
+        .into_iter()
+        .filter(|n| n.starts_with("target"))
+    {
+        let tdir = dir.join(&t);
+        for l in host.list(&tdir)? {
+            let Ok(address) = l.parse::<ScsiAddress>() else {
+                continue;
+            };
+            let Some(name) = host.list(&tdir.join(&l).join("block"))?.into_iter().next() else {
+                continue;
+            };
+            disks.push(ScsiDisk::read(host, &name, address)?);
+        }
+    }
+    Ok(disks)
+}
+
+/// How a device flush failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot flush {device}: {reason}")]
+pub struct FlushError {
+    pub device: PathBuf,
+    pub reason: KernelError,
+}
+
+/// Writes back the dirty pages of `/dev/NAME` and drops its cache, retrying errors with `backoff`;
+/// each attempt may block up to `timeout` (a device whose paths are down blocks), and an attempt
+/// that times out is not retried: it is still in the kernel.
+pub fn flush(
+    host: &Host,
+    name: &str,
+    backoff: &Backoff,
+    timeout: Duration,
+) -> Result<(), Retried<FlushError>> {
+    let device = host.dev_node(name);
+    retry(
+        host.time(),
+        backoff,
+        &format!("flush {}", device.display()),
+        |e: &FlushError| !matches!(e.reason, KernelError::TimedOut(_)),
+        || {
+            host.kern()
+                .flush_buffers(&device, timeout)
+                .map_err(|reason| FlushError {
+                    device: device.clone(),
+                    reason,
+                })
+        },
+    )
+}
+
+/// Asks the kernel to remove the SCSI disk `name` (`device/delete`). The write can block while the
+/// kernel syncs the device's cache; after `timeout` it goes on in the background.
+pub fn delete(host: &Host, name: &str, timeout: Duration) -> Result<(), String> {
+    let attr = host.sys(format!("block/{name}/device/delete"));
+    match host.kern().write_attr(&attr, "1", timeout) {
+        Ok(()) => Ok(()),
+        // Gone already: what we wanted.
+        Err(_) if !exists(host, name) => Ok(()),
+        Err(e) => Err(format!(
+            "cannot delete {name} through {}: {e}",
+            attr.display()
+        )),
+    }
+}
+
+/// Sets the SCSI disk offline so that I/O queued on it fails at once instead of waiting for the
+/// transport (used by a forced disconnect only).
+pub fn set_offline(host: &Host, name: &str, timeout: Duration) -> Result<(), String> {
+    let attr = host.sys(format!("block/{name}/device/state"));
+    host.kern()
+        .write_attr(&attr, "offline", timeout)
+        .map_err(|e| format!("cannot set {name} offline through {}: {e}", attr.display()))
+}
+
+/// Waits until none of `names` exists any more, polling sysfs until `deadline`. Returns those
+/// still there at the deadline.
+pub fn wait_gone(host: &Host, names: &[String], deadline: Instant) -> Vec<String> {
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let left: Vec<String> = names.iter().filter(|n| exists(host, n)).cloned().collect();
+        if left.is_empty() || host.time().now() >= deadline {
+            return left;
+        }
+        host.time().sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// Reads the disk `name` where only its name is known: its address is the name of the folder
+/// that `/sys/block/NAME/device` leads to.
+pub fn disk_by_name(host: &Host, name: &str) -> Result<Option<ScsiDisk>> {
+    let link = host.sys(format!("block/{name}/device"));
+    if !link.exists() {
+        return Ok(None);
+    }
+    let target = host.resolve(&link)?;
+    let address = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse::<ScsiAddress>().ok())
+        .ok_or_else(|| {
+            Error::invalid(
+                format!("{}", link.display()),
+                "does not lead to a SCSI device H:C:T:L",
+            )
+        })?;
+    ScsiDisk::read(host, name, address).map(Some)
+}

@@ -1,0 +1,569 @@
+//! A fake host for tests: a temporary directory laid out as the real kernel lays out sysfs for
+//! iSCSI sessions, SCSI disks and multipath maps (see `lab-notes.md`), a scripted command runner
+//! that plays iscsiadm, multipath and dmsetup against that tree, and kernel operations that act on
+//! it (a `delete` removes the disk, as the kernel would).
+//!
+//! ```
+//! use brick::testing::FakeHost;
+//! let fake = FakeHost::new();
+//! fake.session(1, "127.0.0.1:3260", "iqn.2003-01.org.linux-iscsi.lab:tgt1");
+//! fake.disk(1, 1, "sda", "naa.6001405deadbeef00010000000000000");
+//! let host = fake.host();
+//! assert!(host.sys("block/sda/device/wwid").exists());
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::host::{Clock, Cmd, CmdError, FakeClock, Host, Kernel, KernelError, Output, Runner};
+use crate::types::{Portal, Wwid};
+
+type Matcher = Box<dyn Fn(&[String]) -> bool + Send + Sync>;
+type Responder = Box<dyn Fn(&[String]) -> Result<Output, CmdError> + Send + Sync>;
+
+struct Script {
+    matches: Matcher,
+    respond: Responder,
+    /// How many more calls it answers; `None` for all.
+    uses: Option<usize>,
+}
+
+#[derive(Default)]
+struct World {
+    /// session id -> (SCSI host number, portal, IQN, tpgt)
+    sessions: BTreeMap<u32, (u32, String, String, u32)>,
+    scripts: Vec<Script>,
+    calls: Vec<Vec<String>>,
+    flushes: Vec<String>,
+    /// device -> (error, how many more flushes fail; None: all)
+    flush_failures: BTreeMap<String, (KernelError, Option<usize>)>,
+    stuck_deletes: Vec<String>,
+    attr_writes: Vec<(String, String)>,
+}
+
+/// A fake host that owns its temporary directory.
+pub struct FakeHost {
+    dir: tempfile::TempDir,
+    world: Arc<Mutex<World>>,
+    clock: Arc<FakeClock>,
+}
+
+impl Default for FakeHost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn lock(w: &Mutex<World>) -> MutexGuard<'_, World> {
+    w.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A link at `link` to `target` (both absolute), written relative as sysfs writes its links.
+fn rel_link(target: &Path, link: &Path) {
+    let from = link.parent().expect("a link has a folder");
+    let t: Vec<Component> = target.components().collect();
+    let f: Vec<Component> = from.components().collect();
+    let common = t.iter().zip(&f).take_while(|(a, b)| a == b).count();
+    let mut rel = PathBuf::new();
+    for _ in common..f.len() {
+        rel.push("..");
+    }
+    for c in &t[common..] {
+        rel.push(c);
+    }
+    fs::create_dir_all(from).expect("create link folder");
+    let _ = fs::remove_file(link);
+    std::os::unix::fs::symlink(rel, link).expect("create link");
+}
+
+fn write(path: &Path, text: &str) {
+    fs::create_dir_all(path.parent().expect("a file has a folder")).expect("create folder");
+    fs::write(path, text).expect("write file");
+}
+
+impl FakeHost {
+    /// An empty host: no session, no disk, no map.
+    pub fn new() -> FakeHost {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        for d in [
+            "sys/block",
+            "sys/class/iscsi_session",
+            "sys/class/scsi_host",
+            "sys/devices/virtual/block",
+            "dev",
+            "etc/iscsi/nodes",
+        ] {
+            fs::create_dir_all(dir.path().join(d)).expect("create fake tree");
+        }
+        FakeHost {
+            dir,
+            world: Arc::new(Mutex::new(World::default())),
+            clock: Arc::new(FakeClock::default()),
+        }
+    }
+
+    /// The root of the fake tree.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A [`Host`] on this tree with the scripted runner, the fake kernel and the fake clock.
+    pub fn host(&self) -> Host {
+        let root = self.dir.path();
+        Host::with_roots(root.join("sys"), root.join("dev"), root.join("etc/iscsi"))
+            .runner(Arc::new(FakeRunner {
+                root: root.to_path_buf(),
+                world: self.world.clone(),
+            }))
+            .kernel(Arc::new(FakeKernel {
+                root: root.to_path_buf(),
+                world: self.world.clone(),
+            }))
+            .clock(self.clock.clone() as Arc<dyn Clock>)
+    }
+
+    /// The fake clock (every sleep the code under test made).
+    pub fn clock(&self) -> &FakeClock {
+        &self.clock
+    }
+
+    fn sys(&self) -> PathBuf {
+        self.dir.path().join("sys")
+    }
+
+    /// Adds session `id` to `portal` and target `iqn` (tpgt 1), on SCSI host `id + 5`, with its
+    /// node record, as a login leaves them.
+    pub fn session(&self, id: u32, portal: &str, iqn: &str) -> &Self {
+        let hostno = id + 5;
+        let sys = self.sys();
+        let hostdir = sys.join(format!("devices/platform/host{hostno}"));
+        let sdir = hostdir.join(format!("session{id}"));
+        let cls = sdir.join(format!("iscsi_session/session{id}"));
+        write(&cls.join("targetname"), &format!("{iqn}\n"));
+        write(&cls.join("tpgt"), "1\n");
+        write(&cls.join("state"), "LOGGED_IN\n");
+        write(&cls.join("recovery_tmo"), "120\n");
+        rel_link(&sdir, &cls.join("device"));
+        rel_link(&cls, &sys.join(format!("class/iscsi_session/session{id}")));
+        let p: Portal = portal.parse().expect("a portal");
+        let conn = sdir.join(format!(
+            "connection{id}:0/iscsi_connection/connection{id}:0"
+        ));
+        write(
+            &conn.join("persistent_address"),
+            &format!("{}\n", p.address()),
+        );
+        write(&conn.join("persistent_port"), &format!("{}\n", p.port));
+        let sh = hostdir.join(format!("scsi_host/host{hostno}"));
+        write(&sh.join("scan"), "");
+        rel_link(&sh, &sys.join(format!("class/scsi_host/host{hostno}")));
+        lock(&self.world)
+            .sessions
+            .insert(id, (hostno, portal.to_string(), iqn.to_string(), 1));
+        self.node(iqn, portal)
+    }
+
+    /// Adds an open-iscsi node record of `iqn` at `portal` (tpgt 1).
+    pub fn node(&self, iqn: &str, portal: &str) -> &Self {
+        let p: Portal = portal.parse().expect("a portal");
+        let rec = self.root().join(format!(
+            "etc/iscsi/nodes/{iqn}/{},{},1/default",
+            p.address(),
+            p.port
+        ));
+        write(&rec, "node.startup = manual\n");
+        self
+    }
+
+    /// Adds disk `name` (`sdX`) at LUN `lun` of session `session`, with the kernel's `wwid` text
+    /// (`naa.6001405...`), in state `running`.
+    pub fn disk(&self, session: u32, lun: u64, name: &str, wwid: &str) -> &Self {
+        let hostno = lock(&self.world)
+            .sessions
+            .get(&session)
+            .expect("session exists")
+            .0;
+        let sys = self.sys();
+        let tdir = sys.join(format!(
+            "devices/platform/host{hostno}/session{session}/target{hostno}:0:0"
+        ));
+        let ldir = tdir.join(format!("{hostno}:0:0:{lun}"));
+        write(&ldir.join("wwid"), &format!("{wwid}\n"));
+        write(&ldir.join("state"), "running\n");
+        write(&ldir.join("delete"), "");
+        write(&ldir.join("rescan"), "");
+        write(&ldir.join("vendor"), "LIO-ORG \n");
+        let bdir = ldir.join(format!("block/{name}"));
+        write(&bdir.join("size"), "131072\n");
+        write(&bdir.join("dev"), "8:0\n");
+        fs::create_dir_all(bdir.join("holders")).expect("holders");
+        fs::create_dir_all(bdir.join("slaves")).expect("slaves");
+        rel_link(&ldir, &bdir.join("device"));
+        rel_link(&bdir, &sys.join(format!("block/{name}")));
+        write(&self.root().join(format!("dev/{name}")), "");
+        self
+    }
+
+    /// Adds multipath map `dev` (`dm-N`) over `slaves`, named and identified after the WWID of
+    /// the first slave, as multipathd builds it.
+    pub fn map(&self, dev: &str, slaves: &[&str]) -> &Self {
+        let raw = fs::read_to_string(self.sys().join(format!("block/{}/device/wwid", slaves[0])))
+            .expect("slave wwid");
+        let wwid = Wwid::from_sysfs(&raw).expect("wwid");
+        self.dm(dev, wwid.as_str(), &wwid.mpath_uuid(), slaves)
+    }
+
+    /// Adds any device-mapper device `dev` with a name, a uuid and slaves.
+    pub fn dm(&self, dev: &str, name: &str, uuid: &str, slaves: &[&str]) -> &Self {
+        let sys = self.sys();
+        let ddir = sys.join(format!("devices/virtual/block/{dev}"));
+        write(&ddir.join("dm/name"), &format!("{name}\n"));
+        write(&ddir.join("dm/uuid"), &format!("{uuid}\n"));
+        write(&ddir.join("size"), "131072\n");
+        fs::create_dir_all(ddir.join("holders")).expect("holders");
+        fs::create_dir_all(ddir.join("slaves")).expect("slaves");
+        rel_link(&ddir, &sys.join(format!("block/{dev}")));
+        for s in slaves {
+            let sdir = fs::canonicalize(sys.join(format!("block/{s}"))).expect("slave exists");
+            rel_link(&sdir, &ddir.join(format!("slaves/{s}")));
+            rel_link(&ddir, &sdir.join(format!("holders/{dev}")));
+        }
+        write(&self.root().join(format!("dev/{dev}")), "");
+        self
+    }
+
+    /// Answers commands for which `matches` is true with `respond`, `uses` times (`None`: always),
+    /// before the fake's default behaviour.
+    pub fn script(
+        &self,
+        matches: impl Fn(&[String]) -> bool + Send + Sync + 'static,
+        respond: impl Fn(&[String]) -> Result<Output, CmdError> + Send + Sync + 'static,
+        uses: Option<usize>,
+    ) -> &Self {
+        lock(&self.world).scripts.push(Script {
+            matches: Box::new(matches),
+            respond: Box::new(respond),
+            uses,
+        });
+        self
+    }
+
+    /// Makes every flush of `/dev/NAME` fail with `error`.
+    pub fn fail_flush(&self, name: &str, error: KernelError) -> &Self {
+        lock(&self.world)
+            .flush_failures
+            .insert(name.to_string(), (error, None));
+        self
+    }
+
+    /// Makes the next `times` flushes of `/dev/NAME` fail with `error`.
+    pub fn fail_flush_times(&self, name: &str, error: KernelError, times: usize) -> &Self {
+        lock(&self.world)
+            .flush_failures
+            .insert(name.to_string(), (error, Some(times)));
+        self
+    }
+
+    /// Makes the `delete` of disk `name` hang (it times out and the disk stays).
+    pub fn stuck_delete(&self, name: &str) -> &Self {
+        lock(&self.world).stuck_deletes.push(name.to_string());
+        self
+    }
+
+    /// Every command run so far, as argv.
+    pub fn calls(&self) -> Vec<Vec<String>> {
+        lock(&self.world).calls.clone()
+    }
+
+    /// Every device flushed so far (`sda`, `dm-0`), in order.
+    pub fn flushes(&self) -> Vec<String> {
+        lock(&self.world).flushes.clone()
+    }
+
+    /// Every sysfs attribute write so far, as (path under sys/, value).
+    pub fn attr_writes(&self) -> Vec<(String, String)> {
+        lock(&self.world).attr_writes.clone()
+    }
+
+    /// Whether block device `name` (`sdX`, `dm-N`) exists.
+    pub fn has_block(&self, name: &str) -> bool {
+        self.sys().join(format!("block/{name}")).exists()
+    }
+
+    /// The ids of the sessions that exist.
+    pub fn session_ids(&self) -> Vec<u32> {
+        lock(&self.world).sessions.keys().copied().collect()
+    }
+
+    /// Whether a node record of `iqn` at `portal` exists.
+    pub fn has_node(&self, iqn: &str, portal: &str) -> bool {
+        let p: Portal = portal.parse().expect("a portal");
+        self.root()
+            .join(format!(
+                "etc/iscsi/nodes/{iqn}/{},{},1",
+                p.address(),
+                p.port
+            ))
+            .exists()
+    }
+}
+
+/// Removes a disk as the kernel does: its folder, its /sys/block link and its holders' slave links.
+fn remove_disk(root: &Path, name: &str) {
+    let sys = root.join("sys");
+    let link = sys.join(format!("block/{name}"));
+    let Ok(bdir) = fs::canonicalize(&link) else {
+        return;
+    };
+    for h in fs::read_dir(bdir.join("holders"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = fs::remove_file(sys.join(format!(
+            "block/{}/slaves/{name}",
+            h.file_name().to_string_lossy()
+        )));
+    }
+    let ldir = bdir
+        .parent()
+        .and_then(Path::parent)
+        .expect("H:C:T:L folder")
+        .to_path_buf();
+    let _ = fs::remove_dir_all(ldir);
+    let _ = fs::remove_file(link);
+    let _ = fs::remove_file(root.join(format!("dev/{name}")));
+}
+
+/// Removes a device-mapper device: its folder, its link and its slaves' holder links.
+fn remove_dm(root: &Path, dev: &str) {
+    let sys = root.join("sys");
+    for s in fs::read_dir(sys.join(format!("block/{dev}/slaves")))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = fs::remove_file(sys.join(format!(
+            "block/{}/holders/{dev}",
+            s.file_name().to_string_lossy()
+        )));
+    }
+    let _ = fs::remove_dir_all(sys.join(format!("devices/virtual/block/{dev}")));
+    let _ = fs::remove_file(sys.join(format!("block/{dev}")));
+    let _ = fs::remove_file(root.join(format!("dev/{dev}")));
+}
+
+fn dm_by_name(root: &Path, name: &str) -> Option<String> {
+    let sys = root.join("sys/block");
+    fs::read_dir(&sys)
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|d| {
+            d.starts_with("dm-")
+                && fs::read_to_string(sys.join(format!("{d}/dm/name")))
+                    .is_ok_and(|n| n.trim() == name)
+        })
+}
+
+struct FakeRunner {
+    root: PathBuf,
+    world: Arc<Mutex<World>>,
+}
+
+impl FakeRunner {
+    fn default_response(&self, w: &mut World, argv: &[String]) -> Result<Output, CmdError> {
+        let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+        match a.as_slice() {
+            ["iscsiadm", "-m", "session"] => {
+                if w.sessions.is_empty() {
+                    return Ok(Output::exit(21, "", "iscsiadm: No active sessions.\n"));
+                }
+                let text: String = w
+                    .sessions
+                    .iter()
+                    .map(|(id, (_, portal, iqn, tpgt))| {
+                        format!("tcp: [{id}] {portal},{tpgt} {iqn} (non-flash)\n")
+                    })
+                    .collect();
+                Ok(Output::exit(0, &text, ""))
+            }
+            ["iscsiadm", "-m", "session", "-r", id, "--logout"] => {
+                let id: u32 = id.parse().unwrap_or(0);
+                let Some((hostno, portal, iqn, _)) = w.sessions.remove(&id) else {
+                    return Ok(Output::exit(21, "", "iscsiadm: No session found.\n"));
+                };
+                let sys = self.root.join("sys");
+                let sdir = sys.join(format!("devices/platform/host{hostno}/session{id}"));
+                let disks: Vec<String> = walk_block_names(&sdir);
+                for d in disks {
+                    remove_disk(&self.root, &d);
+                }
+                let _ = fs::remove_dir_all(sys.join(format!("devices/platform/host{hostno}")));
+                let _ = fs::remove_file(sys.join(format!("class/iscsi_session/session{id}")));
+                let _ = fs::remove_file(sys.join(format!("class/scsi_host/host{hostno}")));
+                Ok(Output::exit(
+                    0,
+                    &format!(
+                        "Logging out of session [sid: {id}, target: {iqn}, portal: {portal}]\n"
+                    ),
+                    "",
+                ))
+            }
+            ["iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--op", "delete"] => {
+                let Ok(p) = portal.parse::<Portal>() else {
+                    return Ok(Output::exit(7, "", "bad portal"));
+                };
+                let dir = self.root.join(format!("etc/iscsi/nodes/{iqn}"));
+                let prefix = format!("{},{},", p.address(), p.port);
+                let mut found = false;
+                for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    if e.file_name().to_string_lossy().starts_with(&prefix) {
+                        let _ = fs::remove_dir_all(e.path());
+                        found = true;
+                    }
+                }
+                if found {
+                    Ok(Output::exit(0, "", ""))
+                } else {
+                    Ok(Output::exit(21, "", "iscsiadm: No records found\n"))
+                }
+            }
+            ["multipath", "-f", name] => match dm_by_name(&self.root, name) {
+                Some(dev) => {
+                    remove_dm(&self.root, &dev);
+                    Ok(Output::exit(0, "", ""))
+                }
+                None => Ok(Output::exit(1, "", &format!("{name}: map not present\n"))),
+            },
+            ["dmsetup", "message", name, "0", "fail_if_no_path"] => {
+                match dm_by_name(&self.root, name) {
+                    Some(_) => Ok(Output::exit(0, "", "")),
+                    None => Ok(Output::exit(
+                        1,
+                        "",
+                        "device-mapper: message ioctl failed: No such device or address\n",
+                    )),
+                }
+            }
+            _ => Ok(Output::exit(
+                127,
+                "",
+                &format!("fake host: no script for {}\n", argv.join(" ")),
+            )),
+        }
+    }
+}
+
+fn walk_block_names(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_symlink() {
+            continue;
+        }
+        if e.file_name() == "block" {
+            out.extend(
+                fs::read_dir(&p)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|b| b.file_name().to_string_lossy().into_owned()),
+            );
+        } else if p.is_dir() {
+            out.extend(walk_block_names(&p));
+        }
+    }
+    out
+}
+
+impl Runner for FakeRunner {
+    fn run(&self, cmd: &Cmd) -> Result<Output, CmdError> {
+        let argv = cmd.argv().to_vec();
+        let mut w = lock(&self.world);
+        w.calls.push(argv.clone());
+        let mut i = 0;
+        while i < w.scripts.len() {
+            if (w.scripts[i].matches)(&argv) {
+                let r = (w.scripts[i].respond)(&argv);
+                if let Some(n) = w.scripts[i].uses.as_mut() {
+                    *n -= 1;
+                    if *n == 0 {
+                        w.scripts.remove(i);
+                    }
+                }
+                return r.map(|o| Output {
+                    stdout: cmd.mask(&o.stdout),
+                    stderr: cmd.mask(&o.stderr),
+                    ..o
+                });
+            }
+            i += 1;
+        }
+        self.default_response(&mut w, &argv)
+    }
+}
+
+struct FakeKernel {
+    root: PathBuf,
+    world: Arc<Mutex<World>>,
+}
+
+impl Kernel for FakeKernel {
+    fn flush_buffers(&self, dev: &Path, _timeout: Duration) -> Result<(), KernelError> {
+        let name = dev
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut w = lock(&self.world);
+        w.flushes.push(name.clone());
+        if let Some((e, left)) = w.flush_failures.get_mut(&name) {
+            match left {
+                None => return Err(e.clone()),
+                Some(0) => {}
+                Some(n) => {
+                    *n -= 1;
+                    return Err(e.clone());
+                }
+            }
+        }
+        if !dev.exists() {
+            return Err(KernelError::Os(
+                "No such file or directory (os error 2)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn write_attr(&self, path: &Path, value: &str, timeout: Duration) -> Result<(), KernelError> {
+        let sys = self.root.join("sys");
+        let rel = path
+            .strip_prefix(&sys)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| path.display().to_string());
+        let mut w = lock(&self.world);
+        w.attr_writes.push((rel.clone(), value.to_string()));
+        if !path.exists() {
+            return Err(KernelError::Os(
+                "No such file or directory (os error 2)".into(),
+            ));
+        }
+        // block/sdX/device/delete
+        let parts: Vec<&str> = rel.split('/').collect();
+        if let ["block", name, "device", "delete"] = parts.as_slice() {
+            if w.stuck_deletes.iter().any(|s| s == name) {
+                return Err(KernelError::TimedOut(timeout));
+            }
+            drop(w);
+            remove_disk(&self.root, name);
+            return Ok(());
+        }
+        fs::write(path, value).map_err(|e| KernelError::Os(e.to_string()))
+    }
+}

@@ -1,0 +1,444 @@
+//! Domain values, parsed once at the edge: an IQN, a portal, a LUN, a WWID, a SCSI address.
+//!
+//! Each `FromStr` returns a [`ParseError`] that says what was wrong; the caller adds the name of
+//! the field it came from.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
+use std::str::FromStr;
+
+use serde::{Serialize, Serializer};
+
+/// Why a value could not be parsed (the field name is added by the caller).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+fn bad(msg: impl Into<String>) -> ParseError {
+    ParseError(msg.into())
+}
+
+macro_rules! serialize_as_display {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    };
+}
+
+/// An iSCSI qualified name: `iqn.YYYY-MM.reversed.domain[:anything]`, `eui.` + 16 hex digits or
+/// `naa.` + 16 or 32 hex digits (RFC 3720, section 3.2.6).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Iqn(String);
+
+impl Iqn {
+    /// The name as iscsiadm and sysfs spell it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Iqn {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        if s.is_empty() {
+            return Err(bad("is empty"));
+        }
+        if s.len() > 223 {
+            return Err(bad(format!("is {} bytes long, more than 223", s.len())));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control() || *c == '/')
+        {
+            return Err(bad(format!(
+                "{s:?} contains {c:?}, which an iSCSI name cannot hold"
+            )));
+        }
+        let lower = s.to_ascii_lowercase();
+        let hex_len = |rest: &str| {
+            rest.bytes()
+                .all(|b| b.is_ascii_hexdigit())
+                .then_some(rest.len())
+        };
+        let ok = if let Some(rest) = lower.strip_prefix("iqn.") {
+            // iqn.YYYY-MM.naming-authority[:unique]
+            let b = rest.as_bytes();
+            b.len() > 8
+                && b[..4].iter().all(u8::is_ascii_digit)
+                && b[4] == b'-'
+                && b[5..7].iter().all(u8::is_ascii_digit)
+                && b[7] == b'.'
+                && b[8].is_ascii_alphanumeric()
+        } else if let Some(rest) = lower.strip_prefix("eui.") {
+            hex_len(rest) == Some(16)
+        } else if let Some(rest) = lower.strip_prefix("naa.") {
+            matches!(hex_len(rest), Some(16 | 32))
+        } else {
+            false
+        };
+        if ok {
+            Ok(Iqn(s.to_string()))
+        } else {
+            Err(bad(format!(
+                "{s:?} is not an iSCSI name (expected iqn.YYYY-MM.domain[:id], eui.<16 hex> or naa.<16|32 hex>)"
+            )))
+        }
+    }
+}
+
+impl fmt::Display for Iqn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+serialize_as_display!(Iqn);
+
+/// An iSCSI portal: an IP address and a TCP port (3260 when not given). IPv6 addresses are written
+/// in brackets, `[fd00::1]:3260`, as iscsiadm prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Portal {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+impl Portal {
+    /// The iSCSI default port.
+    pub const DEFAULT_PORT: u16 = 3260;
+
+    /// The address as iscsiadm's node database names it: no brackets, even for IPv6.
+    pub fn address(&self) -> String {
+        self.ip.to_string()
+    }
+}
+
+impl FromStr for Portal {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(bad("is empty"));
+        }
+        let parse_port = |p: &str| -> Result<u16, ParseError> {
+            match p.parse::<u16>() {
+                Ok(0) | Err(_) => Err(bad(format!(
+                    "{s:?} has port {p:?}, not a number from 1 to 65535"
+                ))),
+                Ok(n) => Ok(n),
+            }
+        };
+        // Bracketed IPv6, with or without a port.
+        if let Some(rest) = s.strip_prefix('[') {
+            let (addr, tail) = rest
+                .split_once(']')
+                .ok_or_else(|| bad(format!("{s:?} opens a bracket it does not close")))?;
+            let ip: Ipv6Addr = addr
+                .parse()
+                .map_err(|_| bad(format!("{s:?}: {addr:?} is not an IPv6 address")))?;
+            let port = match tail {
+                "" => Self::DEFAULT_PORT,
+                t => parse_port(
+                    t.strip_prefix(':')
+                        .ok_or_else(|| bad(format!("{s:?}: expected ':PORT' after ']'")))?,
+                )?,
+            };
+            return Ok(Portal {
+                ip: IpAddr::V6(ip),
+                port,
+            });
+        }
+        // A bare IPv6 address (several colons) has no port.
+        if s.matches(':').count() > 1 {
+            let ip: Ipv6Addr = s.parse().map_err(|_| {
+                bad(format!(
+                    "{s:?} is not an IP address (write IPv6 portals as [ADDR]:PORT)"
+                ))
+            })?;
+            return Ok(Portal {
+                ip: IpAddr::V6(ip),
+                port: Self::DEFAULT_PORT,
+            });
+        }
+        let (addr, port) = match s.split_once(':') {
+            Some((a, p)) => (a, parse_port(p)?),
+            None => (s, Self::DEFAULT_PORT),
+        };
+        let ip: IpAddr = addr.parse().map_err(|_| {
+            bad(format!(
+                "{s:?}: {addr:?} is not an IP address (brick takes portals as IP:PORT)"
+            ))
+        })?;
+        Ok(Portal { ip, port })
+    }
+}
+
+impl fmt::Display for Portal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ip {
+            IpAddr::V4(ip) => write!(f, "{ip}:{}", self.port),
+            IpAddr::V6(ip) => write!(f, "[{ip}]:{}", self.port),
+        }
+    }
+}
+serialize_as_display!(Portal);
+
+/// A SCSI logical unit number as Linux numbers it (the last field of H:C:T:L).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Lun(pub u64);
+
+impl FromStr for Lun {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        s.trim()
+            .parse::<u64>()
+            .map(Lun)
+            .map_err(|_| bad(format!("{s:?} is not a LUN (a whole number from 0)")))
+    }
+}
+
+impl fmt::Display for Lun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A SCSI device address, host:channel:target:lun, as sysfs names the device's directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ScsiAddress {
+    pub host: u32,
+    pub channel: u32,
+    pub target: u32,
+    pub lun: Lun,
+}
+
+impl FromStr for ScsiAddress {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        let err = || bad(format!("{s:?} is not a SCSI address H:C:T:L"));
+        let mut it = s.split(':');
+        let mut num = || {
+            it.next()
+                .and_then(|p| p.parse::<u64>().ok())
+                .ok_or_else(err)
+        };
+        let (h, c, t, l) = (num()?, num()?, num()?, num()?);
+        if it.next().is_some() {
+            return Err(err());
+        }
+        let small = |v: u64| u32::try_from(v).map_err(|_| err());
+        Ok(ScsiAddress {
+            host: small(h)?,
+            channel: small(c)?,
+            target: small(t)?,
+            lun: Lun(l),
+        })
+    }
+}
+
+impl fmt::Display for ScsiAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}:{}",
+            self.host, self.channel, self.target, self.lun
+        )
+    }
+}
+serialize_as_display!(ScsiAddress);
+
+/// A SCSI device's world-wide identifier in the form os-brick and multipath use for it
+/// (`scsi_wwn`, the multipath map name): the designator type as a digit followed by the identifier,
+/// for example `36001405deadbeef00010000000000000`.
+///
+/// The kernel shows the same identifier in `/sys/block/sdX/device/wwid` as
+/// `naa.6001405deadbeef00010000000000000`; [`Wwid::from_sysfs`] converts, so brick never needs a
+/// SCSI inquiry to learn it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Wwid(String);
+
+impl Wwid {
+    /// Converts the kernel's `device/wwid` text (`naa.`, `eui.`, `t10.` or other prefixes).
+    pub fn from_sysfs(raw: &str) -> Result<Wwid, ParseError> {
+        let raw = raw.trim_end_matches(['\n', '\0']).trim();
+        if raw.is_empty() {
+            return Err(bad("the device reports an empty wwid"));
+        }
+        let lower_prefix = raw.get(..4).map(str::to_ascii_lowercase);
+        let rest = raw.get(4..).unwrap_or("");
+        let id = match lower_prefix.as_deref() {
+            Some("naa.") => format!("3{}", rest.to_ascii_lowercase()),
+            Some("eui.") => format!("2{}", rest.to_ascii_lowercase()),
+            // scsi_id joins the words of a T10 vendor identifier with underscores.
+            Some("t10.") => format!("1{}", rest.split_whitespace().collect::<Vec<_>>().join("_")),
+            _ => raw.split_whitespace().collect::<Vec<_>>().join("_"),
+        };
+        Ok(Wwid(id))
+    }
+
+    /// The identifier as os-brick's `scsi_wwn` and multipath's map name spell it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The uuid device-mapper gives a multipath map of this device: `mpath-<wwid>`.
+    pub fn mpath_uuid(&self) -> String {
+        format!("mpath-{}", self.0)
+    }
+}
+
+impl FromStr for Wwid {
+    type Err = ParseError;
+
+    /// Parses a `scsi_wwn` or `multipath_id` as os-brick reports it. A kernel-style
+    /// `naa.`/`eui.`/`t10.` value is accepted too and converted.
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(bad("is empty"));
+        }
+        if s.contains('.') {
+            return Wwid::from_sysfs(s);
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control() || *c == '/')
+        {
+            return Err(bad(format!(
+                "{s:?} contains {c:?}, which a WWN cannot hold"
+            )));
+        }
+        Ok(Wwid(s.to_ascii_lowercase()))
+    }
+}
+
+impl fmt::Display for Wwid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+serialize_as_display!(Wwid);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iqn_table() {
+        let good = [
+            "iqn.2003-01.org.linux-iscsi.lab:tgt1",
+            "iqn.2010-10.org.openstack:volume-5e3c8f6a-0d0a-4c7b-9d5e-4f7f4f2d8c11",
+            "iqn.1994-05.com.redhat:abc",
+            "eui.02004567A425678D",
+            "naa.52004567BA64678D",
+            "naa.6001405deadbeef00010000000000000".get(..36).unwrap(),
+        ];
+        for s in good {
+            assert_eq!(
+                s.parse::<Iqn>().map(|i| i.to_string()),
+                Ok(s.to_string()),
+                "{s}"
+            );
+        }
+        let bad = [
+            "",
+            "iqn.2003-1.org:x",
+            "iqn.2003-01",
+            "iqn.2003-01.",
+            "tgt1",
+            "iqn.2003-01.org.x y",
+            "eui.123",
+            "naa.zz",
+            "iqn.2003-01.org/../etc",
+        ];
+        for s in bad {
+            assert!(s.parse::<Iqn>().is_err(), "{s:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn portal_table() {
+        let cases = [
+            ("127.0.0.1:3260", "127.0.0.1:3260"),
+            ("10.0.0.5", "10.0.0.5:3260"),
+            ("[::1]:3261", "[::1]:3261"),
+            ("[fd00::1]", "[fd00::1]:3260"),
+            ("fd00::1", "[fd00::1]:3260"),
+            (" 127.0.0.2:3260 ", "127.0.0.2:3260"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                input.parse::<Portal>().unwrap().to_string(),
+                want,
+                "{input}"
+            );
+        }
+        for bad in [
+            "",
+            "host.example:3260",
+            "127.0.0.1:0",
+            "127.0.0.1:99999",
+            "[::1",
+            "[::1]x",
+            "1.2.3:3260",
+        ] {
+            assert!(bad.parse::<Portal>().is_err(), "{bad:?} should be refused");
+        }
+        assert_eq!(
+            "[fd00::1]:3260".parse::<Portal>().unwrap().address(),
+            "fd00::1"
+        );
+    }
+
+    #[test]
+    fn scsi_address_round_trips() {
+        let a: ScsiAddress = "6:0:0:1".parse().unwrap();
+        assert_eq!((a.host, a.channel, a.target, a.lun), (6, 0, 0, Lun(1)));
+        assert_eq!(a.to_string(), "6:0:0:1");
+        for bad in ["6:0:0", "6:0:0:1:2", "a:0:0:1", "target6:0:0"] {
+            assert!(bad.parse::<ScsiAddress>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn wwid_from_sysfs_table() {
+        let cases = [
+            (
+                "naa.6001405deadbeef00010000000000000\n",
+                "36001405deadbeef00010000000000000",
+            ),
+            (
+                "naa.6001405DEADBEEF00010000000000000",
+                "36001405deadbeef00010000000000000",
+            ),
+            ("eui.0123456789abcdef", "20123456789abcdef"),
+            (
+                "t10.ATA     QEMU HARDDISK                           QM00001",
+                "1ATA_QEMU_HARDDISK_QM00001",
+            ),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(Wwid::from_sysfs(raw).unwrap().as_str(), want, "{raw}");
+        }
+        assert!(Wwid::from_sysfs("\n").is_err());
+        let w: Wwid = "36001405DEADBEEF00010000000000000".parse().unwrap();
+        assert_eq!(
+            w,
+            Wwid::from_sysfs("naa.6001405deadbeef00010000000000000").unwrap()
+        );
+        assert_eq!(w.mpath_uuid(), "mpath-36001405deadbeef00010000000000000");
+    }
+
+    #[test]
+    fn lun_parses_numbers_only() {
+        assert_eq!("7".parse::<Lun>(), Ok(Lun(7)));
+        assert!("-1".parse::<Lun>().is_err());
+        assert!("one".parse::<Lun>().is_err());
+    }
+}

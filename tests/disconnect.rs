@@ -1,0 +1,481 @@
+//! The whole disconnect on fake hosts laid out as the real kernel lays out sysfs.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use brick::host::{CmdError, KernelError, Output};
+use brick::testing::FakeHost;
+use brick::{
+    disconnect_volume, ConnectionProperties, DeviceInfo, DisconnectOptions, Error, Tuning,
+};
+
+const IQN: &str = "iqn.2003-01.org.linux-iscsi.lab:tgt1";
+const IQN2: &str = "iqn.2003-01.org.linux-iscsi.lab:tgt2";
+const WWID1: &str = "naa.6001405deadbeef00010000000000000";
+const WWN1: &str = "36001405deadbeef00010000000000000";
+const WWID2: &str = "naa.6001405deadbeef00020000000000000";
+const P1: &str = "127.0.0.1:3260";
+const P2: &str = "127.0.0.2:3260";
+
+fn single(lun: u64) -> ConnectionProperties {
+    ConnectionProperties::from_json(&format!(
+        r#"{{"target_portal":"{P1}","target_iqn":"{IQN}","target_lun":{lun},"volume_id":"vol-{lun}"}}"#
+    ))
+    .unwrap()
+}
+
+fn multi(lun: u64) -> ConnectionProperties {
+    ConnectionProperties::from_json(&format!(
+        r#"{{"target_portal":"{P1}","target_iqn":"{IQN}","target_lun":{lun},"volume_id":"vol-{lun}",
+            "target_portals":["{P1}","{P2}"],"target_iqns":["{IQN}","{IQN}"],"target_luns":[{lun},{lun}]}}"#
+    ))
+    .unwrap()
+}
+
+const PLAIN: DisconnectOptions = DisconnectOptions {
+    force: false,
+    ignore_errors: false,
+};
+const FORCE: DisconnectOptions = DisconnectOptions {
+    force: true,
+    ignore_errors: false,
+};
+const FORCE_IGNORE: DisconnectOptions = DisconnectOptions {
+    force: true,
+    ignore_errors: true,
+};
+
+/// Two sessions (portals 1 and 2) with LUN 1 on both, joined in map dm-0.
+fn two_path_volume() -> FakeHost {
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).session(2, P2, IQN);
+    f.disk(1, 1, "sda", WWID1).disk(2, 1, "sdb", WWID1);
+    f.map("dm-0", &["sda", "sdb"]);
+    f
+}
+
+fn cmds(f: &FakeHost, prefix: &[&str]) -> usize {
+    f.calls()
+        .iter()
+        .filter(|c| c.len() >= prefix.len() && c.iter().zip(prefix).all(|(a, b)| a == b))
+        .count()
+}
+
+fn assert_clean(f: &FakeHost) {
+    for d in ["sda", "sdb", "dm-0"] {
+        assert!(!f.has_block(d), "{d} still there");
+    }
+    assert!(
+        f.session_ids().is_empty(),
+        "sessions left: {:?}",
+        f.session_ids()
+    );
+    assert!(
+        !f.has_node(IQN, P1) && !f.has_node(IQN, P2),
+        "node records left"
+    );
+}
+
+#[test]
+fn single_path_volume_is_flushed_deleted_and_logged_out() {
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).disk(1, 1, "sda", WWID1);
+    let r = disconnect_volume(&f.host(), &single(1), None, PLAIN, &Tuning::default()).unwrap();
+    assert!(!f.has_block("sda"));
+    assert!(f.session_ids().is_empty());
+    assert!(!f.has_node(IQN, P1));
+    assert_eq!(f.flushes(), ["sda"]);
+    assert_eq!(r.wwn.as_ref().unwrap().as_str(), WWN1);
+    assert!(r.clean());
+    assert_eq!(cmds(&f, &["multipath"]), 0, "no map, no multipath call");
+}
+
+#[test]
+fn two_path_volume_flushes_map_then_paths_and_removes_everything() {
+    let f = two_path_volume();
+    let r = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap();
+    assert_clean(&f);
+    let mut flushed = f.flushes();
+    flushed.sort();
+    assert_eq!(flushed, ["dm-0", "sda", "sdb"]);
+    assert_eq!(cmds(&f, &["multipath", "-f", WWN1]), 1);
+    assert_eq!(r.maps_removed.len(), 1);
+    assert_eq!(r.sessions_logged_out.len(), 2);
+    // The map went before its paths, the paths before the logouts.
+    let calls = f.calls();
+    let pos = |p: &[&str]| {
+        calls
+            .iter()
+            .position(|c| c.len() >= p.len() && c.iter().zip(p).all(|(a, b)| a == b))
+            .unwrap()
+    };
+    assert!(pos(&["multipath", "-f"]) < pos(&["iscsiadm", "-m", "session", "-r"]));
+}
+
+#[test]
+fn path_that_never_joined_the_map_is_removed_too() {
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).session(2, P2, IQN);
+    f.disk(1, 1, "sda", WWID1).disk(2, 1, "sdb", WWID1);
+    f.map("dm-0", &["sda"]);
+    disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap();
+    assert_clean(&f);
+}
+
+#[test]
+fn shared_target_other_lun_in_use_no_logout() {
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).session(2, P2, IQN);
+    f.disk(1, 1, "sda", WWID1)
+        .disk(2, 1, "sdb", WWID1)
+        .disk(1, 2, "sdc", WWID2)
+        .disk(2, 2, "sdd", WWID2);
+    f.map("dm-0", &["sda", "sdb"]).map("dm-1", &["sdc", "sdd"]);
+    let r = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap();
+    assert!(!f.has_block("sda") && !f.has_block("sdb") && !f.has_block("dm-0"));
+    for d in ["sdc", "sdd", "dm-1"] {
+        assert!(f.has_block(d), "{d} of the other volume was removed");
+    }
+    assert_eq!(f.session_ids(), [1, 2]);
+    assert!(f.has_node(IQN, P1) && f.has_node(IQN, P2));
+    assert_eq!(cmds(&f, &["iscsiadm", "-m", "session", "-r"]), 0);
+    assert_eq!(r.sessions_kept.len(), 2);
+    assert!(!f.flushes().iter().any(|d| d == "sdc" || d == "dm-1"));
+}
+
+#[test]
+fn map_flush_failure_without_force_deletes_nothing() {
+    let f = two_path_volume();
+    f.script(
+        |a| a[0] == "multipath",
+        |_| Ok(Output::exit(1, "", "map in use")),
+        None,
+    );
+    let e = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap_err();
+    let Error::Disconnect { message, report } = e else {
+        panic!("expected a disconnect error")
+    };
+    assert!(message.contains("map in use"), "{message}");
+    for d in ["sda", "sdb", "dm-0"] {
+        assert!(f.has_block(d), "{d} was removed");
+    }
+    assert_eq!(f.session_ids(), [1, 2]);
+    assert!(f.has_node(IQN, P1));
+    assert!(f.attr_writes().is_empty(), "{:?}", f.attr_writes());
+    // Retried with exponential backoff before giving up.
+    assert_eq!(cmds(&f, &["multipath", "-f"]), 4);
+    assert_eq!(
+        f.clock().sleeps(),
+        [
+            Duration::from_millis(500),
+            Duration::from_secs(1),
+            Duration::from_secs(2)
+        ]
+    );
+    assert!(report.left_behind.iter().any(|l| l.contains("dm-0")));
+}
+
+#[test]
+fn map_flush_failure_with_force_cleans_everything_and_returns_the_error() {
+    let f = two_path_volume();
+    f.script(
+        |a| a[0] == "multipath",
+        |_| Ok(Output::exit(1, "", "map in use")),
+        None,
+    );
+    let e = disconnect_volume(&f.host(), &multi(1), None, FORCE, &Tuning::default()).unwrap_err();
+    let Error::Disconnect { message, report } = e else {
+        panic!("expected a disconnect error")
+    };
+    assert!(message.contains("map in use"), "{message}");
+    assert!(!f.has_block("sda") && !f.has_block("sdb"));
+    assert!(f.session_ids().is_empty());
+    assert!(!f.has_node(IQN, P1) && !f.has_node(IQN, P2));
+    assert!(
+        report.left_behind.iter().any(|l| l.contains("dm-0")),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn map_flush_failure_with_force_and_ignore_errors_succeeds_with_the_failure_reported() {
+    let f = two_path_volume();
+    f.script(
+        |a| a[0] == "multipath",
+        |_| Ok(Output::exit(1, "", "map in use")),
+        None,
+    );
+    let r =
+        disconnect_volume(&f.host(), &multi(1), None, FORCE_IGNORE, &Tuning::default()).unwrap();
+    assert!(!r.failures.is_empty());
+    assert!(!r.clean());
+    assert!(f.session_ids().is_empty());
+}
+
+#[test]
+fn map_that_cannot_sync_without_force_touches_nothing() {
+    // All paths down: the write-back of the map never ends.
+    let f = two_path_volume();
+    f.fail_flush("dm-0", KernelError::TimedOut(Duration::from_secs(20)));
+    let e = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap_err();
+    let Error::Disconnect { message, report } = e else {
+        panic!("expected a disconnect error")
+    };
+    assert!(message.contains("nothing was removed"), "{message}");
+    assert!(message.contains("/dev/dm-0"), "{message}");
+    for d in ["sda", "sdb", "dm-0"] {
+        assert!(f.has_block(d));
+    }
+    assert_eq!(f.session_ids(), [1, 2]);
+    assert_eq!(cmds(&f, &["multipath"]) + cmds(&f, &["dmsetup"]), 0);
+    assert!(f.attr_writes().is_empty());
+    assert_eq!(report.left_behind.len(), 3);
+}
+
+#[test]
+fn map_that_cannot_sync_with_force_fails_queued_io_and_cleans_the_host() {
+    let f = two_path_volume();
+    f.fail_flush("dm-0", KernelError::TimedOut(Duration::from_secs(20)));
+    let e = disconnect_volume(&f.host(), &multi(1), None, FORCE, &Tuning::default()).unwrap_err();
+    assert!(matches!(e, Error::Disconnect { .. }));
+    assert_eq!(
+        cmds(&f, &["dmsetup", "message", WWN1, "0", "fail_if_no_path"]),
+        1
+    );
+    let offline: Vec<_> = f
+        .attr_writes()
+        .into_iter()
+        .filter(|(_, v)| v == "offline")
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(
+        offline,
+        ["block/sda/device/state", "block/sdb/device/state"]
+    );
+    assert_clean(&f);
+}
+
+#[test]
+fn path_flush_is_retried_with_backoff_and_success_is_not_a_failure() {
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).disk(1, 1, "sda", WWID1);
+    f.fail_flush_times("sda", KernelError::Os("Input/output error".into()), 2);
+    let r = disconnect_volume(&f.host(), &single(1), None, PLAIN, &Tuning::default()).unwrap();
+    assert!(r.failures.is_empty());
+    assert_eq!(f.flushes(), ["sda", "sda", "sda"]);
+    assert_eq!(
+        f.clock().sleeps()[..2],
+        [Duration::from_millis(250), Duration::from_millis(500)]
+    );
+    assert!(!f.has_block("sda"));
+}
+
+#[test]
+fn path_flush_that_keeps_failing_stops_a_plain_disconnect() {
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).disk(1, 1, "sda", WWID1);
+    f.fail_flush("sda", KernelError::Os("Input/output error".into()));
+    let e = disconnect_volume(&f.host(), &single(1), None, PLAIN, &Tuning::default()).unwrap_err();
+    assert!(e.to_string().contains("after 4 attempts"), "{e}");
+    assert!(f.has_block("sda"));
+    assert_eq!(f.session_ids(), [1]);
+}
+
+#[test]
+fn hung_command_is_reported_as_timed_out() {
+    let f = two_path_volume();
+    f.script(
+        |a| a[0] == "multipath",
+        |a| {
+            Err(CmdError::TimedOut {
+                cmd: a.join(" "),
+                timeout: Duration::from_secs(30),
+            })
+        },
+        None,
+    );
+    let e = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap_err();
+    assert!(e.to_string().contains("did not finish within 30s"), "{e}");
+    // A timeout is not retried: the first call may still be running.
+    assert_eq!(cmds(&f, &["multipath", "-f"]), 1);
+    assert!(f.has_block("sda"));
+}
+
+#[test]
+fn device_whose_wwn_does_not_match_is_left_alone() {
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).session(2, P2, IQN);
+    // On portal 2, LUN 1 is some other device (a reused LUN number).
+    f.disk(1, 1, "sda", WWID1).disk(2, 1, "sdb", WWID2);
+    let info = DeviceInfo {
+        path: Some("/dev/sda".into()),
+        scsi_wwn: Some(WWN1.into()),
+        ..Default::default()
+    };
+    let r =
+        disconnect_volume(&f.host(), &multi(1), Some(&info), PLAIN, &Tuning::default()).unwrap();
+    assert!(!f.has_block("sda"));
+    assert!(f.has_block("sdb"));
+    assert!(!f.flushes().contains(&"sdb".to_string()));
+    assert!(!f.attr_writes().iter().any(|(p, _)| p.contains("sdb")));
+    assert_eq!(
+        f.session_ids(),
+        [2],
+        "session 2 still holds the other device"
+    );
+    assert_eq!(r.left_alone.len(), 1, "{r:?}");
+}
+
+#[test]
+fn disagreeing_wwns_without_device_info_touch_nothing() {
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).session(2, P2, IQN);
+    f.disk(1, 1, "sda", WWID1).disk(2, 1, "sdb", WWID2);
+    let e = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap_err();
+    assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
+    assert!(f.has_block("sda") && f.has_block("sdb"));
+    assert!(f.flushes().is_empty());
+}
+
+#[test]
+fn stale_device_info_naming_another_volumes_device_is_ignored() {
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).disk(1, 1, "sda", WWID1);
+    f.session(3, P1, IQN2).disk(3, 7, "sdz", WWID2);
+    f.map("dm-5", &["sdz"]);
+    // device_info from an older attach: the path now belongs to the other volume.
+    let info = DeviceInfo {
+        path: Some("/dev/dm-5".into()),
+        scsi_wwn: Some(WWN1.into()),
+        ..Default::default()
+    };
+    let r = disconnect_volume(
+        &f.host(),
+        &single(1),
+        Some(&info),
+        PLAIN,
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert!(!f.has_block("sda"));
+    assert!(f.has_block("sdz") && f.has_block("dm-5"));
+    assert_eq!(f.session_ids(), [3]);
+    assert!(!f.flushes().iter().any(|d| d == "dm-5" || d == "sdz"));
+    assert!(r.left_alone.iter().any(|l| l.contains("dm-5")), "{r:?}");
+}
+
+#[test]
+fn rerun_after_a_crash_finishes_the_job() {
+    // Killed after the devices went: sessions without disks and node records remain.
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).session(2, P2, IQN);
+    let r = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap();
+    assert_eq!(r.sessions_logged_out.len(), 2);
+    assert_clean(&f);
+    // Killed after the logouts: only node records remain.
+    let f = FakeHost::new();
+    f.node(IQN, P1).node(IQN, P2);
+    let r = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap();
+    assert_eq!(r.node_records_deleted.len(), 2);
+    assert_clean(&f);
+    // Nothing left at all: a no-op that succeeds.
+    let r = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap();
+    assert!(r.clean() && r.node_records_deleted.is_empty());
+}
+
+#[test]
+fn map_left_without_paths_is_flushed() {
+    // Killed between the delete of the paths and... no: a map of the volume whose paths are gone.
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).disk(1, 1, "sda", WWID1);
+    f.map("dm-0", &["sda"]);
+    // The other map has the volume's WWN but no path of ours (its path went already).
+    f.dm("dm-3", WWN1, &format!("mpath-{WWN1}"), &[]);
+    let info = DeviceInfo {
+        scsi_wwn: Some(WWN1.into()),
+        ..Default::default()
+    };
+    disconnect_volume(
+        &f.host(),
+        &single(1),
+        Some(&info),
+        PLAIN,
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert!(!f.has_block("dm-0") && !f.has_block("dm-3"));
+}
+
+#[test]
+fn device_held_by_a_foreign_map_stops_a_plain_disconnect() {
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).disk(1, 1, "sda", WWID1);
+    f.dm("dm-2", "vg-lv", "LVM-abcdef", &["sda"]);
+    let e = disconnect_volume(&f.host(), &single(1), None, PLAIN, &Tuning::default()).unwrap_err();
+    assert!(
+        e.to_string().contains("not the volume's multipath map"),
+        "{e}"
+    );
+    assert!(f.has_block("sda") && f.has_block("dm-2"));
+    assert!(f.flushes().is_empty());
+}
+
+#[test]
+fn device_that_will_not_go_is_named_as_left_behind() {
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).session(2, P2, IQN);
+    f.disk(1, 1, "sda", WWID1).disk(2, 1, "sdb", WWID1);
+    f.stuck_delete("sdb");
+    let e = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap_err();
+    let Error::Disconnect { report, .. } = e else {
+        panic!()
+    };
+    assert!(
+        report.left_behind.contains(&"/dev/sdb".to_string()),
+        "{report:?}"
+    );
+    assert!(report.devices_removed.contains(&"sda".to_string()));
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn chap_password_never_reaches_a_log_line_or_an_error() {
+    const SECRET: &str = "Sup3r-S3cret-PW";
+    let props = ConnectionProperties::from_json(&format!(
+        r#"{{"target_portal":"{P1}","target_iqn":"{IQN}","target_lun":1,"auth_method":"CHAP",
+            "auth_username":"user","auth_password":"{SECRET}","discovery_auth_method":"CHAP",
+            "discovery_auth_username":"du","discovery_auth_password":"{SECRET}"}}"#
+    ))
+    .unwrap();
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).disk(1, 1, "sda", WWID1);
+    f.fail_flush("sda", KernelError::Os("Input/output error".into()));
+    let buf = Capture::default();
+    let sink = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || sink.clone())
+        .finish();
+    let result = tracing::subscriber::with_default(subscriber, || {
+        disconnect_volume(&f.host(), &props, None, FORCE, &Tuning::default())
+    });
+    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("disconnect"), "logs were captured: {logs}");
+    let e = result.unwrap_err();
+    assert!(!logs.contains(SECRET), "{logs}");
+    assert!(!e.to_string().contains(SECRET));
+    assert!(!format!("{e:?}").contains(SECRET));
+    assert!(!format!("{props:?}").contains(SECRET));
+}
