@@ -85,6 +85,32 @@ pub fn disks_under(host: &Host, dir: &std::path::Path) -> Result<Vec<ScsiDisk>> 
     Ok(disks)
 }
 
+/// Every SCSI address under a session folder, with its block device name when it has one (a
+/// LUN whose scan is still under way has none yet).
+pub fn addresses_under(
+    host: &Host,
+    dir: &std::path::Path,
+) -> Result<Vec<(ScsiAddress, Option<String>)>> {
+    let mut out = Vec::new();
+    for t in host
+        .list(dir)?
+        .into_iter()
+        .filter(|n| n.starts_with("target"))
+    {
+        let tdir = dir.join(&t);
+        for l in host.list(&tdir)? {
+            let Ok(address) = l.parse::<ScsiAddress>() else {
+                continue;
+            };
+            out.push((
+                address,
+                host.list(&tdir.join(&l).join("block"))?.into_iter().next(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// How a device flush failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot flush {device}: {reason}")]

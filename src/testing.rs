@@ -123,6 +123,8 @@ impl FakeHost {
                 world: self.world.clone(),
             }))
             .clock(self.clock.clone() as Arc<dyn Clock>)
+            .run_dir(root.join("run/brick"))
+            .proc_root(root.join("proc"))
     }
 
     /// The fake clock (every sleep the code under test made).

@@ -25,6 +25,8 @@ pub struct Host {
     sysfs: PathBuf,
     dev: PathBuf,
     iscsi_conf: PathBuf,
+    run_dir: PathBuf,
+    proc: PathBuf,
     runner: Arc<dyn Runner>,
     kernel: Arc<dyn Kernel>,
     clock: Arc<dyn Clock>,
@@ -57,10 +59,57 @@ impl Host {
             sysfs: sysfs.into(),
             dev: dev.into(),
             iscsi_conf: iscsi_conf.into(),
+            run_dir: PathBuf::from("/run/brick"),
+            proc: PathBuf::from("/proc"),
             runner: Arc::new(SystemRunner),
             kernel: Arc::new(RealKernel),
             clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Sets where brick keeps its lock files (default `/run/brick`; a tmpfs, so no lock
+    /// outlives a reboot, and a lock held by a killed process is released by the kernel).
+    pub fn run_dir(mut self, dir: impl Into<PathBuf>) -> Host {
+        self.run_dir = dir.into();
+        self
+    }
+
+    /// Sets where procfs is (default `/proc`).
+    pub fn proc_root(mut self, dir: impl Into<PathBuf>) -> Host {
+        self.proc = dir.into();
+        self
+    }
+
+    /// A path under the procfs root.
+    pub fn proc(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.proc.join(rel)
+    }
+
+    /// Takes the host-wide exclusive lock `name` (a file in the run folder, locked with flock),
+    /// waiting for whoever holds it. It is released when the guard is dropped, or by the kernel
+    /// when the process dies, so a crash never leaves it held.
+    pub fn lock(&self, name: &str) -> Result<HostLock, Error> {
+        fs::create_dir_all(&self.run_dir).map_err(|e| Error::io(&self.run_dir, e))?;
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || ".-_".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = self.run_dir.join(format!("{safe}.lock"));
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        let flock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::io(&path, e.into()))?;
+        Ok(HostLock { _flock: flock })
     }
 
     /// Replaces the command runner.
@@ -149,6 +198,11 @@ impl Host {
     }
 }
 
+/// A held host-wide lock (see [`Host::lock`]).
+pub struct HostLock {
+    _flock: nix::fcntl::Flock<fs::File>,
+}
+
 /// Orders `sdb` before `sdaa` and `session2` before `session10`.
 pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     let key = |s: &str| {
@@ -167,6 +221,31 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lock_excludes_another_holder_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::with_roots("/sys", "/dev", "/etc/iscsi").run_dir(dir.path());
+        let held = host.lock("iqn.2003-01.org.x:t@127.0.0.1:3260").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h2 = host.clone();
+        let t = std::thread::spawn(move || {
+            let _l = h2.lock("iqn.2003-01.org.x:t@127.0.0.1:3260").unwrap();
+            tx.send(()).unwrap();
+        });
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(200))
+                .is_err(),
+            "second holder got in"
+        );
+        drop(held);
+        rx.recv_timeout(std::time::Duration::from_secs(5))
+            .expect("second holder after release");
+        t.join().unwrap();
+        // Other names do not wait.
+        let _a = host.lock("a").unwrap();
+        let _b = host.lock("b").unwrap();
+    }
 
     #[test]
     fn natural_order() {

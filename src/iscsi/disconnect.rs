@@ -576,6 +576,11 @@ fn delete_disks(
     Ok(())
 }
 
+/// The name of the host-wide lock that serialises session changes of `iqn` at `portal`.
+pub fn target_lock_name(iqn: &crate::types::Iqn, portal: &crate::types::Portal) -> String {
+    format!("iscsi-{iqn}-{portal}")
+}
+
 fn logout_and_forget(
     host: &Host,
     props: &ConnectionProperties,
@@ -586,11 +591,25 @@ fn logout_and_forget(
     let mut forget = Vec::new();
     for s in &plan.sessions {
         let label = format!("session {} ({} at {})", s.id, s.iqn, s.portal);
-        let others: Vec<String> = topology::session_disks(host, s.id)?
-            .into_iter()
-            .filter(|d| d.wwid.is_none() || d.wwid != plan.wwn)
-            .map(|d| format!("{} (LUN {})", d.name, d.address.lun))
-            .collect();
+        // Held while deciding and logging out, so that a connect reusing this session cannot
+        // slip a new LUN in between.
+        let _lock = host.lock(&target_lock_name(&s.iqn, &s.portal))?;
+        let mut others = Vec::new();
+        for (address, name) in topology::session_addresses(host, s.id)? {
+            let ours = match &name {
+                Some(n) => {
+                    ScsiDisk::current_wwid(host, n)?.is_some_and(|w| Some(&w) == plan.wwn.as_ref())
+                }
+                None => false,
+            };
+            if !ours {
+                others.push(format!(
+                    "{} (LUN {})",
+                    name.as_deref().unwrap_or("a device being scanned"),
+                    address.lun
+                ));
+            }
+        }
         if !others.is_empty() {
             info!(session = s.id, "session kept: other volumes use it");
             report
@@ -625,6 +644,7 @@ fn logout_and_forget(
         }
     }
     for (iqn, portal) in forget {
+        let _lock = host.lock(&target_lock_name(&iqn, &portal))?;
         match adm::delete_node(host, &iqn, &portal, tuning.command_timeout) {
             Ok(()) => report
                 .node_records_deleted

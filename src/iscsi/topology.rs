@@ -38,6 +38,48 @@ pub fn session_disks(host: &Host, id: u32) -> Result<Vec<ScsiDisk>> {
     )
 }
 
+/// Every SCSI address of session `id`, with its block device name when it has one.
+pub fn session_addresses(
+    host: &Host,
+    id: u32,
+) -> Result<Vec<(crate::types::ScsiAddress, Option<String>)>> {
+    scsi::addresses_under(
+        host,
+        &host.sys(format!("class/iscsi_session/session{id}/device")),
+    )
+}
+
+/// Finds the session to `iqn` at `portal` in sysfs (the connection's persistent address and
+/// port, the session's target name), without running iscsiadm.
+pub fn find_session(
+    host: &Host,
+    iqn: &crate::types::Iqn,
+    portal: &crate::types::Portal,
+) -> Result<Option<u32>> {
+    for name in host.list(&host.sys("class/iscsi_session"))? {
+        let Some(id) = name
+            .strip_prefix("session")
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let dir = host.sys(format!("class/iscsi_session/{name}"));
+        if host.read_attr_opt(&dir.join("targetname"))?.as_deref() != Some(iqn.as_str()) {
+            continue;
+        }
+        let conn = dir.join(format!(
+            "device/connection{id}:0/iscsi_connection/connection{id}:0"
+        ));
+        let addr = host.read_attr_opt(&conn.join("persistent_address"))?;
+        let port = host.read_attr_opt(&conn.join("persistent_port"))?;
+        let same_ip = addr.and_then(|a| a.parse::<std::net::IpAddr>().ok()) == Some(portal.ip);
+        if same_ip && port.and_then(|p| p.parse::<u16>().ok()) == Some(portal.port) {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
+}
+
 /// The SCSI host number of session `id`, from the `hostH` folder its sysfs entry lives in.
 pub fn scsi_host_of(host: &Host, id: u32) -> Result<Option<u32>> {
     let link = host.sys(format!("class/iscsi_session/session{id}"));

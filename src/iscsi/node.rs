@@ -1,0 +1,126 @@
+//! open-iscsi's node records (`nodes/IQN/ADDRESS,PORT,TPGT/IFACE` under the configuration
+//! folder), read and edited in-process.
+//!
+//! iscsiadm creates a record (`--op new`); brick then sets its keys by rewriting the record file
+//! rather than with one `iscsiadm --op update` process per key. That is several processes fewer
+//! per portal, and it keeps CHAP secrets off every command line: an argv is world-readable in
+//! /proc, a record file is root's alone (0600).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::host::Host;
+use crate::types::{Iqn, Portal};
+
+/// The record files of `iqn` at `portal` (one per iSCSI interface, usually `default`).
+pub fn record_files(host: &Host, iqn: &Iqn, portal: &Portal) -> Result<Vec<PathBuf>> {
+    let dir = host.iscsi_conf(format!("nodes/{iqn}"));
+    let prefix = format!("{},{},", portal.address(), portal.port);
+    let mut files = Vec::new();
+    for entry in host.list(&dir)?.into_iter().filter(|n| n.starts_with(&prefix)) {
+        let p = dir.join(&entry);
+        if p.is_dir() {
+            files.extend(host.list(&p)?.into_iter().map(|f| p.join(f)));
+        } else {
+            // The old flat layout: the record is the file itself.
+            files.push(p);
+        }
+    }
+    Ok(files)
+}
+
+/// Sets `keys` (name, value) in every record of `iqn` at `portal`. Fails when there is no record.
+pub fn set(host: &Host, iqn: &Iqn, portal: &Portal, keys: &[(&str, &str)]) -> Result<()> {
+    let files = record_files(host, iqn, portal)?;
+    if files.is_empty() {
+        return Err(Error::invalid("node record", format!("no node record of {iqn} at {portal}")));
+    }
+    for f in files {
+        let text = fs::read_to_string(&f).map_err(|e| Error::io(&f, e))?;
+        write_private(&f, &set_keys(&text, keys))?;
+    }
+    Ok(())
+}
+
+/// Reads key `name` from the first record of `iqn` at `portal`.
+pub fn get(host: &Host, iqn: &Iqn, portal: &Portal, name: &str) -> Result<Option<String>> {
+    let Some(f) = record_files(host, iqn, portal)?.into_iter().next() else { return Ok(None) };
+    let text = fs::read_to_string(&f).map_err(|e| Error::io(&f, e))?;
+    Ok(text.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == name).then(|| v.trim().to_string())
+    }))
+}
+
+/// Returns `text` with each key set: an existing `name = value` line is replaced, a missing one
+/// is added before `# END RECORD` (or at the end).
+pub fn set_keys(text: &str, keys: &[(&str, &str)]) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    for (name, value) in keys {
+        let line = format!("{name} = {value}");
+        let found = lines.iter().position(|l| l.split_once('=').is_some_and(|(k, _)| k.trim() == *name));
+        match found {
+            Some(i) => lines[i] = line,
+            None => {
+                let end = lines.iter().position(|l| l.starts_with("# END RECORD")).unwrap_or(lines.len());
+                lines.insert(end, line);
+            }
+        }
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+/// Replaces `path` atomically with `text`, readable by root only.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("brick-tmp");
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(text.as_bytes()).map_err(|e| Error::io(&tmp, e))?;
+    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECORD: &str = "# BEGIN RECORD 2.1.8\nnode.name = iqn.2003-01.org.x:t\nnode.startup = automatic\nnode.session.scan = auto\n# END RECORD\n";
+
+    #[test]
+    fn set_keys_replaces_and_adds() {
+        let out = set_keys(RECORD, &[("node.startup", "manual"), ("node.session.auth.authmethod", "CHAP")]);
+        assert_eq!(
+            out,
+            "# BEGIN RECORD 2.1.8\nnode.name = iqn.2003-01.org.x:t\nnode.startup = manual\nnode.session.scan = auto\nnode.session.auth.authmethod = CHAP\n# END RECORD\n"
+        );
+        // A key that only starts like another is not confused with it.
+        let out = set_keys("node.startup.x = 1\n", &[("node.startup", "manual")]);
+        assert_eq!(out, "node.startup.x = 1\nnode.startup = manual\n");
+    }
+
+    #[test]
+    fn set_edits_every_record_file_privately() {
+        let f = crate::testing::FakeHost::new();
+        let iqn: Iqn = "iqn.2003-01.org.x:t".parse().unwrap();
+        let portal: Portal = "127.0.0.1:3260".parse().unwrap();
+        f.node(iqn.as_str(), "127.0.0.1:3260");
+        let host = f.host();
+        set(&host, &iqn, &portal, &[("node.session.auth.password", "pw")]).unwrap();
+        assert_eq!(get(&host, &iqn, &portal, "node.session.auth.password").unwrap().as_deref(), Some("pw"));
+        let file = &record_files(&host, &iqn, &portal).unwrap()[0];
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(file).unwrap().permissions().mode() & 0o777, 0o600);
+        let other: Portal = "127.0.0.2:3260".parse().unwrap();
+        assert!(set(&host, &iqn, &other, &[("a", "b")]).is_err());
+    }
+}
