@@ -5,6 +5,7 @@
 //! kernel operations and the clock. [`host::Host::real`] is this machine; tests build one on a
 //! temporary directory with [`testing::FakeHost`].
 
+pub mod connector;
 pub mod error;
 pub mod host;
 pub mod iscsi;
@@ -13,8 +14,13 @@ pub mod props;
 pub mod retry;
 pub mod scsi;
 pub mod testing;
+pub mod tuning;
 pub mod types;
 
 pub use error::{Error, Result};
-pub use iscsi::{disconnect_volume, DisconnectOptions, DisconnectReport, Tuning};
+pub use iscsi::{
+    connect_volume, disconnect_volume, ConnectOptions, Connected, DisconnectOptions,
+    DisconnectReport,
+};
 pub use props::{ConnectionProperties, DeviceInfo};
+pub use tuning::Tuning;

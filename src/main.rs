@@ -51,6 +51,44 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Attach a volume and print its device_info (os-brick's shape) as JSON.
+    ///
+    /// Logs in to every portal at once (or, with --single-path, to the first that works), scans
+    /// only the volume's LUN and waits for its disk and multipath map. A failed connect leaves
+    /// the host as it was.
+    Connect {
+        /// The connection properties: a JSON file in os-brick's format, or - for standard input.
+        props: String,
+        /// Use every portal and wait for the multipath map (the default when the properties list
+        /// several portals).
+        #[arg(long, conflicts_with = "single_path")]
+        multipath: bool,
+        /// Use one path only, trying the portals in turn.
+        #[arg(long)]
+        single_path: bool,
+    },
+    /// Make the host see a volume's new size after it grew; prints the size in bytes.
+    Extend {
+        /// The connection properties (JSON file, or - for standard input).
+        props: String,
+        /// The device_info that connect returned (JSON file).
+        #[arg(long)]
+        device_info: Option<PathBuf>,
+    },
+    /// Print the volume's block devices on this host as a JSON list (the map first).
+    Paths {
+        /// The connection properties (JSON file, or - for standard input).
+        props: String,
+        /// The device_info that connect returned (JSON file).
+        #[arg(long)]
+        device_info: Option<PathBuf>,
+    },
+    /// Print this host's connector properties (initiator IQN, host name, multipathd) as JSON.
+    Properties {
+        /// The address to report as the host's (os-brick's my_ip).
+        #[arg(long)]
+        ip: Option<String>,
+    },
     /// Detach a volume: flush and remove its multipath map and every path device, log out of
     /// sessions no other volume uses and delete their node records.
     ///
@@ -115,8 +153,67 @@ fn read_input(path: &str) -> Result<String, Error> {
     }
 }
 
+fn read_device_info(path: Option<PathBuf>) -> Result<Option<DeviceInfo>, Error> {
+    match path {
+        Some(p) => Ok(Some(DeviceInfo::from_json(&read_input(
+            &p.to_string_lossy(),
+        )?)?)),
+        None => Ok(None),
+    }
+}
+
+fn json(v: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
 fn run(host: &Host, command: Command) -> Result<(), Error> {
+    let tuning = Tuning::default();
     match command {
+        Command::Connect {
+            props,
+            multipath,
+            single_path,
+        } => {
+            let props = ConnectionProperties::from_json(&read_input(&props)?)?;
+            let multipath = multipath || (!single_path && props.targets.len() > 1);
+            let c =
+                brick::connect_volume(host, &props, brick::ConnectOptions { multipath }, &tuning)?;
+            for f in &c.failed_paths {
+                eprintln!("brick: warning: path not attached: {f}");
+            }
+            println!("{}", json(&c.device_info));
+            Ok(())
+        }
+        Command::Extend { props, device_info } => {
+            let props = ConnectionProperties::from_json(&read_input(&props)?)?;
+            let info = read_device_info(device_info)?;
+            println!(
+                "{}",
+                iscsi::volume::extend_volume(host, &props, info.as_ref(), &tuning)?
+            );
+            Ok(())
+        }
+        Command::Paths { props, device_info } => {
+            let props = ConnectionProperties::from_json(&read_input(&props)?)?;
+            let info = read_device_info(device_info)?;
+            println!(
+                "{}",
+                json(&iscsi::volume::volume_paths(
+                    host,
+                    &props,
+                    info.as_ref(),
+                    &tuning
+                )?)
+            );
+            Ok(())
+        }
+        Command::Properties { ip } => {
+            println!(
+                "{}",
+                json(&brick::connector::connector_properties(host, ip)?)
+            );
+            Ok(())
+        }
         Command::Disconnect {
             props,
             device_info,
@@ -146,7 +243,7 @@ fn run(host: &Host, command: Command) -> Result<(), Error> {
             }
         }
         Command::Inspect { json } => {
-            let sessions = iscsi::list_sessions(host, std::time::Duration::from_secs(30))?;
+            let sessions = iscsi::list_sessions(host, tuning.command_timeout)?;
             let mut topo = Vec::new();
             for s in &sessions {
                 topo.push(iscsi::session_topology(host, s)?);
@@ -166,7 +263,7 @@ fn run(host: &Host, command: Command) -> Result<(), Error> {
 
 fn print_report(r: &brick::DisconnectReport, json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        println!("{}", self::json(r));
         return;
     }
     let line = |label: &str, items: &[String]| {

@@ -6,7 +6,6 @@
 //! when every flush has succeeded (or the caller said `force`) are the map, the devices and the
 //! sessions taken away.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -14,12 +13,14 @@ use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::iscsi::session::{list_sessions, Session};
+use crate::iscsi::session::Session;
+use crate::iscsi::volume::find_volume;
 use crate::iscsi::{adm, topology};
 use crate::multipath::{self, DmMap};
 use crate::props::{ConnectionProperties, DeviceInfo};
 use crate::retry::Backoff;
 use crate::scsi::{self, ScsiDisk};
+pub use crate::tuning::Tuning;
 use crate::types::Wwid;
 
 /// What the caller accepts.
@@ -31,49 +32,6 @@ pub struct DisconnectOptions {
     /// With `force`: return success even when something failed (each failure is still logged
     /// as a warning and listed in the report).
     pub ignore_errors: bool,
-}
-
-/// Deadlines and retry policies of a disconnect.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tuning {
-    /// Deadline of each iscsiadm call.
-    pub command_timeout: Duration,
-    /// How long the write-back of a multipath map may take; with every path down it never ends.
-    pub map_sync_timeout: Duration,
-    /// Deadline of each attempt to flush a path device, and the retries of failed attempts.
-    pub path_flush_timeout: Duration,
-    pub path_flush_backoff: Backoff,
-    /// Deadline of each `multipath -f`, and the retries of failed ones.
-    pub map_flush_timeout: Duration,
-    pub map_flush_backoff: Backoff,
-    /// How long a device's `delete` may block, and how long to wait for the kernel to drop it.
-    pub delete_timeout: Duration,
-    pub removal_deadline: Duration,
-}
-
-impl Default for Tuning {
-    fn default() -> Self {
-        Tuning {
-            command_timeout: Duration::from_secs(30),
-            map_sync_timeout: Duration::from_secs(20),
-            path_flush_timeout: Duration::from_secs(10),
-            path_flush_backoff: Backoff {
-                tries: 4,
-                first: Duration::from_millis(250),
-                factor: 2,
-                max_delay: Duration::from_secs(2),
-            },
-            map_flush_timeout: Duration::from_secs(30),
-            map_flush_backoff: Backoff {
-                tries: 4,
-                first: Duration::from_millis(500),
-                factor: 2,
-                max_delay: Duration::from_secs(4),
-            },
-            delete_timeout: Duration::from_secs(20),
-            removal_deadline: Duration::from_secs(30),
-        }
-    }
 }
 
 /// What a disconnect did and what it left.
@@ -300,141 +258,28 @@ fn make_plan(
     tuning: &Tuning,
     report: &mut DisconnectReport,
 ) -> Result<Plan> {
-    let claimed = match device_info {
-        Some(d) => d.wwn()?,
-        None => None,
-    };
-    let all_sessions = list_sessions(host, tuning.command_timeout)?;
-    let sessions: Vec<Session> = all_sessions
-        .into_iter()
-        .filter(|s| {
-            props
-                .targets
-                .iter()
-                .any(|t| t.iqn == s.iqn && t.portal == s.portal)
-        })
-        .collect();
-
-    // The volume's LUN on each of its sessions.
-    let mut candidates: Vec<ScsiDisk> = Vec::new();
-    for s in &sessions {
-        let luns: BTreeSet<_> = props
-            .targets
-            .iter()
-            .filter(|t| t.iqn == s.iqn && t.portal == s.portal)
-            .map(|t| t.lun)
-            .collect();
-        for d in topology::session_disks(host, s.id)? {
-            if luns.contains(&d.address.lun) && !candidates.iter().any(|c| c.name == d.name) {
-                candidates.push(d);
-            }
+    let v = find_volume(host, props, device_info, tuning)?;
+    report.left_alone.extend(v.left_alone.iter().cloned());
+    if !v.foreign_holders.is_empty() {
+        if !opts.force {
+            return Err(Error::Disconnect {
+                message: format!(
+                    "{} not disconnected, nothing was removed: {}",
+                    props.label(),
+                    v.foreign_holders.join("; ")
+                ),
+                report: Box::new(std::mem::take(report)),
+            });
         }
-    }
-
-    let wwn = match claimed {
-        Some(w) => Some(w),
-        None => {
-            let seen: BTreeSet<&Wwid> = candidates.iter().filter_map(|d| d.wwid.as_ref()).collect();
-            if seen.len() > 1 {
-                let list: Vec<String> = candidates
-                    .iter()
-                    .map(|d| format!("{}={}", d.name, d.wwid.as_ref().map_or("?", |w| w.as_str())))
-                    .collect();
-                return Err(Error::invalid(
-                    "device_info",
-                    format!(
-                        "the volume's LUN shows devices with different WWNs ({}); give the device_info \
-                         that connect returned (its scsi_wwn says which is the volume's)",
-                        list.join(", ")
-                    ),
-                ));
-            }
-            seen.into_iter().next().cloned()
-        }
-    };
-
-    let mut disks = Vec::new();
-    for d in candidates {
-        match (&d.wwid, &wwn) {
-            (Some(w), Some(v)) if w == v => disks.push(d),
-            (Some(w), Some(v)) => report.left_alone.push(format!(
-                "/dev/{} ({}): its WWN {w} is not the volume's {v}",
-                d.name, d.address
-            )),
-            _ => report.left_alone.push(format!(
-                "/dev/{} ({}): the kernel shows no WWID, so it cannot be proven to be the volume's",
-                d.name, d.address
-            )),
-        }
-    }
-    for line in &report.left_alone {
-        warn!(device = %line, "not the volume's device, left alone");
-    }
-
-    // A device_info path that is not one of the volume's devices is a stale hint: never acted on.
-    if let Some(name) = device_info
-        .map(DeviceInfo::device_name)
-        .transpose()?
-        .flatten()
-    {
-        let known = disks.iter().any(|d| d.name == name);
-        if !known {
-            let belongs = match (name.starts_with("dm-"), &wwn) {
-                (true, Some(w)) => DmMap::read(host, &name)?.is_some_and(|m| m.is_multipath_of(w)),
-                _ => false,
-            };
-            if !belongs && scsi::exists(host, &name) {
-                let line =
-                    format!("/dev/{name} (named by device_info): not a device of this volume");
-                warn!(device = %name, "device_info names a device that is not the volume's; left alone");
-                report.left_alone.push(line);
-            }
-        }
-    }
-
-    // The maps that hold the volume's disks, and any other map of its WWN (a rerun, a map whose
-    // paths are gone).
-    let mut maps: Vec<DmMap> = Vec::new();
-    for d in &disks {
-        for h in &d.holders {
-            let Some(m) = DmMap::read(host, h)? else {
-                continue;
-            };
-            let ours = wwn.as_ref().is_some_and(|w| m.is_multipath_of(w));
-            if !ours {
-                let msg = format!(
-                    "/dev/{} is held by {} ({}, uuid {:?}), which is not the volume's multipath map",
-                    d.name, m.dev, m.name, m.uuid
-                );
-                if !opts.force {
-                    return Err(Error::Disconnect {
-                        message: format!(
-                            "{} not disconnected, nothing was removed: {msg}",
-                            props.label()
-                        ),
-                        report: Box::new(std::mem::take(report)),
-                    });
-                }
-                report.fail(msg);
-                continue;
-            }
-            if !maps.iter().any(|x| x.dev == m.dev) {
-                maps.push(m);
-            }
-        }
-    }
-    if let Some(w) = &wwn {
-        for m in multipath::maps_of(host, w)? {
-            if !maps.iter().any(|x| x.dev == m.dev) {
-                maps.push(m);
-            }
+        for h in &v.foreign_holders {
+            report.fail(h.clone());
         }
     }
     Ok(Plan {
-        wwn,
-        sessions,
-        disks,
-        maps,
+        wwn: v.wwn,
+        sessions: v.sessions,
+        disks: v.disks,
+        maps: v.maps,
     })
 }
 

@@ -20,7 +20,11 @@ pub fn record_files(host: &Host, iqn: &Iqn, portal: &Portal) -> Result<Vec<PathB
     let dir = host.iscsi_conf(format!("nodes/{iqn}"));
     let prefix = format!("{},{},", portal.address(), portal.port);
     let mut files = Vec::new();
-    for entry in host.list(&dir)?.into_iter().filter(|n| n.starts_with(&prefix)) {
+    for entry in host
+        .list(&dir)?
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+    {
         let p = dir.join(&entry);
         if p.is_dir() {
             files.extend(host.list(&p)?.into_iter().map(|f| p.join(f)));
@@ -36,7 +40,10 @@ pub fn record_files(host: &Host, iqn: &Iqn, portal: &Portal) -> Result<Vec<PathB
 pub fn set(host: &Host, iqn: &Iqn, portal: &Portal, keys: &[(&str, &str)]) -> Result<()> {
     let files = record_files(host, iqn, portal)?;
     if files.is_empty() {
-        return Err(Error::invalid("node record", format!("no node record of {iqn} at {portal}")));
+        return Err(Error::invalid(
+            "node record",
+            format!("no node record of {iqn} at {portal}"),
+        ));
     }
     for f in files {
         let text = fs::read_to_string(&f).map_err(|e| Error::io(&f, e))?;
@@ -47,7 +54,9 @@ pub fn set(host: &Host, iqn: &Iqn, portal: &Portal, keys: &[(&str, &str)]) -> Re
 
 /// Reads key `name` from the first record of `iqn` at `portal`.
 pub fn get(host: &Host, iqn: &Iqn, portal: &Portal, name: &str) -> Result<Option<String>> {
-    let Some(f) = record_files(host, iqn, portal)?.into_iter().next() else { return Ok(None) };
+    let Some(f) = record_files(host, iqn, portal)?.into_iter().next() else {
+        return Ok(None);
+    };
     let text = fs::read_to_string(&f).map_err(|e| Error::io(&f, e))?;
     Ok(text.lines().find_map(|l| {
         let (k, v) = l.split_once('=')?;
@@ -61,11 +70,16 @@ pub fn set_keys(text: &str, keys: &[(&str, &str)]) -> String {
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     for (name, value) in keys {
         let line = format!("{name} = {value}");
-        let found = lines.iter().position(|l| l.split_once('=').is_some_and(|(k, _)| k.trim() == *name));
+        let found = lines
+            .iter()
+            .position(|l| l.split_once('=').is_some_and(|(k, _)| k.trim() == *name));
         match found {
             Some(i) => lines[i] = line,
             None => {
-                let end = lines.iter().position(|l| l.starts_with("# END RECORD")).unwrap_or(lines.len());
+                let end = lines
+                    .iter()
+                    .position(|l| l.starts_with("# END RECORD"))
+                    .unwrap_or(lines.len());
                 lines.insert(end, line);
             }
         }
@@ -85,7 +99,8 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(text.as_bytes()).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::io(&tmp, e))?;
     f.sync_all().map_err(|e| Error::io(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
@@ -98,7 +113,13 @@ mod tests {
 
     #[test]
     fn set_keys_replaces_and_adds() {
-        let out = set_keys(RECORD, &[("node.startup", "manual"), ("node.session.auth.authmethod", "CHAP")]);
+        let out = set_keys(
+            RECORD,
+            &[
+                ("node.startup", "manual"),
+                ("node.session.auth.authmethod", "CHAP"),
+            ],
+        );
         assert_eq!(
             out,
             "# BEGIN RECORD 2.1.8\nnode.name = iqn.2003-01.org.x:t\nnode.startup = manual\nnode.session.scan = auto\nnode.session.auth.authmethod = CHAP\n# END RECORD\n"
@@ -115,11 +136,25 @@ mod tests {
         let portal: Portal = "127.0.0.1:3260".parse().unwrap();
         f.node(iqn.as_str(), "127.0.0.1:3260");
         let host = f.host();
-        set(&host, &iqn, &portal, &[("node.session.auth.password", "pw")]).unwrap();
-        assert_eq!(get(&host, &iqn, &portal, "node.session.auth.password").unwrap().as_deref(), Some("pw"));
+        set(
+            &host,
+            &iqn,
+            &portal,
+            &[("node.session.auth.password", "pw")],
+        )
+        .unwrap();
+        assert_eq!(
+            get(&host, &iqn, &portal, "node.session.auth.password")
+                .unwrap()
+                .as_deref(),
+            Some("pw")
+        );
         let file = &record_files(&host, &iqn, &portal).unwrap()[0];
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(fs::metadata(file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let other: Portal = "127.0.0.2:3260".parse().unwrap();
         assert!(set(&host, &iqn, &other, &[("a", "b")]).is_err());
     }

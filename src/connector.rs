@@ -1,0 +1,108 @@
+//! What this host offers as an iSCSI initiator, in the shape of os-brick's
+//! `get_connector_properties`.
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::host::Host;
+
+/// The connector properties a volume service needs to export a volume to this host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectorProperties {
+    pub platform: String,
+    pub os_type: String,
+    /// The address the caller gave (os-brick's `my_ip`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    pub host: String,
+    /// Whether multipathd is running.
+    pub multipath: bool,
+    pub enforce_multipath: bool,
+    /// The initiator IQN, from `initiatorname.iscsi`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initiator: Option<String>,
+    pub do_local_attach: bool,
+}
+
+/// Reads this host's connector properties: the initiator name from
+/// `/etc/iscsi/initiatorname.iscsi`, the host name, and whether multipathd runs (from /proc).
+pub fn connector_properties(host: &Host, ip: Option<String>) -> Result<ConnectorProperties> {
+    let initiator = host
+        .read_attr_opt(&host.iscsi_conf("initiatorname.iscsi"))?
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let l = l.trim();
+                (!l.starts_with('#'))
+                    .then(|| {
+                        l.strip_prefix("InitiatorName=")
+                            .map(|v| v.trim().to_string())
+                    })
+                    .flatten()
+            })
+        })
+        .filter(|v| !v.is_empty());
+    let hostname = host
+        .read_attr_opt(&host.proc("sys/kernel/hostname"))?
+        .unwrap_or_default();
+    Ok(ConnectorProperties {
+        platform: std::env::consts::ARCH.to_string(),
+        os_type: "linux".to_string(),
+        ip,
+        host: hostname,
+        multipath: multipathd_running(host)?,
+        enforce_multipath: false,
+        initiator,
+        do_local_attach: false,
+    })
+}
+
+/// Whether a process named `multipathd` runs (read from /proc, no process started).
+pub fn multipathd_running(host: &Host) -> Result<bool> {
+    let proc_dir = host.proc("");
+    for pid in host
+        .list(&proc_dir)?
+        .into_iter()
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+    {
+        let comm = host.proc(format!("{pid}/comm"));
+        match std::fs::read_to_string(&comm) {
+            Ok(c) if c.trim() == "multipathd" => return Ok(true),
+            Ok(_) => {}
+            // A process that ended meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&comm, e)),
+        }
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_initiator_hostname_and_multipathd() {
+        let f = crate::testing::FakeHost::new();
+        let root = f.root();
+        std::fs::write(
+            root.join("etc/iscsi/initiatorname.iscsi"),
+            "## generated\nInitiatorName=iqn.1993-08.org.debian:01:abc\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("proc/sys/kernel")).unwrap();
+        std::fs::write(root.join("proc/sys/kernel/hostname"), "compute-1\n").unwrap();
+        std::fs::create_dir_all(root.join("proc/1")).unwrap();
+        std::fs::write(root.join("proc/1/comm"), "init\n").unwrap();
+        let host = f.host();
+        let p = connector_properties(&host, Some("127.0.0.1".into())).unwrap();
+        assert_eq!(
+            p.initiator.as_deref(),
+            Some("iqn.1993-08.org.debian:01:abc")
+        );
+        assert_eq!(p.host, "compute-1");
+        assert!(!p.multipath);
+        std::fs::create_dir_all(root.join("proc/77")).unwrap();
+        std::fs::write(root.join("proc/77/comm"), "multipathd\n").unwrap();
+        assert!(connector_properties(&host, None).unwrap().multipath);
+    }
+}

@@ -1,0 +1,527 @@
+//! Connecting an iSCSI volume: node records with manual startup and manual scans, bounded logins
+//! to every portal in parallel, a scan of only the volume's LUN, and waiting in sysfs for the
+//! disk and its multipath map. A failed connect removes what it created.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tracing::{debug, info, warn};
+
+use crate::error::{Error, Result};
+use crate::host::{Cmd, Host};
+use crate::iscsi::disconnect::target_lock_name;
+use crate::iscsi::session::ISCSI_ERR_NO_OBJS_FOUND;
+use crate::iscsi::{adm, node, topology};
+use crate::multipath::{self, DmMap};
+use crate::props::{ConnectionProperties, DeviceInfo, Target};
+use crate::scsi::{self, ScsiDisk};
+use crate::Tuning;
+
+/// iscsiadm's exit code when the session exists already.
+const ISCSI_ERR_SESS_EXISTS: i32 = 15;
+
+/// How to connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Log in to every portal and wait for the multipath map; without it, portals are tried in
+    /// turn until one works and the volume is the bare disk.
+    pub multipath: bool,
+}
+
+/// A connected volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Connected {
+    /// What os-brick's `connect_volume` returns; give it back to disconnect.
+    pub device_info: DeviceInfo,
+    /// The disks of the volume (`sdX`).
+    pub paths: Vec<String>,
+    /// The portals that did not work, with the reason.
+    pub failed_paths: Vec<String>,
+}
+
+/// What one portal's attempt created, to undo it if the connect fails.
+#[derive(Debug, Default)]
+struct Created {
+    node_record: bool,
+    session: Option<u32>,
+    disk: Option<String>,
+}
+
+struct PathAttempt {
+    target: Target,
+    created: Created,
+    result: std::result::Result<(u32, ScsiDisk), String>,
+}
+
+/// Connects the volume described by `props` and returns its `device_info`.
+///
+/// For each portal (all at once with `multipath`): reuses the session to the target if there is
+/// one; else checks with a sendtargets discovery that the portal offers the target (unless
+/// `target_discovered`; discovery stores no node record), creates the node record with manual
+/// startup and manual scan, sets CHAP and bounded login retries in it, and logs in. Then scans
+/// only the volume's LUN and waits for its disk in sysfs; with `multipath`, also for the map that
+/// holds it. Succeeds when at least one path works; whatever the failed paths created (node
+/// records, sessions, disks) is removed, and a connect that fails altogether leaves the host as
+/// it was.
+pub fn connect_volume(
+    host: &Host,
+    props: &ConnectionProperties,
+    opts: ConnectOptions,
+    tuning: &Tuning,
+) -> Result<Connected> {
+    let span = tracing::info_span!("connect", volume = %props.label(), multipath = opts.multipath);
+    let _enter = span.enter();
+
+    let mut attempts: Vec<PathAttempt> = Vec::new();
+    if opts.multipath {
+        attempts = std::thread::scope(|s| {
+            let handles: Vec<_> = props
+                .targets
+                .iter()
+                .map(|t| s.spawn(move || connect_path(host, props, t, tuning)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("connect thread does not panic"))
+                .collect()
+        });
+    } else {
+        for t in &props.targets {
+            let a = connect_path(host, props, t, tuning);
+            let done = a.result.is_ok();
+            attempts.push(a);
+            if done {
+                break;
+            }
+        }
+    }
+
+    // The volume's WWN is that of the first path up; a path showing another is not the volume.
+    let wwid = attempts
+        .iter()
+        .find_map(|a| a.result.as_ref().ok().and_then(|(_, d)| d.wwid.clone()));
+    for a in &mut attempts {
+        if let Ok((_, d)) = &a.result {
+            if d.wwid.is_none() || d.wwid != wwid {
+                let msg = format!(
+                    "{} at {} LUN {} shows WWN {}, not the volume's",
+                    a.target.iqn,
+                    a.target.portal,
+                    a.target.lun,
+                    d.wwid.as_ref().map_or("none", |w| w.as_str())
+                );
+                a.result = Err(msg);
+            }
+        }
+    }
+
+    let failed: Vec<String> = attempts
+        .iter()
+        .filter_map(|a| {
+            a.result
+                .as_ref()
+                .err()
+                .map(|e| format!("{} ({}): {e}", a.target.portal, a.target.iqn))
+        })
+        .collect();
+    let up: Vec<(u32, ScsiDisk)> = attempts
+        .iter()
+        .filter_map(|a| a.result.as_ref().ok().cloned())
+        .collect();
+    let Some(wwid) = wwid.filter(|_| !up.is_empty()) else {
+        for a in &attempts {
+            undo(host, a, tuning);
+        }
+        return Err(Error::CommandFailed {
+            cmd: "connect".into(),
+            code: None,
+            detail: format!(
+                "no path to {} could be attached: {}",
+                props.label(),
+                failed.join("; ")
+            ),
+        });
+    };
+    for a in attempts.iter().filter(|a| a.result.is_err()) {
+        warn!(portal = %a.target.portal, reason = %a.result.as_ref().err().map_or("", |e| e.as_str()), "path not attached");
+        undo(host, a, tuning);
+    }
+
+    let paths: Vec<String> = up.iter().map(|(_, d)| d.name.clone()).collect();
+    let map = if opts.multipath {
+        wait_for_map(host, &wwid, &paths, tuning)?
+    } else {
+        None
+    };
+    let path = match &map {
+        Some(m) => format!("/dev/{}", m.dev),
+        None => {
+            if opts.multipath {
+                warn!(wwn = %wwid, "no multipath map appeared; using the single path /dev/{}", paths[0]);
+            }
+            format!("/dev/{}", paths[0])
+        }
+    };
+    info!(%path, wwn = %wwid, paths = ?paths, "volume connected");
+    Ok(Connected {
+        device_info: DeviceInfo {
+            kind: "block".into(),
+            path: Some(path),
+            scsi_wwn: Some(wwid.to_string()),
+            multipath_id: map.map(|m| m.name),
+        },
+        paths,
+        failed_paths: failed,
+    })
+}
+
+fn connect_path(
+    host: &Host,
+    props: &ConnectionProperties,
+    target: &Target,
+    tuning: &Tuning,
+) -> PathAttempt {
+    let mut created = Created::default();
+    let result = attach_path(host, props, target, tuning, &mut created);
+    PathAttempt {
+        target: target.clone(),
+        created,
+        result,
+    }
+}
+
+fn attach_path(
+    host: &Host,
+    props: &ConnectionProperties,
+    t: &Target,
+    tuning: &Tuning,
+    created: &mut Created,
+) -> std::result::Result<(u32, ScsiDisk), String> {
+    let span = tracing::debug_span!("path", portal = %t.portal, iqn = %t.iqn, lun = %t.lun);
+    let _enter = span.enter();
+    let sid = {
+        // Held until the LUN's SCSI device exists, so that a disconnect of another volume on the
+        // same session cannot log out in between.
+        let _lock = host
+            .lock(&target_lock_name(&t.iqn, &t.portal))
+            .map_err(|e| e.to_string())?;
+        let sid =
+            match topology::find_session(host, &t.iqn, &t.portal).map_err(|e| e.to_string())? {
+                Some(sid) => {
+                    debug!(session = sid, "reusing session");
+                    sid
+                }
+                None => login(host, props, t, tuning, created)?,
+            };
+        let present = topology::session_addresses(host, sid)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .any(|(a, _)| a.lun == t.lun);
+        if !present {
+            scan_lun(host, sid, t, tuning)?;
+        }
+        (sid, !present)
+    };
+    let (sid, scanned) = sid;
+    let disk = wait_for_disk(host, sid, t, tuning)?;
+    // A disk that was there before this connect (another attach of the same volume) is not ours
+    // to remove if the connect fails; one we scanned, or found on a session we made, is.
+    if scanned || created.session.is_some() {
+        created.disk = Some(disk.name.clone());
+    }
+    Ok((sid, disk))
+}
+
+fn login(
+    host: &Host,
+    props: &ConnectionProperties,
+    t: &Target,
+    tuning: &Tuning,
+    created: &mut Created,
+) -> std::result::Result<u32, String> {
+    if !props.discovered {
+        discover(host, props, t, tuning)?;
+    }
+    if !adm::node_exists(host, &t.iqn, &t.portal).map_err(|e| e.to_string())? {
+        let cmd = Cmd::new("iscsiadm")
+            .args([
+                "-m",
+                "node",
+                "-T",
+                t.iqn.as_str(),
+                "-p",
+                &t.portal.to_string(),
+            ])
+            .args(["--interface", "default", "--op", "new"])
+            .timeout(tuning.command_timeout);
+        let out = host.run(&cmd).map_err(|e| e.to_string())?;
+        if !out.success() {
+            return Err(format!("`{cmd}` failed: {}", out.tail()));
+        }
+        created.node_record = true;
+    }
+    let retries = tuning.login_retries.to_string();
+    let login_timeout = tuning.login_timeout.as_secs().max(1).to_string();
+    let mut keys: Vec<(&str, &str)> = vec![
+        ("node.startup", "manual"),
+        ("node.conn[0].startup", "manual"),
+        ("node.session.scan", "manual"),
+        ("node.session.initial_login_retry_max", &retries),
+        ("node.conn[0].timeo.login_timeout", &login_timeout),
+    ];
+    match &props.auth {
+        Some(chap) => {
+            keys.push(("node.session.auth.authmethod", "CHAP"));
+            keys.push(("node.session.auth.username", &chap.username));
+            keys.push(("node.session.auth.password", chap.password.expose()));
+            if let Some(rev) = &props.auth_reverse {
+                keys.push(("node.session.auth.username_in", &rev.username));
+                keys.push(("node.session.auth.password_in", rev.password.expose()));
+            }
+        }
+        None => keys.push(("node.session.auth.authmethod", "None")),
+    }
+    node::set(host, &t.iqn, &t.portal, &keys).map_err(|e| e.to_string())?;
+
+    let cmd = Cmd::new("iscsiadm")
+        .args([
+            "-m",
+            "node",
+            "-T",
+            t.iqn.as_str(),
+            "-p",
+            &t.portal.to_string(),
+            "--login",
+        ])
+        .timeout(tuning.login_deadline);
+    let outcome = host.run(&cmd);
+    // Whatever happened, a session may exist now: note it, so a failure removes it.
+    let sid = topology::find_session(host, &t.iqn, &t.portal).map_err(|e| e.to_string())?;
+    created.session = sid;
+    let out = outcome.map_err(|e| e.to_string())?;
+    match (out.code, sid) {
+        (Some(0) | Some(ISCSI_ERR_SESS_EXISTS), Some(sid)) => {
+            info!(session = sid, "logged in");
+            Ok(sid)
+        }
+        (Some(0) | Some(ISCSI_ERR_SESS_EXISTS), None) => {
+            Err(format!("`{cmd}` succeeded but no session shows in sysfs"))
+        }
+        (code, _) => Err(format!(
+            "login failed (exit code {}): {}",
+            code.map_or("none".into(), |c| c.to_string()),
+            out.tail()
+        )),
+    }
+}
+
+/// Checks with a sendtargets discovery that `t.portal` offers `t.iqn`. The discovery stores no
+/// node record (`--op nonpersistent`), so targets we did not ask for leave no trace.
+fn discover(
+    host: &Host,
+    props: &ConnectionProperties,
+    t: &Target,
+    tuning: &Tuning,
+) -> std::result::Result<(), String> {
+    let portal = t.portal.to_string();
+    let out = match &props.discovery_auth {
+        None => {
+            let cmd = Cmd::new("iscsiadm")
+                .args([
+                    "-m",
+                    "discovery",
+                    "-t",
+                    "sendtargets",
+                    "-p",
+                    &portal,
+                    "--op",
+                    "nonpersistent",
+                ])
+                .timeout(tuning.discovery_timeout);
+            host.run(&cmd).map_err(|e| e.to_string())?
+        }
+        Some(chap) => {
+            // Discovery CHAP lives in a discovery record: create it, set the secret in it (never
+            // on a command line), discover, and delete the record again.
+            let base = ["-m", "discoverydb", "-t", "sendtargets", "-p", &portal];
+            let new = Cmd::new("iscsiadm")
+                .args(base)
+                .args(["--op", "new"])
+                .timeout(tuning.command_timeout);
+            let out = host.run(&new).map_err(|e| e.to_string())?;
+            if !out.success() {
+                return Err(format!("`{new}` failed: {}", out.tail()));
+            }
+            let result = set_discovery_chap(host, t, chap).and_then(|()| {
+                let cmd = Cmd::new("iscsiadm")
+                    .args(base)
+                    .args(["--discover", "--op", "nonpersistent"])
+                    .timeout(tuning.discovery_timeout);
+                host.run(&cmd).map_err(|e| e.to_string())
+            });
+            let del = Cmd::new("iscsiadm")
+                .args(base)
+                .args(["--op", "delete"])
+                .timeout(tuning.command_timeout);
+            if let Err(e) = host.run(&del) {
+                warn!(portal = %t.portal, error = %e, "discovery record not deleted");
+            }
+            result?
+        }
+    };
+    if !out.success() && out.code != Some(ISCSI_ERR_NO_OBJS_FOUND) {
+        return Err(format!(
+            "sendtargets discovery on {portal} failed: {}",
+            out.tail()
+        ));
+    }
+    let offered = out
+        .stdout
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(t.iqn.as_str()));
+    if offered {
+        Ok(())
+    } else {
+        Err(format!(
+            "portal {portal} does not offer target {} (sendtargets discovery)",
+            t.iqn
+        ))
+    }
+}
+
+fn set_discovery_chap(
+    host: &Host,
+    t: &Target,
+    chap: &crate::props::Chap,
+) -> std::result::Result<(), String> {
+    let dir = host.iscsi_conf(format!(
+        "send_targets/{},{}",
+        t.portal.address(),
+        t.portal.port
+    ));
+    let file = dir.join("st_config");
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let text = node::set_keys(
+        &text,
+        &[
+            ("discovery.sendtargets.auth.authmethod", "CHAP"),
+            ("discovery.sendtargets.auth.username", &chap.username),
+            (
+                "discovery.sendtargets.auth.password",
+                chap.password.expose(),
+            ),
+        ],
+    );
+    std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))
+}
+
+/// Asks the session's SCSI host to scan only `t.lun` (the node record says `scan = manual`, so
+/// the kernel scans nothing by itself).
+fn scan_lun(host: &Host, sid: u32, t: &Target, tuning: &Tuning) -> std::result::Result<(), String> {
+    let h = topology::scsi_host_of(host, sid)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("session {sid} has no SCSI host in sysfs"))?;
+    let attr = host.sys(format!("class/scsi_host/host{h}/scan"));
+    host.kern()
+        .write_attr(&attr, &format!("- - {}", t.lun), tuning.scan_timeout)
+        .map_err(|e| {
+            format!(
+                "scan of LUN {} through {} failed: {e}",
+                t.lun,
+                attr.display()
+            )
+        })
+}
+
+fn wait_for_disk(
+    host: &Host,
+    sid: u32,
+    t: &Target,
+    tuning: &Tuning,
+) -> std::result::Result<ScsiDisk, String> {
+    let deadline = host.time().now() + tuning.device_deadline;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let disks = topology::session_disks(host, sid).map_err(|e| e.to_string())?;
+        if let Some(d) = disks
+            .into_iter()
+            .find(|d| d.address.lun == t.lun && d.wwid.is_some())
+        {
+            return Ok(d);
+        }
+        if host.time().now() >= deadline {
+            return Err(format!(
+                "LUN {} did not appear on session {sid} within {:?}",
+                t.lun, tuning.device_deadline
+            ));
+        }
+        host.time().sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Waits for the multipath map of `wwid`, then briefly for every path to join it.
+fn wait_for_map(
+    host: &Host,
+    wwid: &crate::types::Wwid,
+    paths: &[String],
+    tuning: &Tuning,
+) -> Result<Option<DmMap>> {
+    let deadline = host.time().now() + tuning.map_deadline;
+    let mut pause = Duration::from_millis(5);
+    let mut grace_end = None;
+    loop {
+        let map = multipath::maps_of(host, wwid)?.into_iter().next();
+        let now = host.time().now();
+        if let Some(m) = &map {
+            if paths.iter().all(|p| m.slaves.contains(p)) {
+                return Ok(map);
+            }
+            let end = *grace_end.get_or_insert(now + tuning.map_paths_grace);
+            if now >= end || now >= deadline {
+                debug!(map = %m.dev, slaves = ?m.slaves, "not every path joined the map yet");
+                return Ok(map);
+            }
+        } else if now >= deadline {
+            return Ok(None);
+        }
+        host.time().sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Removes what a failed path attempt created: the disk it scanned, the session it logged in,
+/// the node record it made.
+fn undo(host: &Host, a: &PathAttempt, tuning: &Tuning) {
+    let t = &a.target;
+    let _lock = match host.lock(&target_lock_name(&t.iqn, &t.portal)) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            warn!(error = %e, "cleaning up without the target lock");
+            None
+        }
+    };
+    if let Some(d) = &a.created.disk {
+        if let Err(e) = scsi::delete(host, d, tuning.delete_timeout) {
+            warn!(device = %d, error = %e, "disk of a failed path left behind");
+        }
+        let left = scsi::wait_gone(
+            host,
+            std::slice::from_ref(d),
+            host.time().now() + tuning.removal_deadline,
+        );
+        if !left.is_empty() {
+            warn!(device = %d, "disk of a failed path still present");
+        }
+    }
+    if let Some(sid) = a.created.session {
+        if let Err(e) = adm::logout_session(host, sid, tuning.command_timeout) {
+            warn!(session = sid, error = %e, "session of a failed path left behind");
+        }
+    }
+    if a.created.node_record {
+        if let Err(e) = adm::delete_node(host, &t.iqn, &t.portal, tuning.command_timeout) {
+            warn!(portal = %t.portal, error = %e, "node record of a failed path left behind");
+        }
+    }
+}
