@@ -31,8 +31,25 @@ struct Script {
     uses: Option<usize>,
 }
 
+/// A target the fake initiator can discover and log in to.
+#[derive(Clone, Default)]
+struct FakeTarget {
+    portal: String,
+    iqn: String,
+    /// LUN -> the kernel's wwid text
+    luns: BTreeMap<u64, String>,
+    /// CHAP (username, password) the target requires
+    chap: Option<(String, String)>,
+    /// Nothing answers on the portal.
+    dead: bool,
+}
+
 #[derive(Default)]
 struct World {
+    targets: Vec<FakeTarget>,
+    /// Build a multipath map for each new disk, as multipathd does.
+    auto_multipath: bool,
+    next_disk: usize,
     /// session id -> (SCSI host number, portal, IQN, tpgt)
     sessions: BTreeMap<u32, (u32, String, String, u32)>,
     scripts: Vec<Script>,
@@ -139,44 +156,13 @@ impl FakeHost {
     /// Adds session `id` to `portal` and target `iqn` (tpgt 1), on SCSI host `id + 5`, with its
     /// node record, as a login leaves them.
     pub fn session(&self, id: u32, portal: &str, iqn: &str) -> &Self {
-        let hostno = id + 5;
-        let sys = self.sys();
-        let hostdir = sys.join(format!("devices/platform/host{hostno}"));
-        let sdir = hostdir.join(format!("session{id}"));
-        let cls = sdir.join(format!("iscsi_session/session{id}"));
-        write(&cls.join("targetname"), &format!("{iqn}\n"));
-        write(&cls.join("tpgt"), "1\n");
-        write(&cls.join("state"), "LOGGED_IN\n");
-        write(&cls.join("recovery_tmo"), "120\n");
-        rel_link(&sdir, &cls.join("device"));
-        rel_link(&cls, &sys.join(format!("class/iscsi_session/session{id}")));
-        let p: Portal = portal.parse().expect("a portal");
-        let conn = sdir.join(format!(
-            "connection{id}:0/iscsi_connection/connection{id}:0"
-        ));
-        write(
-            &conn.join("persistent_address"),
-            &format!("{}\n", p.address()),
-        );
-        write(&conn.join("persistent_port"), &format!("{}\n", p.port));
-        let sh = hostdir.join(format!("scsi_host/host{hostno}"));
-        write(&sh.join("scan"), "");
-        rel_link(&sh, &sys.join(format!("class/scsi_host/host{hostno}")));
-        lock(&self.world)
-            .sessions
-            .insert(id, (hostno, portal.to_string(), iqn.to_string(), 1));
+        add_session(self.root(), &mut lock(&self.world), id, portal, iqn);
         self.node(iqn, portal)
     }
 
     /// Adds an open-iscsi node record of `iqn` at `portal` (tpgt 1).
     pub fn node(&self, iqn: &str, portal: &str) -> &Self {
-        let p: Portal = portal.parse().expect("a portal");
-        let rec = self.root().join(format!(
-            "etc/iscsi/nodes/{iqn}/{},{},1/default",
-            p.address(),
-            p.port
-        ));
-        write(&rec, "node.startup = manual\n");
+        add_node(self.root(), iqn, portal, "1");
         self
     }
 
@@ -188,24 +174,7 @@ impl FakeHost {
             .get(&session)
             .expect("session exists")
             .0;
-        let sys = self.sys();
-        let tdir = sys.join(format!(
-            "devices/platform/host{hostno}/session{session}/target{hostno}:0:0"
-        ));
-        let ldir = tdir.join(format!("{hostno}:0:0:{lun}"));
-        write(&ldir.join("wwid"), &format!("{wwid}\n"));
-        write(&ldir.join("state"), "running\n");
-        write(&ldir.join("delete"), "");
-        write(&ldir.join("rescan"), "");
-        write(&ldir.join("vendor"), "LIO-ORG \n");
-        let bdir = ldir.join(format!("block/{name}"));
-        write(&bdir.join("size"), "131072\n");
-        write(&bdir.join("dev"), "8:0\n");
-        fs::create_dir_all(bdir.join("holders")).expect("holders");
-        fs::create_dir_all(bdir.join("slaves")).expect("slaves");
-        rel_link(&ldir, &bdir.join("device"));
-        rel_link(&bdir, &sys.join(format!("block/{name}")));
-        write(&self.root().join(format!("dev/{name}")), "");
+        add_disk(self.root(), hostno, session, lun, name, wwid);
         self
     }
 
@@ -220,21 +189,67 @@ impl FakeHost {
 
     /// Adds any device-mapper device `dev` with a name, a uuid and slaves.
     pub fn dm(&self, dev: &str, name: &str, uuid: &str, slaves: &[&str]) -> &Self {
-        let sys = self.sys();
-        let ddir = sys.join(format!("devices/virtual/block/{dev}"));
-        write(&ddir.join("dm/name"), &format!("{name}\n"));
-        write(&ddir.join("dm/uuid"), &format!("{uuid}\n"));
-        write(&ddir.join("size"), "131072\n");
-        fs::create_dir_all(ddir.join("holders")).expect("holders");
-        fs::create_dir_all(ddir.join("slaves")).expect("slaves");
-        rel_link(&ddir, &sys.join(format!("block/{dev}")));
-        for s in slaves {
-            let sdir = fs::canonicalize(sys.join(format!("block/{s}"))).expect("slave exists");
-            rel_link(&sdir, &ddir.join(format!("slaves/{s}")));
-            rel_link(&ddir, &sdir.join(format!("holders/{dev}")));
-        }
-        write(&self.root().join(format!("dev/{dev}")), "");
+        add_dm(self.root(), dev, name, uuid, slaves);
         self
+    }
+
+    /// Offers target `iqn` at `portal` with `luns` (LUN, kernel wwid text), for discovery and
+    /// login. A login scans nothing; a write to the SCSI host's `scan` makes the LUN's disk appear.
+    pub fn target(&self, portal: &str, iqn: &str, luns: &[(u64, &str)]) -> &Self {
+        let t = FakeTarget {
+            portal: portal.to_string(),
+            iqn: iqn.to_string(),
+            luns: luns.iter().map(|(l, w)| (*l, w.to_string())).collect(),
+            ..Default::default()
+        };
+        lock(&self.world).targets.push(t);
+        self
+    }
+
+    /// Requires CHAP with `user` and `password` on every target.
+    pub fn target_chap(&self, user: &str, password: &str) -> &Self {
+        for t in &mut lock(&self.world).targets {
+            t.chap = Some((user.to_string(), password.to_string()));
+        }
+        self
+    }
+
+    /// Makes `portal` dead: discovery and login there fail.
+    pub fn portal_dead(&self, portal: &str) -> &Self {
+        for t in lock(&self.world)
+            .targets
+            .iter_mut()
+            .filter(|t| t.portal == portal)
+        {
+            t.dead = true;
+        }
+        self
+    }
+
+    /// Builds a multipath map for every disk that appears from now on, as multipathd would.
+    pub fn auto_multipath(&self) -> &Self {
+        lock(&self.world).auto_multipath = true;
+        self
+    }
+
+    /// Sets the size of block device `name` in bytes.
+    pub fn set_size(&self, name: &str, bytes: u64) -> &Self {
+        let dir =
+            fs::canonicalize(self.sys().join(format!("block/{name}"))).expect("device exists");
+        write(&dir.join("size"), &format!("{}\n", bytes / 512));
+        self
+    }
+
+    /// The text of the first node record of `iqn` at `portal`, if any.
+    pub fn node_record(&self, iqn: &str, portal: &str) -> Option<String> {
+        let p: Portal = portal.parse().expect("a portal");
+        let dir = self.root().join(format!("etc/iscsi/nodes/{iqn}"));
+        let prefix = format!("{},{},", p.address(), p.port);
+        let entry = fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))?;
+        fs::read_to_string(entry.path().join("default")).ok()
     }
 
     /// Answers commands for which `matches` is true with `respond`, `uses` times (`None`: always),
@@ -310,6 +325,140 @@ impl FakeHost {
                 p.port
             ))
             .exists()
+    }
+}
+
+fn add_session(root: &Path, w: &mut World, id: u32, portal: &str, iqn: &str) {
+    let hostno = id + 5;
+    let sys = root.join("sys");
+    let hostdir = sys.join(format!("devices/platform/host{hostno}"));
+    let sdir = hostdir.join(format!("session{id}"));
+    let cls = sdir.join(format!("iscsi_session/session{id}"));
+    write(&cls.join("targetname"), &format!("{iqn}\n"));
+    write(&cls.join("tpgt"), "1\n");
+    write(&cls.join("state"), "LOGGED_IN\n");
+    write(&cls.join("recovery_tmo"), "120\n");
+    rel_link(&sdir, &cls.join("device"));
+    rel_link(&cls, &sys.join(format!("class/iscsi_session/session{id}")));
+    let p: Portal = portal.parse().expect("a portal");
+    let conn = sdir.join(format!(
+        "connection{id}:0/iscsi_connection/connection{id}:0"
+    ));
+    write(
+        &conn.join("persistent_address"),
+        &format!("{}\n", p.address()),
+    );
+    write(&conn.join("persistent_port"), &format!("{}\n", p.port));
+    let sh = hostdir.join(format!("scsi_host/host{hostno}"));
+    write(&sh.join("scan"), "");
+    rel_link(&sh, &sys.join(format!("class/scsi_host/host{hostno}")));
+    w.sessions
+        .insert(id, (hostno, portal.to_string(), iqn.to_string(), 1));
+}
+
+fn add_node(root: &Path, iqn: &str, portal: &str, tpgt: &str) {
+    let p: Portal = portal.parse().expect("a portal");
+    let rec = root.join(format!(
+        "etc/iscsi/nodes/{iqn}/{},{},{tpgt}/default",
+        p.address(),
+        p.port
+    ));
+    write(&rec, &format!("# BEGIN RECORD 2.1.8\nnode.name = {iqn}\nnode.startup = automatic\nnode.session.scan = auto\n# END RECORD\n"));
+}
+
+fn add_disk(root: &Path, hostno: u32, session: u32, lun: u64, name: &str, wwid: &str) {
+    let sys = root.join("sys");
+    let tdir = sys.join(format!(
+        "devices/platform/host{hostno}/session{session}/target{hostno}:0:0"
+    ));
+    let ldir = tdir.join(format!("{hostno}:0:0:{lun}"));
+    write(&ldir.join("wwid"), &format!("{wwid}\n"));
+    write(&ldir.join("state"), "running\n");
+    write(&ldir.join("delete"), "");
+    write(&ldir.join("rescan"), "");
+    write(&ldir.join("vendor"), "LIO-ORG \n");
+    let bdir = ldir.join(format!("block/{name}"));
+    write(&bdir.join("size"), "131072\n");
+    write(&bdir.join("dev"), "8:0\n");
+    fs::create_dir_all(bdir.join("holders")).expect("holders");
+    fs::create_dir_all(bdir.join("slaves")).expect("slaves");
+    rel_link(&ldir, &bdir.join("device"));
+    rel_link(&bdir, &sys.join(format!("block/{name}")));
+    write(&root.join(format!("dev/{name}")), "");
+}
+
+fn add_dm(root: &Path, dev: &str, name: &str, uuid: &str, slaves: &[&str]) {
+    let sys = root.join("sys");
+    let ddir = sys.join(format!("devices/virtual/block/{dev}"));
+    write(&ddir.join("dm/name"), &format!("{name}\n"));
+    write(&ddir.join("dm/uuid"), &format!("{uuid}\n"));
+    write(&ddir.join("size"), "131072\n");
+    fs::create_dir_all(ddir.join("holders")).expect("holders");
+    fs::create_dir_all(ddir.join("slaves")).expect("slaves");
+    rel_link(&ddir, &sys.join(format!("block/{dev}")));
+    for s in slaves {
+        add_slave(root, dev, s);
+    }
+    write(&root.join(format!("dev/{dev}")), "");
+}
+
+fn add_slave(root: &Path, dev: &str, slave: &str) {
+    let sys = root.join("sys");
+    let ddir = sys.join(format!("devices/virtual/block/{dev}"));
+    let sdir = fs::canonicalize(sys.join(format!("block/{slave}"))).expect("slave exists");
+    rel_link(&sdir, &ddir.join(format!("slaves/{slave}")));
+    rel_link(&ddir, &sdir.join(format!("holders/{dev}")));
+}
+
+/// What the kernel does on `echo "- - L" > /sys/class/scsi_host/hostH/scan`: the LUN's disk
+/// appears when the session's target has that LUN; multipathd then builds or grows the map.
+fn scan(root: &Path, w: &mut World, hostno: u32, lun: u64) {
+    let Some((&sid, (_, portal, iqn, _))) = w.sessions.iter().find(|(_, s)| s.0 == hostno) else {
+        return;
+    };
+    let Some(wwid) = w
+        .targets
+        .iter()
+        .find(|t| &t.portal == portal && &t.iqn == iqn)
+        .and_then(|t| t.luns.get(&lun))
+        .cloned()
+    else {
+        return;
+    };
+    let name = format!("sd{}", (b'a' + (w.next_disk % 26) as u8) as char);
+    w.next_disk += 1;
+    add_disk(root, hostno, sid, lun, &name, &wwid);
+    if w.auto_multipath {
+        let id = Wwid::from_sysfs(&wwid).expect("wwid");
+        let sys = root.join("sys/block");
+        let existing = fs::read_dir(&sys)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|d| {
+                d.starts_with("dm-")
+                    && fs::read_to_string(sys.join(format!("{d}/dm/uuid")))
+                        .is_ok_and(|u| u.trim() == id.mpath_uuid())
+            });
+        match existing {
+            Some(dev) => add_slave(root, &dev, &name),
+            None => {
+                let n = fs::read_dir(&sys)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("dm-"))
+                    .count();
+                add_dm(
+                    root,
+                    &format!("dm-{n}"),
+                    id.as_str(),
+                    &id.mpath_uuid(),
+                    &[&name],
+                );
+            }
+        }
     }
 }
 
@@ -434,6 +583,94 @@ impl FakeRunner {
                     Ok(Output::exit(21, "", "iscsiadm: No records found\n"))
                 }
             }
+            ["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", portal, "--op", "nonpersistent"] =>
+            {
+                let here: Vec<&FakeTarget> =
+                    w.targets.iter().filter(|t| t.portal == *portal).collect();
+                if here.is_empty() || here.iter().any(|t| t.dead) {
+                    return Ok(Output::exit(
+                        4,
+                        "",
+                        "iscsiadm: cannot make connection to 127.0.0.9: Connection refused\n",
+                    ));
+                }
+                let text: String = here
+                    .iter()
+                    .map(|t| format!("{},1 {}\n", t.portal, t.iqn))
+                    .collect();
+                Ok(Output::exit(0, &text, ""))
+            }
+            ["iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--interface", "default", "--op", "new"] =>
+            {
+                add_node(&self.root, iqn, portal, "-1");
+                Ok(Output::exit(0, &format!("New iSCSI node [tcp:[hw=,ip=,net_if=,iscsi_if=default] {portal},-1 {iqn}] added\n"), ""))
+            }
+            ["iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--login"] => {
+                let Ok(p) = portal.parse::<Portal>() else {
+                    return Ok(Output::exit(7, "", "bad portal"));
+                };
+                let dir = self.root.join(format!("etc/iscsi/nodes/{iqn}"));
+                let prefix = format!("{},{},", p.address(), p.port);
+                let record = fs::read_dir(&dir)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                    .and_then(|e| fs::read_to_string(e.path().join("default")).ok());
+                let Some(record) = record else {
+                    return Ok(Output::exit(21, "", "iscsiadm: No records found\n"));
+                };
+                let Some(t) = w
+                    .targets
+                    .iter()
+                    .find(|t| t.portal == *portal && t.iqn == *iqn)
+                    .cloned()
+                else {
+                    return Ok(Output::exit(
+                        8,
+                        "",
+                        "iscsiadm: Could not login: target not found\n",
+                    ));
+                };
+                if t.dead {
+                    return Ok(Output::exit(
+                        8,
+                        "",
+                        "iscsiadm: Could not login: connection timed out\n",
+                    ));
+                }
+                let key = |k: &str| {
+                    record.lines().find_map(|l| {
+                        l.split_once('=')
+                            .filter(|(a, _)| a.trim() == k)
+                            .map(|(_, v)| v.trim().to_string())
+                    })
+                };
+                if let Some((user, pass)) = &t.chap {
+                    if key("node.session.auth.username").as_ref() != Some(user)
+                        || key("node.session.auth.password").as_ref() != Some(pass)
+                    {
+                        return Ok(Output::exit(
+                            24,
+                            "",
+                            "iscsiadm: Login failed to authenticate\n",
+                        ));
+                    }
+                }
+                if w.sessions.values().any(|s| s.1 == *portal && s.2 == *iqn) {
+                    return Ok(Output::exit(15, "", "iscsiadm: session exists\n"));
+                }
+                let id = w.sessions.keys().max().map_or(1, |m| m + 1);
+                add_session(&self.root, w, id, portal, iqn);
+                Ok(Output::exit(
+                    0,
+                    &format!(
+                        "Login to [iface: default, target: {iqn}, portal: {portal}] successful.\n"
+                    ),
+                    "",
+                ))
+            }
+            ["multipathd", "resize", "map", _] => Ok(Output::exit(0, "ok\n", "")),
             ["multipath", "-f", name] => match dm_by_name(&self.root, name) {
                 Some(dev) => {
                     remove_dm(&self.root, &dev);
@@ -564,6 +801,15 @@ impl Kernel for FakeKernel {
             }
             drop(w);
             remove_disk(&self.root, name);
+            return Ok(());
+        }
+        // class/scsi_host/hostH/scan with "- - L"
+        if let ["class", "scsi_host", h, "scan"] = parts.as_slice() {
+            let hostno: u32 = h.trim_start_matches("host").parse().unwrap_or(u32::MAX);
+            let lun = value.split_whitespace().nth(2).and_then(|l| l.parse().ok());
+            if let Some(lun) = lun {
+                scan(&self.root, &mut w, hostno, lun);
+            }
             return Ok(());
         }
         fs::write(path, value).map_err(|e| KernelError::Os(e.to_string()))

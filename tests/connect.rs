@@ -1,0 +1,314 @@
+//! Connect, extend and paths on fake hosts: a fake target behind a scripted iscsiadm, and a
+//! fake kernel that makes a LUN's disk appear only when it is scanned.
+
+use brick::iscsi::volume::{extend_volume, volume_paths};
+use brick::testing::FakeHost;
+use brick::{
+    connect_volume, disconnect_volume, ConnectOptions, ConnectionProperties, DisconnectOptions,
+    Tuning,
+};
+
+const IQN: &str = "iqn.2003-01.org.linux-iscsi.lab:tgt1";
+const WWID1: &str = "naa.6001405deadbeef00010000000000000";
+const WWN1: &str = "36001405deadbeef00010000000000000";
+const WWID2: &str = "naa.6001405deadbeef00020000000000000";
+const P1: &str = "127.0.0.1:3260";
+const P2: &str = "127.0.0.2:3260";
+const MP: ConnectOptions = ConnectOptions { multipath: true };
+const SP: ConnectOptions = ConnectOptions { multipath: false };
+
+fn props(lun: u64, extra: &str) -> ConnectionProperties {
+    ConnectionProperties::from_json(&format!(
+        r#"{{"target_portal":"{P1}","target_iqn":"{IQN}","target_lun":{lun},"volume_id":"v{lun}",
+            "target_portals":["{P1}","{P2}"],"target_iqns":["{IQN}","{IQN}"],"target_luns":[{lun},{lun}]{extra}}}"#
+    ))
+    .unwrap()
+}
+
+fn single_props(lun: u64) -> ConnectionProperties {
+    ConnectionProperties::from_json(&format!(
+        r#"{{"target_portal":"{P1}","target_iqn":"{IQN}","target_lun":{lun}}}"#
+    ))
+    .unwrap()
+}
+
+fn lab() -> FakeHost {
+    let f = FakeHost::new();
+    f.target(P1, IQN, &[(1, WWID1), (2, WWID2)])
+        .target(P2, IQN, &[(1, WWID1), (2, WWID2)]);
+    f
+}
+
+fn count(f: &FakeHost, prefix: &[&str]) -> usize {
+    f.calls()
+        .iter()
+        .filter(|c| c.len() >= prefix.len() && c.iter().zip(prefix).all(|(a, b)| a == b))
+        .count()
+}
+
+fn assert_host_as_before(f: &FakeHost) {
+    assert!(
+        f.session_ids().is_empty(),
+        "sessions: {:?}",
+        f.session_ids()
+    );
+    assert!(
+        !f.has_node(IQN, P1) && f.node_record(IQN, P1).is_none(),
+        "node record at P1"
+    );
+    assert!(f.node_record(IQN, P2).is_none(), "node record at P2");
+    for d in ["sda", "sdb", "sdc", "dm-0"] {
+        assert!(!f.has_block(d), "{d} left");
+    }
+}
+
+#[test]
+fn single_path_connect_scans_only_the_lun_and_disconnect_undoes_it() {
+    let f = lab();
+    let c = connect_volume(&f.host(), &single_props(1), SP, &Tuning::default()).unwrap();
+    assert_eq!(c.device_info.path.as_deref(), Some("/dev/sda"));
+    assert_eq!(c.device_info.scsi_wwn.as_deref(), Some(WWN1));
+    assert_eq!(c.device_info.multipath_id, None);
+    // Only LUN 1 was scanned: LUN 2 of the same target has no disk.
+    assert_eq!(
+        f.attr_writes()
+            .iter()
+            .filter(|(p, _)| p.ends_with("/scan"))
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>(),
+        ["- - 1"]
+    );
+    assert!(!f.has_block("sdb"));
+    let rec = f.node_record(IQN, P1).unwrap();
+    for line in [
+        "node.startup = manual",
+        "node.session.scan = manual",
+        "node.session.initial_login_retry_max = 1",
+        "node.conn[0].timeo.login_timeout = 5",
+    ] {
+        assert!(rec.contains(line), "{line} missing from {rec}");
+    }
+    let r = disconnect_volume(
+        &f.host(),
+        &single_props(1),
+        Some(&c.device_info),
+        DisconnectOptions::default(),
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert!(r.clean());
+    assert_host_as_before(&f);
+}
+
+#[test]
+fn multipath_connect_logs_in_everywhere_and_returns_the_map() {
+    let f = lab();
+    f.auto_multipath();
+    let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(c.device_info.path.as_deref(), Some("/dev/dm-0"));
+    assert_eq!(c.device_info.multipath_id.as_deref(), Some(WWN1));
+    assert_eq!(c.paths.len(), 2);
+    assert_eq!(f.session_ids().len(), 2);
+    assert_eq!(
+        count(&f, &["iscsiadm", "-m", "discovery"]),
+        2,
+        "each portal checked by discovery"
+    );
+    disconnect_volume(
+        &f.host(),
+        &props(1, ""),
+        Some(&c.device_info),
+        DisconnectOptions::default(),
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert_host_as_before(&f);
+}
+
+#[test]
+fn target_discovered_skips_discovery() {
+    let f = lab();
+    connect_volume(
+        &f.host(),
+        &props(1, r#","target_discovered":true"#),
+        MP,
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert_eq!(count(&f, &["iscsiadm", "-m", "discovery"]), 0);
+}
+
+#[test]
+fn chap_secret_goes_to_the_node_record_never_to_an_argv() {
+    let f = lab();
+    f.target_chap("user1", "Chap-S3cret");
+    let p = props(
+        1,
+        r#","auth_method":"CHAP","auth_username":"user1","auth_password":"Chap-S3cret""#,
+    );
+    let c = connect_volume(&f.host(), &p, MP, &Tuning::default()).unwrap();
+    assert_eq!(c.paths.len(), 2);
+    assert!(
+        f.calls()
+            .iter()
+            .flatten()
+            .all(|a| !a.contains("Chap-S3cret")),
+        "secret on a command line"
+    );
+    let rec = f.node_record(IQN, P1).unwrap();
+    assert!(rec.contains("node.session.auth.authmethod = CHAP"));
+    assert!(rec.contains("node.session.auth.password = Chap-S3cret"));
+}
+
+#[test]
+fn wrong_chap_password_fails_cleanly_and_leaves_nothing() {
+    let f = lab();
+    f.target_chap("user1", "right");
+    let p = props(
+        1,
+        r#","auth_method":"CHAP","auth_username":"user1","auth_password":"wrong-pw""#,
+    );
+    let e = connect_volume(&f.host(), &p, MP, &Tuning::default()).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("authenticate"), "{msg}");
+    assert!(!msg.contains("wrong-pw"), "{msg}");
+    assert_host_as_before(&f);
+}
+
+#[test]
+fn unreachable_portal_among_two_still_connects_and_leaves_no_record_for_it() {
+    let f = lab();
+    f.auto_multipath();
+    f.portal_dead(P2);
+    let c = connect_volume(
+        &f.host(),
+        &props(1, r#","target_discovered":true"#),
+        MP,
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert_eq!(c.paths.len(), 1);
+    assert_eq!(c.failed_paths.len(), 1);
+    assert!(
+        c.failed_paths[0].contains("127.0.0.2"),
+        "{:?}",
+        c.failed_paths
+    );
+    assert_eq!(f.session_ids().len(), 1);
+    assert!(
+        f.node_record(IQN, P2).is_none(),
+        "the dead portal's record would let iscsid log in later"
+    );
+    assert!(f.node_record(IQN, P1).is_some());
+}
+
+#[test]
+fn all_portals_dead_fails_and_leaves_the_host_as_it_was() {
+    let f = lab();
+    f.portal_dead(P1).portal_dead(P2);
+    let e = connect_volume(
+        &f.host(),
+        &props(1, r#","target_discovered":true"#),
+        MP,
+        &Tuning::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("no path"), "{e}");
+    assert_host_as_before(&f);
+}
+
+#[test]
+fn portal_that_does_not_offer_the_target_is_refused_by_discovery() {
+    let f = FakeHost::new();
+    f.target(P1, "iqn.2003-01.org.linux-iscsi.lab:other", &[(1, WWID1)]);
+    let e = connect_volume(&f.host(), &single_props(1), SP, &Tuning::default()).unwrap_err();
+    assert!(e.to_string().contains("does not offer target"), "{e}");
+    assert_eq!(
+        count(&f, &["iscsiadm", "-m", "node"]),
+        0,
+        "no node record made"
+    );
+    assert_host_as_before(&f);
+}
+
+#[test]
+fn existing_session_is_reused_without_a_second_login() {
+    let f = lab();
+    f.auto_multipath();
+    let c1 = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    let logins = count(&f, &["iscsiadm", "-m", "node"]);
+    let c2 = connect_volume(&f.host(), &props(2, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(
+        count(&f, &["iscsiadm", "-m", "node"]),
+        logins,
+        "no new node or login call"
+    );
+    assert_eq!(f.session_ids().len(), 2);
+    assert_ne!(c1.device_info.path, c2.device_info.path);
+    // Disconnecting one keeps the sessions for the other.
+    let r = disconnect_volume(
+        &f.host(),
+        &props(1, ""),
+        Some(&c1.device_info),
+        DisconnectOptions::default(),
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert_eq!(r.sessions_kept.len(), 2);
+    assert_eq!(f.session_ids().len(), 2);
+    disconnect_volume(
+        &f.host(),
+        &props(2, ""),
+        Some(&c2.device_info),
+        DisconnectOptions::default(),
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert_host_as_before(&f);
+}
+
+#[test]
+fn single_path_mode_tries_portals_in_turn() {
+    let f = lab();
+    f.portal_dead(P1);
+    let c = connect_volume(
+        &f.host(),
+        &props(1, r#","target_discovered":true"#),
+        SP,
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert_eq!(c.paths.len(), 1);
+    assert_eq!(f.session_ids().len(), 1);
+    assert!(f.node_record(IQN, P1).is_none());
+    assert!(f.node_record(IQN, P2).is_some());
+}
+
+#[test]
+fn extend_rescans_paths_resizes_the_map_and_returns_the_size() {
+    let f = lab();
+    f.auto_multipath();
+    let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    for d in &c.paths {
+        f.set_size(d, 128 << 20);
+    }
+    f.set_size("dm-0", 128 << 20);
+    let size = extend_volume(
+        &f.host(),
+        &props(1, ""),
+        Some(&c.device_info),
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert_eq!(size, 128 << 20);
+    let rescans = f
+        .attr_writes()
+        .into_iter()
+        .filter(|(p, v)| p.ends_with("device/rescan") && v == "1")
+        .count();
+    assert_eq!(rescans, 2);
+    assert_eq!(count(&f, &["multipathd", "resize", "map", WWN1]), 1);
+    let paths = volume_paths(&f.host(), &props(1, ""), None, &Tuning::default()).unwrap();
+    assert_eq!(paths[0], "/dev/dm-0");
+    assert_eq!(paths.len(), 3);
+}
