@@ -1,0 +1,27 @@
+# brick: the two commands a newcomer needs, plus the pieces they are made of.
+#   make demo   boot the lab VM and show a two-path volume attached, used, inspected and detached
+#   make test   every test: formatting, lints, unit and fake-host tests, and every lab scenario
+# Both install what they need (Debian packages, virtme-ng from PyPI) on a fresh machine, as root.
+
+.PHONY: demo test check unit lab install bench
+
+demo: install
+	lab/demo
+
+test: install check unit lab
+
+install:
+	lab/install.sh
+
+check:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+unit:
+	cargo test
+
+lab:
+	lab/run
+
+bench: install
+	bench/run
