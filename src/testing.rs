@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::host::{Clock, Cmd, CmdError, FakeClock, Host, Kernel, KernelError, Output, Runner};
+use crate::iscsi::node::is_record_of;
 use crate::types::{Portal, Wwid};
 
 type Matcher = Box<dyn Fn(&[String]) -> bool + Send + Sync>;
@@ -162,7 +163,7 @@ impl FakeHost {
 
     /// Adds an open-iscsi node record of `iqn` at `portal` (tpgt 1).
     pub fn node(&self, iqn: &str, portal: &str) -> &Self {
-        add_node(self.root(), iqn, portal, "1");
+        add_node(self.root(), iqn, portal, Some("1"));
         self
     }
 
@@ -244,12 +245,11 @@ impl FakeHost {
     pub fn node_record(&self, iqn: &str, portal: &str) -> Option<String> {
         let p: Portal = portal.parse().expect("a portal");
         let dir = self.root().join(format!("etc/iscsi/nodes/{iqn}"));
-        let prefix = format!("{},{},", p.address(), p.port);
         let entry = fs::read_dir(dir)
             .ok()?
             .flatten()
-            .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))?;
-        fs::read_to_string(entry.path().join("default")).ok()
+            .find(|e| is_record_of(&e.file_name().to_string_lossy(), &p))?;
+        record_text(&entry.path())
     }
 
     /// Answers commands for which `matches` is true with `respond`, `uses` times (`None`: always),
@@ -317,14 +317,7 @@ impl FakeHost {
 
     /// Whether a node record of `iqn` at `portal` exists.
     pub fn has_node(&self, iqn: &str, portal: &str) -> bool {
-        let p: Portal = portal.parse().expect("a portal");
-        self.root()
-            .join(format!(
-                "etc/iscsi/nodes/{iqn}/{},{},1",
-                p.address(),
-                p.port
-            ))
-            .exists()
+        self.node_record(iqn, portal).is_some()
     }
 }
 
@@ -356,13 +349,18 @@ fn add_session(root: &Path, w: &mut World, id: u32, portal: &str, iqn: &str) {
         .insert(id, (hostno, portal.to_string(), iqn.to_string(), 1));
 }
 
-fn add_node(root: &Path, iqn: &str, portal: &str, tpgt: &str) {
+/// A node record as iscsiadm writes it: `ADDRESS,PORT,TPGT/default` with a portal group tag, or
+/// the plain file `ADDRESS,PORT` without one (`--op new`).
+fn add_node(root: &Path, iqn: &str, portal: &str, tpgt: Option<&str>) {
     let p: Portal = portal.parse().expect("a portal");
-    let rec = root.join(format!(
-        "etc/iscsi/nodes/{iqn}/{},{},{tpgt}/default",
-        p.address(),
-        p.port
-    ));
+    let rec = match tpgt {
+        Some(t) => root.join(format!(
+            "etc/iscsi/nodes/{iqn}/{},{},{t}/default",
+            p.address(),
+            p.port
+        )),
+        None => root.join(format!("etc/iscsi/nodes/{iqn}/{},{}", p.address(), p.port)),
+    };
     write(&rec, &format!("# BEGIN RECORD 2.1.8\nnode.name = {iqn}\nnode.startup = automatic\nnode.session.scan = auto\n# END RECORD\n"));
 }
 
@@ -459,6 +457,15 @@ fn scan(root: &Path, w: &mut World, hostno: u32, lun: u64) {
                 );
             }
         }
+    }
+}
+
+/// The text of a node record entry: the file itself, or the `default` file in its folder.
+fn record_text(entry: &Path) -> Option<String> {
+    if entry.is_dir() {
+        fs::read_to_string(entry.join("default")).ok()
+    } else {
+        fs::read_to_string(entry).ok()
     }
 }
 
@@ -569,11 +576,11 @@ impl FakeRunner {
                     return Ok(Output::exit(7, "", "bad portal"));
                 };
                 let dir = self.root.join(format!("etc/iscsi/nodes/{iqn}"));
-                let prefix = format!("{},{},", p.address(), p.port);
                 let mut found = false;
                 for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
-                    if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    if is_record_of(&e.file_name().to_string_lossy(), &p) {
                         let _ = fs::remove_dir_all(e.path());
+                        let _ = fs::remove_file(e.path());
                         found = true;
                     }
                 }
@@ -602,7 +609,7 @@ impl FakeRunner {
             }
             ["iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--interface", "default", "--op", "new"] =>
             {
-                add_node(&self.root, iqn, portal, "-1");
+                add_node(&self.root, iqn, portal, None);
                 Ok(Output::exit(0, &format!("New iSCSI node [tcp:[hw=,ip=,net_if=,iscsi_if=default] {portal},-1 {iqn}] added\n"), ""))
             }
             ["iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--login"] => {
@@ -610,13 +617,12 @@ impl FakeRunner {
                     return Ok(Output::exit(7, "", "bad portal"));
                 };
                 let dir = self.root.join(format!("etc/iscsi/nodes/{iqn}"));
-                let prefix = format!("{},{},", p.address(), p.port);
                 let record = fs::read_dir(&dir)
                     .into_iter()
                     .flatten()
                     .flatten()
-                    .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-                    .and_then(|e| fs::read_to_string(e.path().join("default")).ok());
+                    .find(|e| is_record_of(&e.file_name().to_string_lossy(), &p))
+                    .and_then(|e| record_text(&e.path()));
                 let Some(record) = record else {
                     return Ok(Output::exit(21, "", "iscsiadm: No records found\n"));
                 };

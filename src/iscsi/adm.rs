@@ -36,11 +36,7 @@ pub fn delete_node(host: &Host, iqn: &Iqn, portal: &Portal, timeout: Duration) -
 /// Whether open-iscsi has a node record of `iqn` at `portal`, read from its node database
 /// (`nodes/IQN/ADDRESS,PORT,TPGT`) without running iscsiadm.
 pub fn node_exists(host: &Host, iqn: &Iqn, portal: &Portal) -> Result<bool> {
-    let prefix = format!("{},{},", portal.address(), portal.port);
-    Ok(host
-        .list(&host.iscsi_conf(format!("nodes/{iqn}")))?
-        .iter()
-        .any(|n| n.starts_with(&prefix)))
+    Ok(!crate::iscsi::node::record_files(host, iqn, portal)?.is_empty())
 }
 
 fn expect_ok_or_none(host: &Host, cmd: &Cmd) -> Result<()> {

@@ -15,6 +15,7 @@ use crate::iscsi::{adm, node, topology};
 use crate::multipath::{self, DmMap};
 use crate::props::{ConnectionProperties, DeviceInfo, Target};
 use crate::scsi::{self, ScsiDisk};
+use crate::types::{Iqn, Portal};
 use crate::Tuning;
 
 /// iscsiadm's exit code when the session exists already.
@@ -72,13 +73,19 @@ pub fn connect_volume(
     let span = tracing::info_span!("connect", volume = %props.label(), multipath = opts.multipath);
     let _enter = span.enter();
 
+    let offered = if props.discovered {
+        vec![Ok(()); props.targets.len()]
+    } else {
+        check_offered(host, props, tuning)?
+    };
     let mut attempts: Vec<PathAttempt> = Vec::new();
     if opts.multipath {
         attempts = std::thread::scope(|s| {
             let handles: Vec<_> = props
                 .targets
                 .iter()
-                .map(|t| s.spawn(move || connect_path(host, props, t, tuning)))
+                .zip(&offered)
+                .map(|(t, ok)| s.spawn(move || connect_path(host, props, t, ok, tuning)))
                 .collect();
             handles
                 .into_iter()
@@ -86,8 +93,8 @@ pub fn connect_volume(
                 .collect()
         });
     } else {
-        for t in &props.targets {
-            let a = connect_path(host, props, t, tuning);
+        for (t, ok) in props.targets.iter().zip(&offered) {
+            let a = connect_path(host, props, t, ok, tuning);
             let done = a.result.is_ok();
             attempts.push(a);
             if done {
@@ -179,10 +186,14 @@ fn connect_path(
     host: &Host,
     props: &ConnectionProperties,
     target: &Target,
+    offered: &std::result::Result<(), String>,
     tuning: &Tuning,
 ) -> PathAttempt {
     let mut created = Created::default();
-    let result = attach_path(host, props, target, tuning, &mut created);
+    let result = match offered {
+        Ok(()) => attach_path(host, props, target, tuning, &mut created),
+        Err(e) => Err(e.clone()),
+    };
     PathAttempt {
         target: target.clone(),
         created,
@@ -239,9 +250,6 @@ fn login(
     tuning: &Tuning,
     created: &mut Created,
 ) -> std::result::Result<u32, String> {
-    if !props.discovered {
-        discover(host, props, t, tuning)?;
-    }
     if !adm::node_exists(host, &t.iqn, &t.portal).map_err(|e| e.to_string())? {
         let cmd = Cmd::new("iscsiadm")
             .args([
@@ -315,14 +323,15 @@ fn login(
     }
 }
 
-/// Checks with a sendtargets discovery that `t.portal` offers `t.iqn`. The discovery stores no
-/// node record (`--op nonpersistent`), so targets we did not ask for leave no trace.
+/// Asks `t.portal` with a sendtargets discovery which targets it offers, as (portal, IQN). The
+/// discovery stores no node record (`--op nonpersistent`), so targets we did not ask for leave
+/// no trace.
 fn discover(
     host: &Host,
     props: &ConnectionProperties,
     t: &Target,
     tuning: &Tuning,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<Vec<(Portal, Iqn)>, String> {
     let portal = t.portal.to_string();
     let out = match &props.discovery_auth {
         None => {
@@ -375,18 +384,67 @@ fn discover(
             out.tail()
         ));
     }
-    let offered = out
+    // Lines look like `127.0.0.1:3260,1 iqn.2003-01.org.linux-iscsi.lab:tgt1`.
+    Ok(out
         .stdout
         .lines()
-        .any(|l| l.split_whitespace().nth(1) == Some(t.iqn.as_str()));
-    if offered {
-        Ok(())
-    } else {
-        Err(format!(
-            "portal {portal} does not offer target {} (sendtargets discovery)",
-            t.iqn
-        ))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let portal = w.next()?.rsplit_once(',')?.0.parse().ok()?;
+            Some((portal, w.next()?.parse().ok()?))
+        })
+        .collect())
+}
+
+/// Checks, before any login, that each portal of the volume offers its target: one sendtargets
+/// discovery lists every portal of a target, so a portal already listed is not asked again.
+/// Discoveries are serialised host-wide: LIO drops a discovery session when the same initiator
+/// opens another one to the same target at the same time (seen in the lab: exit code 11, "iSCSI
+/// PDU timed out"). Portals that already have a session to the target need no discovery.
+fn check_offered(
+    host: &Host,
+    props: &ConnectionProperties,
+    tuning: &Tuning,
+) -> Result<Vec<std::result::Result<(), String>>> {
+    let mut known: Vec<(Portal, Iqn)> = Vec::new();
+    let mut asked: Vec<Portal> = Vec::new();
+    let mut results = Vec::new();
+    let mut lock = None;
+    for t in &props.targets {
+        if topology::find_session(host, &t.iqn, &t.portal)?.is_some()
+            || known.iter().any(|(p, i)| *p == t.portal && *i == t.iqn)
+        {
+            results.push(Ok(()));
+            continue;
+        }
+        if asked.contains(&t.portal) {
+            results.push(Err(format!(
+                "portal {} does not offer target {} (sendtargets discovery)",
+                t.portal, t.iqn
+            )));
+            continue;
+        }
+        if lock.is_none() {
+            lock = Some(host.lock("iscsi-discovery")?);
+        }
+        asked.push(t.portal);
+        match discover(host, props, t, tuning) {
+            Ok(found) => {
+                let offered = found.iter().any(|(p, i)| *p == t.portal && *i == t.iqn);
+                known.extend(found);
+                results.push(if offered {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "portal {} does not offer target {} (sendtargets discovery)",
+                        t.portal, t.iqn
+                    ))
+                });
+            }
+            Err(e) => results.push(Err(e)),
+        }
     }
+    Ok(results)
 }
 
 fn set_discovery_chap(

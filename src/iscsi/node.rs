@@ -15,15 +15,25 @@ use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::types::{Iqn, Portal};
 
+/// Whether an entry of `nodes/IQN/` is a record of `portal`: `ADDRESS,PORT,TPGT/` (a folder of
+/// one file per interface, as discovery makes them) or `ADDRESS,PORT` (a plain file, as
+/// `iscsiadm -m node --op new` makes it without a portal group tag).
+pub fn is_record_of(entry: &str, portal: &Portal) -> bool {
+    let base = format!("{},{}", portal.address(), portal.port);
+    entry == base
+        || entry
+            .strip_prefix(&base)
+            .is_some_and(|rest| rest.starts_with(','))
+}
+
 /// The record files of `iqn` at `portal` (one per iSCSI interface, usually `default`).
 pub fn record_files(host: &Host, iqn: &Iqn, portal: &Portal) -> Result<Vec<PathBuf>> {
     let dir = host.iscsi_conf(format!("nodes/{iqn}"));
-    let prefix = format!("{},{},", portal.address(), portal.port);
     let mut files = Vec::new();
     for entry in host
         .list(&dir)?
         .into_iter()
-        .filter(|n| n.starts_with(&prefix))
+        .filter(|n| is_record_of(n, portal))
     {
         let p = dir.join(&entry);
         if p.is_dir() {
@@ -91,7 +101,13 @@ pub fn set_keys(text: &str, keys: &[(&str, &str)]) -> String {
 
 /// Replaces `path` atomically with `text`, readable by root only.
 fn write_private(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("brick-tmp");
+    // Beside the record (a rename does not cross filesystems), hidden, and named after the whole
+    // file name: records are named like `127.0.0.1,3260`, which `with_extension` would cut.
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.brick-tmp"));
     let mut f = fs::OpenOptions::new()
         .create(true)
         .truncate(true)
@@ -110,6 +126,23 @@ mod tests {
     use super::*;
 
     const RECORD: &str = "# BEGIN RECORD 2.1.8\nnode.name = iqn.2003-01.org.x:t\nnode.startup = automatic\nnode.session.scan = auto\n# END RECORD\n";
+
+    #[test]
+    fn record_names_table() {
+        let p: Portal = "127.0.0.1:3260".parse().unwrap();
+        let v6: Portal = "[fd00::1]:3260".parse().unwrap();
+        let cases = [
+            ("127.0.0.1,3260", &p, true),
+            ("127.0.0.1,3260,1", &p, true),
+            ("127.0.0.1,3260,-1", &p, true),
+            ("127.0.0.1,32600", &p, false),
+            ("127.0.0.10,3260,1", &p, false),
+            ("fd00::1,3260,1", &v6, true),
+        ];
+        for (name, portal, want) in cases {
+            assert_eq!(is_record_of(name, portal), want, "{name}");
+        }
+    }
 
     #[test]
     fn set_keys_replaces_and_adds() {
