@@ -1,0 +1,51 @@
+#!/bin/bash
+# All paths down with a writer's data queued in the map: a plain disconnect must fail in bounded
+# time and remove nothing (map and paths stay); once the paths are back the data reaches the
+# target, and a second plain disconnect succeeds and leaves a clean host.
+set -euo pipefail
+. "$LAB_DIR/lib.sh"
+BOUND=${LAB_FAIL_BOUND:-90}
+
+target_create v1 --portals 2 --luns 1
+iscsi_login v1
+dm=$(wait_lun_map v1 1 2)
+sds=$(lun_sds v1 1 | tr '\n' ' ')
+log "LUN 1: map $dm on $sds"
+make_pattern "$LAB_STATE/pat1" 1
+
+target_down v1
+wait_sessions_failed v1
+# buffered writer with no sync: its data ends in dm's page cache; the dd may return at once or
+# block in close; it is left running
+dd if="$LAB_STATE/pat1" of="/dev/$dm" bs=1M seek=2 status=none &
+DD_PID=$!
+sleep 2
+log "writer dd pid $DD_PID: $(kill -0 $DD_PID 2>/dev/null && echo running || echo finished)"
+
+props_json v1 1 >props.json
+device_info_json "/dev/$dm" "$(lun_wwn v1 1)" "$(lun_wwn v1 1)" >device_info.json
+run_brick --timeout 150 disconnect props.json --device-info device_info.json
+[ "$BRICK_RC" != 0 ] || fail "brick disconnect succeeded with all paths down and data queued"
+[ "$BRICK_RC" != 124 ] || fail "brick disconnect did not finish in 150 s with all paths down"
+awk -v s="$BRICK_SECS" -v b="$BOUND" 'BEGIN{exit !(s < b)}' || fail "brick took ${BRICK_SECS}s to fail (bound ${BOUND}s)"
+log "ok: plain disconnect failed (rc $BRICK_RC) in ${BRICK_SECS}s"
+[ "$(lun_dm v1 1)" = "$dm" ] || fail "map $dm is gone (now: '$(lun_dm v1 1)')"
+[ "$(lun_sds v1 1 | tr '\n' ' ')" = "$sds" ] || fail "paths changed from $sds to $(lun_sds v1 1 | tr '\n' ' ')"
+[ "$(ls "/sys/block/$dm/slaves" | _count_lines)" = 2 ] || fail "map $dm lost paths: $(ls "/sys/block/$dm/slaves")"
+[ "$(target_sids v1 | _count_lines)" = 2 ] || fail "sessions to v1 were removed"
+log "ok: map $dm, its 2 paths and both sessions are still there"
+
+target_up v1
+wait_sessions_up v1
+wait_paths_active v1 1 2
+wait_until 60 "writer dd to finish" sh -c "! kill -0 $DD_PID"
+wait "$DD_PID" || log "writer dd exited $?"
+bounded 60 blockdev --flushbufs "/dev/$dm" || fail "blockdev --flushbufs /dev/$dm after the paths came back failed"
+assert_backing_has v1 1 "$LAB_STATE/pat1" 2
+
+run_brick disconnect props.json --device-info device_info.json
+[ "$BRICK_RC" = 0 ] || fail "second disconnect (paths back) exited $BRICK_RC"
+assert_lun_gone v1 1
+assert_target_gone v1
+assert_host_clean
+assert_backing_has v1 1 "$LAB_STATE/pat1" 2
