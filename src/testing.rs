@@ -48,8 +48,11 @@ struct FakeTarget {
 #[derive(Default)]
 struct World {
     targets: Vec<FakeTarget>,
-    /// Build a multipath map for each new disk, as multipathd does.
+    /// Build a multipath map for each new disk, as multipathd does when udev tells it.
     auto_multipath: bool,
+    /// multipathd does not answer on its socket.
+    multipathd_down: bool,
+    multipathd_cmds: Vec<String>,
     next_disk: usize,
     /// session id -> (SCSI host number, portal, IQN, tpgt)
     sessions: BTreeMap<u32, (u32, String, String, u32)>,
@@ -141,6 +144,10 @@ impl FakeHost {
                 world: self.world.clone(),
             }))
             .clock(self.clock.clone() as Arc<dyn Clock>)
+            .multipathd(Arc::new(FakeMultipathd {
+                root: root.to_path_buf(),
+                world: self.world.clone(),
+            }))
             .run_dir(root.join("run/brick"))
             .proc_root(root.join("proc"))
     }
@@ -231,6 +238,17 @@ impl FakeHost {
     pub fn auto_multipath(&self) -> &Self {
         lock(&self.world).auto_multipath = true;
         self
+    }
+
+    /// Makes multipathd unreachable.
+    pub fn multipathd_down(&self) -> &Self {
+        lock(&self.world).multipathd_down = true;
+        self
+    }
+
+    /// Every command sent to multipathd's socket so far.
+    pub fn multipathd_cmds(&self) -> Vec<String> {
+        lock(&self.world).multipathd_cmds.clone()
     }
 
     /// Sets the size of block device `name` in bytes.
@@ -427,7 +445,21 @@ fn scan(root: &Path, w: &mut World, hostno: u32, lun: u64) {
     w.next_disk += 1;
     add_disk(root, hostno, sid, lun, &name, &wwid);
     if w.auto_multipath {
-        let id = Wwid::from_sysfs(&wwid).expect("wwid");
+        join_map(root, &name);
+    }
+}
+
+/// What multipathd does with a new path: builds the map of its WWID, or adds the path to it.
+fn join_map(root: &Path, name: &str) {
+    let sys = root.join("sys/block");
+    let Ok(raw) = fs::read_to_string(sys.join(format!("{name}/device/wwid"))) else {
+        return;
+    };
+    if fs::read_dir(sys.join(format!("{name}/holders"))).is_ok_and(|mut d| d.next().is_some()) {
+        return;
+    }
+    {
+        let id = Wwid::from_sysfs(&raw).expect("wwid");
         let sys = root.join("sys/block");
         let existing = fs::read_dir(&sys)
             .into_iter()
@@ -440,7 +472,7 @@ fn scan(root: &Path, w: &mut World, hostno: u32, lun: u64) {
                         .is_ok_and(|u| u.trim() == id.mpath_uuid())
             });
         match existing {
-            Some(dev) => add_slave(root, &dev, &name),
+            Some(dev) => add_slave(root, &dev, name),
             None => {
                 let n = fs::read_dir(&sys)
                     .into_iter()
@@ -676,7 +708,6 @@ impl FakeRunner {
                     "",
                 ))
             }
-            ["multipathd", "resize", "map", _] => Ok(Output::exit(0, "ok\n", "")),
             ["multipath", "-f", name] => match dm_by_name(&self.root, name) {
                 Some(dev) => {
                     remove_dm(&self.root, &dev);
@@ -752,6 +783,30 @@ impl Runner for FakeRunner {
             i += 1;
         }
         self.default_response(&mut w, &argv)
+    }
+}
+
+struct FakeMultipathd {
+    root: PathBuf,
+    world: Arc<Mutex<World>>,
+}
+
+impl crate::host::Multipathd for FakeMultipathd {
+    fn command(&self, cmd: &str, _timeout: Duration) -> Result<String, String> {
+        let mut w = lock(&self.world);
+        w.multipathd_cmds.push(cmd.to_string());
+        if w.multipathd_down {
+            return Err("cannot reach multipathd (is it running?): Connection refused".into());
+        }
+        let words: Vec<&str> = cmd.split_whitespace().collect();
+        match words.as_slice() {
+            ["add", "path", name] => {
+                join_map(&self.root, name);
+                Ok("ok".into())
+            }
+            ["resize", "map", _] => Ok("ok".into()),
+            _ => Ok("fail".into()),
+        }
     }
 }
 

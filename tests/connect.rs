@@ -307,8 +307,46 @@ fn extend_rescans_paths_resizes_the_map_and_returns_the_size() {
         .filter(|(p, v)| p.ends_with("device/rescan") && v == "1")
         .count();
     assert_eq!(rescans, 2);
-    assert_eq!(count(&f, &["multipathd", "resize", "map", WWN1]), 1);
+    assert!(
+        f.multipathd_cmds().contains(&format!("resize map {WWN1}")),
+        "{:?}",
+        f.multipathd_cmds()
+    );
     let paths = volume_paths(&f.host(), &props(1, ""), None, &Tuning::default()).unwrap();
     assert_eq!(paths[0], "/dev/dm-0");
     assert_eq!(paths.len(), 3);
+}
+
+#[test]
+fn paths_are_handed_to_multipathd_when_udev_does_not_tell_it() {
+    // No auto_multipath: the map appears only because brick says "add path" on the socket.
+    let f = lab();
+    let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(c.device_info.path.as_deref(), Some("/dev/dm-0"));
+    let mut cmds = f.multipathd_cmds();
+    cmds.sort();
+    assert_eq!(cmds, ["add path sda", "add path sdb"]);
+    assert!(
+        f.calls().iter().all(|c| c[0] != "multipathd"),
+        "no multipathd process"
+    );
+}
+
+#[test]
+fn without_multipathd_the_volume_is_the_disk_and_no_time_is_lost_waiting() {
+    let f = lab();
+    f.multipathd_down();
+    let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    assert!(c
+        .device_info
+        .path
+        .as_deref()
+        .unwrap()
+        .starts_with("/dev/sd"));
+    assert_eq!(c.device_info.multipath_id, None);
+    let waited: std::time::Duration = f.clock().sleeps().iter().sum();
+    assert!(
+        waited < std::time::Duration::from_secs(1),
+        "waited {waited:?} for a map that cannot come"
+    );
 }

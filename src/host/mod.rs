@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod cmd;
 pub mod kernel;
+pub mod multipathd;
 
 use std::fs;
 use std::io;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use cmd::{Cmd, CmdError, Output, Runner, SystemRunner};
 pub use kernel::{Kernel, KernelError, RealKernel};
+pub use multipathd::{Multipathd, SocketMultipathd};
 
 use crate::error::Error;
 
@@ -29,6 +31,7 @@ pub struct Host {
     proc: PathBuf,
     runner: Arc<dyn Runner>,
     kernel: Arc<dyn Kernel>,
+    multipathd: Arc<dyn Multipathd>,
     clock: Arc<dyn Clock>,
 }
 
@@ -63,6 +66,7 @@ impl Host {
             proc: PathBuf::from("/proc"),
             runner: Arc::new(SystemRunner),
             kernel: Arc::new(RealKernel),
+            multipathd: Arc::new(SocketMultipathd::default()),
             clock: Arc::new(SystemClock),
         }
     }
@@ -122,6 +126,21 @@ impl Host {
     pub fn kernel(mut self, k: Arc<dyn Kernel>) -> Host {
         self.kernel = k;
         self
+    }
+
+    /// Replaces the multipathd client.
+    pub fn multipathd(mut self, m: Arc<dyn Multipathd>) -> Host {
+        self.multipathd = m;
+        self
+    }
+
+    /// Sends a command to multipathd (see [`Multipathd::command`]).
+    pub fn multipathd_cmd(
+        &self,
+        cmd: &str,
+        timeout: std::time::Duration,
+    ) -> Result<String, String> {
+        self.multipathd.command(cmd, timeout)
     }
 
     /// Replaces the clock.

@@ -155,7 +155,7 @@ pub fn connect_volume(
     }
 
     let paths: Vec<String> = up.iter().map(|(_, d)| d.name.clone()).collect();
-    let map = if opts.multipath {
+    let map = if opts.multipath && hand_paths_to_multipathd(host, &paths, tuning) {
         wait_for_map(host, &wwid, &paths, tuning)?
     } else {
         None
@@ -516,6 +516,25 @@ fn wait_for_disk(
         host.time().sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
     }
+}
+
+/// Tells multipathd about each new path (`add path sdX` on its control socket) instead of waiting
+/// for it to learn of them from udev: it is faster, and works where udev is slow or absent. A path
+/// multipathd knows already is not harmed. Returns whether a map may come: not when multipathd is
+/// unreachable or blacklists every path.
+fn hand_paths_to_multipathd(host: &Host, paths: &[String], tuning: &Tuning) -> bool {
+    let mut may_come = false;
+    for p in paths {
+        match host.multipathd_cmd(&format!("add path {p}"), tuning.command_timeout) {
+            Ok(reply) if reply.contains("blacklisted") => {
+                debug!(path = %p, "multipathd blacklists the path")
+            }
+            Ok(_) => may_come = true,
+            // Without multipathd no map comes: the volume is the bare disk.
+            Err(e) => warn!(path = %p, error = %e, "multipathd not told of the path"),
+        }
+    }
+    may_come
 }
 
 /// Waits for the multipath map of `wwid`, then briefly for every path to join it.

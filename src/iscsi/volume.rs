@@ -234,16 +234,19 @@ pub fn extend_volume(
         tracing::info!(bytes = disk_size, "volume extended");
         return Ok(disk_size);
     };
-    let cmd = crate::host::Cmd::new("multipathd")
-        .args(["resize", "map", &map.name])
-        .timeout(tuning.command_timeout);
-    let out = host.run(&cmd)?;
-    // multipathd answers "ok" or "fail" on stdout and exits 0 either way (older versions).
-    if !out.success() || out.stdout.trim() == "fail" {
+    let cmd = format!("resize map {}", map.name);
+    let reply = host
+        .multipathd_cmd(&cmd, tuning.command_timeout)
+        .map_err(|e| Error::CommandFailed {
+            cmd: format!("multipathd {cmd}"),
+            code: None,
+            detail: e,
+        })?;
+    if reply.trim() != "ok" {
         return Err(Error::CommandFailed {
-            cmd: cmd.to_string(),
-            code: out.code,
-            detail: out.tail(),
+            cmd: format!("multipathd {cmd}"),
+            code: None,
+            detail: reply,
         });
     }
     let size = size_of(&map.dev)?;
