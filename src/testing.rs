@@ -485,7 +485,7 @@ fn join_map(root: &Path, name: &str) {
                     &format!("dm-{n}"),
                     id.as_str(),
                     &id.mpath_uuid(),
-                    &[&name],
+                    &[name],
                 );
             }
         }
