@@ -10,6 +10,9 @@
 # Environment: BRICK (brick binary), LAB_SCENARIO_TIMEOUT (per scenario, s, default 240).
 set -euo pipefail
 
+# The whole script is one function, parsed before it runs: editing this file during a run
+# cannot break the run.
+main() {
 RESULTS=$1; shift
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export LAB_DIR RESULTS
@@ -53,6 +56,9 @@ cat >/etc/multipath.conf <<'EOF'
 defaults {
     user_friendly_names no
     find_multipaths no
+    # No udevd in the VM: read each path's WWID from sysfs (VPD page 0x83 as the kernel cached
+    # it) instead of udev's database, which stays empty.
+    uid_attribute ""
 }
 blacklist {
     wwid "^36001405b51d"
@@ -105,3 +111,6 @@ lab_reset >>"$RESULTS/guest.log" 2>&1 || { log "final state not clean"; dump_sta
 kill "$MULTIPATHD_PID" "$ISCSID_PID" 2>/dev/null || true
 echo ok >"$RESULTS/done"
 progress "guest done"
+}
+main "$@"
+exit $?

@@ -455,11 +455,11 @@ run_brick() {
     log "run: brick -v $*"
     t0=$(date +%s%N)
     set +e
-    bounded "$t" "$BRICK" -v "$@" >"$out" 2>&1
+    NO_COLOR=1 bounded "$t" "$BRICK" -v "$@" >"$out" 2>&1
     BRICK_RC=$?
     set -e
     BRICK_SECS=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN{printf "%.2f", (b-a)/1e9}')
-    sed 's/^/    brick| /' "$out" >&2
+    sed 's/\x1b\[[0-9;]*m//g; s/^/    brick| /' "$out" >&2
     rm -f "$out"
     if [ "$BRICK_RC" = 124 ]; then
         log "brick did not finish within ${t}s and was killed (BRICK_RC=124)"
@@ -472,7 +472,7 @@ run_brick() {
 # sets BRICK_PID.
 start_brick() {
     log "start in background: brick -v $*"
-    "$BRICK" -v "$@" > >(sed 's/^/    brick(bg)| /' >&2) 2>&1 &
+    NO_COLOR=1 "$BRICK" -v "$@" > >(sed -u 's/\x1b\[[0-9;]*m//g; s/^/    brick(bg)| /' >&2) 2>&1 &
     BRICK_PID=$!
 }
 

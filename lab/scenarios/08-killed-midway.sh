@@ -1,7 +1,8 @@
 #!/bin/bash
 # A disconnect killed with SIGKILL midway, then run again: the second run finishes the job.
-# Part 1: paths up, killed after a random delay, three times in a row, then a full run.
-# Part 2: all paths down (the disconnect is stuck or failing), killed; paths back; a full run.
+# Part 1: paths up; three volumes, each: disconnect killed after a random delay, then a full run.
+# Part 2: all paths down with a writer queued on the map; the (failing) disconnect is killed after
+# a random delay; paths back, writer done; a full run: clean host, the writer's data on the target.
 # LAB_SEED fixes the random delays (logged) to replay a failure.
 set -euo pipefail
 . "$LAB_DIR/lib.sh"
@@ -25,49 +26,56 @@ kill_after() {   # kill_after MS: SIGKILL the background brick after MS millisec
 STUCK_PID=""
 
 log "=== part 1: paths up"
-target_create v1 --portals 2 --luns 1
-iscsi_login v1
-dm=$(wait_lun_map v1 1 2)
-make_pattern "$LAB_STATE/pat1" 1
-write_pattern "$dm" "$LAB_STATE/pat1" 1 buffered
-props_json v1 1 >props1.json
-device_info_json "/dev/$dm" "$(lun_wwn v1 1)" "$(lun_wwn v1 1)" >di1.json
-for round in 1 2 3; do
-    start_brick disconnect props1.json --device-info di1.json
-    kill_after $(( 100 + RANDOM % 1500 ))
-    log "after round $round: sds=[$(lun_sds v1 1 | tr '\n' ' ')] map=[$(lun_dm v1 1)] sessions=[$(target_sids v1 | tr '\n' ' ')]"
+for v in v1 v2 v3; do
+    target_create "$v" --portals 2 --luns 1
+    iscsi_login "$v"
+    dm=$(wait_lun_map "$v" 1 2)
+    make_pattern "$LAB_STATE/pat-$v" 1
+    write_pattern "$dm" "$LAB_STATE/pat-$v" 1 buffered
+    props_json "$v" 1 >"props-$v.json"
+    device_info_json "/dev/$dm" "$(lun_wwn "$v" 1)" "$(lun_wwn "$v" 1)" >"di-$v.json"
+    start_brick disconnect "props-$v.json" --device-info "di-$v.json"
+    kill_after $(( 100 + RANDOM % 1400 ))
+    log "after the kill: sds=[$(lun_sds "$v" 1 | tr '\n' ' ')] map=[$(lun_dm "$v" 1)] sessions=[$(target_sids "$v" | tr '\n' ' ')] records=$(iscsiadm -m node 2>/dev/null | grep -cF "$(tiqn "$v")" || true)"
+    run_brick disconnect "props-$v.json" --device-info "di-$v.json"
+    [ "$BRICK_RC" = 0 ] || fail "the disconnect of $v after the killed one exited $BRICK_RC"
+    assert_lun_gone "$v" 1
+    assert_target_gone "$v"
+    assert_backing_has "$v" 1 "$LAB_STATE/pat-$v" 1
+    target_destroy "$v"
+    assert_host_clean
 done
-run_brick disconnect props1.json --device-info di1.json
-[ "$BRICK_RC" = 0 ] || fail "the disconnect after the killed ones exited $BRICK_RC"
-assert_lun_gone v1 1
-assert_target_gone v1
-assert_backing_has v1 1 "$LAB_STATE/pat1" 1
-target_destroy v1
-assert_host_clean
 
-log "=== part 2: all paths down"
-target_create v2 --portals 2 --luns 1
-iscsi_login v2
-dm=$(wait_lun_map v2 1 2)
-make_pattern "$LAB_STATE/pat2" 1
-write_pattern "$dm" "$LAB_STATE/pat2" 1 buffered
-props_json v2 1 >props2.json
-device_info_json "/dev/$dm" "$(lun_wwn v2 1)" "$(lun_wwn v2 1)" >di2.json
-target_down v2
-wait_sessions_failed v2
-start_brick disconnect props2.json --device-info di2.json
-kill_after $(( 1000 + RANDOM % 4000 ))
-log "after the kill: sds=[$(lun_sds v2 1 | tr '\n' ' ')] map=[$(lun_dm v2 1)] sessions=[$(target_sids v2 | tr '\n' ' ')]"
-target_up v2
-wait_sessions_up v2
+log "=== part 2: all paths down, writer queued"
+target_create v4 --portals 2 --luns 1
+iscsi_login v4
+dm=$(wait_lun_map v4 1 2)
+make_pattern "$LAB_STATE/pat4" 1
+props_json v4 1 >props4.json
+device_info_json "/dev/$dm" "$(lun_wwn v4 1)" "$(lun_wwn v4 1)" >di4.json
+target_down v4
+wait_sessions_failed v4
+dd if="$LAB_STATE/pat4" of="/dev/$dm" bs=1M seek=2 status=none &
+DD_PID=$!
+sleep 1
+start_brick disconnect props4.json --device-info di4.json
+kill_after $(( 200 + RANDOM % 2800 ))
+log "after the kill: sds=[$(lun_sds v4 1 | tr '\n' ' ')] map=[$(lun_dm v4 1)] sessions=[$(target_sids v4 | tr '\n' ' ')]"
+target_up v4
+[ -z "$(target_sids v4)" ] || wait_sessions_up v4
 if [ -n "$STUCK_PID" ]; then
     wait_until 60 "the killed brick to die once the paths are back" sh -c "! kill -0 $STUCK_PID"
     log "killed brick is gone"
 fi
-if [ -n "$(lun_dm v2 1)" ]; then wait_paths_active v2 1 "$(lun_sds v2 1 | _count_lines)"; fi
-run_brick disconnect props2.json --device-info di2.json
+wait_until 60 "writer dd to finish" sh -c "! kill -0 $DD_PID"
+wait "$DD_PID" || log "writer dd exited $?"
+if [ -n "$(lun_dm v4 1)" ]; then
+    wait_paths_active v4 1 "$(lun_sds v4 1 | _count_lines)"
+    bounded 60 blockdev --flushbufs "/dev/$dm" || fail "blockdev --flushbufs /dev/$dm failed"
+fi
+run_brick disconnect props4.json --device-info di4.json
 [ "$BRICK_RC" = 0 ] || fail "the disconnect after the killed one (paths back) exited $BRICK_RC"
-assert_lun_gone v2 1
-assert_target_gone v2
+assert_lun_gone v4 1
+assert_target_gone v4
 assert_host_clean
-assert_backing_has v2 1 "$LAB_STATE/pat2" 1
+assert_backing_has v4 1 "$LAB_STATE/pat4" 2
