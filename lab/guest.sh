@@ -29,9 +29,12 @@ progress() { printf '[%8s] %s\n' "$(uptime_s)" "$*" | tee -a "$RESULTS/progress"
 
 progress "guest up (kernel $(uname -r)), setting up"
 
-# --- no udevd: virtme-ng-init starts one when it finds it; it slows everything down under TCG and
-# nothing here needs it (multipathd and iscsid read sysfs).
-if [ "${LAB_UDEV:-0}" != 1 ] && pidof systemd-udevd udevd >/dev/null 2>&1; then
+# --- udevd: virtme-ng-init starts the host's systemd-udevd in the VM. It stays (LAB_UDEV=1, the
+# default): multipathd 0.9.4 learns of paths and of its own maps only through udev events. With
+# LAB_UDEV=0 it is stopped: faster, but multipathd then never adds paths by itself (the lab hands
+# them over with "multipathd add path"), waits ~30 s for each new map's "creation uevent", and
+# keeps deleted paths in its tables (it later rebuilt a map from stale device numbers).
+if [ "${LAB_UDEV:-1}" != 1 ] && pidof systemd-udevd udevd >/dev/null 2>&1; then
     udevadm control --exit 2>/dev/null || true
     for _ in $(seq 50); do pidof systemd-udevd udevd >/dev/null 2>&1 || break; sleep 0.1; done
     log "udevd stopped"
