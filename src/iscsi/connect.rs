@@ -554,6 +554,15 @@ fn wait_for_map(
             if paths.iter().all(|p| m.slaves.contains(p)) {
                 return Ok(map);
             }
+            if grace_end.is_none() {
+                // multipathd built the map from the first path it saw; it adds the others only at
+                // its next "delayed actions" unless asked again now that the map exists.
+                for p in paths.iter().filter(|p| !m.slaves.contains(p)) {
+                    if let Err(e) = host.multipathd_cmd(&format!("add path {p}"), tuning.command_timeout) {
+                        debug!(path = %p, error = %e, "multipathd not asked again");
+                    }
+                }
+            }
             let end = *grace_end.get_or_insert(now + tuning.map_paths_grace);
             if now >= end || now >= deadline {
                 debug!(map = %m.dev, slaves = ?m.slaves, "not every path joined the map yet");
