@@ -1,0 +1,603 @@
+"""The benchmark's conductor: runs inside the lab VM (started by bench/in-vm.sh), drives every tool
+through every workload on the same LIO targets, and writes $RESULTS/raw.json.
+
+Tools (each does exactly the same operations on the same volumes, in turn):
+  floor      bench/pydriver.py floor: bare iscsiadm/multipathd calls and sysfs writes, in-process
+  os-brick   bench/pydriver.py osbrick: os_brick ISCSIConnector, in-process (long-lived process)
+  brick-lib  target/release/brick-bench: brick::connect_volume/disconnect_volume, in-process
+  brick-cli  the `brick connect` / `brick disconnect` processes, timed from fork to exit
+
+Passes per workload:
+  timed   R repetitions; in each, every tool connects all volumes (in turn, one after the other)
+          then disconnects them all; tool order rotates between repetitions.
+  count   one repetition with a PATH of shims that log every program started (not timed);
+          also samples the brick process's own peak RSS.
+  diag    one repetition with debug logs (brick -v, os-brick DEBUG) kept in diag/.
+"""
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+CFG = json.load(open(sys.argv[1]))
+RES = CFG["results"]
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+LAB_DIR = os.environ["LAB_DIR"]
+WORK = "/run/bench"
+SHIMS = WORK + "/shims"
+SHIM_LOG = WORK + "/shims.log"
+os.makedirs(WORK, exist_ok=True)
+os.makedirs(RES + "/diag", exist_ok=True)
+T_START = time.monotonic()
+
+
+def uptime():
+    return open("/proc/uptime").read().split()[0]
+
+
+def log(msg):
+    line = "[%8s] bench: %s" % (uptime(), msg)
+    print(line, file=sys.stderr, flush=True)
+
+
+def progress(msg):
+    log(msg)
+    with open(RES + "/progress", "a") as f:
+        f.write("[%8s] bench: %s\n" % (uptime(), msg))
+
+
+def sh(script, check=True, capture=False):
+    """Run bash with lab/lib.sh and bench/guest-lib.sh sourced."""
+    full = '. "$LAB_DIR/lib.sh"; . "%s/guest-lib.sh"; %s' % (BENCH_DIR, script)
+    p = subprocess.run(["bash", "-c", full], stdout=subprocess.PIPE if capture else sys.stderr,
+                       stderr=sys.stderr, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError("bash failed (%d): %s" % (p.returncode, script))
+    return p.stdout if capture else p.returncode
+
+
+# --------------------------------------------------------------------------------------------
+# sysfs views
+
+
+def read(path, default=None):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return default
+
+
+def map_of(wwn):
+    """(dm-N, number of paths) of the multipath map named by wwn, or (None, 0)."""
+    for d in os.listdir("/sys/block"):
+        if d.startswith("dm-") and read("/sys/block/%s/dm/uuid" % d) == "mpath-" + wwn:
+            return d, len(os.listdir("/sys/block/%s/slaves" % d))
+    return None, 0
+
+
+def sds_of(wwid):
+    return [d for d in os.listdir("/sys/block")
+            if d.startswith("sd") and read("/sys/block/%s/device/wwid" % d) == wwid]
+
+
+def leftovers(vols):
+    """What is left on the initiator of these volumes (empty list when clean)."""
+    left = []
+    iqns = {v["iqn"] for v in vols}
+    for s in sorted(os.listdir("/sys/class/iscsi_session")):
+        if read("/sys/class/iscsi_session/%s/targetname" % s) in iqns:
+            left.append("session " + s)
+    for v in vols:
+        for sd in sds_of(v["wwid"]):
+            left.append("disk %s (%s)" % (sd, v["name"]))
+        dm, _ = map_of(v["wwn"])
+        if dm:
+            left.append("map %s (%s)" % (dm, v["name"]))
+    for iqn in iqns:
+        if os.path.exists("/etc/iscsi/nodes/" + iqn):
+            left.append("node record " + iqn)
+    return left
+
+
+def paths_now(vols, infos):
+    """Paths of each volume right now: map's slaves for multipath volumes, else disks."""
+    out = []
+    for v, info in zip(vols, infos):
+        if v["multipath"]:
+            out.append(map_of(v["wwn"])[1])
+        else:
+            out.append(len(sds_of(v["wwid"])))
+    return out
+
+
+def wait_settled(vols, timeout=30):
+    """Untimed: wait until every volume shows all its paths (so every disconnect starts alike)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all((map_of(v["wwn"])[1] if v["multipath"] else len(sds_of(v["wwid"]))) >= v["npaths"]
+               for v in vols):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def shim_lines():
+    try:
+        with open(SHIM_LOG) as f:
+            return f.read().splitlines()
+    except OSError:
+        return []
+
+
+# --------------------------------------------------------------------------------------------
+# a stand-in for the one udev rule os-brick needs
+
+
+class ByIdLinks(threading.Thread):
+    """The lab VM runs no udevd (it would compete for the two emulated CPUs). os-brick finds a
+    disk's WWN through udev's /dev/disk/by-id/scsi-<WWN> links and, without one, retries for 10 s
+    per connect. This thread keeps those links as udev's persistent-storage rule would: it
+    listens to the kernel's uevents and makes /dev/disk/by-id/scsi-<WWN> -> ../../sdX when a disk
+    appears, and removes it when the disk goes. Runs for every tool alike (only os-brick reads
+    the links)."""
+
+    DIR = "/dev/disk/by-id"
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 15)  # KOBJECT_UEVENT
+        self.sock.bind((0, 1))
+        os.makedirs(self.DIR, exist_ok=True)
+        self.made = 0
+
+    @staticmethod
+    def wwn_of(sd):
+        w = read("/sys/block/%s/device/wwid" % sd) or ""
+        for prefix, code in (("naa.", "3"), ("eui.", "2"), ("t10.", "1")):
+            if w.startswith(prefix):
+                return code + w[len(prefix):]
+        return None
+
+    def run(self):
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                return
+            f = dict(x.split("=", 1) for x in data.decode(errors="replace").split("\0") if "=" in x)
+            name = f.get("DEVNAME", "")
+            if f.get("SUBSYSTEM") != "block" or f.get("DEVTYPE") != "disk" or not name.startswith("sd"):
+                continue
+            try:
+                if f.get("ACTION") == "add":
+                    wwn = self.wwn_of(name)
+                    if wwn:
+                        link = "%s/scsi-%s" % (self.DIR, wwn)
+                        if not os.path.exists(link):
+                            if os.path.islink(link):
+                                os.unlink(link)
+                            os.symlink("../../" + name, link)
+                            self.made += 1
+                elif f.get("ACTION") == "remove":
+                    for link in os.listdir(self.DIR):
+                        p = os.path.join(self.DIR, link)
+                        if os.path.islink(p) and os.readlink(p) == "../../" + name:
+                            os.unlink(p)
+            except OSError as e:
+                log("by-id links: %s" % e)
+
+
+# --------------------------------------------------------------------------------------------
+# tools
+
+
+class DriverTool:
+    """A long-lived in-process driver speaking bench/pydriver.py's line protocol."""
+
+    def __init__(self, name, argv, env=None):
+        self.name, self.argv, self.env = name, argv, env
+        self.proc = None
+        self.buf = b""
+
+    def start(self, path_prefix=None, debug_log=None, log_env=None):
+        env = dict(os.environ)
+        if path_prefix:
+            env["PATH"] = path_prefix + ":" + env["PATH"]
+        if debug_log and log_env:
+            env.update(log_env)
+        self.stderr = open(debug_log or "%s/%s.stderr" % (WORK, self.name), "a")
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, env=env, cwd=WORK)
+        self.buf = b""
+        self.started = self.request({"op": "stats"}, timeout=120)
+        if not self.started.get("ok"):
+            raise RuntimeError("%s did not start: %s" % (self.name, self.started))
+        return self.started
+
+    def stop(self):
+        if self.proc:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=20)
+            except Exception:  # noqa: BLE001
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+            self.stderr.close()
+
+    def request(self, obj, timeout):
+        self.proc.stdin.write((json.dumps(obj) + "\n").encode())
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log("%s: no answer within %ds: killing it" % (self.name, timeout))
+                self.proc.kill()
+                self.proc.wait()
+                self.proc = None
+                return {"ok": False, "error": "timeout after %ds" % timeout, "timeout": True}
+            r, _, _ = select.select([fd], [], [], left)
+            if r:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return {"ok": False, "error": "driver exited (%s)" % self.proc.poll()}
+                self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def run_ops(self, ops, timeout):
+        a = self.request({"op": "batch", "ops": ops}, timeout)
+        res = a.get("results", [])
+        return {"ok": bool(a.get("ok")), "total": a.get("secs"),
+                "per": [r.get("secs") for r in res],
+                "infos": [r.get("device_info") for r in res],
+                "error": a.get("error") or next((r.get("error") for r in res if not r.get("ok")), None)}
+
+    def connect_all(self, vols, timeout):
+        return self.run_ops([{"op": "connect", "props": v["props"], "multipath": v["multipath"]}
+                             for v in vols], timeout)
+
+    def disconnect_all(self, vols, infos, timeout):
+        return self.run_ops([{"op": "disconnect", "props": v["props"], "device_info": i}
+                             for v, i in zip(vols, infos)], timeout)
+
+    def stats(self):
+        if not self.proc:
+            return None
+        return self.request({"op": "stats"}, timeout=60)
+
+
+def sample_run(argv, env, timeout):
+    """Run argv; return (rc, stdout, stderr, own_peak_kib, tree_maxrss_kib). The process's own
+    VmHWM is sampled every 2 ms (it only grows, so the last sample is its peak up to the last
+    2 ms); the tree figure is wait4's ru_maxrss (the process or its largest child)."""
+    out_f = open(WORK + "/sample.out", "w+")
+    err_f = open(WORK + "/sample.err", "w+")
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f, env=env)
+    hwm = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        v = None
+        try:
+            with open("/proc/%d/status" % p.pid) as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        v = int(line.split()[1])
+        except OSError:
+            pass
+        if v:
+            hwm = max(hwm, v)
+        if time.monotonic() > deadline:
+            p.kill()
+        time.sleep(0.002)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    out_f.seek(0)
+    err_f.seek(0)
+    return p.returncode, out_f.read(), err_f.read(), hwm, ru.ru_maxrss
+
+
+class CliTool:
+    """The brick command: one process per operation, timed from spawn to exit."""
+
+    name = "brick-cli"
+
+    def __init__(self, brick):
+        self.brick = brick
+        self.path_prefix = None
+        self.verbose_log = None
+        self.sample = False
+        self.mem = []  # (own peak, tree maxrss) per process, when sampling
+
+    def start(self, path_prefix=None, debug_log=None, log_env=None):
+        self.path_prefix = path_prefix
+        self.verbose_log = debug_log
+        self.mem = []
+        return None
+
+    def stop(self):
+        pass
+
+    def stats(self):
+        return None
+
+    def _run(self, args, timeout):
+        env = dict(os.environ, NO_COLOR="1")
+        if self.path_prefix:
+            env["PATH"] = self.path_prefix + ":" + env["PATH"]
+        argv = [self.brick] + (["-v"] if self.verbose_log else []) + args
+        wall0 = time.time()
+        t0 = time.monotonic()
+        if self.sample:
+            rc, out, err, own, tree = sample_run(argv, env, timeout)
+            secs = time.monotonic() - t0
+            self.mem.append((own, tree))
+        else:
+            try:
+                p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, env=env, timeout=timeout, text=True)
+                rc, out, err = p.returncode, p.stdout, p.stderr
+            except subprocess.TimeoutExpired as e:
+                rc, out, err = 124, e.stdout or "", "timeout"
+            secs = time.monotonic() - t0
+        if self.verbose_log:
+            with open(self.verbose_log, "a") as f:
+                f.write("### %s  (spawned %s.%06dZ, %.3f s, exit %d)\n%s\n" % (
+                    " ".join(argv), time.strftime("%H:%M:%S", time.gmtime(wall0)),
+                    int((wall0 % 1) * 1e6), secs, rc, err))
+        return rc, out, err, secs
+
+    def connect_all(self, vols, timeout):
+        per, infos = [], []
+        t0 = time.monotonic()
+        for v in vols:
+            args = ["connect", v["props_file"]]
+            if not v["multipath"]:
+                args.append("--single-path")
+            rc, out, err, secs = self._run(args, timeout)
+            per.append(secs)
+            if rc != 0:
+                return {"ok": False, "total": time.monotonic() - t0, "per": per, "infos": infos,
+                        "error": "brick connect exited %d: %s" % (rc, err.strip()[-2000:])}
+            infos.append(json.loads(out))
+        return {"ok": True, "total": time.monotonic() - t0, "per": per, "infos": infos}
+
+    def disconnect_all(self, vols, infos, timeout):
+        per = []
+        t0 = time.monotonic()
+        for v, info in zip(vols, infos):
+            di = "%s/%s.di.json" % (WORK, v["name"])
+            with open(di, "w") as f:
+                json.dump(info, f)
+            args = ["disconnect", v["props_file"], "--device-info", di]
+            rc, out, err, secs = self._run(args, timeout)
+            per.append(secs)
+            if rc != 0:
+                return {"ok": False, "total": time.monotonic() - t0, "per": per,
+                        "error": "brick disconnect exited %d: %s" % (rc, err.strip()[-2000:])}
+        return {"ok": True, "total": time.monotonic() - t0, "per": per}
+
+
+# --------------------------------------------------------------------------------------------
+# workloads
+
+
+def make_volumes(wl):
+    """Create the LIO targets of a workload; return its volumes."""
+    vols = []
+    n = wl["volumes"]
+    if wl["layout"] == "one-target-per-volume":
+        names = ["%sv%02d" % (wl["id"].lower(), i + 1) for i in range(n)] if n > 1 else [wl["id"].lower()]
+        for name in names:
+            opts = "--portals %d --luns 1" % wl["portals"]
+            if not wl["multipath"]:
+                opts += " --no-multipath"
+            sh("target_create %s %s" % (name, opts))
+            vols.append((name, 1))
+    else:  # shared target: n LUNs on one target
+        name = wl["id"].lower()
+        sh("target_create %s --portals %d --luns %d" % (name, wl["portals"], n))
+        vols = [(name, l + 1) for l in range(n)]
+    out = []
+    for name, lun in vols:
+        props = json.loads(sh("props_json %s %d" % (name, lun), capture=True))
+        wwid = sh("lun_wwid %s %d" % (name, lun), capture=True).strip()
+        wwn = sh("lun_wwn %s %d" % (name, lun), capture=True).strip()
+        iqn = sh("tiqn %s" % name, capture=True).strip()
+        vname = "%s-lun%d" % (name, lun)
+        pf = "%s/%s.props.json" % (WORK, vname)
+        with open(pf, "w") as f:
+            json.dump(props, f)
+        out.append({"name": vname, "target": name, "lun": lun, "iqn": iqn, "wwid": wwid,
+                    "wwn": wwn, "props": props, "props_file": pf, "multipath": wl["multipath"],
+                    "npaths": wl["portals"]})
+    return out
+
+
+def reset_initiator(why):
+    log("resetting the initiator: %s" % why)
+    sh("bench_initiator_reset", check=False)
+
+
+def one_cycle(tool, vols, rec, timeout, count=False):
+    """Connect all, settle, disconnect all. Appends to rec; returns False when the tool failed."""
+    entry = {}
+    n0 = len(shim_lines()) if count else 0
+    c = tool.connect_all(vols, timeout)
+    if count:
+        lines = shim_lines()
+        entry["connect_cmds"] = lines[n0:]
+        n0 = len(lines)
+    entry["connect"] = {k: c.get(k) for k in ("ok", "total", "per", "error")}
+    entry["paths_at_return"] = paths_now(vols, c.get("infos") or [])
+    if c.get("infos"):
+        entry["device_info_0"] = c["infos"][0]
+    if not c["ok"]:
+        log("%s: connect failed: %s" % (tool.name, c.get("error")))
+        rec.append(entry)
+        reset_initiator("after a failed connect of %s" % tool.name)
+        return False
+    entry["settled"] = wait_settled(vols)
+    time.sleep(0.5)
+    d = tool.disconnect_all(vols, c["infos"], timeout)
+    if count:
+        entry["disconnect_cmds"] = shim_lines()[n0:]
+    entry["disconnect"] = {k: d.get(k) for k in ("ok", "total", "per", "error")}
+    left = leftovers(vols)
+    entry["left"] = left
+    rec.append(entry)
+    if not d["ok"] or left:
+        log("%s: disconnect %s; left: %s" % (tool.name, "failed: %s" % d.get("error") if not d["ok"] else "ok", left))
+        reset_initiator("after %s's disconnect" % tool.name)
+        return False
+    time.sleep(0.5)
+    return True
+
+
+def local_copy(path):
+    """brick's binaries as installed on a host: on a local file system (tmpfs), not on the VM's
+    9p share of the host, whose reads would slow each process start."""
+    os.makedirs(WORK + "/bin", exist_ok=True)
+    dst = WORK + "/bin/" + os.path.basename(path)
+    if not os.path.exists(dst):
+        import shutil
+        shutil.copy2(path, dst)
+    return dst
+
+
+def make_tools():
+    py = CFG["python"]
+    tools = {
+        "floor": DriverTool("floor", [py, BENCH_DIR + "/pydriver.py", "floor"]),
+        "os-brick": DriverTool("os-brick", [py, BENCH_DIR + "/pydriver.py", "osbrick",
+                                            WORK + "/oslocks"]),
+        "brick-lib": DriverTool("brick-lib", [local_copy(CFG["brick_bench"])]),
+        "brick-cli": CliTool(local_copy(CFG["brick"])),
+    }
+    return {k: tools[k] for k in CFG["tools"]}
+
+
+LOG_ENV = {"floor": {}, "os-brick": {"BENCH_LOG": "debug"},
+           "brick-lib": {"BENCH_LOG": "brick=debug"}, "brick-cli": {}}
+
+
+def run_workload(wl, raw):
+    wid = wl["id"]
+    progress("%s: %s" % (wid, wl["title"]))
+    sh("lab_reset", check=False)
+    vols = make_volumes(wl)
+    n = len(vols)
+    timeout = 60 + 90 * n
+    out = {"id": wid, "title": wl["title"], "volumes": n, "portals": wl["portals"],
+           "multipath": wl["multipath"], "layout": wl["layout"], "reps": wl["reps"],
+           "tools": {}}
+    raw["workloads"].append(out)
+    tools = make_tools()
+    names = list(tools)
+    for name in names:
+        out["tools"][name] = {"timed": [], "count": [], "diag": [], "mem": {}}
+
+    # ---- timed pass
+    for name, t in tools.items():
+        st = t.start()
+        if st:
+            out["tools"][name]["mem"]["after_start"] = st
+    for rep in range(wl["reps"]):
+        order = names[rep % len(names):] + names[:rep % len(names)]
+        for name in order:
+            t = tools[name]
+            if isinstance(t, DriverTool) and t.proc is None:
+                t.start()
+            ok = one_cycle(t, vols, out["tools"][name]["timed"], timeout)
+            e = out["tools"][name]["timed"][-1]
+            progress("%s rep %d/%d %-9s connect %s disconnect %s%s" % (
+                wid, rep + 1, wl["reps"], name, fmt(e["connect"].get("total")),
+                fmt((e.get("disconnect") or {}).get("total")), "" if ok else "  FAILED"))
+    for name, t in tools.items():
+        s = t.stats()
+        if s:
+            out["tools"][name]["mem"]["after_timed"] = s
+        t.stop()
+    save(raw)
+
+    # ---- count pass (shims first on PATH; brick's own RSS sampled)
+    if wl.get("count", True):
+        for name, t in tools.items():
+            t.start(path_prefix=SHIMS)
+            if isinstance(t, CliTool):
+                t.sample = True
+            one_cycle(t, vols, out["tools"][name]["count"], timeout, count=True)
+            if isinstance(t, CliTool):
+                t.sample = False
+                out["tools"][name]["mem"]["cli_samples"] = t.mem
+            t.stop()
+        progress("%s: process counts done" % wid)
+        save(raw)
+
+    # ---- diag pass (debug logs)
+    if wl.get("diag", True):
+        for name, t in tools.items():
+            logf = "%s/diag/%s-%s.log" % (RES, wid, name)
+            t.start(debug_log=logf, log_env=LOG_ENV[name])
+            one_cycle(t, vols, out["tools"][name]["diag"], timeout)
+            t.stop()
+        progress("%s: debug-log pass done" % wid)
+        save(raw)
+    sh("lab_reset", check=False)
+
+
+def fmt(x):
+    return "-" if x is None else "%.2fs" % x
+
+
+def save(raw):
+    raw["elapsed_s"] = time.monotonic() - T_START
+    tmp = RES + "/raw.json.tmp"
+    with open(tmp, "w") as f:
+        json.dump(raw, f, indent=1)
+    os.replace(tmp, RES + "/raw.json")
+
+
+def main():
+    raw = {"started_uptime": uptime(), "config": CFG, "workloads": [],
+           "guest": {"kernel": os.uname().release, "cpus": os.cpu_count(),
+                     "udevd": subprocess.run(["pidof", "systemd-udevd"],
+                                             stdout=subprocess.DEVNULL).returncode == 0}}
+    for cmd, key in ((["iscsiadm", "--version"], "iscsiadm"), (["multipath", "-h"], "multipath"),
+                     ([CFG["brick"], "--version"], "brick"),
+                     ([CFG["python"], "-c", "import importlib.metadata as m;print(m.version('os-brick'))"], "os_brick")):
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        raw["guest"][key] = (p.stdout.strip().splitlines() or [""])[0]
+    links = ByIdLinks()
+    links.start()
+    if any(w.get("count", True) for w in CFG["workloads"]):
+        sh('bench_shims %s %s' % (SHIMS, SHIM_LOG))
+        raw["shims"] = len(os.listdir(SHIMS))
+    for wl in CFG["workloads"]:
+        try:
+            run_workload(wl, raw)
+        except Exception as e:  # noqa: BLE001
+            import traceback
+            traceback.print_exc()
+            raw.setdefault("errors", []).append("%s: %s" % (wl["id"], e))
+            progress("%s: aborted: %s" % (wl["id"], e))
+            sh("lab_reset", check=False)
+        save(raw)
+    save(raw)
+    progress("done in %.0f s" % (time.monotonic() - T_START))
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    main()

@@ -1,0 +1,317 @@
+"""In-process benchmark drivers run inside the lab VM (see bench/README.md).
+
+    python pydriver.py osbrick LOCK_DIR   os-brick's ISCSIConnector, privileged calls in-process
+    python pydriver.py floor              the bare minimum: iscsiadm/multipathd + sysfs writes
+
+Same line protocol as src/bin/brick-bench.rs: one JSON request per line on stdin, one JSON answer
+per line on stdout ({"op": "connect"|"disconnect"|"batch"|"stats", ...}). "secs" in an answer is
+the wall time of the call alone (time.monotonic), import and set-up not counted.
+BENCH_LOG=debug sends the tool's debug logs to stderr.
+"""
+
+import glob
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+
+# Keep the protocol channel clean whatever a library prints.
+_proto_out = os.fdopen(os.dup(1), "w", buffering=1)
+os.dup2(2, 1)
+
+POLL = 0.02  # floor: sysfs poll interval (s)
+
+
+def status_kib(field):
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def stats():
+    return {
+        "ok": True,
+        "vm_hwm_kib": status_kib("VmHWM:"),
+        "vm_rss_kib": status_kib("VmRSS:"),
+        "children_maxrss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    }
+
+
+def targets_of(props):
+    """[(portal, iqn, lun)] of os-brick connection_properties."""
+    if props.get("target_portals"):
+        return list(zip(props["target_portals"], props["target_iqns"], props["target_luns"]))
+    return [(props["target_portal"], props["target_iqn"], props["target_lun"])]
+
+
+# --------------------------------------------------------------------------------------------
+# os-brick
+
+
+class OsBrick:
+    def __init__(self, lock_dir):
+        import logging
+
+        if os.environ.get("BENCH_LOG"):
+            logging.basicConfig(
+                level=logging.DEBUG, stream=sys.stderr,
+                format="%(relativeCreated)10.0f %(threadName)s %(name)s %(message)s")
+        from oslo_concurrency import lockutils
+
+        lockutils.set_defaults(lock_path=lock_dir)
+        from oslo_config import cfg
+
+        import os_brick
+
+        os_brick.setup(cfg.CONF)
+        import os_brick.privileged
+
+        os_brick.privileged.default.set_client_mode(False)
+        from os_brick.initiator import connector
+
+        self.single = connector.InitiatorConnector.factory("ISCSI", None, use_multipath=False)
+        self.multi = connector.InitiatorConnector.factory("ISCSI", None, use_multipath=True)
+
+    def _conn(self, req):
+        mp = req.get("multipath")
+        if mp is None:
+            mp = len(targets_of(req["props"])) > 1
+        return self.multi if mp else self.single
+
+    def connect(self, req):
+        c = self._conn(req)
+        t0 = time.monotonic()
+        info = c.connect_volume(dict(req["props"]))
+        return {"secs": time.monotonic() - t0, "device_info": info}
+
+    def disconnect(self, req):
+        c = self._conn(req)
+        t0 = time.monotonic()
+        c.disconnect_volume(dict(req["props"]), req.get("device_info"), force=False,
+                            ignore_errors=False)
+        return {"secs": time.monotonic() - t0}
+
+
+# --------------------------------------------------------------------------------------------
+# floor: the same kernel work by the shortest sequence of bare commands
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _run(*argv):
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        raise RuntimeError("%s exited %d: %s" % (" ".join(argv), p.returncode, p.stderr.strip()))
+
+
+def _session(iqn, portal):
+    """(session dir (real path), host number) of the session to iqn at portal, or None."""
+    for s in glob.glob("/sys/class/iscsi_session/session*"):
+        try:
+            if _read(s + "/targetname") != iqn:
+                continue
+            real = os.path.realpath(s + "/device")
+            for c in glob.glob(real + "/connection*/iscsi_connection/connection*"):
+                if "%s:%s" % (_read(c + "/persistent_address"), _read(c + "/persistent_port")) == portal:
+                    host = [p for p in real.split("/") if p.startswith("host")][-1]
+                    return real, int(host[4:])
+        except OSError:
+            continue
+    return None
+
+
+def _lun_disk(sess_dir, lun):
+    for b in glob.glob("%s/target*/*:*:*:%d/block/*" % (sess_dir, lun)):
+        return os.path.basename(b)
+    return None
+
+
+def _lun_dirs(sess_dir):
+    return glob.glob(sess_dir + "/target*/*:*:*:*")
+
+
+def _holder(sd):
+    h = glob.glob("/sys/block/%s/holders/dm-*" % sd)
+    return os.path.basename(h[0]) if h else None
+
+
+class Floor:
+    def _attach_path(self, portal, iqn, lun, mp, out, i):
+        s = _session(iqn, portal)
+        if s is None:
+            _run("iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--op", "new")
+            _run("iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--op", "update",
+                 "-n", "node.session.scan", "-v", "manual")
+            _run("iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--login")
+            s = _session(iqn, portal)
+            if s is None:
+                raise RuntimeError("no session to %s at %s after login" % (iqn, portal))
+        sess_dir, host = s
+        _write("/sys/class/scsi_host/host%d/scan" % host, "- - %d" % lun)
+        deadline = time.monotonic() + 30
+        while True:
+            sd = _lun_disk(sess_dir, lun)
+            if sd and os.path.exists("/dev/" + sd):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("LUN %d of %s at %s did not show" % (lun, iqn, portal))
+            time.sleep(POLL)
+        if mp:
+            # No udevd in the lab VM: hand the new path to multipathd ourselves (udev would).
+            _run("multipathd", "add", "path", sd)
+        out[i] = sd
+
+    def connect(self, req):
+        props = req["props"]
+        ts = targets_of(props)
+        mp = req.get("multipath")
+        if mp is None:
+            mp = len(ts) > 1
+        t0 = time.monotonic()
+        sds = [None] * len(ts)
+        errs = []
+
+        def work(i, t):
+            try:
+                self._attach_path(t[0], t[1], t[2], mp, sds, i)
+            except Exception as e:  # noqa: BLE001
+                errs.append(str(e))
+
+        threads = [threading.Thread(target=work, args=(i, t)) for i, t in enumerate(ts)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        if errs:
+            raise RuntimeError("; ".join(errs))
+        wwid = _read("/sys/block/%s/device/wwid" % sds[0])
+        wwn = "3" + wwid[4:] if wwid.startswith("naa.") else wwid
+        if not mp:
+            return {"secs": time.monotonic() - t0,
+                    "device_info": {"type": "block", "path": "/dev/" + sds[0], "scsi_wwn": wwn}}
+        # Wait for the map with every path; re-hand paths multipathd has not taken after 2 s.
+        deadline = time.monotonic() + 60
+        next_readd = time.monotonic() + 2
+        while True:
+            dms = {_holder(sd) for sd in sds}
+            if len(dms) == 1 and None not in dms:
+                dm = dms.pop()
+                if len(os.listdir("/sys/block/%s/slaves" % dm)) >= len(sds):
+                    break
+            now = time.monotonic()
+            if now > deadline:
+                raise RuntimeError("no map with %d paths for %s" % (len(sds), wwn))
+            if now > next_readd:
+                for sd in sds:
+                    if _holder(sd) is None:
+                        _run("multipathd", "add", "path", sd)
+                next_readd = now + 2
+            time.sleep(POLL)
+        return {"secs": time.monotonic() - t0,
+                "device_info": {"type": "block", "path": "/dev/" + dm, "scsi_wwn": wwn,
+                                "multipath_id": wwn}}
+
+    def _detach_path(self, portal, iqn, lun):
+        s = _session(iqn, portal)
+        if s is None:
+            return
+        sess_dir, _host = s
+        for d in glob.glob("%s/target*/*:*:*:%d" % (sess_dir, lun)):
+            _write(d + "/delete", "1")
+        if not _lun_dirs(sess_dir):
+            _run("iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--logout")
+            _run("iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--op", "delete")
+
+    def disconnect(self, req):
+        props = req["props"]
+        ts = targets_of(props)
+        info = req.get("device_info") or {}
+        t0 = time.monotonic()
+        if info.get("multipath_id") or str(info.get("path", "")).startswith("/dev/dm-"):
+            _run("multipath", "-f", info.get("multipath_id") or info["scsi_wwn"])
+        errs = []
+
+        def work(t):
+            try:
+                self._detach_path(*t)
+            except Exception as e:  # noqa: BLE001
+                errs.append(str(e))
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in ts]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        if errs:
+            raise RuntimeError("; ".join(errs))
+        return {"secs": time.monotonic() - t0}
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def handle(tool, req):
+    op = req.get("op")
+    t0 = time.monotonic()
+    try:
+        if op == "connect":
+            return dict(ok=True, **tool.connect(req))
+        if op == "disconnect":
+            return dict(ok=True, **tool.disconnect(req))
+        if op == "batch":
+            results = []
+            ok = True
+            for r in req["ops"]:
+                a = handle(tool, r)
+                results.append(a)
+                if not a["ok"]:
+                    ok = False
+                    break
+            return {"ok": ok, "secs": time.monotonic() - t0, "results": results}
+        if op == "stats":
+            return stats()
+        return {"ok": False, "error": "unknown op %r" % op}
+    except Exception as e:  # noqa: BLE001
+        return {"ok": False, "error": "%s: %s" % (type(e).__name__, e),
+                "secs": time.monotonic() - t0}
+
+
+def main():
+    kind = sys.argv[1]
+    if kind == "osbrick":
+        tool = OsBrick(sys.argv[2])
+    elif kind == "floor":
+        tool = Floor()
+    else:
+        sys.exit("usage: pydriver.py osbrick LOCK_DIR | floor")
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            req = json.loads(line)
+        except ValueError as e:
+            ans = {"ok": False, "error": "bad request: %s" % e}
+        else:
+            ans = handle(tool, req)
+        _proto_out.write(json.dumps(ans) + "\n")
+
+
+if __name__ == "__main__":
+    main()
