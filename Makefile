@@ -6,7 +6,7 @@
 .PHONY: demo test check unit lab install bench
 
 demo: install
-	lab/demo
+	lab/demo/run
 
 test: install check unit lab
 
