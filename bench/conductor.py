@@ -10,9 +10,9 @@ Tools (each does exactly the same operations on the same volumes, in turn):
 Passes per workload:
   timed   R repetitions; in each, every tool connects all volumes (in turn, one after the other)
           then disconnects them all; tool order rotates between repetitions.
-  count   one repetition with a PATH of shims that log every program started (not timed);
-          also samples the brick process's own peak RSS.
-  diag    one repetition with debug logs (brick -v, os-brick DEBUG) kept in diag/.
+  count   one repetition, not timed, with a PATH of shims that log every program started, the
+          tools' debug logs (brick -v, os-brick DEBUG) kept in diag/, and the brick process's
+          own peak RSS sampled.
 """
 
 import json
@@ -35,6 +35,7 @@ SHIM_LOG = WORK + "/shims.log"
 os.makedirs(WORK, exist_ok=True)
 os.makedirs(RES + "/diag", exist_ok=True)
 T_START = time.monotonic()
+UDEVD = subprocess.run(["pidof", "systemd-udevd", "udevd"], stdout=subprocess.DEVNULL).returncode == 0
 
 
 def uptime():
@@ -425,6 +426,14 @@ def make_volumes(wl):
     return out
 
 
+def settle():
+    """Untimed: let udevd finish the events of the last step, so that its work does not run
+    into the next timed step."""
+    if UDEVD:
+        subprocess.run(["udevadm", "settle", "-t", "20"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+
 def reset_initiator(why):
     log("resetting the initiator: %s" % why)
     sh("bench_initiator_reset", check=False)
@@ -449,6 +458,7 @@ def one_cycle(tool, vols, rec, timeout, count=False):
         reset_initiator("after a failed connect of %s" % tool.name)
         return False
     entry["settled"] = wait_settled(vols)
+    settle()
     time.sleep(0.5)
     d = tool.disconnect_all(vols, c["infos"], timeout)
     if count:
@@ -461,6 +471,7 @@ def one_cycle(tool, vols, rec, timeout, count=False):
         log("%s: disconnect %s; left: %s" % (tool.name, "failed: %s" % d.get("error") if not d["ok"] else "ok", left))
         reset_initiator("after %s's disconnect" % tool.name)
         return False
+    settle()
     time.sleep(0.5)
     return True
 
@@ -531,10 +542,12 @@ def run_workload(wl, raw):
         t.stop()
     save(raw)
 
-    # ---- count pass (shims first on PATH; brick's own RSS sampled)
+    # ---- untimed pass: shims first on PATH (process counts), debug logs kept in diag/, the
+    # brick process's own RSS sampled
     if wl.get("count", True):
         for name, t in tools.items():
-            t.start(path_prefix=SHIMS)
+            logf = "%s/diag/%s-%s.log" % (RES, wid, name)
+            t.start(path_prefix=SHIMS, debug_log=logf, log_env=LOG_ENV[name])
             if isinstance(t, CliTool):
                 t.sample = True
             one_cycle(t, vols, out["tools"][name]["count"], timeout, count=True)
@@ -542,17 +555,7 @@ def run_workload(wl, raw):
                 t.sample = False
                 out["tools"][name]["mem"]["cli_samples"] = t.mem
             t.stop()
-        progress("%s: process counts done" % wid)
-        save(raw)
-
-    # ---- diag pass (debug logs)
-    if wl.get("diag", True):
-        for name, t in tools.items():
-            logf = "%s/diag/%s-%s.log" % (RES, wid, name)
-            t.start(debug_log=logf, log_env=LOG_ENV[name])
-            one_cycle(t, vols, out["tools"][name]["diag"], timeout)
-            t.stop()
-        progress("%s: debug-log pass done" % wid)
+        progress("%s: untimed pass (process counts, debug logs) done" % wid)
         save(raw)
     sh("lab_reset", check=False)
 
@@ -572,15 +575,14 @@ def save(raw):
 def main():
     raw = {"started_uptime": uptime(), "config": CFG, "workloads": [],
            "guest": {"kernel": os.uname().release, "cpus": os.cpu_count(),
-                     "udevd": subprocess.run(["pidof", "systemd-udevd"],
-                                             stdout=subprocess.DEVNULL).returncode == 0}}
+                     "udevd": UDEVD}}
     for cmd, key in ((["iscsiadm", "--version"], "iscsiadm"), (["multipath", "-h"], "multipath"),
                      ([CFG["brick"], "--version"], "brick"),
                      ([CFG["python"], "-c", "import importlib.metadata as m;print(m.version('os-brick'))"], "os_brick")):
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         raw["guest"][key] = (p.stdout.strip().splitlines() or [""])[0]
-    links = ByIdLinks()
-    links.start()
+    if not UDEVD:
+        ByIdLinks().start()
     if any(w.get("count", True) for w in CFG["workloads"]):
         sh('bench_shims %s %s' % (SHIMS, SHIM_LOG))
         raw["shims"] = len(os.listdir(SHIMS))

@@ -114,10 +114,10 @@ def _write(path, text):
         f.write(text)
 
 
-def _run(*argv):
+def _run(*argv, check=True):
     p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, text=True)
-    if p.returncode != 0:
+    if check and p.returncode != 0:
         raise RuntimeError("%s exited %d: %s" % (" ".join(argv), p.returncode, p.stderr.strip()))
 
 
@@ -174,8 +174,9 @@ class Floor:
                 raise RuntimeError("LUN %d of %s at %s did not show" % (lun, iqn, portal))
             time.sleep(POLL)
         if mp:
-            # No udevd in the lab VM: hand the new path to multipathd ourselves (udev would).
-            _run("multipathd", "add", "path", sd)
+            # Hand the new path to multipathd at once (udev's event would reach it later, and
+            # without udevd never); it may already have it: ignore the answer.
+            _run("multipathd", "add", "path", sd, check=False)
         out[i] = sd
 
     def connect(self, req):
@@ -221,7 +222,7 @@ class Floor:
             if now > next_readd:
                 for sd in sds:
                     if _holder(sd) is None:
-                        _run("multipathd", "add", "path", sd)
+                        _run("multipathd", "add", "path", sd, check=False)
                 next_readd = now + 2
             time.sleep(POLL)
         return {"secs": time.monotonic() - t0,

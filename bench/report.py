@@ -90,10 +90,9 @@ for wl in raw["workloads"]:
             m["how"] = ("brick process's own VmHWM, sampled every 2 ms (max over its runs); "
                         "tree_maxrss: wait4 ru_maxrss, brick or its largest child")
         r["memory"] = m
-        diag = t.get("diag") or []
-        if diag:
-            r["diag_cycle"] = {"connect_s": diag[0]["connect"].get("total"),
-                               "disconnect_s": (diag[0].get("disconnect") or {}).get("total")}
+        if cnt:
+            r["untimed_cycle_s"] = {"connect": cnt[0]["connect"].get("total"),
+                                    "disconnect": cnt[0]["disconnect"].get("total")}
         w["tools"][name] = r
     ratios = {}
     for op in ("connect_s", "disconnect_s"):
@@ -132,10 +131,11 @@ g = results["guest"]
 lines.append("# brick vs os-brick: iSCSI attach/detach benchmark")
 lines.append("")
 lines.append("Machine: %s, %s cores, %s GiB; lab VM: QEMU TCG (no KVM), %s vCPUs, kernel %s, "
-             "no udevd. %s; os-brick %s; brick %s (commit %s). VM time for the whole run: %.0f s."
+             "%s. %s; os-brick %s; brick %s (commit %s). VM time for the whole run: %.0f s."
              % (host.get("cpu", "?"), host.get("cores", "?"), host.get("mem_gib", "?"),
-                g.get("cpus", "?"), g.get("kernel", "?"), g.get("iscsiadm", "?"),
-                g.get("os_brick", "?"), g.get("brick", "?"), host.get("brick_commit", "?"),
+                g.get("cpus", "?"), g.get("kernel", "?"),
+                "udevd running" if g.get("udevd") else "no udevd", g.get("iscsiadm", "?"),
+                g.get("os_brick", "?"), g.get("brick", "?").replace("brick ", "", 1), host.get("brick_commit", "?"),
                 results.get("elapsed_vm_s") or 0))
 lines.append("")
 lines.append("Guest wall seconds, median (min-max) of the repetitions; W3/W4 figures are for all "
