@@ -395,34 +395,36 @@ class CliTool:
 
 
 def make_volumes(wl):
-    """Create the LIO targets of a workload; return its volumes."""
-    vols = []
+    """Create the LIO targets of a workload (one bash call); return its volumes."""
     n = wl["volumes"]
     if wl["layout"] == "one-target-per-volume":
         names = ["%sv%02d" % (wl["id"].lower(), i + 1) for i in range(n)] if n > 1 else [wl["id"].lower()]
-        for name in names:
-            opts = "--portals %d --luns 1" % wl["portals"]
-            if not wl["multipath"]:
-                opts += " --no-multipath"
-            sh("target_create %s %s" % (name, opts))
-            vols.append((name, 1))
+        opts = "--portals %d --luns 1%s" % (wl["portals"], "" if wl["multipath"] else " --no-multipath")
+        creates = ["target_create %s %s" % (name, opts) for name in names]
+        vols = [(name, 1) for name in names]
     else:  # shared target: n LUNs on one target
         name = wl["id"].lower()
-        sh("target_create %s --portals %d --luns %d" % (name, wl["portals"], n))
+        creates = ["target_create %s --portals %d --luns %d" % (name, wl["portals"], n)]
         vols = [(name, l + 1) for l in range(n)]
+    script = "\n".join(creates) + "\n" + "\n".join(
+        'echo "VOL %s %d $(lun_wwid %s %d) $(lun_wwn %s %d) $(tiqn %s)"; props_json %s %d'
+        % (name, lun, name, lun, name, lun, name, name, lun) for name, lun in vols)
+    lines = sh(script, capture=True).splitlines()
     out = []
-    for name, lun in vols:
-        props = json.loads(sh("props_json %s %d" % (name, lun), capture=True))
-        wwid = sh("lun_wwid %s %d" % (name, lun), capture=True).strip()
-        wwn = sh("lun_wwn %s %d" % (name, lun), capture=True).strip()
-        iqn = sh("tiqn %s" % name, capture=True).strip()
-        vname = "%s-lun%d" % (name, lun)
+    for i, line in enumerate(lines):
+        if not line.startswith("VOL "):
+            continue
+        _, name, lun, wwid, wwn, iqn = line.split()
+        props = json.loads(lines[i + 1])
+        vname = "%s-lun%s" % (name, lun)
         pf = "%s/%s.props.json" % (WORK, vname)
         with open(pf, "w") as f:
             json.dump(props, f)
-        out.append({"name": vname, "target": name, "lun": lun, "iqn": iqn, "wwid": wwid,
+        out.append({"name": vname, "target": name, "lun": int(lun), "iqn": iqn, "wwid": wwid,
                     "wwn": wwn, "props": props, "props_file": pf, "multipath": wl["multipath"],
                     "npaths": wl["portals"]})
+    if len(out) != n:
+        raise RuntimeError("made %d volumes, expected %d" % (len(out), n))
     return out
 
 

@@ -153,6 +153,10 @@ def _holder(sd):
 
 
 class Floor:
+    # Concurrent "iscsiadm -m node --op delete" on two portals of one target race on the
+    # target's record folder ("iface iter could not stat ..."): one at a time.
+    node_lock = threading.Lock()
+
     def _attach_path(self, portal, iqn, lun, mp, out, i):
         s = _session(iqn, portal)
         if s is None:
@@ -238,7 +242,8 @@ class Floor:
             _write(d + "/delete", "1")
         if not _lun_dirs(sess_dir):
             _run("iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--logout")
-            _run("iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--op", "delete")
+            with self.node_lock:
+                _run("iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--op", "delete")
 
     def disconnect(self, req):
         props = req["props"]
