@@ -278,27 +278,31 @@ class DriverTool:
 
 
 def sample_run(argv, env, timeout):
-    """Run argv; return (rc, stdout, stderr, own_peak_kib, tree_maxrss_kib). The process's own
-    VmHWM is sampled every 2 ms (it only grows, so the last sample is its peak up to the last
-    2 ms); the tree figure is wait4's ru_maxrss (the process or its largest child)."""
+    """Run argv; return (rc, stdout, stderr, own_peak_kib). The process's own VmHWM is sampled
+    every 2 ms once it runs the program (before its exec, /proc shows the forked conductor's
+    figures); VmHWM only grows, so the last sample is its peak up to the last 2 ms. (wait4's
+    ru_maxrss is no use here: it keeps the forked Python's RSS from before the exec.)"""
+    name = os.path.basename(argv[0])[:15]
     out_f = open(WORK + "/sample.out", "w+")
     err_f = open(WORK + "/sample.err", "w+")
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f, env=env)
     hwm = 0
     deadline = time.monotonic() + timeout
     while True:
-        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        pid, status, _ru = os.wait4(p.pid, os.WNOHANG)
         if pid:
             break
-        v = None
+        v, comm = None, None
         try:
             with open("/proc/%d/status" % p.pid) as f:
                 for line in f:
-                    if line.startswith("VmHWM:"):
+                    if line.startswith("Name:"):
+                        comm = line.split(None, 1)[1].strip()
+                    elif line.startswith("VmHWM:"):
                         v = int(line.split()[1])
         except OSError:
             pass
-        if v:
+        if v and comm == name:
             hwm = max(hwm, v)
         if time.monotonic() > deadline:
             p.kill()
@@ -306,7 +310,7 @@ def sample_run(argv, env, timeout):
     p.returncode = os.waitstatus_to_exitcode(status)
     out_f.seek(0)
     err_f.seek(0)
-    return p.returncode, out_f.read(), err_f.read(), hwm, ru.ru_maxrss
+    return p.returncode, out_f.read(), err_f.read(), hwm
 
 
 class CliTool:
@@ -319,7 +323,7 @@ class CliTool:
         self.path_prefix = None
         self.verbose_log = None
         self.sample = False
-        self.mem = []  # (own peak, tree maxrss) per process, when sampling
+        self.mem = []  # own peak RSS (KiB) of each process, when sampling
 
     def start(self, path_prefix=None, debug_log=None, log_env=None):
         self.path_prefix = path_prefix
@@ -341,9 +345,9 @@ class CliTool:
         wall0 = time.time()
         t0 = time.monotonic()
         if self.sample:
-            rc, out, err, own, tree = sample_run(argv, env, timeout)
+            rc, out, err, own = sample_run(argv, env, timeout)
             secs = time.monotonic() - t0
-            self.mem.append((own, tree))
+            self.mem.append(own)
         else:
             try:
                 p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
