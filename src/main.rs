@@ -118,6 +118,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`brick paths | grep -q ...`) as command-line tools do, instead
+    // of panicking in println!.
+    // SAFETY: setting a signal disposition to its default at start-up, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let level = if cli.verbose { "debug" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("BRICK_LOG")

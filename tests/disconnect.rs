@@ -479,3 +479,33 @@ fn chap_password_never_reaches_a_log_line_or_an_error() {
     assert!(!format!("{e:?}").contains(SECRET));
     assert!(!format!("{props:?}").contains(SECRET));
 }
+
+#[test]
+fn concurrent_disconnect_that_logged_out_first_is_not_an_error() {
+    // Two volumes on one session, disconnected at once: the other one logged out between our
+    // session listing and our turn at the target lock. Seen in the lab (lab/scenarios/14).
+    let f = FakeHost::new();
+    f.script(
+        |a| a == ["iscsiadm", "-m", "session"],
+        |_| {
+            Ok(Output::exit(
+                0,
+                &format!("tcp: [1] {P1},1 {IQN} (non-flash)\n"),
+                "",
+            ))
+        },
+        None,
+    );
+    let r = disconnect_volume(&f.host(), &single(1), None, PLAIN, &Tuning::default()).unwrap();
+    assert!(r.clean(), "{r:?}");
+    assert_eq!(
+        cmds(&f, &["iscsiadm", "-m", "session", "-r"]),
+        0,
+        "no logout of a gone session"
+    );
+    assert_eq!(
+        cmds(&f, &["iscsiadm", "-m", "node"]),
+        0,
+        "no delete of a gone record"
+    );
+}

@@ -23,7 +23,7 @@ log "ok: node record with manual startup and scan; only LUN 1 scanned"
 
 make_pattern "$LAB_STATE/pat" 2
 write_pattern "$dev" "$LAB_STATE/pat" 1 buffered
-"$BRICK" paths props.json | grep -q "/dev/$dev" || fail "brick paths does not list /dev/$dev"
+paths=$("$BRICK" paths props.json) && echo "$paths" | grep -q "/dev/$dev" || fail "brick paths does not list /dev/$dev"
 
 run_brick disconnect props.json --device-info device_info.json
 [ "$BRICK_RC" = 0 ] || fail "brick disconnect exited $BRICK_RC"

@@ -60,9 +60,12 @@ fn handle(host: &Host, tuning: &Tuning, req: &Value) -> Value {
                 Ok(p) => p,
                 Err(e) => return fail(format!("props: {e}"), None),
             };
-            let multipath = req["multipath"].as_bool().unwrap_or(props.targets.len() > 1);
+            let multipath = req["multipath"]
+                .as_bool()
+                .unwrap_or(props.targets.len() > 1);
             let t0 = Instant::now();
-            let r = brick::connect_volume(host, &props, brick::ConnectOptions { multipath }, tuning);
+            let r =
+                brick::connect_volume(host, &props, brick::ConnectOptions { multipath }, tuning);
             let secs = t0.elapsed().as_secs_f64();
             match r {
                 Ok(c) => json!({

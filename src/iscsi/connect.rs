@@ -558,7 +558,9 @@ fn wait_for_map(
                 // multipathd built the map from the first path it saw; it adds the others only at
                 // its next "delayed actions" unless asked again now that the map exists.
                 for p in paths.iter().filter(|p| !m.slaves.contains(p)) {
-                    if let Err(e) = host.multipathd_cmd(&format!("add path {p}"), tuning.command_timeout) {
+                    if let Err(e) =
+                        host.multipathd_cmd(&format!("add path {p}"), tuning.command_timeout)
+                    {
                         debug!(path = %p, error = %e, "multipathd not asked again");
                     }
                 }

@@ -433,12 +433,17 @@ fn logout_and_forget(
     tuning: &Tuning,
     report: &mut DisconnectReport,
 ) -> Result<()> {
-    let mut forget = Vec::new();
     for s in &plan.sessions {
         let label = format!("session {} ({} at {})", s.id, s.iqn, s.portal);
         // Held while deciding and logging out, so that a connect reusing this session cannot
         // slip a new LUN in between.
         let _lock = host.lock(&target_lock_name(&s.iqn, &s.portal))?;
+        // Another disconnect of a volume on the same session may have logged out while we waited
+        // for the lock: then there is nothing left to do here (its node record went with it).
+        if topology::find_session(host, &s.iqn, &s.portal)? != Some(s.id) {
+            debug!(session = s.id, "session already gone");
+            continue;
+        }
         let mut others = Vec::new();
         for (address, name) in topology::session_addresses(host, s.id)? {
             let ours = match &name {
@@ -466,7 +471,6 @@ fn logout_and_forget(
             Ok(()) => {
                 info!(session = s.id, portal = %s.portal, "logged out");
                 report.sessions_logged_out.push(label);
-                forget.push((s.iqn.clone(), s.portal));
             }
             Err(e) => {
                 report.fail(format!("cannot log out of {label}: {e}"));
@@ -474,22 +478,22 @@ fn logout_and_forget(
             }
         }
     }
-    // Portals of the volume with no session left: their node records go too, so that nothing
-    // logs in to them again at boot.
+    // Every portal of the volume with no session now (logged out above, by a concurrent
+    // disconnect, or before a crash): its node record goes too, so that nothing logs in to it
+    // again at boot. Checked under the target's lock, against the host as it is now.
+    let mut forget: Vec<(crate::types::Iqn, crate::types::Portal)> = Vec::new();
     for t in &props.targets {
-        let has_session = plan
-            .sessions
-            .iter()
-            .any(|s| s.iqn == t.iqn && s.portal == t.portal);
-        if !has_session
-            && adm::node_exists(host, &t.iqn, &t.portal)?
-            && !forget.contains(&(t.iqn.clone(), t.portal))
-        {
+        if !forget.contains(&(t.iqn.clone(), t.portal)) {
             forget.push((t.iqn.clone(), t.portal));
         }
     }
     for (iqn, portal) in forget {
         let _lock = host.lock(&target_lock_name(&iqn, &portal))?;
+        if !adm::node_exists(host, &iqn, &portal)?
+            || topology::find_session(host, &iqn, &portal)?.is_some()
+        {
+            continue;
+        }
         match adm::delete_node(host, &iqn, &portal, tuning.command_timeout) {
             Ok(()) => report
                 .node_records_deleted
