@@ -35,7 +35,7 @@ for v in v1 v2 v3; do
     props_json "$v" 1 >"props-$v.json"
     device_info_json "/dev/$dm" "$(lun_wwn "$v" 1)" "$(lun_wwn "$v" 1)" >"di-$v.json"
     start_brick disconnect "props-$v.json" --device-info "di-$v.json"
-    kill_after $(( 20 + RANDOM % 900 ))
+    kill_after $(( 20 + RANDOM % 1300 ))
     log "after the kill: sds=[$(lun_sds "$v" 1 | tr '\n' ' ')] map=[$(lun_dm "$v" 1)] sessions=[$(target_sids "$v" | tr '\n' ' ')] records=$(iscsiadm -m node 2>/dev/null | grep -cF "$(tiqn "$v")" || true)"
     run_brick disconnect "props-$v.json" --device-info "di-$v.json"
     [ "$BRICK_RC" = 0 ] || fail "the disconnect of $v after the killed one exited $BRICK_RC"
