@@ -128,10 +128,14 @@ fn main() -> ExitCode {
     let level = if cli.verbose { "debug" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("BRICK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("brick={level}")));
+    // Colour only for a person at a terminal: logs in files and pipes stay plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(colour)
         .init();
 
     let host = Host::with_roots(&cli.sysfs, &cli.dev, &cli.iscsi_conf);

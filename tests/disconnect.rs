@@ -509,3 +509,46 @@ fn concurrent_disconnect_that_logged_out_first_is_not_an_error() {
         "no delete of a gone record"
     );
 }
+
+#[test]
+fn device_info_of_another_volume_never_leads_to_its_devices() {
+    // lab/scenarios/07: volume A disconnected with volume B's device_info (B's map and WWN).
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).disk(1, 1, "sda", WWID1);
+    f.session(3, P1, IQN2)
+        .disk(3, 7, "sdz", WWID2)
+        .map("dm-5", &["sdz"]);
+    let wwn2 = "36001405deadbeef00020000000000000";
+    let info = DeviceInfo {
+        path: Some("/dev/dm-5".into()),
+        scsi_wwn: Some(wwn2.into()),
+        multipath_id: Some(wwn2.into()),
+        ..Default::default()
+    };
+    let r = disconnect_volume(
+        &f.host(),
+        &single(1),
+        Some(&info),
+        PLAIN,
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert!(!f.has_block("sda"), "the volume's own disk must go");
+    assert!(
+        f.has_block("sdz") && f.has_block("dm-5"),
+        "the other volume's devices must stay"
+    );
+    assert!(!f.flushes().iter().any(|d| d == "dm-5" || d == "sdz"));
+    assert_eq!(r.wwn.unwrap().as_str(), WWN1);
+    // Same, with A already gone from the host: nothing at all is touched.
+    let r = disconnect_volume(
+        &f.host(),
+        &single(1),
+        Some(&info),
+        PLAIN,
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert!(r.maps_removed.is_empty() && r.devices_removed.is_empty());
+    assert!(f.has_block("dm-5") && f.has_block("sdz"));
+}

@@ -75,25 +75,39 @@ pub fn find_volume(
         }
     }
 
-    let wwn = match claimed {
-        Some(w) => Some(w),
-        None => {
-            let seen: BTreeSet<&Wwid> = candidates.iter().filter_map(|d| d.wwid.as_ref()).collect();
-            if seen.len() > 1 {
-                let list: Vec<String> = candidates
-                    .iter()
-                    .map(|d| format!("{}={}", d.name, d.wwid.as_ref().map_or("?", |w| w.as_str())))
-                    .collect();
-                return Err(Error::invalid(
-                    "device_info",
-                    format!(
-                        "the volume's LUN shows devices with different WWNs ({}); give the device_info \
-                         that connect returned (its scsi_wwn says which is the volume's)",
-                        list.join(", ")
-                    ),
+    // The volume is what the kernel shows at its LUN on its sessions. device_info only breaks a
+    // tie between disagreeing disks; a device_info that names another volume (a stale one) is
+    // ignored, never followed.
+    let seen: BTreeSet<&Wwid> = candidates.iter().filter_map(|d| d.wwid.as_ref()).collect();
+    let wwn = match (seen.len(), claimed) {
+        (0, _) => None,
+        (1, claimed) => {
+            let own = seen.into_iter().next().cloned();
+            if let Some(c) = claimed.filter(|c| Some(c) != own.as_ref()) {
+                warn!(
+                    device_info_wwn = %c,
+                    "device_info names another WWN than the volume's disks show; it is ignored"
+                );
+                left_alone.push(format!(
+                    "device_info (scsi_wwn {c}): not this volume's WWN, ignored"
                 ));
             }
-            seen.into_iter().next().cloned()
+            own
+        }
+        (_, Some(c)) if seen.contains(&c) => Some(c),
+        _ => {
+            let list: Vec<String> = candidates
+                .iter()
+                .map(|d| format!("{}={}", d.name, d.wwid.as_ref().map_or("?", |w| w.as_str())))
+                .collect();
+            return Err(Error::invalid(
+                "device_info",
+                format!(
+                    "the volume's LUN shows devices with different WWNs ({}); give the device_info \
+                     that connect returned (its scsi_wwn says which is the volume's)",
+                    list.join(", ")
+                ),
+            ));
         }
     };
 
