@@ -93,6 +93,16 @@ impl Host {
     /// waiting for whoever holds it. It is released when the guard is dropped, or by the kernel
     /// when the process dies, so a crash never leaves it held.
     pub fn lock(&self, name: &str) -> Result<HostLock, Error> {
+        self.flock(name, nix::fcntl::FlockArg::LockExclusive)
+    }
+
+    /// Takes the host-wide lock `name` shared: any number of shared holders at once, none while
+    /// an exclusive holder has it.
+    pub fn lock_shared(&self, name: &str) -> Result<HostLock, Error> {
+        self.flock(name, nix::fcntl::FlockArg::LockShared)
+    }
+
+    fn flock(&self, name: &str, how: nix::fcntl::FlockArg) -> Result<HostLock, Error> {
         fs::create_dir_all(&self.run_dir).map_err(|e| Error::io(&self.run_dir, e))?;
         let safe: String = name
             .chars()
@@ -111,8 +121,8 @@ impl Host {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        let flock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| Error::io(&path, e.into()))?;
+        let flock =
+            nix::fcntl::Flock::lock(file, how).map_err(|(_, e)| Error::io(&path, e.into()))?;
         Ok(HostLock { _flock: flock })
     }
 

@@ -16,21 +16,10 @@ pub fn logout_session(host: &Host, id: u32, timeout: Duration) -> Result<()> {
     expect_ok_or_none(host, &cmd)
 }
 
-/// Deletes the node record of `iqn` at `portal`. A record that does not exist is not an error.
-pub fn delete_node(host: &Host, iqn: &Iqn, portal: &Portal, timeout: Duration) -> Result<()> {
-    let cmd = Cmd::new("iscsiadm")
-        .args([
-            "-m",
-            "node",
-            "-T",
-            iqn.as_str(),
-            "-p",
-            &portal.to_string(),
-            "--op",
-            "delete",
-        ])
-        .timeout(timeout);
-    expect_ok_or_none(host, &cmd)
+/// Deletes the node record of `iqn` at `portal` (in-process, see [`crate::iscsi::node::delete`]).
+/// A record that does not exist is not an error.
+pub fn delete_node(host: &Host, iqn: &Iqn, portal: &Portal, _timeout: Duration) -> Result<()> {
+    crate::iscsi::node::delete(host, iqn, portal).map(|_| ())
 }
 
 /// Whether open-iscsi has a node record of `iqn` at `portal`, read from its node database

@@ -262,7 +262,10 @@ fn login(
             ])
             .args(["--interface", "default", "--op", "new"])
             .timeout(tuning.command_timeout);
-        let out = host.run(&cmd).map_err(|e| e.to_string())?;
+        let out = {
+            let _db = host.lock(node::DB_LOCK).map_err(|e| e.to_string())?;
+            host.run(&cmd).map_err(|e| e.to_string())?
+        };
         if !out.success() {
             return Err(format!("`{cmd}` failed: {}", out.tail()));
         }
@@ -302,7 +305,10 @@ fn login(
             "--login",
         ])
         .timeout(tuning.login_deadline);
-    let outcome = host.run(&cmd);
+    let outcome = {
+        let _db = host.lock_shared(node::DB_LOCK).map_err(|e| e.to_string())?;
+        host.run(&cmd)
+    };
     // Whatever happened, a session may exist now: note it, so a failure removes it.
     let sid = topology::find_session(host, &t.iqn, &t.portal).map_err(|e| e.to_string())?;
     created.session = sid;

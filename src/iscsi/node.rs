@@ -46,8 +46,44 @@ pub fn record_files(host: &Host, iqn: &Iqn, portal: &Portal) -> Result<Vec<PathB
     Ok(files)
 }
 
+/// The host-wide lock over open-iscsi's node database. iscsiadm walks every record of the
+/// database even to touch one, and fails ("iface iter could not stat", exit 6) when a record
+/// vanishes under it: seen in the lab with concurrent disconnects of different targets. Writers
+/// (create, edit, delete) take it exclusive; logins, which only read, take it shared.
+pub const DB_LOCK: &str = "iscsi-node-db";
+
+/// Deletes every record of `iqn` at `portal` in-process (no iscsiadm walk of the database, no
+/// process), and the target's folder when it is left empty. Returns whether one existed.
+pub fn delete(host: &Host, iqn: &Iqn, portal: &Portal) -> Result<bool> {
+    let _lock = host.lock(DB_LOCK)?;
+    let dir = host.iscsi_conf(format!("nodes/{iqn}"));
+    let mut found = false;
+    for entry in host
+        .list(&dir)?
+        .into_iter()
+        .filter(|n| is_record_of(n, portal))
+    {
+        let p = dir.join(&entry);
+        let r = if p.is_dir() {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        };
+        match r {
+            Ok(()) => found = true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&p, e)),
+        }
+    }
+    if found && host.list(&dir)?.is_empty() {
+        let _ = fs::remove_dir(&dir);
+    }
+    Ok(found)
+}
+
 /// Sets `keys` (name, value) in every record of `iqn` at `portal`. Fails when there is no record.
 pub fn set(host: &Host, iqn: &Iqn, portal: &Portal, keys: &[(&str, &str)]) -> Result<()> {
+    let _lock = host.lock(DB_LOCK)?;
     let files = record_files(host, iqn, portal)?;
     if files.is_empty() {
         return Err(Error::invalid(
@@ -190,5 +226,26 @@ mod tests {
         );
         let other: Portal = "127.0.0.2:3260".parse().unwrap();
         assert!(set(&host, &iqn, &other, &[("a", "b")]).is_err());
+    }
+
+    #[test]
+    fn delete_removes_flat_and_folder_records_and_the_empty_target_folder() {
+        let f = crate::testing::FakeHost::new();
+        let host = f.host();
+        let iqn: Iqn = "iqn.2003-01.org.x:t".parse().unwrap();
+        let p1: Portal = "127.0.0.1:3260".parse().unwrap();
+        let p2: Portal = "127.0.0.2:3260".parse().unwrap();
+        f.node(iqn.as_str(), "127.0.0.1:3260");
+        let flat = host.iscsi_conf(format!("nodes/{iqn}/127.0.0.2,3260"));
+        fs::write(&flat, "node.name = x\n").unwrap();
+        assert!(delete(&host, &iqn, &p1).unwrap());
+        assert!(!f.has_node(iqn.as_str(), "127.0.0.1:3260"));
+        assert!(flat.exists(), "another portal's record stays");
+        assert!(delete(&host, &iqn, &p2).unwrap());
+        assert!(!host.iscsi_conf(format!("nodes/{iqn}")).exists());
+        assert!(
+            !delete(&host, &iqn, &p2).unwrap(),
+            "nothing to delete is not an error"
+        );
     }
 }
