@@ -66,19 +66,8 @@ pub fn exists(host: &Host, name: &str) -> bool {
 /// Addresses with no block device (no disk attached yet, or a controller LUN) are skipped.
 pub fn disks_under(host: &Host, dir: &std::path::Path) -> Result<Vec<ScsiDisk>> {
     let mut disks = Vec::new();
-    for t in host
-        .list(dir)?
-        .into_iter()
-        .filter(|n| n.starts_with("target"))
-    {
-        let tdir = dir.join(&t);
-        for l in host.list(&tdir)? {
-            let Ok(address) = l.parse::<ScsiAddress>() else {
-                continue;
-            };
-            let Some(name) = host.list(&tdir.join(&l).join("block"))?.into_iter().next() else {
-                continue;
-            };
+    for (address, name) in addresses_under(host, dir)? {
+        if let Some(name) = name {
             disks.push(ScsiDisk::read(host, &name, address)?);
         }
     }
