@@ -208,12 +208,7 @@ fn run(host: &Host, command: Command) -> Result<(), Error> {
             let info = read_device_info(device_info)?;
             println!(
                 "{}",
-                json(&iscsi::volume::volume_paths(
-                    host,
-                    &props,
-                    info.as_ref(),
-                    &tuning
-                )?)
+                json(&iscsi::volume::volume_paths(host, &props, info.as_ref())?)
             );
             Ok(())
         }
@@ -253,7 +248,7 @@ fn run(host: &Host, command: Command) -> Result<(), Error> {
             }
         }
         Command::Inspect { json } => {
-            let sessions = iscsi::list_sessions(host, tuning.command_timeout)?;
+            let sessions = iscsi::list_sessions(host)?;
             let mut topo = Vec::new();
             for s in &sessions {
                 topo.push(iscsi::session_topology(host, s)?);

@@ -62,6 +62,9 @@ struct World {
     /// device -> (error, how many more flushes fail; None: all)
     flush_failures: BTreeMap<String, (KernelError, Option<usize>)>,
     stuck_deletes: Vec<String>,
+    /// (disk, session): the delete of the disk also logs the session out, as a concurrent
+    /// disconnect of another volume on that session would.
+    logout_on_delete: Vec<(String, u32)>,
     attr_writes: Vec<(String, String)>,
 }
 
@@ -308,6 +311,15 @@ impl FakeHost {
         self
     }
 
+    /// When disk `name` is deleted, session `session` is logged out and its node record deleted
+    /// at once, as a concurrent disconnect of another volume on that session would.
+    pub fn logout_on_delete(&self, name: &str, session: u32) -> &Self {
+        lock(&self.world)
+            .logout_on_delete
+            .push((name.to_string(), session));
+        self
+    }
+
     /// Every command run so far, as argv.
     pub fn calls(&self) -> Vec<Vec<String>> {
         lock(&self.world).calls.clone()
@@ -362,6 +374,7 @@ fn add_session(root: &Path, w: &mut World, id: u32, portal: &str, iqn: &str) {
     write(&conn.join("persistent_port"), &format!("{}\n", p.port));
     let sh = hostdir.join(format!("scsi_host/host{hostno}"));
     write(&sh.join("scan"), "");
+    write(&sh.join("proc_name"), "iscsi_tcp\n");
     rel_link(&sh, &sys.join(format!("class/scsi_host/host{hostno}")));
     w.sessions
         .insert(id, (hostno, portal.to_string(), iqn.to_string(), 1));
@@ -502,6 +515,20 @@ fn record_text(entry: &Path) -> Option<String> {
 }
 
 /// Removes a disk as the kernel does: its folder, its /sys/block link and its holders' slave links.
+/// Logs session `id` out: its disks and its sysfs entries go. Returns its (portal, IQN).
+fn remove_session(root: &Path, w: &mut World, id: u32) -> Option<(String, String)> {
+    let (hostno, portal, iqn, _) = w.sessions.remove(&id)?;
+    let sys = root.join("sys");
+    let sdir = sys.join(format!("devices/platform/host{hostno}/session{id}"));
+    for d in walk_block_names(&sdir) {
+        remove_disk(root, &d);
+    }
+    let _ = fs::remove_dir_all(sys.join(format!("devices/platform/host{hostno}")));
+    let _ = fs::remove_file(sys.join(format!("class/iscsi_session/session{id}")));
+    let _ = fs::remove_file(sys.join(format!("class/scsi_host/host{hostno}")));
+    Some((portal, iqn))
+}
+
 fn remove_disk(root: &Path, name: &str) {
     let sys = root.join("sys");
     let link = sys.join(format!("block/{name}"));
@@ -583,18 +610,9 @@ impl FakeRunner {
             }
             ["iscsiadm", "-m", "session", "-r", id, "--logout"] => {
                 let id: u32 = id.parse().unwrap_or(0);
-                let Some((hostno, portal, iqn, _)) = w.sessions.remove(&id) else {
+                let Some((portal, iqn)) = remove_session(&self.root, w, id) else {
                     return Ok(Output::exit(21, "", "iscsiadm: No session found.\n"));
                 };
-                let sys = self.root.join("sys");
-                let sdir = sys.join(format!("devices/platform/host{hostno}/session{id}"));
-                let disks: Vec<String> = walk_block_names(&sdir);
-                for d in disks {
-                    remove_disk(&self.root, &d);
-                }
-                let _ = fs::remove_dir_all(sys.join(format!("devices/platform/host{hostno}")));
-                let _ = fs::remove_file(sys.join(format!("class/iscsi_session/session{id}")));
-                let _ = fs::remove_file(sys.join(format!("class/scsi_host/host{hostno}")));
                 Ok(Output::exit(
                     0,
                     &format!(
@@ -860,8 +878,25 @@ impl Kernel for FakeKernel {
             if w.stuck_deletes.iter().any(|s| s == name) {
                 return Err(KernelError::TimedOut(timeout));
             }
-            drop(w);
+            let logout: Vec<u32> = w
+                .logout_on_delete
+                .iter()
+                .filter(|(d, _)| d == name)
+                .map(|(_, s)| *s)
+                .collect();
             remove_disk(&self.root, name);
+            for id in logout {
+                if let Some((portal, iqn)) = remove_session(&self.root, &mut w, id) {
+                    let p: Portal = portal.parse().expect("a portal");
+                    let dir = self.root.join(format!("etc/iscsi/nodes/{iqn}"));
+                    for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                        if is_record_of(&e.file_name().to_string_lossy(), &p) {
+                            let _ = fs::remove_dir_all(e.path());
+                            let _ = fs::remove_file(e.path());
+                        }
+                    }
+                }
+            }
             return Ok(());
         }
         // class/scsi_host/hostH/scan with "- - L"

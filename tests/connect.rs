@@ -312,7 +312,7 @@ fn extend_rescans_paths_resizes_the_map_and_returns_the_size() {
         "{:?}",
         f.multipathd_cmds()
     );
-    let paths = volume_paths(&f.host(), &props(1, ""), None, &Tuning::default()).unwrap();
+    let paths = volume_paths(&f.host(), &props(1, ""), None).unwrap();
     assert_eq!(paths[0], "/dev/dm-0");
     assert_eq!(paths.len(), 3);
 }

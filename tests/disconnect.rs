@@ -483,19 +483,12 @@ fn chap_password_never_reaches_a_log_line_or_an_error() {
 #[test]
 fn concurrent_disconnect_that_logged_out_first_is_not_an_error() {
     // Two volumes on one session, disconnected at once: the other one logged out between our
-    // session listing and our turn at the target lock. Seen in the lab (lab/scenarios/14).
+    // plan and our turn at the target lock. Seen in the lab (lab/scenarios/14).
     let f = FakeHost::new();
-    f.script(
-        |a| a == ["iscsiadm", "-m", "session"],
-        |_| {
-            Ok(Output::exit(
-                0,
-                &format!("tcp: [1] {P1},1 {IQN} (non-flash)\n"),
-                "",
-            ))
-        },
-        None,
-    );
+    f.session(1, P1, IQN)
+        .node(IQN, P1)
+        .disk(1, 1, "sda", WWID1)
+        .logout_on_delete("sda", 1);
     let r = disconnect_volume(&f.host(), &single(1), None, PLAIN, &Tuning::default()).unwrap();
     assert!(r.clean(), "{r:?}");
     assert_eq!(
@@ -551,4 +544,31 @@ fn device_info_of_another_volume_never_leads_to_its_devices() {
     .unwrap();
     assert!(r.maps_removed.is_empty() && r.devices_removed.is_empty());
     assert!(f.has_block("dm-5") && f.has_block("sdz"));
+}
+
+#[test]
+fn sessions_are_listed_from_sysfs_without_iscsiadm() {
+    let f = FakeHost::new();
+    f.session(3, P2, IQN2).session(1, P1, IQN);
+    let got: Vec<(u32, String, String, u32, String)> = brick::iscsi::list_sessions(&f.host())
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            (
+                s.id,
+                s.transport,
+                s.portal.to_string(),
+                s.tpgt,
+                s.iqn.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, "tcp".into(), P1.into(), 1, IQN.into()),
+            (3, "tcp".into(), P2.into(), 1, IQN2.into())
+        ]
+    );
+    assert!(f.calls().is_empty(), "{:?}", f.calls());
 }

@@ -106,7 +106,7 @@ pub fn disconnect_volume(
         ..Default::default()
     };
 
-    let plan = make_plan(host, props, device_info, opts, tuning, &mut report)?;
+    let plan = make_plan(host, props, device_info, opts, &mut report)?;
     report.wwn = plan.wwn.clone();
     debug!(
         disks = ?plan.disks.iter().map(|d| &d.name).collect::<Vec<_>>(),
@@ -255,10 +255,9 @@ fn make_plan(
     props: &ConnectionProperties,
     device_info: Option<&DeviceInfo>,
     opts: DisconnectOptions,
-    tuning: &Tuning,
     report: &mut DisconnectReport,
 ) -> Result<Plan> {
-    let v = find_volume(host, props, device_info, tuning)?;
+    let v = find_volume(host, props, device_info)?;
     report.left_alone.extend(v.left_alone.iter().cloned());
     if !v.foreign_holders.is_empty() {
         if !opts.force {

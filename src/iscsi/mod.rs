@@ -1,4 +1,4 @@
-//! iSCSI: sessions (`iscsiadm -m session`), their topology in sysfs, and disconnecting a volume.
+//! iSCSI: sessions and their topology in sysfs, connecting and disconnecting a volume.
 
 pub mod adm;
 pub mod connect;
@@ -11,5 +11,5 @@ pub mod volume;
 pub use crate::tuning::Tuning;
 pub use connect::{connect_volume, ConnectOptions, Connected};
 pub use disconnect::{disconnect_volume, DisconnectOptions, DisconnectReport};
-pub use session::{list_sessions, Session};
-pub use topology::{session_topology, SessionTopology};
+pub use session::Session;
+pub use topology::{list_sessions, session_topology, SessionTopology};

@@ -49,13 +49,13 @@ pub fn session_addresses(
     )
 }
 
-/// Finds the session to `iqn` at `portal` in sysfs (the connection's persistent address and
-/// port, the session's target name), without running iscsiadm.
-pub fn find_session(
-    host: &Host,
-    iqn: &crate::types::Iqn,
-    portal: &crate::types::Portal,
-) -> Result<Option<u32>> {
+/// Every iSCSI session of this host, read from sysfs as `iscsiadm -m session` reads it (without
+/// starting it): `/sys/class/iscsi_session/sessionN/{targetname,tpgt}`, the portal from its
+/// connection's `persistent_address` and `persistent_port`, the transport from its SCSI host's
+/// `proc_name` (`iscsi_tcp`). A session whose connection is not (or no longer) in sysfs is
+/// skipped: it has no portal to match.
+pub fn list_sessions(host: &Host) -> Result<Vec<Session>> {
+    let mut sessions = Vec::new();
     for name in host.list(&host.sys("class/iscsi_session"))? {
         let Some(id) = name
             .strip_prefix("session")
@@ -63,21 +63,68 @@ pub fn find_session(
         else {
             continue;
         };
-        let dir = host.sys(format!("class/iscsi_session/{name}"));
-        if host.read_attr_opt(&dir.join("targetname"))?.as_deref() != Some(iqn.as_str()) {
-            continue;
-        }
-        let conn = dir.join(format!(
-            "device/connection{id}:0/iscsi_connection/connection{id}:0"
-        ));
-        let addr = host.read_attr_opt(&conn.join("persistent_address"))?;
-        let port = host.read_attr_opt(&conn.join("persistent_port"))?;
-        let same_ip = addr.and_then(|a| a.parse::<std::net::IpAddr>().ok()) == Some(portal.ip);
-        if same_ip && port.and_then(|p| p.parse::<u16>().ok()) == Some(portal.port) {
-            return Ok(Some(id));
+        if let Some(s) = read_session(host, id)? {
+            sessions.push(s);
         }
     }
-    Ok(None)
+    sessions.sort_by_key(|s| s.id);
+    Ok(sessions)
+}
+
+fn read_session(host: &Host, id: u32) -> Result<Option<Session>> {
+    let dir = host.sys(format!("class/iscsi_session/session{id}"));
+    let Some(iqn) = host
+        .read_attr_opt(&dir.join("targetname"))?
+        .and_then(|t| t.parse::<crate::types::Iqn>().ok())
+    else {
+        return Ok(None);
+    };
+    let tpgt = host
+        .read_attr_opt(&dir.join("tpgt"))?
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let Some(conn) = host
+        .list(&dir.join("device"))?
+        .into_iter()
+        .find(|c| c.starts_with(&format!("connection{id}:")))
+    else {
+        return Ok(None);
+    };
+    let conn = dir.join(format!("device/{conn}/iscsi_connection/{conn}"));
+    let addr = host
+        .read_attr_opt(&conn.join("persistent_address"))?
+        .and_then(|a| a.parse::<std::net::IpAddr>().ok());
+    let port = host
+        .read_attr_opt(&conn.join("persistent_port"))?
+        .and_then(|p| p.parse::<u16>().ok());
+    let (Some(ip), Some(port)) = (addr, port) else {
+        return Ok(None);
+    };
+    let transport = match scsi_host_of(host, id)? {
+        Some(h) => host
+            .read_attr_opt(&host.sys(format!("class/scsi_host/host{h}/proc_name")))?
+            .map(|n| n.strip_prefix("iscsi_").unwrap_or(&n).to_string()),
+        None => None,
+    };
+    Ok(Some(Session {
+        id,
+        transport: transport.unwrap_or_else(|| "tcp".into()),
+        portal: crate::types::Portal { ip, port },
+        tpgt,
+        iqn,
+    }))
+}
+
+/// Finds the session to `iqn` at `portal` in sysfs (see [`list_sessions`]).
+pub fn find_session(
+    host: &Host,
+    iqn: &crate::types::Iqn,
+    portal: &crate::types::Portal,
+) -> Result<Option<u32>> {
+    Ok(list_sessions(host)?
+        .into_iter()
+        .find(|s| &s.iqn == iqn && &s.portal == portal)
+        .map(|s| s.id))
 }
 
 /// The SCSI host number of session `id`, from the `hostH` folder its sysfs entry lives in.

@@ -1,4 +1,4 @@
-//! Finding a volume's devices on this host from `iscsiadm -m session` and sysfs alone: its disks
+//! Finding a volume's devices on this host from sysfs alone: its disks
 //! on every session to its portals (also those that never joined the map), checked against the
 //! volume's WWN, and the multipath maps that hold them.
 
@@ -8,7 +8,7 @@ use tracing::warn;
 
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::iscsi::session::{list_sessions, Session};
+use crate::iscsi::session::Session;
 use crate::iscsi::topology;
 use crate::multipath::{self, DmMap};
 use crate::props::{ConnectionProperties, DeviceInfo};
@@ -40,7 +40,6 @@ pub fn find_volume(
     host: &Host,
     props: &ConnectionProperties,
     device_info: Option<&DeviceInfo>,
-    tuning: &Tuning,
 ) -> Result<VolumeDevices> {
     let mut left_alone: Vec<String> = Vec::new();
     let mut foreign_holders: Vec<String> = Vec::new();
@@ -48,7 +47,7 @@ pub fn find_volume(
         Some(d) => d.wwn()?,
         None => None,
     };
-    let all_sessions = list_sessions(host, tuning.command_timeout)?;
+    let all_sessions = topology::list_sessions(host)?;
     let sessions: Vec<Session> = all_sessions
         .into_iter()
         .filter(|s| {
@@ -195,9 +194,8 @@ pub fn volume_paths(
     host: &Host,
     props: &ConnectionProperties,
     device_info: Option<&DeviceInfo>,
-    tuning: &Tuning,
 ) -> Result<Vec<String>> {
-    let v = find_volume(host, props, device_info, tuning)?;
+    let v = find_volume(host, props, device_info)?;
     Ok(v.maps
         .iter()
         .map(|m| format!("/dev/{}", m.dev))
@@ -216,7 +214,7 @@ pub fn extend_volume(
 ) -> Result<u64> {
     let span = tracing::info_span!("extend", volume = %props.label());
     let _enter = span.enter();
-    let v = find_volume(host, props, device_info, tuning)?;
+    let v = find_volume(host, props, device_info)?;
     if v.disks.is_empty() {
         return Err(Error::invalid(
             "connection properties",
