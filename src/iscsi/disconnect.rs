@@ -425,6 +425,55 @@ pub fn target_lock_name(iqn: &crate::types::Iqn, portal: &crate::types::Portal) 
     format!("iscsi-{iqn}-{portal}")
 }
 
+/// What became of one session of the volume.
+enum Logout {
+    /// Already gone (another disconnect logged out first).
+    Gone,
+    /// Kept: other volumes use it (their devices).
+    Kept(Vec<String>),
+    Done,
+    Failed(Error),
+}
+
+/// Logs out of session `s` unless another volume's device is on it. Decided and done under the
+/// target's lock, so that a connect reusing this session cannot slip a new LUN in between.
+fn logout_if_unused(host: &Host, plan: &Plan, s: &Session, tuning: &Tuning) -> Result<Logout> {
+    let _lock = host.lock(&target_lock_name(&s.iqn, &s.portal))?;
+    // Another disconnect of a volume on the same session may have logged out while we waited for
+    // the lock: then there is nothing left to do here (its node record went with it).
+    if topology::find_session(host, &s.iqn, &s.portal)? != Some(s.id) {
+        debug!(session = s.id, "session already gone");
+        return Ok(Logout::Gone);
+    }
+    let mut others = Vec::new();
+    for (address, name) in topology::session_addresses(host, s.id)? {
+        let ours = match &name {
+            Some(n) => {
+                ScsiDisk::current_wwid(host, n)?.is_some_and(|w| Some(&w) == plan.wwn.as_ref())
+            }
+            None => false,
+        };
+        if !ours {
+            others.push(format!(
+                "{} (LUN {})",
+                name.as_deref().unwrap_or("a device being scanned"),
+                address.lun
+            ));
+        }
+    }
+    if !others.is_empty() {
+        info!(session = s.id, "session kept: other volumes use it");
+        return Ok(Logout::Kept(others));
+    }
+    Ok(match adm::logout_session(host, s.id, tuning.command_timeout) {
+        Ok(()) => {
+            info!(session = s.id, portal = %s.portal, "logged out");
+            Logout::Done
+        }
+        Err(e) => Logout::Failed(e),
+    })
+}
+
 fn logout_and_forget(
     host: &Host,
     props: &ConnectionProperties,
@@ -432,46 +481,28 @@ fn logout_and_forget(
     tuning: &Tuning,
     report: &mut DisconnectReport,
 ) -> Result<()> {
-    for s in &plan.sessions {
+    // Each session on its own thread: a logout waits for the target's answer, and sessions of
+    // one volume (its portals) do not depend on each other.
+    let outcomes: Vec<Result<Logout>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = plan
+            .sessions
+            .iter()
+            .map(|s| sc.spawn(move || logout_if_unused(host, plan, s, tuning)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("logout thread does not panic"))
+            .collect()
+    });
+    for (s, outcome) in plan.sessions.iter().zip(outcomes) {
         let label = format!("session {} ({} at {})", s.id, s.iqn, s.portal);
-        // Held while deciding and logging out, so that a connect reusing this session cannot
-        // slip a new LUN in between.
-        let _lock = host.lock(&target_lock_name(&s.iqn, &s.portal))?;
-        // Another disconnect of a volume on the same session may have logged out while we waited
-        // for the lock: then there is nothing left to do here (its node record went with it).
-        if topology::find_session(host, &s.iqn, &s.portal)? != Some(s.id) {
-            debug!(session = s.id, "session already gone");
-            continue;
-        }
-        let mut others = Vec::new();
-        for (address, name) in topology::session_addresses(host, s.id)? {
-            let ours = match &name {
-                Some(n) => {
-                    ScsiDisk::current_wwid(host, n)?.is_some_and(|w| Some(&w) == plan.wwn.as_ref())
-                }
-                None => false,
-            };
-            if !ours {
-                others.push(format!(
-                    "{} (LUN {})",
-                    name.as_deref().unwrap_or("a device being scanned"),
-                    address.lun
-                ));
-            }
-        }
-        if !others.is_empty() {
-            info!(session = s.id, "session kept: other volumes use it");
-            report
+        match outcome? {
+            Logout::Gone => {}
+            Logout::Kept(others) => report
                 .sessions_kept
-                .push(format!("{label}: still used by {}", others.join(", ")));
-            continue;
-        }
-        match adm::logout_session(host, s.id, tuning.command_timeout) {
-            Ok(()) => {
-                info!(session = s.id, portal = %s.portal, "logged out");
-                report.sessions_logged_out.push(label);
-            }
-            Err(e) => {
+                .push(format!("{label}: still used by {}", others.join(", "))),
+            Logout::Done => report.sessions_logged_out.push(label),
+            Logout::Failed(e) => {
                 report.fail(format!("cannot log out of {label}: {e}"));
                 report.leave(label);
             }
