@@ -1,13 +1,13 @@
-//! dm-multipath maps through sysfs (`/sys/block/dm-N/dm/{name,uuid}`, `slaves/`), and the
-//! commands that flush them. `multipath -l` is never used: it is slow on flaky links and fails on
+//! dm-multipath maps through sysfs (`/sys/block/dm-N/dm/{name,uuid}`, `slaves/`), and their
+//! removal through device-mapper's control device, in-process. `multipath -l` is never used: it is slow on flaky links and fails on
 //! a device whose path is down.
 
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
-use crate::host::{Cmd, Host};
+use crate::error::Result;
+use crate::host::{DmRequest, Host, KernelError};
 use crate::retry::{retry, Backoff, Retried};
 use crate::types::Wwid;
 
@@ -75,50 +75,69 @@ pub fn maps_of(host: &Host, wwid: &Wwid) -> Result<Vec<DmMap>> {
         .collect())
 }
 
-/// Flushes and removes the multipath map `name` with `multipath -f`, retrying failures (a map
-/// briefly held open by udev or blkid says "in use") with `backoff`. Each call has `timeout`.
-pub fn flush_map(
+/// Removes the multipath map `m` in-process, as `multipath -f` does without starting it: its
+/// partition maps first (`partN-mpath-WWID`, made by kpartx), then the map, each with
+/// device-mapper's `DM_DEV_REMOVE`, which the kernel refuses (EBUSY) while the device is open or
+/// held. "In use" is retried with `backoff` (udev or blkid may hold a map briefly); a map already
+/// gone is not an error. Each request has `timeout`.
+pub fn remove_map(
+    host: &Host,
+    m: &DmMap,
+    backoff: &Backoff,
+    timeout: Duration,
+) -> Result<(), Retried<KernelError>> {
+    for h in host
+        .list(&host.sys(format!("block/{}/holders", m.dev)))
+        .unwrap_or_default()
+    {
+        let Ok(Some(part)) = DmMap::read(host, &h) else {
+            continue;
+        };
+        let is_partition =
+            part.uuid.starts_with("part") && part.uuid.ends_with(&format!("-{}", m.uuid));
+        if is_partition {
+            remove_dm(host, &part.name, backoff, timeout)?;
+        }
+    }
+    remove_dm(host, &m.name, backoff, timeout)
+}
+
+fn remove_dm(
     host: &Host,
     name: &str,
     backoff: &Backoff,
     timeout: Duration,
-) -> Result<(), Retried<Error>> {
-    let cmd = Cmd::new("multipath").args(["-f", name]).timeout(timeout);
+) -> Result<(), Retried<KernelError>> {
+    let control = host.dev_node("mapper/control");
+    let what = format!("removal of device-mapper device {name}");
     retry(
         host.time(),
         backoff,
-        &cmd.to_string(),
-        |e: &Error| matches!(e, Error::CommandFailed { .. }),
-        || {
-            let out = host.run(&cmd)?;
-            if out.success() {
-                Ok(())
-            } else {
-                Err(Error::CommandFailed {
-                    cmd: cmd.to_string(),
-                    code: out.code,
-                    detail: out.tail(),
-                })
-            }
+        &what,
+        KernelError::is_busy,
+        || match host.kern().dm(&control, name, DmRequest::Remove, timeout) {
+            Err(e) if e.is_missing() => Ok(()),
+            other => other,
         },
     )
+    .map_err(|r| Retried {
+        attempts: r.attempts,
+        error: if r.error.is_busy() {
+            KernelError::Os(format!("{name} is in use: open, or held by another device"))
+        } else {
+            r.error
+        },
+    })
 }
 
-/// Stops a multipath map from queueing I/O while it has no path (`fail_if_no_path`), so that
-/// I/O waiting on it fails and the map can go. Used by a forced disconnect only: queued data is
-/// lost.
-pub fn disable_queueing(host: &Host, name: &str, timeout: Duration) -> Result<()> {
-    let cmd = Cmd::new("dmsetup")
-        .args(["message", name, "0", "fail_if_no_path"])
-        .timeout(timeout);
-    let out = host.run(&cmd)?;
-    if out.success() {
-        Ok(())
-    } else {
-        Err(Error::CommandFailed {
-            cmd: cmd.to_string(),
-            code: out.code,
-            detail: out.tail(),
-        })
-    }
+/// Stops a multipath map from queueing I/O while it has no path (the target message
+/// `fail_if_no_path`, in-process), so that I/O waiting on it fails and the map can go. Used by a
+/// forced disconnect only: queued data is lost.
+pub fn disable_queueing(host: &Host, name: &str, timeout: Duration) -> Result<(), KernelError> {
+    host.kern().dm(
+        &host.dev_node("mapper/control"),
+        name,
+        DmRequest::Message("fail_if_no_path"),
+        timeout,
+    )
 }

@@ -1,7 +1,7 @@
 //! A fake host for tests: a temporary directory laid out as the real kernel lays out sysfs for
 //! iSCSI sessions, SCSI disks and multipath maps (see `lab-notes.md`), a scripted command runner
-//! that plays iscsiadm, multipath and dmsetup against that tree, and kernel operations that act on
-//! it (a `delete` removes the disk, as the kernel would).
+//! that plays iscsiadm against that tree, kernel operations that act on it (a `delete` removes
+//! the disk, a device-mapper remove the map, as the kernel would), and a multipathd.
 //!
 //! ```
 //! use brick::testing::FakeHost;
@@ -18,7 +18,9 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::host::{Clock, Cmd, CmdError, FakeClock, Host, Kernel, KernelError, Output, Runner};
+use crate::host::{
+    Clock, Cmd, CmdError, DmRequest, FakeClock, Host, Kernel, KernelError, Output, Runner,
+};
 use crate::iscsi::node::is_record_of;
 use crate::types::{Portal, Wwid};
 
@@ -62,6 +64,10 @@ struct World {
     /// device -> (error, how many more flushes fail; None: all)
     flush_failures: BTreeMap<String, (KernelError, Option<usize>)>,
     stuck_deletes: Vec<String>,
+    /// device-mapper requests made: (map name, "remove" or "message TEXT")
+    dm_calls: Vec<(String, String)>,
+    /// map name -> (error, how many more requests fail; None: all)
+    dm_failures: BTreeMap<String, (KernelError, Option<usize>)>,
     /// (disk, session): the delete of the disk also logs the session out, as a concurrent
     /// disconnect of another volume on that session would.
     logout_on_delete: Vec<(String, u32)>,
@@ -303,6 +309,27 @@ impl FakeHost {
             .flush_failures
             .insert(name.to_string(), (error, Some(times)));
         self
+    }
+
+    /// Makes every device-mapper request on the map `name` fail with `error`.
+    pub fn fail_dm(&self, name: &str, error: KernelError) -> &Self {
+        lock(&self.world)
+            .dm_failures
+            .insert(name.to_string(), (error, None));
+        self
+    }
+
+    /// Makes the next `times` device-mapper requests on the map `name` fail with `error`.
+    pub fn fail_dm_times(&self, name: &str, error: KernelError, times: usize) -> &Self {
+        lock(&self.world)
+            .dm_failures
+            .insert(name.to_string(), (error, Some(times)));
+        self
+    }
+
+    /// The device-mapper requests made so far: (map name, `remove` or `message TEXT`).
+    pub fn dm_calls(&self) -> Vec<(String, String)> {
+        lock(&self.world).dm_calls.clone()
     }
 
     /// Makes the `delete` of disk `name` hang (it times out and the disk stays).
@@ -726,23 +753,6 @@ impl FakeRunner {
                     "",
                 ))
             }
-            ["multipath", "-f", name] => match dm_by_name(&self.root, name) {
-                Some(dev) => {
-                    remove_dm(&self.root, &dev);
-                    Ok(Output::exit(0, "", ""))
-                }
-                None => Ok(Output::exit(1, "", &format!("{name}: map not present\n"))),
-            },
-            ["dmsetup", "message", name, "0", "fail_if_no_path"] => {
-                match dm_by_name(&self.root, name) {
-                    Some(_) => Ok(Output::exit(0, "", "")),
-                    None => Ok(Output::exit(
-                        1,
-                        "",
-                        "device-mapper: message ioctl failed: No such device or address\n",
-                    )),
-                }
-            }
             _ => Ok(Output::exit(
                 127,
                 "",
@@ -834,6 +844,44 @@ struct FakeKernel {
 }
 
 impl Kernel for FakeKernel {
+    fn dm(
+        &self,
+        _control: &Path,
+        name: &str,
+        request: DmRequest<'_>,
+        _timeout: Duration,
+    ) -> Result<(), KernelError> {
+        let mut w = lock(&self.world);
+        w.dm_calls.push((
+            name.to_string(),
+            match request {
+                DmRequest::Remove => "remove".to_string(),
+                DmRequest::Message(m) => format!("message {m}"),
+            },
+        ));
+        if let Some((e, left)) = w.dm_failures.get_mut(name) {
+            match left {
+                None => return Err(e.clone()),
+                Some(0) => {}
+                Some(n) => {
+                    *n -= 1;
+                    return Err(e.clone());
+                }
+            }
+        }
+        let Some(dev) = dm_by_name(&self.root, name) else {
+            return Err(KernelError::from_errno(libc::ENXIO));
+        };
+        if let DmRequest::Remove = request {
+            let holders = self.root.join(format!("sys/block/{dev}/holders"));
+            if fs::read_dir(holders).is_ok_and(|mut d| d.next().is_some()) {
+                return Err(KernelError::from_errno(libc::EBUSY));
+            }
+            remove_dm(&self.root, &dev);
+        }
+        Ok(())
+    }
+
     fn flush_buffers(&self, dev: &Path, _timeout: Duration) -> Result<(), KernelError> {
         let name = dev
             .file_name()

@@ -15,7 +15,8 @@ pub struct Tuning {
     /// Deadline of each attempt to flush a path device, and the retries of failed attempts.
     pub path_flush_timeout: Duration,
     pub path_flush_backoff: Backoff,
-    /// Deadline of each `multipath -f`, and the retries of failed ones.
+    /// Deadline of each removal of a multipath map (device-mapper `DM_DEV_REMOVE`), and the
+    /// retries of one the kernel refuses as in use.
     pub map_flush_timeout: Duration,
     pub map_flush_backoff: Backoff,
     /// How long a device's `delete` may block, and how long to wait for the kernel to drop it.

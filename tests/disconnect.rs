@@ -98,18 +98,13 @@ fn two_path_volume_flushes_map_then_paths_and_removes_everything() {
     let mut flushed = f.flushes();
     flushed.sort();
     assert_eq!(flushed, ["dm-0", "sda", "sdb"]);
-    assert_eq!(cmds(&f, &["multipath", "-f", WWN1]), 1);
+    assert_eq!(f.dm_calls(), [(WWN1.to_string(), "remove".to_string())]);
+    assert_eq!(cmds(&f, &["multipath"]), 0, "the map goes in-process");
     assert_eq!(r.maps_removed.len(), 1);
     assert_eq!(r.sessions_logged_out.len(), 2);
-    // The map went before its paths, the paths before the logouts.
-    let calls = f.calls();
-    let pos = |p: &[&str]| {
-        calls
-            .iter()
-            .position(|c| c.len() >= p.len() && c.iter().zip(p).all(|(a, b)| a == b))
-            .unwrap()
-    };
-    assert!(pos(&["multipath", "-f"]) < pos(&["iscsiadm", "-m", "session", "-r"]));
+    // The map went before its paths (a path of a live map cannot be deleted: the fake refuses),
+    // the paths before the logouts (a logout takes its disks with it; they were deleted by us).
+    assert_eq!(r.devices_removed.len(), 2, "{r:?}");
 }
 
 #[test]
@@ -146,16 +141,12 @@ fn shared_target_other_lun_in_use_no_logout() {
 #[test]
 fn map_flush_failure_without_force_deletes_nothing() {
     let f = two_path_volume();
-    f.script(
-        |a| a[0] == "multipath",
-        |_| Ok(Output::exit(1, "", "map in use")),
-        None,
-    );
+    f.fail_dm(WWN1, KernelError::from_errno(libc::EBUSY));
     let e = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap_err();
     let Error::Disconnect { message, report } = e else {
         panic!("expected a disconnect error")
     };
-    assert!(message.contains("map in use"), "{message}");
+    assert!(message.contains("is in use"), "{message}");
     for d in ["sda", "sdb", "dm-0"] {
         assert!(f.has_block(d), "{d} was removed");
     }
@@ -163,7 +154,7 @@ fn map_flush_failure_without_force_deletes_nothing() {
     assert!(f.has_node(IQN, P1));
     assert!(f.attr_writes().is_empty(), "{:?}", f.attr_writes());
     // Retried with exponential backoff before giving up.
-    assert_eq!(cmds(&f, &["multipath", "-f"]), 4);
+    assert_eq!(f.dm_calls().len(), 4);
     assert_eq!(
         f.clock().sleeps(),
         [
@@ -178,16 +169,12 @@ fn map_flush_failure_without_force_deletes_nothing() {
 #[test]
 fn map_flush_failure_with_force_cleans_everything_and_returns_the_error() {
     let f = two_path_volume();
-    f.script(
-        |a| a[0] == "multipath",
-        |_| Ok(Output::exit(1, "", "map in use")),
-        None,
-    );
+    f.fail_dm(WWN1, KernelError::from_errno(libc::EBUSY));
     let e = disconnect_volume(&f.host(), &multi(1), None, FORCE, &Tuning::default()).unwrap_err();
     let Error::Disconnect { message, report } = e else {
         panic!("expected a disconnect error")
     };
-    assert!(message.contains("map in use"), "{message}");
+    assert!(message.contains("is in use"), "{message}");
     assert!(!f.has_block("sda") && !f.has_block("sdb"));
     assert!(f.session_ids().is_empty());
     assert!(!f.has_node(IQN, P1) && !f.has_node(IQN, P2));
@@ -200,11 +187,7 @@ fn map_flush_failure_with_force_cleans_everything_and_returns_the_error() {
 #[test]
 fn map_flush_failure_with_force_and_ignore_errors_succeeds_with_the_failure_reported() {
     let f = two_path_volume();
-    f.script(
-        |a| a[0] == "multipath",
-        |_| Ok(Output::exit(1, "", "map in use")),
-        None,
-    );
+    f.fail_dm(WWN1, KernelError::from_errno(libc::EBUSY));
     let r =
         disconnect_volume(&f.host(), &multi(1), None, FORCE_IGNORE, &Tuning::default()).unwrap();
     assert!(!r.failures.is_empty());
@@ -227,7 +210,7 @@ fn map_that_cannot_sync_without_force_touches_nothing() {
         assert!(f.has_block(d));
     }
     assert_eq!(f.session_ids(), [1, 2]);
-    assert_eq!(cmds(&f, &["multipath"]) + cmds(&f, &["dmsetup"]), 0);
+    assert!(f.dm_calls().is_empty(), "{:?}", f.dm_calls());
     assert!(f.attr_writes().is_empty());
     assert_eq!(report.left_behind.len(), 3);
 }
@@ -239,8 +222,8 @@ fn map_that_cannot_sync_with_force_fails_queued_io_and_cleans_the_host() {
     let e = disconnect_volume(&f.host(), &multi(1), None, FORCE, &Tuning::default()).unwrap_err();
     assert!(matches!(e, Error::Disconnect { .. }));
     assert_eq!(
-        cmds(&f, &["dmsetup", "message", WWN1, "0", "fail_if_no_path"]),
-        1
+        f.dm_calls()[0],
+        (WWN1.to_string(), "message fail_if_no_path".to_string())
     );
     let offline: Vec<_> = f
         .attr_writes()
@@ -282,10 +265,24 @@ fn path_flush_that_keeps_failing_stops_a_plain_disconnect() {
 }
 
 #[test]
+fn hung_map_removal_is_reported_as_timed_out() {
+    let f = two_path_volume();
+    f.fail_dm(WWN1, KernelError::TimedOut(Duration::from_secs(30)));
+    let e = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap_err();
+    assert!(
+        e.to_string().contains("blocked in the kernel after 30s"),
+        "{e}"
+    );
+    // A timeout is not retried: the first request may still be running.
+    assert_eq!(f.dm_calls().len(), 1);
+    assert!(f.has_block("sda"));
+}
+
+#[test]
 fn hung_command_is_reported_as_timed_out() {
     let f = two_path_volume();
     f.script(
-        |a| a[0] == "multipath",
+        |a| a[..2] == ["iscsiadm", "-m"] && a.last().is_some_and(|l| l == "--logout"),
         |a| {
             Err(CmdError::TimedOut {
                 cmd: a.join(" "),
@@ -296,9 +293,46 @@ fn hung_command_is_reported_as_timed_out() {
     );
     let e = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap_err();
     assert!(e.to_string().contains("did not finish within 30s"), "{e}");
-    // A timeout is not retried: the first call may still be running.
-    assert_eq!(cmds(&f, &["multipath", "-f"]), 1);
-    assert!(f.has_block("sda"));
+    let Error::Disconnect { report, .. } = e else {
+        panic!("expected a disconnect error")
+    };
+    assert_eq!(report.left_behind.len(), 2, "{report:?}");
+}
+
+#[test]
+fn busy_map_that_frees_up_is_removed_after_a_retry() {
+    let f = two_path_volume();
+    f.fail_dm_times(WWN1, KernelError::from_errno(libc::EBUSY), 1);
+    let r = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap();
+    assert!(r.clean(), "{r:?}");
+    assert_eq!(f.dm_calls().len(), 2);
+    assert_clean(&f);
+}
+
+#[test]
+fn partition_maps_go_before_their_map() {
+    let f = two_path_volume();
+    f.dm(
+        "dm-1",
+        "36001405deadbeef00010000000000000-part1",
+        &format!("part1-mpath-{WWN1}"),
+        &["dm-0"],
+    );
+    disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap();
+    let names: Vec<String> = f.dm_calls().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, [format!("{WWN1}-part1"), WWN1.to_string()]);
+    assert!(!f.has_block("dm-1") && !f.has_block("dm-0"));
+    assert_clean(&f);
+}
+
+#[test]
+fn map_held_by_another_device_is_in_use_and_kept() {
+    let f = two_path_volume();
+    f.dm("dm-1", "vg-lv", "LVM-abc", &["dm-0"]);
+    let e = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap_err();
+    assert!(e.to_string().contains("is in use"), "{e}");
+    assert!(f.has_block("dm-0") && f.has_block("dm-1") && f.has_block("sda"));
+    assert_eq!(f.session_ids(), [1, 2]);
 }
 
 #[test]

@@ -1,7 +1,8 @@
-//! Kernel operations done in-process: flushing a block device's buffers (write-back + BLKFLSBUF) and
-//! writing sysfs attributes that can block (`device/delete`, `device/state`).
+//! Kernel operations done in-process: flushing a block device's buffers (write-back + BLKFLSBUF),
+//! writing sysfs attributes that can block (`device/delete`, `device/state`), and device-mapper
+//! requests (removing a map, sending a message to its target) through `/dev/mapper/control`.
 //!
-//! Both can sit in the kernel for minutes when every path of a device is down: a flush waits for
+//! Each can sit in the kernel for minutes when every path of a device is down: a flush waits for
 //! writeback that is queued, a SCSI delete sends SYNCHRONIZE CACHE. A thread stuck there would keep
 //! the whole process from exiting, so each operation runs in a forked child (no exec: it makes only
 //! raw system calls) that the caller waits for until a deadline. A child that misses it is left to
@@ -24,14 +25,38 @@ const BLKFLSBUF: libc::c_ulong = 0x1261;
 pub enum KernelError {
     #[error("{0}")]
     Os(String),
+    /// A system call failed with this errno.
+    #[error("{}", io::Error::from_raw_os_error(*.0))]
+    Errno(i32),
     #[error("still blocked in the kernel after {0:?} (it goes on in the background)")]
     TimedOut(Duration),
 }
 
 impl KernelError {
-    fn from_errno(errno: i32) -> KernelError {
-        KernelError::Os(io::Error::from_raw_os_error(errno).to_string())
+    /// The error of a system call that failed with `errno`.
+    pub fn from_errno(errno: i32) -> KernelError {
+        KernelError::Errno(errno)
     }
+
+    /// Whether the device was busy (EBUSY): open, or held by another device.
+    pub fn is_busy(&self) -> bool {
+        *self == KernelError::Errno(libc::EBUSY)
+    }
+
+    /// Whether the device does not exist (ENXIO, ENODEV, ENOENT).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, KernelError::Errno(e) if [libc::ENXIO, libc::ENODEV, libc::ENOENT].contains(e))
+    }
+}
+
+/// A device-mapper request on one device, named by its map name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmRequest<'a> {
+    /// Removes the device (`DM_DEV_REMOVE`); fails with EBUSY while it is open or held.
+    Remove,
+    /// Sends a message to the device's target at sector 0 (`DM_TARGET_MSG`), as `dmsetup
+    /// message NAME 0 MSG` does: `fail_if_no_path` for multipath.
+    Message(&'a str),
 }
 
 /// In-process kernel operations on block devices and sysfs. The real one is [`RealKernel`]; tests
@@ -47,6 +72,16 @@ pub trait Kernel: Send + Sync {
 
     /// Writes `value` to the sysfs attribute at `path`.
     fn write_attr(&self, path: &Path, value: &str, timeout: Duration) -> Result<(), KernelError>;
+
+    /// Sends `request` for the device-mapper device `name` through the control device at
+    /// `control` (`/dev/mapper/control`).
+    fn dm(
+        &self,
+        control: &Path,
+        name: &str,
+        request: DmRequest<'_>,
+        timeout: Duration,
+    ) -> Result<(), KernelError>;
 }
 
 /// The running kernel.
@@ -56,6 +91,10 @@ pub struct RealKernel;
 enum Op<'a> {
     Flush,
     Write(&'a [u8]),
+    /// An ioctl on the device-mapper control device with this request number and buffer (a
+    /// `struct dm_ioctl` and its payload).
+    /// The buffer stays alive in the caller until the child is done.
+    Dm(libc::c_ulong, *mut libc::c_void),
 }
 
 impl Kernel for RealKernel {
@@ -65,6 +104,17 @@ impl Kernel for RealKernel {
 
     fn write_attr(&self, path: &Path, value: &str, timeout: Duration) -> Result<(), KernelError> {
         in_child(path, Op::Write(value.as_bytes()), timeout)
+    }
+
+    fn dm(
+        &self,
+        control: &Path,
+        name: &str,
+        request: DmRequest<'_>,
+        timeout: Duration,
+    ) -> Result<(), KernelError> {
+        let (nr, mut buf) = dm_ioctl::request(name, request)?;
+        in_child(control, Op::Dm(nr, buf.as_mut_ptr().cast()), timeout)
     }
 }
 
@@ -119,6 +169,7 @@ unsafe fn child_op(path: &CString, op: &Op<'_>) -> i32 {
         let flags = match op {
             Op::Flush => libc::O_RDONLY,
             Op::Write(_) => libc::O_WRONLY,
+            Op::Dm(..) => libc::O_RDWR,
         } | libc::O_CLOEXEC;
         let fd = libc::open(path.as_ptr(), flags);
         if fd < 0 {
@@ -145,11 +196,111 @@ unsafe fn child_op(path: &CString, op: &Op<'_>) -> i32 {
                     0
                 }
             }
+            Op::Dm(nr, buf) => {
+                // The kernel writes its answer into the child's own copy of the buffer.
+                if libc::ioctl(fd, *nr as _, *buf) != 0 {
+                    errno()
+                } else {
+                    0
+                }
+            }
         };
         if libc::close(fd) != 0 && rc == 0 {
             return errno();
         }
         rc
+    }
+}
+
+/// The device-mapper ioctl interface (linux/dm-ioctl.h), version 4: a `struct dm_ioctl` header,
+/// then the request's payload. Written by hand for the two requests brick sends: the
+/// `devicemapper` crate needs bindgen and libclang at build time for them.
+mod dm_ioctl {
+    use super::{DmRequest, KernelError};
+
+    /// `sizeof(struct dm_ioctl)`.
+    const HEADER: usize = 312;
+    /// `DM_NAME_LEN`.
+    const NAME_LEN: usize = 128;
+    const DM_DEV_REMOVE_CMD: libc::c_ulong = 4;
+    const DM_TARGET_MSG_CMD: libc::c_ulong = 14;
+
+    /// `_IOWR(DM_IOCTL, cmd, struct dm_ioctl)`.
+    fn iowr(cmd: libc::c_ulong) -> libc::c_ulong {
+        const READ_WRITE: libc::c_ulong = 3;
+        (READ_WRITE << 30) | ((HEADER as libc::c_ulong) << 16) | (0xfd << 8) | cmd
+    }
+
+    /// The request number and buffer for `request` on the map `name`.
+    pub(super) fn request(
+        name: &str,
+        request: DmRequest<'_>,
+    ) -> Result<(libc::c_ulong, Vec<u8>), KernelError> {
+        if name.is_empty() || name.len() >= NAME_LEN || name.contains('\0') {
+            return Err(KernelError::Os(format!(
+                "{name:?} is not a device-mapper name"
+            )));
+        }
+        let (cmd, payload) = match request {
+            DmRequest::Remove => (DM_DEV_REMOVE_CMD, Vec::new()),
+            DmRequest::Message(msg) => {
+                if msg.contains('\0') {
+                    return Err(KernelError::Os("message holds a NUL byte".into()));
+                }
+                // struct dm_target_msg: the sector (0), then the NUL-terminated message.
+                let mut p = 0u64.to_ne_bytes().to_vec();
+                p.extend_from_slice(msg.as_bytes());
+                p.push(0);
+                (DM_TARGET_MSG_CMD, p)
+            }
+        };
+        // The kernel wants room for its answer; 8-byte alignment of the total.
+        let size = (HEADER + payload.len()).div_ceil(8) * 8;
+        let mut buf = vec![0u8; size.max(HEADER + 8)];
+        let put =
+            |buf: &mut [u8], at: usize, v: u32| buf[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+        // version 4.0.0: the kernel accepts any minor of major 4.
+        put(&mut buf, 0, 4);
+        let total = buf.len() as u32;
+        put(&mut buf, 12, total); // data_size
+        put(&mut buf, 16, HEADER as u32); // data_start
+        buf[48..48 + name.len()].copy_from_slice(name.as_bytes()); // name
+        buf[HEADER..HEADER + payload.len()].copy_from_slice(&payload);
+        Ok((iowr(cmd), buf))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn request_numbers_are_those_of_linux_dm_ioctl_h() {
+            // DM_DEV_REMOVE and DM_TARGET_MSG as the kernel headers compute them.
+            assert_eq!(iowr(DM_DEV_REMOVE_CMD), 0xc138_fd04);
+            assert_eq!(iowr(DM_TARGET_MSG_CMD), 0xc138_fd0e);
+        }
+
+        #[test]
+        fn message_buffer_layout() {
+            let (nr, buf) = request("36001405abc", DmRequest::Message("fail_if_no_path")).unwrap();
+            assert_eq!(nr, 0xc138_fd0e);
+            assert_eq!(buf.len() % 8, 0);
+            assert_eq!(&buf[0..4], &4u32.to_ne_bytes());
+            assert_eq!(&buf[12..16], &(buf.len() as u32).to_ne_bytes());
+            assert_eq!(&buf[16..20], &312u32.to_ne_bytes());
+            assert_eq!(&buf[48..59], b"36001405abc");
+            assert_eq!(buf[59], 0);
+            assert_eq!(&buf[312..320], &[0; 8]);
+            assert_eq!(&buf[320..335], b"fail_if_no_path");
+            assert_eq!(buf[335], 0);
+        }
+
+        #[test]
+        fn names_the_kernel_would_refuse_are_refused_here() {
+            assert!(request("", DmRequest::Remove).is_err());
+            assert!(request(&"x".repeat(128), DmRequest::Remove).is_err());
+            assert!(request("a\0b", DmRequest::Remove).is_err());
+        }
     }
 }
 

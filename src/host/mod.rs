@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use cmd::{Cmd, CmdError, Output, Runner, SystemRunner};
-pub use kernel::{Kernel, KernelError, RealKernel};
+pub use kernel::{DmRequest, Kernel, KernelError, RealKernel};
 pub use multipathd::{Multipathd, SocketMultipathd};
 
 use crate::error::Error;

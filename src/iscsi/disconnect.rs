@@ -86,7 +86,7 @@ struct Plan {
 /// multipath map), checks each disk's WWN against the volume's (`device_info.scsi_wwn` when
 /// given, else the one WWN the volume's disks agree on) and leaves alone any that differ. Then:
 /// flushes the multipath map and every path (nothing is removed if a flush fails, unless
-/// `force`); removes the map with `multipath -f`; deletes the disks in parallel and waits for the
+/// `force`); removes the map (device-mapper `DM_DEV_REMOVE`, in-process); deletes the disks in parallel and waits for the
 /// kernel to drop them; logs out of each session no other volume uses and deletes its node
 /// record, and deletes the node records of the volume's portals that have no session.
 ///
@@ -151,12 +151,7 @@ pub fn disconnect_volume(
 
     // 2. The multipath map.
     for m in &plan.maps {
-        match multipath::flush_map(
-            host,
-            &m.name,
-            &tuning.map_flush_backoff,
-            tuning.map_flush_timeout,
-        ) {
+        match multipath::remove_map(host, m, &tuning.map_flush_backoff, tuning.map_flush_timeout) {
             Ok(()) => {
                 info!(map = %m.name, dev = %m.dev, "multipath map removed");
                 report.maps_removed.push(format!("{} ({})", m.dev, m.name));
@@ -208,9 +203,9 @@ pub fn disconnect_volume(
             {
                 continue;
             }
-            match multipath::flush_map(
+            match multipath::remove_map(
                 host,
-                &m.name,
+                &m,
                 &tuning.map_flush_backoff,
                 tuning.map_flush_timeout,
             ) {
@@ -465,13 +460,15 @@ fn logout_if_unused(host: &Host, plan: &Plan, s: &Session, tuning: &Tuning) -> R
         info!(session = s.id, "session kept: other volumes use it");
         return Ok(Logout::Kept(others));
     }
-    Ok(match adm::logout_session(host, s.id, tuning.command_timeout) {
-        Ok(()) => {
-            info!(session = s.id, portal = %s.portal, "logged out");
-            Logout::Done
-        }
-        Err(e) => Logout::Failed(e),
-    })
+    Ok(
+        match adm::logout_session(host, s.id, tuning.command_timeout) {
+            Ok(()) => {
+                info!(session = s.id, portal = %s.portal, "logged out");
+                Logout::Done
+            }
+            Err(e) => Logout::Failed(e),
+        },
+    )
 }
 
 fn logout_and_forget(
