@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use brick::host::{CmdError, KernelError, Output};
+use brick::host::{CmdError, KernelError};
 use brick::testing::FakeHost;
 use brick::{
     disconnect_volume, ConnectionProperties, DeviceInfo, DisconnectOptions, Error, Tuning,
