@@ -55,6 +55,11 @@ struct World {
     /// multipathd does not answer on its socket.
     multipathd_down: bool,
     multipathd_cmds: Vec<String>,
+    /// Maps multipathd created and whose udev event it has not seen yet (their name): as the
+    /// real one does, it delays adding other paths to them until then, or until `add map NAME`.
+    maps_waiting_for_udev: Vec<String>,
+    /// Paths multipathd holds back until their map's udev event: (path, map name).
+    delayed_paths: Vec<(String, String)>,
     next_disk: usize,
     /// session id -> (SCSI host number, portal, IQN, tpgt)
     sessions: BTreeMap<u32, (u32, String, String, u32)>,
@@ -829,7 +834,36 @@ impl crate::host::Multipathd for FakeMultipathd {
         let words: Vec<&str> = cmd.split_whitespace().collect();
         match words.as_slice() {
             ["add", "path", name] => {
-                join_map(&self.root, name);
+                let sys = self.root.join("sys/block");
+                let wwid = fs::read_to_string(sys.join(format!("{name}/device/wwid")))
+                    .ok()
+                    .and_then(|raw| Wwid::from_sysfs(&raw).ok());
+                if let Some(map) = wwid.map(|w| w.as_str().to_string()) {
+                    let in_map = fs::read_dir(sys.join(format!("{name}/holders")))
+                        .is_ok_and(|mut d| d.next().is_some());
+                    if !in_map && w.maps_waiting_for_udev.contains(&map) {
+                        w.delayed_paths.push((name.to_string(), map));
+                        return Ok("ok".into());
+                    }
+                    let new = dm_by_name(&self.root, &map).is_none();
+                    join_map(&self.root, name);
+                    if new && dm_by_name(&self.root, &map).is_some() {
+                        w.maps_waiting_for_udev.push(map);
+                    }
+                }
+                Ok("ok".into())
+            }
+            ["add", "map", map] => {
+                if dm_by_name(&self.root, map).is_none() {
+                    return Ok("fail".into());
+                }
+                w.maps_waiting_for_udev.retain(|m| m != map);
+                let (now, later): (Vec<_>, Vec<_>) =
+                    w.delayed_paths.drain(..).partition(|(_, m)| m == map);
+                w.delayed_paths = later;
+                for (p, _) in now {
+                    join_map(&self.root, &p);
+                }
                 Ok("ok".into())
             }
             ["resize", "map", _] => Ok("ok".into()),

@@ -323,9 +323,17 @@ fn paths_are_handed_to_multipathd_when_udev_does_not_tell_it() {
     let f = lab();
     let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
     assert_eq!(c.device_info.path.as_deref(), Some("/dev/dm-0"));
-    let mut cmds = f.multipathd_cmds();
-    cmds.sort();
-    assert_eq!(cmds, ["add path sda", "add path sdb"]);
+    let cmds = f.multipathd_cmds();
+    assert_eq!(cmds[..2], ["add path sda", "add path sdb"]);
+    assert!(cmds.contains(&format!("add map {WWN1}")), "{cmds:?}");
+    // multipathd held the second path back until told the map was there: both are in it now.
+    assert_eq!(c.paths.len(), 2);
+    let mut slaves = brick::multipath::maps_of(&f.host(), &WWN1.parse().unwrap())
+        .unwrap()
+        .remove(0)
+        .slaves;
+    slaves.sort();
+    assert_eq!(slaves, ["sda", "sdb"]);
     assert!(
         f.calls().iter().all(|c| c[0] != "multipathd"),
         "no multipathd process"

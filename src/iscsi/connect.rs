@@ -561,14 +561,21 @@ fn wait_for_map(
                 return Ok(map);
             }
             if grace_end.is_none() {
-                // multipathd built the map from the first path it saw; it adds the others only at
-                // its next "delayed actions" unless asked again now that the map exists.
+                // multipathd built the map from the first path it saw, and holds the others back
+                // until udev has announced the new map (under TCG with udevd, 1-2 s later).
+                // `add map NAME` is that announcement: multipathd then does its delayed actions
+                // at once (adds the held-back paths), as its own timeout would much later.
                 for p in paths.iter().filter(|p| !m.slaves.contains(p)) {
                     if let Err(e) =
                         host.multipathd_cmd(&format!("add path {p}"), tuning.command_timeout)
                     {
                         debug!(path = %p, error = %e, "multipathd not asked again");
                     }
+                }
+                if let Err(e) =
+                    host.multipathd_cmd(&format!("add map {}", m.name), tuning.command_timeout)
+                {
+                    debug!(map = %m.name, error = %e, "multipathd not told of the map");
                 }
             }
             let end = *grace_end.get_or_insert(now + tuning.map_paths_grace);
