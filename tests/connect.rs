@@ -1,6 +1,7 @@
 //! Connect, extend and paths on fake hosts: a fake target behind a scripted iscsiadm, and a
 //! fake kernel that makes a LUN's disk appear only when it is scanned.
 
+use brick::host::Output;
 use brick::iscsi::volume::{extend_volume, volume_paths};
 use brick::testing::FakeHost;
 use brick::{
@@ -219,15 +220,34 @@ fn all_portals_dead_fails_and_leaves_the_host_as_it_was() {
 
 #[test]
 fn portal_that_does_not_offer_the_target_is_refused_by_discovery() {
+    // The discovery runs beside the login; its verdict names the cause, and whatever the login
+    // attempt made (the node record) is gone again.
     let f = FakeHost::new();
     f.target(P1, "iqn.2003-01.org.linux-iscsi.lab:other", &[(1, WWID1)]);
     let e = connect_volume(&f.host(), &single_props(1), SP, &Tuning::default()).unwrap_err();
     assert!(e.to_string().contains("does not offer target"), "{e}");
-    assert_eq!(
-        count(&f, &["iscsiadm", "-m", "node"]),
-        0,
-        "no node record made"
+    assert_eq!(count(&f, &["iscsiadm", "-m", "discovery"]), 1);
+    assert_host_as_before(&f);
+}
+
+#[test]
+fn path_whose_portal_is_not_offered_by_discovery_is_undone_even_if_its_login_worked() {
+    // The portal lets us log in, but its sendtargets answer does not list the target: the path
+    // is not trusted, and what it made goes.
+    let f = lab();
+    f.script(
+        |a| a.len() > 2 && a[1..3] == ["-m", "discovery"],
+        |_| {
+            Ok(Output::exit(
+                0,
+                "127.0.0.2:3260,1 iqn.2003-01.org.linux-iscsi.lab:other\n",
+                "",
+            ))
+        },
+        None,
     );
+    let e = connect_volume(&f.host(), &single_props(1), SP, &Tuning::default()).unwrap_err();
+    assert!(e.to_string().contains("does not offer target"), "{e}");
     assert_host_as_before(&f);
 }
 

@@ -73,33 +73,30 @@ pub fn connect_volume(
     let span = tracing::info_span!("connect", volume = %props.label(), multipath = opts.multipath);
     let _enter = span.enter();
 
-    let offered = if props.discovered {
-        vec![Ok(()); props.targets.len()]
-    } else {
-        check_offered(host, props, tuning)?
-    };
-    let mut attempts: Vec<PathAttempt> = Vec::new();
-    if opts.multipath {
-        attempts = std::thread::scope(|s| {
-            let handles: Vec<_> = props
-                .targets
-                .iter()
-                .zip(&offered)
-                .map(|(t, ok)| s.spawn(move || connect_path(host, props, t, ok, tuning)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("connect thread does not panic"))
-                .collect()
-        });
-    } else {
-        for (t, ok) in props.targets.iter().zip(&offered) {
-            let a = connect_path(host, props, t, ok, tuning);
-            let done = a.result.is_ok();
-            attempts.push(a);
-            if done {
-                break;
-            }
+    // The sendtargets check runs beside the logins rather than before them: it only confirms
+    // what a login finds out anyway, and it costs as much as a login. A path whose portal does
+    // not offer the target fails (and is undone) whatever its login said.
+    let (offered, mut attempts) = std::thread::scope(|s| {
+        let check = (!props.discovered).then(|| s.spawn(|| check_offered(host, props, tuning)));
+        let attempts = attach_paths(host, props, opts, tuning);
+        let offered = match check.map(|h| h.join().expect("discovery thread does not panic")) {
+            None => vec![Ok(()); props.targets.len()],
+            Some(Ok(offered)) => offered,
+            Some(Err(e)) => vec![Err(format!("sendtargets discovery: {e}")); props.targets.len()],
+        };
+        (offered, attempts)
+    });
+    for a in &mut attempts {
+        let i = props
+            .targets
+            .iter()
+            .position(|t| *t == a.target)
+            .expect("an attempt is for one of the volume's targets");
+        if let Err(why) = &offered[i] {
+            a.result = match &a.result {
+                Ok(_) => Err(why.clone()),
+                Err(e) => Err(format!("{why}; {e}")),
+            };
         }
     }
 
@@ -182,18 +179,46 @@ pub fn connect_volume(
     })
 }
 
+/// With `multipath`, every path at once; else one portal after the other until one works.
+fn attach_paths(
+    host: &Host,
+    props: &ConnectionProperties,
+    opts: ConnectOptions,
+    tuning: &Tuning,
+) -> Vec<PathAttempt> {
+    if opts.multipath {
+        return std::thread::scope(|s| {
+            let handles: Vec<_> = props
+                .targets
+                .iter()
+                .map(|t| s.spawn(move || connect_path(host, props, t, tuning)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("connect thread does not panic"))
+                .collect()
+        });
+    }
+    let mut attempts = Vec::new();
+    for t in &props.targets {
+        let a = connect_path(host, props, t, tuning);
+        let done = a.result.is_ok();
+        attempts.push(a);
+        if done {
+            break;
+        }
+    }
+    attempts
+}
+
 fn connect_path(
     host: &Host,
     props: &ConnectionProperties,
     target: &Target,
-    offered: &std::result::Result<(), String>,
     tuning: &Tuning,
 ) -> PathAttempt {
     let mut created = Created::default();
-    let result = match offered {
-        Ok(()) => attach_path(host, props, target, tuning, &mut created),
-        Err(e) => Err(e.clone()),
-    };
+    let result = attach_path(host, props, target, tuning, &mut created);
     PathAttempt {
         target: target.clone(),
         created,
@@ -250,27 +275,6 @@ fn login(
     tuning: &Tuning,
     created: &mut Created,
 ) -> std::result::Result<u32, String> {
-    if !adm::node_exists(host, &t.iqn, &t.portal).map_err(|e| e.to_string())? {
-        let cmd = Cmd::new("iscsiadm")
-            .args([
-                "-m",
-                "node",
-                "-T",
-                t.iqn.as_str(),
-                "-p",
-                &t.portal.to_string(),
-            ])
-            .args(["--interface", "default", "--op", "new"])
-            .timeout(tuning.command_timeout);
-        let out = {
-            let _db = host.lock(node::DB_LOCK).map_err(|e| e.to_string())?;
-            host.run(&cmd).map_err(|e| e.to_string())?
-        };
-        if !out.success() {
-            return Err(format!("`{cmd}` failed: {}", out.tail()));
-        }
-        created.node_record = true;
-    }
     let retries = tuning.login_retries.to_string();
     let login_timeout = tuning.login_timeout.as_secs().max(1).to_string();
     let mut keys: Vec<(&str, &str)> = vec![
@@ -292,7 +296,12 @@ fn login(
         }
         None => keys.push(("node.session.auth.authmethod", "None")),
     }
-    node::set(host, &t.iqn, &t.portal, &keys).map_err(|e| e.to_string())?;
+    if adm::node_exists(host, &t.iqn, &t.portal).map_err(|e| e.to_string())? {
+        node::set(host, &t.iqn, &t.portal, &keys).map_err(|e| e.to_string())?;
+    } else {
+        node::create(host, &t.iqn, &t.portal, &keys).map_err(|e| e.to_string())?;
+        created.node_record = true;
+    }
 
     let cmd = Cmd::new("iscsiadm")
         .args([

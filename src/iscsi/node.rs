@@ -1,10 +1,11 @@
 //! open-iscsi's node records (`nodes/IQN/ADDRESS,PORT,TPGT/IFACE` under the configuration
 //! folder), read and edited in-process.
 //!
-//! iscsiadm creates a record (`--op new`); brick then sets its keys by rewriting the record file
-//! rather than with one `iscsiadm --op update` process per key. That is several processes fewer
-//! per portal, and it keeps CHAP secrets off every command line: an argv is world-readable in
-//! /proc, a record file is root's alone (0600).
+//! brick writes the record of a portal it logs in to itself, as `iscsiadm -m node --op new`
+//! would (the defaults of `iscsid.conf`, then the portal's own keys), and sets keys by rewriting
+//! the record file rather than with one `iscsiadm --op update` process per key. That is several
+//! processes fewer per portal, and it keeps CHAP secrets off every command line: an argv is
+//! world-readable in /proc, a record file is root's alone (0600).
 
 use std::fs;
 use std::io::Write;
@@ -79,6 +80,58 @@ pub fn delete(host: &Host, iqn: &Iqn, portal: &Portal) -> Result<bool> {
         let _ = fs::remove_dir(&dir);
     }
     Ok(found)
+}
+
+/// Creates the node record of `iqn` at `portal` on the default interface, with `keys` (name,
+/// value) set in it, as `iscsiadm -m node -T IQN -p PORTAL --interface default --op new` followed
+/// by updates would: the `node.*` settings of `iscsid.conf` (the administrator's defaults), then
+/// the record's identity, then `keys`, each overriding what came before (iscsiadm reads a record
+/// over its built-in defaults, a later line winning). Like iscsiadm without a portal group tag, it
+/// is the flat file `nodes/IQN/ADDRESS,PORT`. Fails when a record exists already.
+pub fn create(host: &Host, iqn: &Iqn, portal: &Portal, keys: &[(&str, &str)]) -> Result<()> {
+    let conf = host.iscsi_conf("iscsid.conf");
+    let defaults = match fs::read_to_string(&conf) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(&conf, e)),
+    };
+    let address = portal.address();
+    let port = portal.port.to_string();
+    let identity: [(&str, &str); 7] = [
+        ("node.name", iqn.as_str()),
+        ("node.tpgt", "-1"),
+        ("node.discovery_type", "static"),
+        ("node.conn[0].address", &address),
+        ("node.conn[0].port", &port),
+        ("iface.iscsi_ifacename", "default"),
+        ("iface.transport_name", "tcp"),
+    ];
+    let mine: Vec<&str> = identity.iter().chain(keys).map(|(k, _)| *k).collect();
+    let mut text = String::from("# BEGIN RECORD (written by brick)\n");
+    for line in defaults.lines().map(str::trim) {
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let k = k.trim();
+        if k.starts_with("node.") && !line.starts_with('#') && !mine.contains(&k) {
+            text.push_str(&format!("{k} = {}\n", v.trim()));
+        }
+    }
+    for (k, v) in identity.iter().chain(keys) {
+        text.push_str(&format!("{k} = {v}\n"));
+    }
+    text.push_str("# END RECORD\n");
+
+    let _lock = host.lock(DB_LOCK)?;
+    if !record_files(host, iqn, portal)?.is_empty() {
+        return Err(Error::invalid(
+            "node record",
+            format!("a node record of {iqn} at {portal} exists already"),
+        ));
+    }
+    let dir = host.iscsi_conf(format!("nodes/{iqn}"));
+    fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    write_private(&dir.join(format!("{address},{port}")), &text)
 }
 
 /// Sets `keys` (name, value) in every record of `iqn` at `portal`. Fails when there is no record.
@@ -226,6 +279,54 @@ mod tests {
         );
         let other: Portal = "127.0.0.2:3260".parse().unwrap();
         assert!(set(&host, &iqn, &other, &[("a", "b")]).is_err());
+    }
+
+    #[test]
+    fn create_writes_what_iscsiadm_op_new_would_with_the_conf_defaults_first() {
+        let f = crate::testing::FakeHost::new();
+        let host = f.host();
+        fs::create_dir_all(host.iscsi_conf("")).unwrap();
+        fs::write(
+            host.iscsi_conf("iscsid.conf"),
+            "# a comment\nnode.startup = automatic\n# node.session.auth.password = x\n\
+             node.session.timeo.replacement_timeout = 120\niscsid.startup = /bin/true\n\
+             node.session.scan=auto\n",
+        )
+        .unwrap();
+        let iqn: Iqn = "iqn.2003-01.org.x:t".parse().unwrap();
+        let portal: Portal = "127.0.0.1:3260".parse().unwrap();
+        create(
+            &host,
+            &iqn,
+            &portal,
+            &[("node.startup", "manual"), ("node.session.scan", "manual")],
+        )
+        .unwrap();
+        let file = host.iscsi_conf(format!("nodes/{iqn}/127.0.0.1,3260"));
+        let text = fs::read_to_string(&file).unwrap();
+        let keys: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            keys,
+            [
+                "node.session.timeo.replacement_timeout = 120",
+                "node.name = iqn.2003-01.org.x:t",
+                "node.tpgt = -1",
+                "node.discovery_type = static",
+                "node.conn[0].address = 127.0.0.1",
+                "node.conn[0].port = 3260",
+                "iface.iscsi_ifacename = default",
+                "iface.transport_name = tcp",
+                "node.startup = manual",
+                "node.session.scan = manual",
+            ]
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(record_files(&host, &iqn, &portal).unwrap(), [file]);
+        assert!(create(&host, &iqn, &portal, &[]).is_err(), "exists already");
     }
 
     #[test]
