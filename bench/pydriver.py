@@ -212,14 +212,23 @@ class Floor:
             return {"secs": time.monotonic() - t0,
                     "device_info": {"type": "block", "path": "/dev/" + sds[0], "scsi_wwn": wwn}}
         # Wait for the map with every path; re-hand paths multipathd has not taken after 2 s.
+        # multipathd builds the map from the first path and holds the others back until udev
+        # has announced the map; `multipathd add map NAME` is that announcement, at once.
         deadline = time.monotonic() + 60
         next_readd = time.monotonic() + 2
+        announced = False
         while True:
             dms = {_holder(sd) for sd in sds}
             if len(dms) == 1 and None not in dms:
                 dm = dms.pop()
                 if len(os.listdir("/sys/block/%s/slaves" % dm)) >= len(sds):
                     break
+            if not announced and dms - {None}:
+                announced = True
+                dm = next(iter(dms - {None}))
+                _run("multipathd", "add", "map", _read("/sys/block/%s/dm/name" % dm),
+                     check=False)
+                continue
             now = time.monotonic()
             if now > deadline:
                 raise RuntimeError("no map with %d paths for %s" % (len(sds), wwn))

@@ -77,7 +77,9 @@ pub fn connect_volume(
     // what a login finds out anyway, and it costs as much as a login. A path whose portal does
     // not offer the target fails (and is undone) whatever its login said.
     let (offered, mut attempts) = std::thread::scope(|s| {
-        let check = (!props.discovered).then(|| s.spawn(|| check_offered(host, props, tuning)));
+        let span = tracing::Span::current();
+        let check = (!props.discovered)
+            .then(|| s.spawn(move || span.in_scope(|| check_offered(host, props, tuning))));
         let attempts = attach_paths(host, props, opts, tuning);
         let offered = match check.map(|h| h.join().expect("discovery thread does not panic")) {
             None => vec![Ok(()); props.targets.len()],
@@ -187,11 +189,15 @@ fn attach_paths(
     tuning: &Tuning,
 ) -> Vec<PathAttempt> {
     if opts.multipath {
+        let span = tracing::Span::current();
         return std::thread::scope(|s| {
             let handles: Vec<_> = props
                 .targets
                 .iter()
-                .map(|t| s.spawn(move || connect_path(host, props, t, tuning)))
+                .map(|t| {
+                    let span = span.clone();
+                    s.spawn(move || span.in_scope(|| connect_path(host, props, t, tuning)))
+                })
                 .collect();
             handles
                 .into_iter()

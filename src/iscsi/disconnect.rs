@@ -480,11 +480,15 @@ fn logout_and_forget(
 ) -> Result<()> {
     // Each session on its own thread: a logout waits for the target's answer, and sessions of
     // one volume (its portals) do not depend on each other.
+    let span = tracing::Span::current();
     let outcomes: Vec<Result<Logout>> = std::thread::scope(|sc| {
         let handles: Vec<_> = plan
             .sessions
             .iter()
-            .map(|s| sc.spawn(move || logout_if_unused(host, plan, s, tuning)))
+            .map(|s| {
+                let span = span.clone();
+                sc.spawn(move || span.in_scope(|| logout_if_unused(host, plan, s, tuning)))
+            })
             .collect();
         handles
             .into_iter()
