@@ -28,13 +28,16 @@ impl DmMap {
     /// Reads `dm-N`; `None` when it does not exist (any more).
     pub fn read(host: &Host, dev: &str) -> Result<Option<DmMap>> {
         let dir = host.sys(format!("block/{dev}/dm"));
-        let Some(name) = host.read_attr_opt(&dir.join("name"))? else {
+        let Some(name) = host.read_dm_attr(&dir.join("name"))? else {
+            return Ok(None);
+        };
+        let Some(uuid) = host.read_dm_attr(&dir.join("uuid"))? else {
             return Ok(None);
         };
         Ok(Some(DmMap {
             dev: dev.to_string(),
             name,
-            uuid: host.read_attr_opt(&dir.join("uuid"))?.unwrap_or_default(),
+            uuid,
             slaves: host.list(&host.sys(format!("block/{dev}/slaves")))?,
         }))
     }

@@ -196,11 +196,23 @@ impl Host {
             .map_err(|e| Error::io(path, e))
     }
 
-    /// Reads an attribute, `None` when it does not exist (a device that went away meanwhile).
+    /// Reads an attribute, `None` when it does not exist (a device that went away meanwhile, or
+    /// is going: its attributes then answer ENODEV or ENXIO).
     pub fn read_attr_opt(&self, path: &Path) -> Result<Option<String>, Error> {
         match fs::read_to_string(path) {
             Ok(s) => Ok(Some(s.trim_end().to_string())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if gone(&e) => Ok(None),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    /// Reads an attribute of a device-mapper device (`/sys/block/dm-N/dm/...`), `None` when the
+    /// device does not exist or is being removed: the kernel then answers EINVAL (seen in the lab
+    /// while another process removed the map).
+    pub fn read_dm_attr(&self, path: &Path) -> Result<Option<String>, Error> {
+        match fs::read_to_string(path) {
+            Ok(s) => Ok(Some(s.trim_end().to_string())),
+            Err(e) if gone(&e) || e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
             Err(e) => Err(Error::io(path, e)),
         }
     }
@@ -282,4 +294,10 @@ mod tests {
         v.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(v, ["dm-2", "dm-10", "sdb", "sdaa", "session2", "session10"]);
     }
+}
+
+/// Whether a read failed because the file or its device is gone (or going).
+fn gone(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+        || matches!(e.raw_os_error(), Some(libc::ENODEV) | Some(libc::ENXIO))
 }
