@@ -259,6 +259,12 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     key(a).cmp(&key(b))
 }
 
+/// Whether a read failed because the file or its device is gone (or going).
+fn gone(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+        || matches!(e.raw_os_error(), Some(libc::ENODEV) | Some(libc::ENXIO))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,10 +300,4 @@ mod tests {
         v.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(v, ["dm-2", "dm-10", "sdb", "sdaa", "session2", "session10"]);
     }
-}
-
-/// Whether a read failed because the file or its device is gone (or going).
-fn gone(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::NotFound
-        || matches!(e.raw_os_error(), Some(libc::ENODEV) | Some(libc::ENXIO))
 }
