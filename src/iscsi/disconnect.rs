@@ -1,6 +1,6 @@
 //! Disconnecting an iSCSI volume: one code path for single path and multipath.
 //!
-//! The plan is derived from the host's state every time (`iscsiadm -m session` and sysfs), and
+//! The plan is derived from the host's state every time (sysfs), and
 //! brick keeps no state of its own, so a disconnect killed at any point and run again finishes the
 //! job. The order protects data: everything is flushed first, while nothing has been removed; only
 //! when every flush has succeeded (or the caller said `force`) are the map, the devices and the
