@@ -606,3 +606,32 @@ fn sessions_are_listed_from_sysfs_without_iscsiadm() {
     );
     assert!(f.calls().is_empty(), "{:?}", f.calls());
 }
+
+#[test]
+fn forced_disconnect_of_a_map_held_by_a_queued_writer_fails_its_io_and_removes_the_map() {
+    // All paths down, a writer's I/O queued in the map (nothing dirty in the page cache, so the
+    // flush succeeds) keeps the map open: forced, brick fails the queued I/O and tries again.
+    let f = two_path_volume();
+    f.fail_dm_times(WWN1, KernelError::from_errno(libc::EBUSY), 4);
+    let r = disconnect_volume(&f.host(), &multi(1), None, FORCE, &Tuning::default()).unwrap();
+    assert!(r.clean(), "{r:?}");
+    let calls: Vec<String> = f.dm_calls().into_iter().map(|(_, c)| c).collect();
+    assert_eq!(
+        calls,
+        [
+            "remove",
+            "remove",
+            "remove",
+            "remove",
+            "message fail_if_no_path",
+            "remove"
+        ]
+    );
+    assert_clean(&f);
+    // Without force the same map is kept, and nothing fails the writer's I/O.
+    let f = two_path_volume();
+    f.fail_dm_times(WWN1, KernelError::from_errno(libc::EBUSY), 4);
+    disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap_err();
+    assert!(f.dm_calls().iter().all(|(_, c)| c == "remove"));
+    assert!(f.has_block("dm-0") && f.has_block("sda"));
+}

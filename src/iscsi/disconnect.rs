@@ -151,7 +151,18 @@ pub fn disconnect_volume(
 
     // 2. The multipath map.
     for m in &plan.maps {
-        match multipath::remove_map(host, m, &tuning.map_flush_backoff, tuning.map_flush_timeout) {
+        let mut removed =
+            multipath::remove_map(host, m, &tuning.map_flush_backoff, tuning.map_flush_timeout);
+        if removed.is_err() && opts.force && !unflushed.iter().any(|(n, _)| *n == m.dev) {
+            // The map flushed (nothing dirty in its cache) yet is held: a writer whose I/O is
+            // queued in the map or its paths (all paths down) keeps it open. Forced: fail that
+            // I/O, which releases the writer, and try once more.
+            let held = [(m.dev.clone(), "held open".to_string())];
+            release_queued_io(host, &plan, &held, tuning, &mut report);
+            removed =
+                multipath::remove_map(host, m, &tuning.map_flush_backoff, tuning.map_flush_timeout);
+        }
+        match removed {
             Ok(()) => {
                 info!(map = %m.name, dev = %m.dev, "multipath map removed");
                 report.maps_removed.push(format!("{} ({})", m.dev, m.name));
