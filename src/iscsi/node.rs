@@ -49,8 +49,11 @@ pub fn record_files(host: &Host, iqn: &Iqn, portal: &Portal) -> Result<Vec<PathB
 
 /// The host-wide lock over open-iscsi's node database. iscsiadm walks every record of the
 /// database even to touch one, and fails ("iface iter could not stat", exit 6) when a record
-/// vanishes under it: seen in the lab with concurrent disconnects of different targets. Writers
-/// (create, edit, delete) take it exclusive; logins, which only read, take it shared.
+/// vanishes under it: seen in the lab with concurrent disconnects of different targets. Deletes
+/// take it exclusive. Logins take it shared, and so do creates and edits: they only make a
+/// record appear or replace one whole (a rename), from a temporary file outside the database, so
+/// nothing vanishes under a walk. (Taken exclusive, a create waited for every login in progress:
+/// the logins of one volume's portals ran one after the other.)
 pub const DB_LOCK: &str = "iscsi-node-db";
 
 /// Deletes every record of `iqn` at `portal` in-process (no iscsiadm walk of the database, no
@@ -122,7 +125,7 @@ pub fn create(host: &Host, iqn: &Iqn, portal: &Portal, keys: &[(&str, &str)]) ->
     }
     text.push_str("# END RECORD\n");
 
-    let _lock = host.lock(DB_LOCK)?;
+    let _lock = host.lock_shared(DB_LOCK)?;
     if !record_files(host, iqn, portal)?.is_empty() {
         return Err(Error::invalid(
             "node record",
@@ -131,12 +134,12 @@ pub fn create(host: &Host, iqn: &Iqn, portal: &Portal, keys: &[(&str, &str)]) ->
     }
     let dir = host.iscsi_conf(format!("nodes/{iqn}"));
     fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    write_private(&dir.join(format!("{address},{port}")), &text)
+    write_private(host, &dir.join(format!("{address},{port}")), &text)
 }
 
 /// Sets `keys` (name, value) in every record of `iqn` at `portal`. Fails when there is no record.
 pub fn set(host: &Host, iqn: &Iqn, portal: &Portal, keys: &[(&str, &str)]) -> Result<()> {
-    let _lock = host.lock(DB_LOCK)?;
+    let _lock = host.lock_shared(DB_LOCK)?;
     let files = record_files(host, iqn, portal)?;
     if files.is_empty() {
         return Err(Error::invalid(
@@ -146,7 +149,7 @@ pub fn set(host: &Host, iqn: &Iqn, portal: &Portal, keys: &[(&str, &str)]) -> Re
     }
     for f in files {
         let text = fs::read_to_string(&f).map_err(|e| Error::io(&f, e))?;
-        write_private(&f, &set_keys(&text, keys))?;
+        write_private(host, &f, &set_keys(&text, keys))?;
     }
     Ok(())
 }
@@ -188,26 +191,51 @@ pub fn set_keys(text: &str, keys: &[(&str, &str)]) -> String {
     out
 }
 
-/// Replaces `path` atomically with `text`, readable by root only.
-fn write_private(path: &Path, text: &str) -> Result<()> {
-    // Beside the record (a rename does not cross filesystems), hidden, and named after the whole
-    // file name: records are named like `127.0.0.1,3260`, which `with_extension` would cut.
+/// Replaces `path` (a file of the node database) atomically with `text`, readable by root only.
+/// The temporary file is written in the configuration folder, outside the database that
+/// iscsiadm walks; beside `path` only when that folder is on another filesystem.
+fn write_private(host: &Host, path: &Path, text: &str) -> Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.brick-tmp"));
+    let unique = format!(
+        ".brick-{}-{:?}-{name}",
+        std::process::id(),
+        std::thread::current().id()
+    )
+    .replace(
+        |c: char| !(c.is_ascii_alphanumeric() || ".,-_".contains(c)),
+        "_",
+    );
+    let tmp = host.iscsi_conf(&unique);
+    write_file_private(&tmp, text)?;
+    match fs::rename(&tmp, path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            let _ = fs::remove_file(&tmp);
+            let beside = path.with_file_name(format!(".{name}.brick-tmp"));
+            write_file_private(&beside, text)?;
+            fs::rename(&beside, path).map_err(|e| Error::io(path, e))
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(Error::io(path, e))
+        }
+    }
+}
+
+fn write_file_private(tmp: &Path, text: &str) -> Result<()> {
     let mut f = fs::OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
         .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| Error::io(&tmp, e))?;
+        .open(tmp)
+        .map_err(|e| Error::io(tmp, e))?;
     f.write_all(text.as_bytes())
-        .map_err(|e| Error::io(&tmp, e))?;
-    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        .map_err(|e| Error::io(tmp, e))?;
+    f.sync_all().map_err(|e| Error::io(tmp, e))
 }
 
 #[cfg(test)]
@@ -327,6 +355,37 @@ mod tests {
         );
         assert_eq!(record_files(&host, &iqn, &portal).unwrap(), [file]);
         assert!(create(&host, &iqn, &portal, &[]).is_err(), "exists already");
+    }
+
+    #[test]
+    fn create_and_set_do_not_wait_for_logins_and_leave_no_temporary_file() {
+        let f = crate::testing::FakeHost::new();
+        let host = f.host();
+        let iqn: Iqn = "iqn.2003-01.org.x:t".parse().unwrap();
+        let portal: Portal = "127.0.0.2:3260".parse().unwrap();
+        // A login of another portal holds the database shared meanwhile.
+        let _login = host.lock_shared(DB_LOCK).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h = host.clone();
+        let (i, p) = (iqn.clone(), portal);
+        std::thread::spawn(move || {
+            let r = create(&h, &i, &p, &[("node.startup", "manual")])
+                .and_then(|()| set(&h, &i, &p, &[("node.session.scan", "manual")]));
+            tx.send(r.is_ok()).unwrap();
+        });
+        let done = rx.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(done, Ok(true), "create/set waited for a login");
+        let mut left: Vec<String> = Vec::new();
+        for dir in [host.iscsi_conf(""), host.iscsi_conf(format!("nodes/{iqn}"))] {
+            left.extend(host.list(&dir).unwrap());
+        }
+        assert!(left.iter().all(|n| !n.contains("brick")), "{left:?}");
+        assert_eq!(
+            get(&host, &iqn, &portal, "node.session.scan")
+                .unwrap()
+                .as_deref(),
+            Some("manual")
+        );
     }
 
     #[test]
