@@ -867,6 +867,19 @@ impl crate::host::Multipathd for FakeMultipathd {
                 Ok("ok".into())
             }
             ["resize", "map", _] => Ok("ok".into()),
+            ["del", "path", name] => {
+                let sys = self.root.join("sys/block");
+                for h in fs::read_dir(sys.join(format!("{name}/holders")))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    let dm = h.file_name().to_string_lossy().into_owned();
+                    let _ = fs::remove_file(sys.join(format!("{dm}/slaves/{name}")));
+                    let _ = fs::remove_file(h.path());
+                }
+                Ok("ok".into())
+            }
             _ => Ok("fail".into()),
         }
     }

@@ -380,3 +380,25 @@ fn without_multipathd_the_volume_is_the_disk_and_no_time_is_lost_waiting() {
         "waited {waited:?} for a map that cannot come"
     );
 }
+
+#[test]
+fn multipath_path_refused_by_discovery_leaves_the_map_and_the_host() {
+    // Both logins work, but the sendtargets answer lists the target on the first portal only:
+    // the second path goes (out of the map first), the volume keeps the first.
+    let f = lab();
+    f.script(
+        |a| a.len() > 2 && a[1..3] == ["-m", "discovery"],
+        |_| Ok(Output::exit(0, &format!("{P1},1 {IQN}\n"), "")),
+        None,
+    );
+    let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(c.paths.len(), 1, "{c:?}");
+    assert_eq!(c.failed_paths.len(), 1, "{c:?}");
+    assert!(c.failed_paths[0].contains("does not offer target"), "{c:?}");
+    let map = brick::multipath::maps_of(&f.host(), &WWN1.parse().unwrap())
+        .unwrap()
+        .remove(0);
+    assert_eq!(map.slaves, c.paths);
+    assert_eq!(f.session_ids().len(), 1);
+    assert!(f.has_node(IQN, P1) && !f.has_node(IQN, P2));
+}

@@ -73,52 +73,52 @@ pub fn connect_volume(
     let span = tracing::info_span!("connect", volume = %props.label(), multipath = opts.multipath);
     let _enter = span.enter();
 
-    // The sendtargets check runs beside the logins rather than before them: it only confirms
-    // what a login finds out anyway, and it costs as much as a login. A path whose portal does
-    // not offer the target fails (and is undone) whatever its login said.
-    let (offered, mut attempts) = std::thread::scope(|s| {
+    // The sendtargets check runs beside the logins and the wait for the map rather than before
+    // them: it only confirms what a login finds out anyway, and under load it takes longer than
+    // both. A path whose portal does not offer the target fails (and is undone, out of the map
+    // first) whatever its login said.
+    let (offered, mut attempts, wwid, map) = std::thread::scope(|s| {
         let span = tracing::Span::current();
         let check = (!props.discovered)
             .then(|| s.spawn(move || span.in_scope(|| check_offered(host, props, tuning))));
-        let attempts = attach_paths(host, props, opts, tuning);
+        let mut attempts = attach_paths(host, props, opts, tuning);
+        let wwid = volume_wwid(&mut attempts);
+        let paths = up_paths(&attempts);
+        let map = match &wwid {
+            Some(w) if opts.multipath && hand_paths_to_multipathd(host, &paths, tuning) => {
+                wait_for_map(host, w, &paths, tuning)
+            }
+            _ => Ok(None),
+        };
         let offered = match check.map(|h| h.join().expect("discovery thread does not panic")) {
             None => vec![Ok(()); props.targets.len()],
             Some(Ok(offered)) => offered,
             Some(Err(e)) => vec![Err(format!("sendtargets discovery: {e}")); props.targets.len()],
         };
-        (offered, attempts)
+        (offered, attempts, wwid, map)
     });
+    let mut map = map?;
     for a in &mut attempts {
         let i = props
             .targets
             .iter()
             .position(|t| *t == a.target)
             .expect("an attempt is for one of the volume's targets");
-        if let Err(why) = &offered[i] {
-            a.result = match &a.result {
-                Ok(_) => Err(why.clone()),
-                Err(e) => Err(format!("{why}; {e}")),
-            };
-        }
-    }
-
-    // The volume's WWN is that of the first path up; a path showing another is not the volume.
-    let wwid = attempts
-        .iter()
-        .find_map(|a| a.result.as_ref().ok().and_then(|(_, d)| d.wwid.clone()));
-    for a in &mut attempts {
-        if let Ok((_, d)) = &a.result {
-            if d.wwid.is_none() || d.wwid != wwid {
-                let msg = format!(
-                    "{} at {} LUN {} shows WWN {}, not the volume's",
-                    a.target.iqn,
-                    a.target.portal,
-                    a.target.lun,
-                    d.wwid.as_ref().map_or("none", |w| w.as_str())
-                );
-                a.result = Err(msg);
+        let Err(why) = &offered[i] else {
+            continue;
+        };
+        a.result = match &a.result {
+            Ok((_, disk)) => {
+                if map.as_ref().is_some_and(|m| m.slaves.contains(&disk.name)) {
+                    let cmd = format!("del path {}", disk.name);
+                    if let Err(e) = host.multipathd_cmd(&cmd, tuning.command_timeout) {
+                        warn!(path = %disk.name, error = %e, "multipathd not told to drop the path");
+                    }
+                }
+                Err(why.clone())
             }
-        }
+            Err(e) => Err(format!("{why}; {e}")),
+        };
     }
 
     let failed: Vec<String> = attempts
@@ -130,11 +130,18 @@ pub fn connect_volume(
                 .map(|e| format!("{} ({}): {e}", a.target.portal, a.target.iqn))
         })
         .collect();
-    let up: Vec<(u32, ScsiDisk)> = attempts
-        .iter()
-        .filter_map(|a| a.result.as_ref().ok().cloned())
-        .collect();
-    let Some(wwid) = wwid.filter(|_| !up.is_empty()) else {
+    let paths = up_paths(&attempts);
+    let Some(wwid) = wwid.filter(|_| !paths.is_empty()) else {
+        if let Some(m) = map.take() {
+            if let Err(e) = multipath::remove_map(
+                host,
+                &m,
+                &tuning.map_flush_backoff,
+                tuning.map_flush_timeout,
+            ) {
+                warn!(map = %m.name, error = %e, "map of a failed connect left behind");
+            }
+        }
         for a in &attempts {
             undo(host, a, tuning);
         }
@@ -153,12 +160,6 @@ pub fn connect_volume(
         undo(host, a, tuning);
     }
 
-    let paths: Vec<String> = up.iter().map(|(_, d)| d.name.clone()).collect();
-    let map = if opts.multipath && hand_paths_to_multipathd(host, &paths, tuning) {
-        wait_for_map(host, &wwid, &paths, tuning)?
-    } else {
-        None
-    };
     let path = match &map {
         Some(m) => format!("/dev/{}", m.dev),
         None => {
@@ -179,6 +180,37 @@ pub fn connect_volume(
         paths,
         failed_paths: failed,
     })
+}
+
+/// The volume's WWN: that of the first path up. A path showing another (or none) is not the
+/// volume: its attempt fails.
+fn volume_wwid(attempts: &mut [PathAttempt]) -> Option<crate::types::Wwid> {
+    let wwid = attempts
+        .iter()
+        .find_map(|a| a.result.as_ref().ok().and_then(|(_, d)| d.wwid.clone()));
+    for a in attempts.iter_mut() {
+        if let Ok((_, d)) = &a.result {
+            if d.wwid.is_none() || d.wwid != wwid {
+                let msg = format!(
+                    "{} at {} LUN {} shows WWN {}, not the volume's",
+                    a.target.iqn,
+                    a.target.portal,
+                    a.target.lun,
+                    d.wwid.as_ref().map_or("none", |w| w.as_str())
+                );
+                a.result = Err(msg);
+            }
+        }
+    }
+    wwid
+}
+
+/// The disks (`sdX`) of the attempts that worked.
+fn up_paths(attempts: &[PathAttempt]) -> Vec<String> {
+    attempts
+        .iter()
+        .filter_map(|a| a.result.as_ref().ok().map(|(_, d)| d.name.clone()))
+        .collect()
 }
 
 /// With `multipath`, every path at once; else one portal after the other until one works.
