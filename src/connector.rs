@@ -27,20 +27,7 @@ pub struct ConnectorProperties {
 /// Reads this host's connector properties: the initiator name from
 /// `/etc/iscsi/initiatorname.iscsi`, the host name, and whether multipathd runs (from /proc).
 pub fn connector_properties(host: &Host, ip: Option<String>) -> Result<ConnectorProperties> {
-    let initiator = host
-        .read_attr_opt(&host.iscsi_conf("initiatorname.iscsi"))?
-        .and_then(|text| {
-            text.lines().find_map(|l| {
-                let l = l.trim();
-                (!l.starts_with('#'))
-                    .then(|| {
-                        l.strip_prefix("InitiatorName=")
-                            .map(|v| v.trim().to_string())
-                    })
-                    .flatten()
-            })
-        })
-        .filter(|v| !v.is_empty());
+    let initiator = initiator_name(host)?;
     let hostname = host
         .read_attr_opt(&host.proc("sys/kernel/hostname"))?
         .unwrap_or_default();
@@ -54,6 +41,24 @@ pub fn connector_properties(host: &Host, ip: Option<String>) -> Result<Connector
         initiator,
         do_local_attach: false,
     })
+}
+
+/// This host's initiator name (`InitiatorName=` in `initiatorname.iscsi`), if set.
+pub fn initiator_name(host: &Host) -> Result<Option<String>> {
+    Ok(host
+        .read_attr_opt(&host.iscsi_conf("initiatorname.iscsi"))?
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let l = l.trim();
+                (!l.starts_with('#'))
+                    .then(|| {
+                        l.strip_prefix("InitiatorName=")
+                            .map(|v| v.trim().to_string())
+                    })
+                    .flatten()
+            })
+        })
+        .filter(|v| !v.is_empty()))
 }
 
 /// Whether a process named `multipathd` runs (read from /proc, no process started).

@@ -55,6 +55,10 @@ struct World {
     /// multipathd does not answer on its socket.
     multipathd_down: bool,
     multipathd_cmds: Vec<String>,
+    /// Portals asked with SendTargets, in order.
+    discoveries: Vec<String>,
+    /// portal -> what its SendTargets answer lists instead of the targets set up: (portal, IQN)
+    discovery_answers: BTreeMap<String, Vec<(String, String)>>,
     /// Maps multipathd created and whose udev event it has not seen yet (their name): as the
     /// real one does, it delays adding other paths to them until then, or until `add map NAME`.
     maps_waiting_for_udev: Vec<String>,
@@ -133,6 +137,10 @@ impl FakeHost {
         ] {
             fs::create_dir_all(dir.path().join(d)).expect("create fake tree");
         }
+        write(
+            &dir.path().join("etc/iscsi/initiatorname.iscsi"),
+            "InitiatorName=iqn.1993-08.org.debian:01:fakehost\n",
+        );
         FakeHost {
             dir,
             world: Arc::new(Mutex::new(World::default())),
@@ -160,6 +168,9 @@ impl FakeHost {
             .clock(self.clock.clone() as Arc<dyn Clock>)
             .multipathd(Arc::new(FakeMultipathd {
                 root: root.to_path_buf(),
+                world: self.world.clone(),
+            }))
+            .send_targets_client(Arc::new(FakeSendTargets {
                 world: self.world.clone(),
             }))
             .run_dir(root.join("run/brick"))
@@ -350,6 +361,23 @@ impl FakeHost {
             .logout_on_delete
             .push((name.to_string(), session));
         self
+    }
+
+    /// Makes `portal`'s SendTargets answer list `entries` (portal, IQN), whatever targets it has.
+    pub fn discovery_answer(&self, portal: &str, entries: &[(&str, &str)]) -> &Self {
+        lock(&self.world).discovery_answers.insert(
+            portal.to_string(),
+            entries
+                .iter()
+                .map(|(p, i)| (p.to_string(), i.to_string()))
+                .collect(),
+        );
+        self
+    }
+
+    /// The portals asked with SendTargets so far (in-process discovery).
+    pub fn discoveries(&self) -> Vec<String> {
+        lock(&self.world).discoveries.clone()
     }
 
     /// Every command run so far, as argv.
@@ -882,6 +910,39 @@ impl crate::host::Multipathd for FakeMultipathd {
             }
             _ => Ok("fail".into()),
         }
+    }
+}
+
+struct FakeSendTargets {
+    world: Arc<Mutex<World>>,
+}
+
+impl crate::host::SendTargets for FakeSendTargets {
+    fn send_targets(
+        &self,
+        portal: &Portal,
+        _initiator: &crate::types::Iqn,
+        _timeout: Duration,
+    ) -> Result<Vec<(Portal, crate::types::Iqn)>, String> {
+        let mut w = lock(&self.world);
+        let key = portal.to_string();
+        w.discoveries.push(key.clone());
+        let entries: Vec<(String, String)> = match w.discovery_answers.get(&key) {
+            Some(e) => e.clone(),
+            None => {
+                let here: Vec<&FakeTarget> = w.targets.iter().filter(|t| t.portal == key).collect();
+                if here.is_empty() || here.iter().any(|t| t.dead) {
+                    return Err(format!("cannot connect to {key}: Connection refused"));
+                }
+                here.iter()
+                    .map(|t| (t.portal.clone(), t.iqn.clone()))
+                    .collect()
+            }
+        };
+        Ok(entries
+            .into_iter()
+            .filter_map(|(p, i)| Some((p.parse().ok()?, i.parse().ok()?)))
+            .collect())
     }
 }
 

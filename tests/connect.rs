@@ -1,7 +1,6 @@
 //! Connect, extend and paths on fake hosts: a fake target behind a scripted iscsiadm, and a
 //! fake kernel that makes a LUN's disk appear only when it is scanned.
 
-use brick::host::Output;
 use brick::iscsi::volume::{extend_volume, volume_paths};
 use brick::testing::FakeHost;
 use brick::{
@@ -111,10 +110,11 @@ fn multipath_connect_logs_in_everywhere_and_returns_the_map() {
     assert_eq!(c.paths.len(), 2);
     assert_eq!(f.session_ids().len(), 2);
     assert_eq!(
-        count(&f, &["iscsiadm", "-m", "discovery"]),
-        2,
+        f.discoveries(),
+        [P1, P2],
         "each portal checked by discovery"
     );
+    assert_eq!(count(&f, &["iscsiadm", "-m", "discovery"]), 0, "in-process");
     disconnect_volume(
         &f.host(),
         &props(1, ""),
@@ -136,7 +136,7 @@ fn target_discovered_skips_discovery() {
         &Tuning::default(),
     )
     .unwrap();
-    assert_eq!(count(&f, &["iscsiadm", "-m", "discovery"]), 0);
+    assert!(f.discoveries().is_empty());
 }
 
 #[test]
@@ -226,7 +226,7 @@ fn portal_that_does_not_offer_the_target_is_refused_by_discovery() {
     f.target(P1, "iqn.2003-01.org.linux-iscsi.lab:other", &[(1, WWID1)]);
     let e = connect_volume(&f.host(), &single_props(1), SP, &Tuning::default()).unwrap_err();
     assert!(e.to_string().contains("does not offer target"), "{e}");
-    assert_eq!(count(&f, &["iscsiadm", "-m", "discovery"]), 1);
+    assert_eq!(f.discoveries(), [P1]);
     assert_host_as_before(&f);
 }
 
@@ -235,17 +235,7 @@ fn path_whose_portal_is_not_offered_by_discovery_is_undone_even_if_its_login_wor
     // The portal lets us log in, but its sendtargets answer does not list the target: the path
     // is not trusted, and what it made goes.
     let f = lab();
-    f.script(
-        |a| a.len() > 2 && a[1..3] == ["-m", "discovery"],
-        |_| {
-            Ok(Output::exit(
-                0,
-                "127.0.0.2:3260,1 iqn.2003-01.org.linux-iscsi.lab:other\n",
-                "",
-            ))
-        },
-        None,
-    );
+    f.discovery_answer(P1, &[(P2, "iqn.2003-01.org.linux-iscsi.lab:other")]);
     let e = connect_volume(&f.host(), &single_props(1), SP, &Tuning::default()).unwrap_err();
     assert!(e.to_string().contains("does not offer target"), "{e}");
     assert_host_as_before(&f);
@@ -386,11 +376,8 @@ fn multipath_path_refused_by_discovery_leaves_the_map_and_the_host() {
     // Both logins work, but the sendtargets answer lists the target on the first portal only:
     // the second path goes (out of the map first), the volume keeps the first.
     let f = lab();
-    f.script(
-        |a| a.len() > 2 && a[1..3] == ["-m", "discovery"],
-        |_| Ok(Output::exit(0, &format!("{P1},1 {IQN}\n"), "")),
-        None,
-    );
+    f.discovery_answer(P1, &[(P1, IQN)])
+        .discovery_answer(P2, &[(P1, IQN)]);
     let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
     assert_eq!(c.paths.len(), 1, "{c:?}");
     assert_eq!(c.failed_paths.len(), 1, "{c:?}");

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod cmd;
 pub mod kernel;
 pub mod multipathd;
+pub mod sendtargets;
 
 use std::fs;
 use std::io;
@@ -18,6 +19,7 @@ pub use clock::{Clock, FakeClock, SystemClock};
 pub use cmd::{Cmd, CmdError, Output, Runner, SystemRunner};
 pub use kernel::{DmRequest, Kernel, KernelError, RealKernel};
 pub use multipathd::{Multipathd, SocketMultipathd};
+pub use sendtargets::{SendTargets, TcpSendTargets};
 
 use crate::error::Error;
 
@@ -32,6 +34,7 @@ pub struct Host {
     runner: Arc<dyn Runner>,
     kernel: Arc<dyn Kernel>,
     multipathd: Arc<dyn Multipathd>,
+    send_targets: Arc<dyn SendTargets>,
     clock: Arc<dyn Clock>,
 }
 
@@ -67,6 +70,7 @@ impl Host {
             runner: Arc::new(SystemRunner),
             kernel: Arc::new(RealKernel),
             multipathd: Arc::new(SocketMultipathd::default()),
+            send_targets: Arc::new(TcpSendTargets),
             clock: Arc::new(SystemClock),
         }
     }
@@ -151,6 +155,22 @@ impl Host {
         timeout: std::time::Duration,
     ) -> Result<String, String> {
         self.multipathd.command(cmd, timeout)
+    }
+
+    /// Replaces the SendTargets discovery client.
+    pub fn send_targets_client(mut self, d: Arc<dyn SendTargets>) -> Host {
+        self.send_targets = d;
+        self
+    }
+
+    /// Asks `portal` which targets it offers (see [`SendTargets::send_targets`]).
+    pub fn send_targets(
+        &self,
+        portal: &crate::types::Portal,
+        initiator: &crate::types::Iqn,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<(crate::types::Portal, crate::types::Iqn)>, String> {
+        self.send_targets.send_targets(portal, initiator, timeout)
     }
 
     /// Replaces the clock.

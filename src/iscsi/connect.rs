@@ -388,19 +388,16 @@ fn discover(
     let portal = t.portal.to_string();
     let out = match &props.discovery_auth {
         None => {
-            let cmd = Cmd::new("iscsiadm")
-                .args([
-                    "-m",
-                    "discovery",
-                    "-t",
-                    "sendtargets",
-                    "-p",
-                    &portal,
-                    "--op",
-                    "nonpersistent",
-                ])
-                .timeout(tuning.discovery_timeout);
-            host.run(&cmd).map_err(|e| e.to_string())?
+            // In-process: no process, no node database, a few milliseconds.
+            let initiator = crate::connector::initiator_name(host)
+                .map_err(|e| e.to_string())?
+                .ok_or("no InitiatorName in initiatorname.iscsi")?;
+            let initiator: Iqn = initiator
+                .parse()
+                .map_err(|e| format!("the host's initiator name {initiator:?}: {e}"))?;
+            return host
+                .send_targets(&t.portal, &initiator, tuning.discovery_timeout)
+                .map_err(|e| format!("sendtargets discovery on {portal} failed: {e}"));
         }
         Some(chap) => {
             // Discovery CHAP lives in a discovery record: create it, set the secret in it (never
