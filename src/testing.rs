@@ -70,13 +70,12 @@ struct World {
     scripts: Vec<Script>,
     calls: Vec<Vec<String>>,
     flushes: Vec<String>,
-    /// device -> (error, how many more flushes fail; None: all)
-    flush_failures: BTreeMap<String, (KernelError, Option<usize>)>,
+    flush_failures: Failures,
     stuck_deletes: Vec<String>,
     /// device-mapper requests made: (map name, "remove" or "message TEXT")
     dm_calls: Vec<(String, String)>,
-    /// map name -> (error, how many more requests fail; None: all)
-    dm_failures: BTreeMap<String, (KernelError, Option<usize>)>,
+    /// by map name
+    dm_failures: Failures,
     /// (disk, session): the delete of the disk also logs the session out, as a concurrent
     /// disconnect of another volume on that session would.
     logout_on_delete: Vec<(String, u32)>,
@@ -195,7 +194,7 @@ impl FakeHost {
 
     /// Adds an open-iscsi node record of `iqn` at `portal` (tpgt 1).
     pub fn node(&self, iqn: &str, portal: &str) -> &Self {
-        add_node(self.root(), iqn, portal, Some("1"));
+        add_node(self.root(), iqn, portal);
         self
     }
 
@@ -440,19 +439,30 @@ fn add_session(root: &Path, w: &mut World, id: u32, portal: &str, iqn: &str) {
         .insert(id, (hostno, portal.to_string(), iqn.to_string(), 1));
 }
 
-/// A node record as iscsiadm writes it: `ADDRESS,PORT,TPGT/default` with a portal group tag, or
-/// the plain file `ADDRESS,PORT` without one (`--op new`).
-fn add_node(root: &Path, iqn: &str, portal: &str, tpgt: Option<&str>) {
+/// A node record as discovery makes it: `ADDRESS,PORT,TPGT/default` (brick's own records are
+/// the plain file `ADDRESS,PORT`, see `iscsi::node::create`).
+fn add_node(root: &Path, iqn: &str, portal: &str) {
     let p: Portal = portal.parse().expect("a portal");
-    let rec = match tpgt {
-        Some(t) => root.join(format!(
-            "etc/iscsi/nodes/{iqn}/{},{},{t}/default",
-            p.address(),
-            p.port
-        )),
-        None => root.join(format!("etc/iscsi/nodes/{iqn}/{},{}", p.address(), p.port)),
-    };
+    let rec = root.join(format!(
+        "etc/iscsi/nodes/{iqn}/{},{},1/default",
+        p.address(),
+        p.port
+    ));
     write(&rec, &format!("# BEGIN RECORD 2.1.8\nnode.name = {iqn}\nnode.startup = automatic\nnode.session.scan = auto\n# END RECORD\n"));
+}
+
+/// Removes the node records of `iqn` at `portal`; returns whether there was one.
+fn remove_records(root: &Path, iqn: &str, portal: &Portal) -> bool {
+    let dir = root.join(format!("etc/iscsi/nodes/{iqn}"));
+    let mut found = false;
+    for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+        if is_record_of(&e.file_name().to_string_lossy(), portal) {
+            let _ = fs::remove_dir_all(e.path());
+            let _ = fs::remove_file(e.path());
+            found = true;
+        }
+    }
+    found
 }
 
 fn add_disk(root: &Path, hostno: u32, session: u32, lun: u64, name: &str, wwid: &str) {
@@ -685,42 +695,11 @@ impl FakeRunner {
                 let Ok(p) = portal.parse::<Portal>() else {
                     return Ok(Output::exit(7, "", "bad portal"));
                 };
-                let dir = self.root.join(format!("etc/iscsi/nodes/{iqn}"));
-                let mut found = false;
-                for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
-                    if is_record_of(&e.file_name().to_string_lossy(), &p) {
-                        let _ = fs::remove_dir_all(e.path());
-                        let _ = fs::remove_file(e.path());
-                        found = true;
-                    }
-                }
-                if found {
+                if remove_records(&self.root, iqn, &p) {
                     Ok(Output::exit(0, "", ""))
                 } else {
                     Ok(Output::exit(21, "", "iscsiadm: No records found\n"))
                 }
-            }
-            ["iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", portal, "--op", "nonpersistent"] =>
-            {
-                let here: Vec<&FakeTarget> =
-                    w.targets.iter().filter(|t| t.portal == *portal).collect();
-                if here.is_empty() || here.iter().any(|t| t.dead) {
-                    return Ok(Output::exit(
-                        4,
-                        "",
-                        "iscsiadm: cannot make connection to 127.0.0.9: Connection refused\n",
-                    ));
-                }
-                let text: String = here
-                    .iter()
-                    .map(|t| format!("{},1 {}\n", t.portal, t.iqn))
-                    .collect();
-                Ok(Output::exit(0, &text, ""))
-            }
-            ["iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--interface", "default", "--op", "new"] =>
-            {
-                add_node(&self.root, iqn, portal, None);
-                Ok(Output::exit(0, &format!("New iSCSI node [tcp:[hw=,ip=,net_if=,iscsi_if=default] {portal},-1 {iqn}] added\n"), ""))
             }
             ["iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--login"] => {
                 let Ok(p) = portal.parse::<Portal>() else {
@@ -913,6 +892,22 @@ impl crate::host::Multipathd for FakeMultipathd {
     }
 }
 
+/// Scripted failures of a kernel operation: device -> (error, how many more fail; None: all).
+type Failures = BTreeMap<String, (KernelError, Option<usize>)>;
+
+/// The error the next operation on `name` fails with, if one is scripted (counting it down).
+fn next_failure(failures: &mut Failures, name: &str) -> Option<KernelError> {
+    let (e, left) = failures.get_mut(name)?;
+    match left {
+        None => Some(e.clone()),
+        Some(0) => None,
+        Some(n) => {
+            *n -= 1;
+            Some(e.clone())
+        }
+    }
+}
+
 struct FakeSendTargets {
     world: Arc<Mutex<World>>,
 }
@@ -967,15 +962,8 @@ impl Kernel for FakeKernel {
                 DmRequest::Message(m) => format!("message {m}"),
             },
         ));
-        if let Some((e, left)) = w.dm_failures.get_mut(name) {
-            match left {
-                None => return Err(e.clone()),
-                Some(0) => {}
-                Some(n) => {
-                    *n -= 1;
-                    return Err(e.clone());
-                }
-            }
+        if let Some(e) = next_failure(&mut w.dm_failures, name) {
+            return Err(e);
         }
         let Some(dev) = dm_by_name(&self.root, name) else {
             return Err(KernelError::from_errno(libc::ENXIO));
@@ -997,15 +985,8 @@ impl Kernel for FakeKernel {
             .unwrap_or_default();
         let mut w = lock(&self.world);
         w.flushes.push(name.clone());
-        if let Some((e, left)) = w.flush_failures.get_mut(&name) {
-            match left {
-                None => return Err(e.clone()),
-                Some(0) => {}
-                Some(n) => {
-                    *n -= 1;
-                    return Err(e.clone());
-                }
-            }
+        if let Some(e) = next_failure(&mut w.flush_failures, &name) {
+            return Err(e);
         }
         if !dev.exists() {
             return Err(KernelError::Os(
@@ -1043,14 +1024,7 @@ impl Kernel for FakeKernel {
             remove_disk(&self.root, name);
             for id in logout {
                 if let Some((portal, iqn)) = remove_session(&self.root, &mut w, id) {
-                    let p: Portal = portal.parse().expect("a portal");
-                    let dir = self.root.join(format!("etc/iscsi/nodes/{iqn}"));
-                    for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
-                        if is_record_of(&e.file_name().to_string_lossy(), &p) {
-                            let _ = fs::remove_dir_all(e.path());
-                            let _ = fs::remove_file(e.path());
-                        }
-                    }
+                    remove_records(&self.root, &iqn, &portal.parse().expect("a portal"));
                 }
             }
             return Ok(());
