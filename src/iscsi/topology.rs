@@ -55,6 +55,11 @@ pub fn session_addresses(
 /// `proc_name` (`iscsi_tcp`). A session whose connection is not (or no longer) in sysfs is
 /// skipped: it has no portal to match.
 pub fn list_sessions(host: &Host) -> Result<Vec<Session>> {
+    sessions_to(host, None)
+}
+
+/// The sessions (to target `iqn` only, when given: the others are skipped after one read).
+fn sessions_to(host: &Host, iqn: Option<&crate::types::Iqn>) -> Result<Vec<Session>> {
     let mut sessions = Vec::new();
     for name in host.list(&host.sys("class/iscsi_session"))? {
         let Some(id) = name
@@ -63,7 +68,7 @@ pub fn list_sessions(host: &Host) -> Result<Vec<Session>> {
         else {
             continue;
         };
-        if let Some(s) = read_session(host, id)? {
+        if let Some(s) = read_session(host, id, iqn)? {
             sessions.push(s);
         }
     }
@@ -71,7 +76,7 @@ pub fn list_sessions(host: &Host) -> Result<Vec<Session>> {
     Ok(sessions)
 }
 
-fn read_session(host: &Host, id: u32) -> Result<Option<Session>> {
+fn read_session(host: &Host, id: u32, want: Option<&crate::types::Iqn>) -> Result<Option<Session>> {
     let dir = host.sys(format!("class/iscsi_session/session{id}"));
     let Some(iqn) = host
         .read_attr_opt(&dir.join("targetname"))?
@@ -79,6 +84,9 @@ fn read_session(host: &Host, id: u32) -> Result<Option<Session>> {
     else {
         return Ok(None);
     };
+    if want.is_some_and(|w| *w != iqn) {
+        return Ok(None);
+    }
     let tpgt = host
         .read_attr_opt(&dir.join("tpgt"))?
         .and_then(|t| t.parse().ok())
@@ -121,9 +129,9 @@ pub fn find_session(
     iqn: &crate::types::Iqn,
     portal: &crate::types::Portal,
 ) -> Result<Option<u32>> {
-    Ok(list_sessions(host)?
+    Ok(sessions_to(host, Some(iqn))?
         .into_iter()
-        .find(|s| &s.iqn == iqn && &s.portal == portal)
+        .find(|s| &s.portal == portal)
         .map(|s| s.id))
 }
 
