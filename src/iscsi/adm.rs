@@ -1,5 +1,5 @@
-//! The iscsiadm calls brick makes besides listing sessions: logging out and deleting node
-//! records. Every call has a deadline.
+//! The iscsiadm call brick makes in a disconnect (logging out), and the node database lookup
+//! beside it. Every call has a deadline.
 
 use std::time::Duration;
 
@@ -14,12 +14,6 @@ pub fn logout_session(host: &Host, id: u32, timeout: Duration) -> Result<()> {
         .args(["-m", "session", "-r", &id.to_string(), "--logout"])
         .timeout(timeout);
     expect_ok_or_none(host, &cmd)
-}
-
-/// Deletes the node record of `iqn` at `portal` (in-process, see [`crate::iscsi::node::delete`]).
-/// A record that does not exist is not an error.
-pub fn delete_node(host: &Host, iqn: &Iqn, portal: &Portal, _timeout: Duration) -> Result<()> {
-    crate::iscsi::node::delete(host, iqn, portal).map(|_| ())
 }
 
 /// Whether open-iscsi has a node record of `iqn` at `portal`, read from its node database

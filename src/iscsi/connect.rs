@@ -665,7 +665,7 @@ fn undo(host: &Host, a: &PathAttempt, tuning: &Tuning) {
         }
     }
     if a.created.node_record {
-        if let Err(e) = adm::delete_node(host, &t.iqn, &t.portal, tuning.command_timeout) {
+        if let Err(e) = node::delete(host, &t.iqn, &t.portal) {
             warn!(portal = %t.portal, error = %e, "node record of a failed path left behind");
         }
     }

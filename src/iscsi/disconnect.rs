@@ -536,8 +536,8 @@ fn logout_and_forget(
         {
             continue;
         }
-        match adm::delete_node(host, &iqn, &portal, tuning.command_timeout) {
-            Ok(()) => report
+        match crate::iscsi::node::delete(host, &iqn, &portal) {
+            Ok(_) => report
                 .node_records_deleted
                 .push(format!("{iqn} at {portal}")),
             Err(e) => {
