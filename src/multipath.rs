@@ -72,10 +72,23 @@ pub fn all_maps(host: &Host) -> Result<Vec<DmMap>> {
 
 /// The multipath maps of `wwid` (normally none or one).
 pub fn maps_of(host: &Host, wwid: &Wwid) -> Result<Vec<DmMap>> {
-    Ok(all_maps(host)?
+    // Each map's uuid first: the rest is read only for the one that matches.
+    let uuid = wwid.mpath_uuid();
+    let mut maps = Vec::new();
+    for dev in host
+        .list(&host.sys("block"))?
         .into_iter()
-        .filter(|m| m.is_multipath_of(wwid))
-        .collect())
+        .filter(|n| n.starts_with("dm-"))
+    {
+        let attr = host.sys(format!("block/{dev}/dm/uuid"));
+        if host.read_dm_attr(&attr)?.as_deref() != Some(uuid.as_str()) {
+            continue;
+        }
+        if let Some(m) = DmMap::read(host, &dev)?.filter(|m| m.is_multipath_of(wwid)) {
+            maps.push(m);
+        }
+    }
+    Ok(maps)
 }
 
 /// Removes the multipath map `m` in-process, as `multipath -f` does without starting it: its

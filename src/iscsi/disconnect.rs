@@ -443,7 +443,13 @@ enum Logout {
 
 /// Logs out of session `s` unless another volume's device is on it. Decided and done under the
 /// target's lock, so that a connect reusing this session cannot slip a new LUN in between.
-fn logout_if_unused(host: &Host, plan: &Plan, s: &Session, tuning: &Tuning) -> Result<Logout> {
+fn logout_if_unused(
+    host: &Host,
+    props: &ConnectionProperties,
+    plan: &Plan,
+    s: &Session,
+    tuning: &Tuning,
+) -> Result<Logout> {
     let _lock = host.lock(&target_lock_name(&s.iqn, &s.portal))?;
     // Another disconnect of a volume on the same session may have logged out while we waited for
     // the lock: then there is nothing left to do here (its node record went with it).
@@ -451,13 +457,21 @@ fn logout_if_unused(host: &Host, plan: &Plan, s: &Session, tuning: &Tuning) -> R
         debug!(session = s.id, "session already gone");
         return Ok(Logout::Gone);
     }
+    // A device at another LUN is another volume's; one at the volume's LUN is the volume's
+    // only if it shows the volume's WWN (else a new volume took the LUN).
+    let luns: Vec<crate::types::Lun> = props
+        .targets
+        .iter()
+        .filter(|t| t.iqn == s.iqn && t.portal == s.portal)
+        .map(|t| t.lun)
+        .collect();
     let mut others = Vec::new();
     for (address, name) in topology::session_addresses(host, s.id)? {
         let ours = match &name {
-            Some(n) => {
+            Some(n) if luns.contains(&address.lun) => {
                 ScsiDisk::current_wwid(host, n)?.is_some_and(|w| Some(&w) == plan.wwn.as_ref())
             }
-            None => false,
+            _ => false,
         };
         if !ours {
             others.push(format!(
@@ -498,7 +512,7 @@ fn logout_and_forget(
             .iter()
             .map(|s| {
                 let span = span.clone();
-                sc.spawn(move || span.in_scope(|| logout_if_unused(host, plan, s, tuning)))
+                sc.spawn(move || span.in_scope(|| logout_if_unused(host, props, plan, s, tuning)))
             })
             .collect();
         handles
@@ -506,13 +520,17 @@ fn logout_and_forget(
             .map(|h| h.join().expect("logout thread does not panic"))
             .collect()
     });
+    let mut kept = Vec::new();
     for (s, outcome) in plan.sessions.iter().zip(outcomes) {
         let label = format!("session {} ({} at {})", s.id, s.iqn, s.portal);
         match outcome? {
             Logout::Gone => {}
-            Logout::Kept(others) => report
-                .sessions_kept
-                .push(format!("{label}: still used by {}", others.join(", "))),
+            Logout::Kept(others) => {
+                kept.push((s.iqn.clone(), s.portal));
+                report
+                    .sessions_kept
+                    .push(format!("{label}: still used by {}", others.join(", ")))
+            }
             Logout::Done => report.sessions_logged_out.push(label),
             Logout::Failed(e) => {
                 report.fail(format!("cannot log out of {label}: {e}"));
@@ -522,11 +540,14 @@ fn logout_and_forget(
     }
     // Every portal of the volume with no session now (logged out above, by a concurrent
     // disconnect, or before a crash): its node record goes too, so that nothing logs in to it
-    // again at boot. Checked under the target's lock, against the host as it is now.
+    // again at boot. Checked under the target's lock, against the host as it is now. A session
+    // kept above keeps its record (should another disconnect log out of it meanwhile, that one
+    // deletes the record).
     let mut forget: Vec<(crate::types::Iqn, crate::types::Portal)> = Vec::new();
     for t in &props.targets {
-        if !forget.contains(&(t.iqn.clone(), t.portal)) {
-            forget.push((t.iqn.clone(), t.portal));
+        let key = (t.iqn.clone(), t.portal);
+        if !forget.contains(&key) && !kept.contains(&key) {
+            forget.push(key);
         }
     }
     for (iqn, portal) in forget {

@@ -67,9 +67,14 @@ pub fn find_volume(
             .filter(|t| t.iqn == s.iqn && t.portal == s.portal)
             .map(|t| t.lun)
             .collect();
-        for d in topology::session_disks(host, s.id)? {
-            if luns.contains(&d.address.lun) && !candidates.iter().any(|c| c.name == d.name) {
-                candidates.push(d);
+        // Only the disks at the volume's LUN are read: a session to a shared target holds
+        // every other volume's disks too.
+        for (address, name) in topology::session_addresses(host, s.id)? {
+            let Some(name) = name.filter(|_| luns.contains(&address.lun)) else {
+                continue;
+            };
+            if !candidates.iter().any(|c| c.name == name) {
+                candidates.push(ScsiDisk::read(host, &name, address)?);
             }
         }
     }
