@@ -338,6 +338,15 @@ fn paths_are_handed_to_multipathd_when_udev_does_not_tell_it() {
     first.sort();
     assert_eq!(first, ["add path sda", "add path sdb"]);
     assert!(cmds.contains(&format!("add map {WWN1}")), "{cmds:?}");
+    // Each path is handed over once: multipathd answers a path it holds back with a "change"
+    // uevent, and each one makes udev run every disk rule again.
+    for p in ["sda", "sdb"] {
+        let n = cmds
+            .iter()
+            .filter(|c| **c == format!("add path {p}"))
+            .count();
+        assert_eq!(n, 1, "{p} handed over {n} times: {cmds:?}");
+    }
     // multipathd held the second path back until told the map was there: both are in it now.
     assert_eq!(c.paths.len(), 2);
     let mut slaves = brick::multipath::maps_of(&f.host(), &WWN1.parse().unwrap())
