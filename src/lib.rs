@@ -10,6 +10,7 @@ pub mod error;
 pub mod host;
 pub mod iscsi;
 pub mod multipath;
+mod par;
 pub mod props;
 pub mod retry;
 pub mod scsi;

@@ -221,21 +221,7 @@ fn attach_paths(
     tuning: &Tuning,
 ) -> Vec<PathAttempt> {
     if opts.multipath {
-        let span = tracing::Span::current();
-        return std::thread::scope(|s| {
-            let handles: Vec<_> = props
-                .targets
-                .iter()
-                .map(|t| {
-                    let span = span.clone();
-                    s.spawn(move || span.in_scope(|| connect_path(host, props, t, tuning)))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("connect thread does not panic"))
-                .collect()
-        });
+        return crate::par::par_map(&props.targets, |t| connect_path(host, props, t, tuning));
     }
     let mut attempts = Vec::new();
     for t in &props.targets {

@@ -307,27 +307,12 @@ fn flush_all(host: &Host, plan: &Plan, tuning: &Tuning) -> Vec<(String, String)>
             )
         }))
         .collect();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = jobs
-            .into_iter()
-            .map(|(name, backoff, timeout)| {
-                s.spawn(move || {
-                    (
-                        name.to_string(),
-                        scsi::flush(host, name, backoff, timeout).map_err(|e| e.to_string()),
-                    )
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| match h.join() {
-                Ok((_, Ok(()))) => None,
-                Ok((name, Err(e))) => Some((name, e)),
-                Err(_) => Some(("?".into(), "flush thread panicked".into())),
-            })
-            .collect()
+    crate::par::par_map(&jobs, |&(name, backoff, timeout)| {
+        scsi::flush(host, name, backoff, timeout).map_err(|e| (name.to_string(), e.to_string()))
     })
+    .into_iter()
+    .filter_map(Result::err)
+    .collect()
 }
 
 /// Forced only: makes I/O that waits for a path fail, so the map and its disks can go. Queueing
@@ -392,20 +377,11 @@ fn delete_disks(
             )),
         }
     }
-    let errors: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = doomed
-            .iter()
-            .map(|n| s.spawn(move || scsi::delete(host, n, tuning.delete_timeout)))
-            .collect();
-        handles
+    let errors: Vec<String> =
+        crate::par::par_map(&doomed, |n| scsi::delete(host, n, tuning.delete_timeout))
             .into_iter()
-            .filter_map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("delete thread panicked".into()))
-                    .err()
-            })
-            .collect()
-    });
+            .filter_map(Result::err)
+            .collect();
     for e in errors {
         report.fail(e);
     }
@@ -505,20 +481,8 @@ fn logout_and_forget(
 ) -> Result<()> {
     // Each session on its own thread: a logout waits for the target's answer, and sessions of
     // one volume (its portals) do not depend on each other.
-    let span = tracing::Span::current();
-    let outcomes: Vec<Result<Logout>> = std::thread::scope(|sc| {
-        let handles: Vec<_> = plan
-            .sessions
-            .iter()
-            .map(|s| {
-                let span = span.clone();
-                sc.spawn(move || span.in_scope(|| logout_if_unused(host, props, plan, s, tuning)))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("logout thread does not panic"))
-            .collect()
+    let outcomes: Vec<Result<Logout>> = crate::par::par_map(&plan.sessions, |s| {
+        logout_if_unused(host, props, plan, s, tuning)
     });
     let mut kept = Vec::new();
     for (s, outcome) in plan.sessions.iter().zip(outcomes) {
