@@ -55,21 +55,6 @@ impl DmMap {
     }
 }
 
-/// Every device-mapper device of the host.
-pub fn all_maps(host: &Host) -> Result<Vec<DmMap>> {
-    let mut maps = Vec::new();
-    for dev in host
-        .list(&host.sys("block"))?
-        .into_iter()
-        .filter(|n| n.starts_with("dm-"))
-    {
-        if let Some(m) = DmMap::read(host, &dev)? {
-            maps.push(m);
-        }
-    }
-    Ok(maps)
-}
-
 /// The multipath maps of `wwid` (normally none or one).
 pub fn maps_of(host: &Host, wwid: &Wwid) -> Result<Vec<DmMap>> {
     // Each map's uuid first: the rest is read only for the one that matches.

@@ -114,6 +114,20 @@ impl ConnectionProperties {
             .collect()
     }
 
+    /// The volume's LUNs on target `iqn` at `portal` (normally one; none when the volume has no
+    /// path there).
+    pub fn luns_at(
+        &self,
+        iqn: &crate::types::Iqn,
+        portal: &crate::types::Portal,
+    ) -> Vec<crate::types::Lun> {
+        self.targets
+            .iter()
+            .filter(|t| &t.iqn == iqn && &t.portal == portal)
+            .map(|t| t.lun)
+            .collect()
+    }
+
     /// A short name for logs: the volume id, or the first target.
     pub fn label(&self) -> String {
         match &self.volume_id {

@@ -435,12 +435,7 @@ fn logout_if_unused(
     }
     // A device at another LUN is another volume's; one at the volume's LUN is the volume's
     // only if it shows the volume's WWN (else a new volume took the LUN).
-    let luns: Vec<crate::types::Lun> = props
-        .targets
-        .iter()
-        .filter(|t| t.iqn == s.iqn && t.portal == s.portal)
-        .map(|t| t.lun)
-        .collect();
+    let luns = props.luns_at(&s.iqn, &s.portal);
     let mut others = Vec::new();
     for (address, name) in topology::session_addresses(host, s.id)? {
         let ours = match &name {

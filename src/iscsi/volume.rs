@@ -61,12 +61,7 @@ pub fn find_volume(
     // The volume's LUN on each of its sessions.
     let mut candidates: Vec<ScsiDisk> = Vec::new();
     for s in &sessions {
-        let luns: BTreeSet<_> = props
-            .targets
-            .iter()
-            .filter(|t| t.iqn == s.iqn && t.portal == s.portal)
-            .map(|t| t.lun)
-            .collect();
+        let luns = props.luns_at(&s.iqn, &s.portal);
         // Only the disks at the volume's LUN are read: a session to a shared target holds
         // every other volume's disks too.
         for (address, name) in topology::session_addresses(host, s.id)? {
