@@ -363,8 +363,8 @@ fn login(
 }
 
 /// Asks `t.portal` with a sendtargets discovery which targets it offers, as (portal, IQN). The
-/// discovery stores no node record (`--op nonpersistent`), so targets we did not ask for leave
-/// no trace.
+/// discovery stores no node record (in-process; with discovery CHAP, `--op nonpersistent` and
+/// the discovery record deleted after), so targets we did not ask for leave no trace.
 fn discover(
     host: &Host,
     props: &ConnectionProperties,
@@ -460,7 +460,9 @@ fn check_offered(
             )));
             continue;
         }
-        if lock.is_none() {
+        // Discovery CHAP goes through a discovery record in open-iscsi's database, which
+        // concurrent connects must not share; the in-process discovery touches nothing.
+        if lock.is_none() && props.discovery_auth.is_some() {
             lock = Some(host.lock("iscsi-discovery")?);
         }
         asked.push(t.portal);
