@@ -2,11 +2,16 @@
 //! removal through device-mapper's control device, in-process. `multipath -l` is never used: it is slow on flaky links and fails on
 //! a device whose path is down.
 
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::host::{DmRequest, Host, KernelError};
 use crate::retry::{retry, Backoff, Retried};
 use crate::types::Wwid;
@@ -141,4 +146,225 @@ pub fn disable_queueing(host: &Host, name: &str, timeout: Duration) -> Result<()
         DmRequest::Message("fail_if_no_path"),
         timeout,
     )
+}
+
+/// Registers `wwid` in multipath-tools' wwids file (`wwids` in [`Host::multipath_state`]), in
+/// process, as `multipath -a` does and as os-brick does before it hands paths to multipathd.
+/// multipathd then builds a map for the device whatever `find_multipaths` says (with `strict`
+/// or `yes` it builds none for a WWID it does not know), and builds it without asking udev to
+/// describe the paths once more: it sends a "change" uevent on the paths of every map whose WWID
+/// it has to record itself. Takes the file's lock as multipath-tools do (a POSIX write lock on
+/// the whole file), waiting at most `timeout`. Returns whether the WWID was added (`false`: it
+/// was listed already).
+pub fn remember_wwid(host: &Host, wwid: &Wwid, timeout: Duration) -> Result<bool> {
+    let path = host.multipath_state("wwids");
+    let io = |e| Error::io(&path, e);
+    if let Some(dir) = path.parent() {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(dir, e))?;
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    lock_whole(host, &file, &path, timeout)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(io)?;
+    if text.lines().any(|l| listed_wwid(l) == Some(wwid.as_str())) {
+        return Ok(false);
+    }
+    let mut add = String::new();
+    if text.is_empty() {
+        add.push_str(WWIDS_HEADER);
+    } else if !text.ends_with('\n') {
+        add.push('\n');
+    }
+    add.push_str(&format!("/{}/\n", wwid.as_str()));
+    let end = file.seek(SeekFrom::End(0)).map_err(io)?;
+    if let Err(e) = file
+        .write_all(add.as_bytes())
+        .and_then(|()| file.sync_data())
+    {
+        // A half-written line would be read as another WWID.
+        let _ = file.set_len(end);
+        return Err(io(e));
+    }
+    Ok(true)
+}
+
+/// Takes `wwid` out of the wwids file again (as `multipath -w` does): for a connect that failed
+/// after [`remember_wwid`] added it. Returns whether it was listed.
+pub fn forget_wwid(host: &Host, wwid: &Wwid, timeout: Duration) -> Result<bool> {
+    let path = host.multipath_state("wwids");
+    let io = |e| Error::io(&path, e);
+    let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io(e)),
+    };
+    lock_whole(host, &file, &path, timeout)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(io)?;
+    let kept: Vec<&str> = text
+        .split_inclusive('\n')
+        .filter(|l| listed_wwid(l) != Some(wwid.as_str()))
+        .collect();
+    let kept = kept.concat();
+    if kept.len() == text.len() {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    file.write_all(kept.as_bytes())
+        .and_then(|()| file.set_len(kept.len() as u64))
+        .and_then(|()| file.sync_data())
+        .map_err(io)?;
+    Ok(true)
+}
+
+/// The first lines of a wwids file brick creates (the format multipath-tools read: `#` comments,
+/// then one `/WWID/` per line).
+const WWIDS_HEADER: &str = "# Multipath wwids, Version : 1.0\n\
+    # Kept by multipath, multipathd and brick: one /WWID/ per line.\n";
+
+/// The WWID a line of the wwids file lists, if any.
+fn listed_wwid(line: &str) -> Option<&str> {
+    let rest = line.trim_start().strip_prefix('/')?;
+    rest.split_once('/').map(|(w, _)| w)
+}
+
+/// The POSIX write lock on the whole of `file` that multipath-tools take on their state files,
+/// tried until `timeout` has passed. Released when `file` is closed.
+fn lock_whole(host: &Host, file: &File, path: &Path, timeout: Duration) -> Result<()> {
+    use nix::errno::Errno;
+    use nix::fcntl::{fcntl, FcntlArg};
+    let deadline = host.time().now() + timeout;
+    let mut pause = Duration::from_millis(5);
+    let whole = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    loop {
+        match fcntl(file.as_raw_fd(), FcntlArg::F_SETLK(&whole)) {
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EACCES | Errno::EAGAIN) if host.time().now() < deadline => {
+                host.time().sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(Errno::EACCES | Errno::EAGAIN) => {
+                return Err(Error::io(
+                    path,
+                    io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!("locked by another process for {timeout:?}"),
+                    ),
+                ))
+            }
+            Err(e) => return Err(Error::io(path, e.into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FakeHost;
+
+    fn wwid(s: &str) -> Wwid {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn remember_creates_the_file_and_adds_each_wwid_once() {
+        let fake = FakeHost::new();
+        let host = fake.host();
+        let w = wwid("36001405b51c000100010000000000000");
+        assert!(remember_wwid(&host, &w, Duration::from_secs(1)).unwrap());
+        assert!(!remember_wwid(&host, &w, Duration::from_secs(1)).unwrap());
+        let text = std::fs::read_to_string(host.multipath_state("wwids")).unwrap();
+        assert!(text.starts_with("# Multipath wwids"), "{text}");
+        let listed: Vec<_> = text.lines().filter_map(listed_wwid).collect();
+        assert_eq!(listed, [w.as_str()]);
+    }
+
+    #[test]
+    fn remember_keeps_what_multipath_wrote_and_ends_its_last_line() {
+        let fake = FakeHost::new();
+        let host = fake.host();
+        let path = host.multipath_state("wwids");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        // multipath's own file, whose last line someone left without a newline
+        std::fs::write(&path, "# Valid WWIDs:\n/3600a0980aaa/\n  /3600a0980bbb/").unwrap();
+        assert!(!remember_wwid(&host, &wwid("3600a0980bbb"), Duration::from_secs(1)).unwrap());
+        assert!(remember_wwid(&host, &wwid("3600a0980ccc"), Duration::from_secs(1)).unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "# Valid WWIDs:\n/3600a0980aaa/\n  /3600a0980bbb/\n/3600a0980ccc/\n"
+        );
+    }
+
+    #[test]
+    fn forget_removes_only_that_wwid() {
+        let fake = FakeHost::new();
+        let host = fake.host();
+        let (a, b) = (wwid("3600a0980aaa"), wwid("3600a0980bbb"));
+        assert!(
+            !forget_wwid(&host, &a, Duration::from_secs(1)).unwrap(),
+            "no file yet"
+        );
+        remember_wwid(&host, &a, Duration::from_secs(1)).unwrap();
+        remember_wwid(&host, &b, Duration::from_secs(1)).unwrap();
+        assert!(forget_wwid(&host, &a, Duration::from_secs(1)).unwrap());
+        assert!(!forget_wwid(&host, &a, Duration::from_secs(1)).unwrap());
+        let text = std::fs::read_to_string(host.multipath_state("wwids")).unwrap();
+        let listed: Vec<_> = text.lines().filter_map(listed_wwid).collect();
+        assert_eq!(listed, [b.as_str()]);
+        assert!(text.starts_with("# Multipath wwids"), "{text}");
+    }
+
+    #[test]
+    fn remember_waits_for_the_lock_then_gives_up() {
+        let fake = FakeHost::new();
+        let host = fake.host();
+        let w = wwid("3600a0980aaa");
+        remember_wwid(&host, &w, Duration::from_secs(1)).unwrap();
+        // Another process holds multipath's lock: POSIX locks are per process, so take it
+        // in a child.
+        let path = host.multipath_state("wwids");
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import fcntl,sys,time; f=open(sys.argv[1],'r+'); fcntl.lockf(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(30)",
+            ])
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "locked");
+        let err = remember_wwid(&host, &wwid("3600a0980bbb"), Duration::from_secs(2)).unwrap_err();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(
+            err.to_string().contains("locked by another process"),
+            "{err}"
+        );
+        assert!(fake.clock().sleeps().iter().sum::<Duration>() >= Duration::from_secs(2));
+    }
 }

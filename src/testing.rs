@@ -54,6 +54,9 @@ struct World {
     auto_multipath: bool,
     /// multipathd does not answer on its socket.
     multipathd_down: bool,
+    /// multipathd builds maps only for WWIDs listed in etc/multipath/wwids (`find_multipaths
+    /// strict`).
+    find_multipaths_strict: bool,
     multipathd_cmds: Vec<String>,
     /// Portals asked with SendTargets, in order.
     discoveries: Vec<String>,
@@ -174,6 +177,7 @@ impl FakeHost {
             }))
             .run_dir(root.join("run/brick"))
             .proc_root(root.join("proc"))
+            .multipath_dir(root.join("etc/multipath"))
     }
 
     /// The fake clock (every sleep the code under test made).
@@ -261,6 +265,13 @@ impl FakeHost {
     /// Builds a multipath map for every disk that appears from now on, as multipathd would.
     pub fn auto_multipath(&self) -> &Self {
         lock(&self.world).auto_multipath = true;
+        self
+    }
+
+    /// Makes multipathd build maps only for WWIDs in its wwids file, as with `find_multipaths
+    /// strict`.
+    pub fn find_multipaths_strict(&self) -> &Self {
+        lock(&self.world).find_multipaths_strict = true;
         self
     }
 
@@ -853,6 +864,11 @@ impl crate::host::Multipathd for FakeMultipathd {
                         return Ok("ok".into());
                     }
                     let new = dm_by_name(&self.root, &map).is_none();
+                    let known = fs::read_to_string(self.root.join("etc/multipath/wwids"))
+                        .is_ok_and(|t| t.lines().any(|l| l.trim() == format!("/{map}/")));
+                    if new && w.find_multipaths_strict && !known {
+                        return Ok("ok".into());
+                    }
                     join_map(&self.root, name);
                     if new && dm_by_name(&self.root, &map).is_some() {
                         w.maps_waiting_for_udev.push(map);

@@ -361,6 +361,57 @@ fn paths_are_handed_to_multipathd_when_udev_does_not_tell_it() {
     );
 }
 
+fn wwids(f: &FakeHost) -> Vec<String> {
+    std::fs::read_to_string(f.root().join("etc/multipath/wwids"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with('/'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn multipath_connect_registers_the_wwid_so_that_find_multipaths_strict_builds_the_map() {
+    // As `multipath -a` would: with find_multipaths strict, multipathd builds no map for a WWID
+    // it does not know.
+    let f = lab();
+    f.find_multipaths_strict();
+    let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(c.device_info.path.as_deref(), Some("/dev/dm-0"));
+    assert_eq!(c.paths.len(), 2);
+    assert_eq!(wwids(&f), [format!("/{WWN1}/")]);
+    // A second attach of the same volume does not list it twice.
+    connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(wwids(&f), [format!("/{WWN1}/")]);
+}
+
+#[test]
+fn single_path_connect_leaves_multipaths_wwids_alone() {
+    let f = lab();
+    connect_volume(&f.host(), &single_props(1), SP, &Tuning::default()).unwrap();
+    assert!(!f.root().join("etc/multipath/wwids").exists());
+}
+
+#[test]
+fn failed_multipath_connect_takes_the_wwid_it_registered_out_again() {
+    // Both logins work and the map is built, but neither portal's sendtargets answer lists the
+    // target: the connect fails, and the wwids file is as it was (another volume's WWID stays).
+    let f = lab();
+    let dir = f.root().join("etc/multipath");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("wwids"), "# Valid WWIDs:\n/3600a0980other/\n").unwrap();
+    let other = "iqn.2003-01.org.linux-iscsi.lab:other";
+    f.discovery_answer(P1, &[(P1, other)])
+        .discovery_answer(P2, &[(P2, other)]);
+    let e = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap_err();
+    assert!(e.to_string().contains("does not offer target"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("wwids")).unwrap(),
+        "# Valid WWIDs:\n/3600a0980other/\n"
+    );
+    assert_host_as_before(&f);
+}
+
 #[test]
 fn without_multipathd_the_volume_is_the_disk_and_no_time_is_lost_waiting() {
     let f = lab();

@@ -29,6 +29,7 @@ pub struct Host {
     sysfs: PathBuf,
     dev: PathBuf,
     iscsi_conf: PathBuf,
+    multipath_dir: PathBuf,
     run_dir: PathBuf,
     proc: PathBuf,
     runner: Arc<dyn Runner>,
@@ -65,6 +66,7 @@ impl Host {
             sysfs: sysfs.into(),
             dev: dev.into(),
             iscsi_conf: iscsi_conf.into(),
+            multipath_dir: PathBuf::from("/etc/multipath"),
             run_dir: PathBuf::from("/run/brick"),
             proc: PathBuf::from("/proc"),
             runner: Arc::new(SystemRunner),
@@ -80,6 +82,18 @@ impl Host {
     pub fn run_dir(mut self, dir: impl Into<PathBuf>) -> Host {
         self.run_dir = dir.into();
         self
+    }
+
+    /// Sets where multipath-tools keep their state (default `/etc/multipath`, which holds the
+    /// `wwids` file).
+    pub fn multipath_dir(mut self, dir: impl Into<PathBuf>) -> Host {
+        self.multipath_dir = dir.into();
+        self
+    }
+
+    /// A path under multipath-tools' state folder.
+    pub fn multipath_state(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.multipath_dir.join(rel)
     }
 
     /// Sets where procfs is (default `/proc`).
