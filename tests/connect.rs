@@ -413,6 +413,20 @@ fn failed_multipath_connect_takes_the_wwid_it_registered_out_again() {
 }
 
 #[test]
+fn failed_connect_keeps_the_wwid_while_a_map_of_it_stays_in_use() {
+    // As above, but the map cannot go (a concurrent attach of the same volume has it open): the
+    // WWID that map needs stays registered.
+    let f = lab();
+    let other = "iqn.2003-01.org.linux-iscsi.lab:other";
+    f.discovery_answer(P1, &[(P1, other)])
+        .discovery_answer(P2, &[(P2, other)]);
+    f.fail_dm(WWN1, brick::host::KernelError::from_errno(libc::EBUSY));
+    connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap_err();
+    assert!(f.has_block("dm-0"), "the map in use stays");
+    assert_eq!(wwids(&f), [format!("/{WWN1}/")]);
+}
+
+#[test]
 fn without_multipathd_the_volume_is_the_disk_and_no_time_is_lost_waiting() {
     let f = lab();
     f.multipathd_down();

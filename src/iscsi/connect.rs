@@ -138,11 +138,6 @@ pub fn connect_volume(
         .collect();
     let paths = up_paths(&attempts);
     let Some(wwid) = wwid.clone().filter(|_| !paths.is_empty()) else {
-        if let Some(w) = wwid.as_ref().filter(|_| registered) {
-            if let Err(e) = multipath::forget_wwid(host, w, tuning.command_timeout) {
-                warn!(wwn = %w, error = %e, "WWID of a failed connect left in multipath's wwids file");
-            }
-        }
         if let Some(m) = map.take() {
             if let Err(e) = multipath::remove_map(
                 host,
@@ -151,6 +146,16 @@ pub fn connect_volume(
                 tuning.map_flush_timeout,
             ) {
                 warn!(map = %m.name, error = %e, "map of a failed connect left behind");
+            }
+        }
+        // The WWID this connect registered goes again, unless a map of it is still there (in
+        // use by a concurrent attach of the same volume, which needs it).
+        if let Some(w) = wwid.as_ref().filter(|_| registered) {
+            let unused = multipath::maps_of(host, w).is_ok_and(|maps| maps.is_empty());
+            if !unused {
+                warn!(wwn = %w, "a map of the volume remains: its WWID stays in multipath's wwids file");
+            } else if let Err(e) = multipath::forget_wwid(host, w, tuning.command_timeout) {
+                warn!(wwn = %w, error = %e, "WWID of a failed connect left in multipath's wwids file");
             }
         }
         for a in &attempts {
