@@ -60,10 +60,11 @@ struct PathAttempt {
 /// one; else checks with a sendtargets discovery that the portal offers the target (unless
 /// `target_discovered`; discovery stores no node record), creates the node record with manual
 /// startup and manual scan, sets CHAP and bounded login retries in it, and logs in. Then scans
-/// only the volume's LUN and waits for its disk in sysfs; with `multipath`, also for the map that
-/// holds it. Succeeds when at least one path works; whatever the failed paths created (node
-/// records, sessions, disks) is removed, and a connect that fails altogether leaves the host as
-/// it was.
+/// only the volume's LUN and waits for its disk in sysfs; with `multipath`, registers the
+/// volume's WWID in multipath's wwids file, hands the paths to multipathd and waits for the map
+/// that holds them. Succeeds when at least one path works; whatever the failed paths created
+/// (node records, sessions, disks) is removed, and a connect that fails altogether leaves the
+/// host as it was (the WWID it registered goes too, unless a map of it remains).
 pub fn connect_volume(
     host: &Host,
     props: &ConnectionProperties,
