@@ -157,44 +157,29 @@ pub fn disable_queueing(host: &Host, name: &str, timeout: Duration) -> Result<()
 /// the whole file), waiting at most `timeout`. Returns whether the WWID was added (`false`: it
 /// was listed already).
 pub fn remember_wwid(host: &Host, wwid: &Wwid, timeout: Duration) -> Result<bool> {
-    let path = host.multipath_state("wwids");
-    let io = |e| Error::io(&path, e);
-    if let Some(dir) = path.parent() {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| Error::io(dir, e))?;
-    }
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(io)?;
-    lock_whole(host, &file, &path, timeout)?;
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(io)?;
-    if text.lines().any(|l| listed_wwid(l) == Some(wwid.as_str())) {
+    let mut f = WwidsFile::open(host, true, timeout)?.expect("made when missing");
+    if f.text
+        .lines()
+        .any(|l| listed_wwid(l) == Some(wwid.as_str()))
+    {
         return Ok(false);
     }
     let mut add = String::new();
-    if text.is_empty() {
+    if f.text.is_empty() {
         add.push_str(WWIDS_HEADER);
-    } else if !text.ends_with('\n') {
+    } else if !f.text.ends_with('\n') {
         add.push('\n');
     }
     add.push_str(&format!("/{}/\n", wwid.as_str()));
-    let end = file.seek(SeekFrom::End(0)).map_err(io)?;
-    if let Err(e) = file
+    let end = f.file.seek(SeekFrom::End(0)).map_err(|e| f.err(e))?;
+    if let Err(e) = f
+        .file
         .write_all(add.as_bytes())
-        .and_then(|()| file.sync_data())
+        .and_then(|()| f.file.sync_data())
     {
         // A half-written line would be read as another WWID.
-        let _ = file.set_len(end);
-        return Err(io(e));
+        let _ = f.file.set_len(end);
+        return Err(f.err(e));
     }
     Ok(true)
 }
@@ -202,30 +187,71 @@ pub fn remember_wwid(host: &Host, wwid: &Wwid, timeout: Duration) -> Result<bool
 /// Takes `wwid` out of the wwids file again (as `multipath -w` does): for a connect that failed
 /// after [`remember_wwid`] added it. Returns whether it was listed.
 pub fn forget_wwid(host: &Host, wwid: &Wwid, timeout: Duration) -> Result<bool> {
-    let path = host.multipath_state("wwids");
-    let io = |e| Error::io(&path, e);
-    let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(io(e)),
+    let Some(mut f) = WwidsFile::open(host, false, timeout)? else {
+        return Ok(false);
     };
-    lock_whole(host, &file, &path, timeout)?;
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(io)?;
-    let kept: Vec<&str> = text
+    let kept: String = f
+        .text
         .split_inclusive('\n')
         .filter(|l| listed_wwid(l) != Some(wwid.as_str()))
         .collect();
-    let kept = kept.concat();
-    if kept.len() == text.len() {
+    if kept.len() == f.text.len() {
         return Ok(false);
     }
-    file.seek(SeekFrom::Start(0)).map_err(io)?;
-    file.write_all(kept.as_bytes())
-        .and_then(|()| file.set_len(kept.len() as u64))
-        .and_then(|()| file.sync_data())
-        .map_err(io)?;
+    f.file
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| f.file.write_all(kept.as_bytes()))
+        .and_then(|()| f.file.set_len(kept.len() as u64))
+        .and_then(|()| f.file.sync_data())
+        .map_err(|e| f.err(e))?;
     Ok(true)
+}
+
+/// multipath-tools' wwids file, open for reading and writing under their lock (held until it
+/// is dropped), with the text it had when the lock was taken.
+struct WwidsFile {
+    path: std::path::PathBuf,
+    file: File,
+    text: String,
+}
+
+impl WwidsFile {
+    /// Opens and locks the file, waiting at most `timeout` for the lock. With `create`, makes it
+    /// (and its folder, as multipath-tools do: mode 0700, file 0600) when missing; without,
+    /// returns `None` when it is missing.
+    fn open(host: &Host, create: bool, timeout: Duration) -> Result<Option<WwidsFile>> {
+        let path = host.multipath_state("wwids");
+        if create {
+            if let Some(dir) = path.parent() {
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|e| Error::io(dir, e))?;
+            }
+        }
+        let mut file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if !create && e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        lock_whole(host, &file, &path, timeout)?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(Some(WwidsFile { path, file, text }))
+    }
+
+    fn err(&self, e: io::Error) -> Error {
+        Error::io(&self.path, e)
+    }
 }
 
 /// The first lines of a wwids file brick creates (the format multipath-tools read: `#` comments,
