@@ -468,6 +468,32 @@ run_brick() {
     fi
 }
 
+# connect_map NAME LUN: `brick connect` LUN of target NAME on all its portals (props.json), then
+# once more, which must reuse what the first made (its output in device_info.json); checks that
+# both worked and that device_info names the LUN's map. Prints the map (dm-N).
+connect_map() {
+    props_json "$1" "$2" >props.json
+    run_brick connect props.json
+    [ "$BRICK_RC" = 0 ] || fail "brick connect exited $BRICK_RC"
+    "$BRICK" connect props.json >device_info.json 2>/dev/null || fail "second connect failed"
+    local dm; dm=$(lun_dm "$1" "$2")
+    [ -n "$dm" ] || fail "no multipath map for $1 LUN $2"
+    grep -q "\"path\": *\"/dev/$dm\"" device_info.json || fail "device_info path is not /dev/$dm: $(cat device_info.json)"
+    echo "$dm"
+}
+
+# write_disconnect_keeps NAME LUN DEV: writes 2 MiB through /dev/DEV at 5 MiB without any sync,
+# `brick disconnect`s with props.json and device_info.json, and checks that the host is clean and
+# that the data reached the LUN's backing file.
+write_disconnect_keeps() {
+    make_pattern "$LAB_STATE/pat" 2
+    write_pattern "$3" "$LAB_STATE/pat" 5 buffered
+    run_brick disconnect props.json --device-info device_info.json
+    [ "$BRICK_RC" = 0 ] || fail "brick disconnect exited $BRICK_RC"
+    assert_host_clean
+    assert_backing_has "$1" "$2" "$LAB_STATE/pat" 5
+}
+
 # start_brick ARGS...: start "$BRICK -v ARGS" in the background (output to the scenario log);
 # sets BRICK_PID.
 start_brick() {
