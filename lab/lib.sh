@@ -345,6 +345,27 @@ wait_lun_map() {
     lun_dm "$1" "$2"
 }
 
+# multipathd_strict: run multipathd with find_multipaths "strict" (upstream's default: a map
+# only for a WWID in /etc/multipath/wwids) until the scenario exits, then as before.
+multipathd_strict() {
+    cp /etc/multipath.conf "$LAB_STATE/multipath.conf.orig"
+    trap _multipathd_restore EXIT
+    sed -i 's/find_multipaths no/find_multipaths strict/' /etc/multipath.conf
+    multipathd reconfigure >/dev/null
+    wait_until 30 "multipathd to run with find_multipaths strict" \
+        sh -c 'multipathd show config 2>/dev/null | grep -Eq "find_multipaths \"?strict"'
+}
+_multipathd_restore() {
+    cp "$LAB_STATE/multipath.conf.orig" /etc/multipath.conf
+    multipathd reconfigure >/dev/null 2>&1 || true
+}
+
+# udev_mp_flag DISK: what udev last said of the disk: DM_MULTIPATH_DEVICE_PATH (1: a path of a
+# multipath map, which the other rules leave alone; 0 or empty: a disk of its own).
+udev_mp_flag() {
+    udevadm info -q property -n "/dev/$1" 2>/dev/null | sed -n 's/^DM_MULTIPATH_DEVICE_PATH=//p'
+}
+
 # ---------------------------------------------------------------------------------------------
 # data
 

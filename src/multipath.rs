@@ -152,8 +152,9 @@ pub fn disable_queueing(host: &Host, name: &str, timeout: Duration) -> Result<()
 /// process, as `multipath -a` does and as os-brick does before it hands paths to multipathd.
 /// multipathd then builds a map for the device whatever `find_multipaths` says (with `strict`
 /// or `yes` it builds none for a WWID it does not know), and builds it without asking udev to
-/// describe the paths once more: it sends a "change" uevent on the paths of every map whose WWID
-/// it has to record itself. Takes the file's lock as multipath-tools do (a POSIX write lock on
+/// look at the paths once more (it sends a "change" uevent on the paths of every map whose WWID
+/// it records itself): whoever registers the WWID has that duty ([`udev_calls_it_a_path`],
+/// [`ask_udev_to_look_again`]). Takes the file's lock as multipath-tools do (a POSIX write lock on
 /// the whole file), waiting at most `timeout`. Returns whether the WWID was added (`false`: it
 /// was listed already).
 pub fn remember_wwid(host: &Host, wwid: &Wwid, timeout: Duration) -> Result<bool> {
@@ -205,6 +206,41 @@ pub fn forget_wwid(host: &Host, wwid: &Wwid, timeout: Duration) -> Result<bool> 
         .and_then(|()| f.file.sync_data())
         .map_err(|e| f.err(e))?;
     Ok(true)
+}
+
+/// What udev concluded about `disk` when it last ran its rules on it: whether multipath-tools'
+/// rule (`multipath -u`) called it a path of a multipath map (`DM_MULTIPATH_DEVICE_PATH=1` in
+/// udev's record of the device). `None` when udev has no record of the disk: its rules are still
+/// at work on the disk's "add", or udev does not run.
+pub fn udev_calls_it_a_path(host: &Host, disk: &str) -> Result<Option<bool>> {
+    let dev_t = host.read_attr(&host.sys(format!("block/{disk}/dev")))?;
+    let Some(record) = host.read_attr_opt(&host.udev_record(&dev_t))? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        record
+            .lines()
+            .any(|l| l.trim_end() == "E:DM_MULTIPATH_DEVICE_PATH=1"),
+    ))
+}
+
+/// Asks udev to run its rules again on `disk` and on its partitions (a "change" uevent on each,
+/// written to its `uevent` attribute), as multipathd does on the paths of a map it builds for a
+/// WWID it records itself: `multipath -u` then finds the WWID registered and the disk in a map,
+/// and the other rules leave the disk to the map (no file system or LVM scan, no /dev/disk
+/// links to it rather than to the map). The write only queues an event: it does not block.
+pub fn ask_udev_to_look_again(host: &Host, disk: &str) -> Result<()> {
+    let dir = host.sys(format!("block/{disk}"));
+    let mut devices = vec![dir.join("uevent")];
+    for name in host.list(&dir)? {
+        if dir.join(&name).join("partition").exists() {
+            devices.push(dir.join(name).join("uevent"));
+        }
+    }
+    for uevent in devices {
+        std::fs::write(&uevent, "change").map_err(|e| Error::io(&uevent, e))?;
+    }
+    Ok(())
 }
 
 /// multipath-tools' wwids file, open for reading and writing under their lock (held until it
@@ -308,6 +344,47 @@ mod tests {
 
     fn wwid(s: &str) -> Wwid {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn udev_record_says_whether_the_disk_is_a_path_of_a_map() {
+        let fake = FakeHost::new();
+        fake.session(1, "127.0.0.1:3260", "iqn.2003-01.org.linux-iscsi.lab:t")
+            .disk(1, 1, "sdb", "naa.6001405deadbeef00010000000000000")
+            .disk(1, 2, "sdc", "naa.6001405deadbeef00020000000000000");
+        let host = fake.host();
+        assert_eq!(udev_calls_it_a_path(&host, "sdb").unwrap(), None);
+        fake.udev_record("sdb", false).udev_record("sdc", true);
+        assert_eq!(udev_calls_it_a_path(&host, "sdb").unwrap(), Some(false));
+        assert_eq!(udev_calls_it_a_path(&host, "sdc").unwrap(), Some(true));
+        // The record is udev's file for the disk's device number (sdb is 8:16).
+        let record = host.udev_record("8:16");
+        assert!(std::fs::read_to_string(record)
+            .unwrap()
+            .contains("E:DM_MULTIPATH_DEVICE_PATH=0"));
+    }
+
+    #[test]
+    fn udev_is_asked_about_the_disk_and_its_partitions_only() {
+        let fake = FakeHost::new();
+        fake.session(1, "127.0.0.1:3260", "iqn.2003-01.org.linux-iscsi.lab:t")
+            .disk(1, 1, "sdb", "naa.6001405deadbeef00010000000000000");
+        let host = fake.host();
+        let dir = host.sys("block/sdb");
+        for part in ["sdb1", "sdb2"] {
+            std::fs::create_dir_all(dir.join(part)).unwrap();
+            std::fs::write(dir.join(part).join("partition"), "1\n").unwrap();
+            std::fs::write(dir.join(part).join("uevent"), "").unwrap();
+        }
+        // A folder that is no partition (the disk's queue) is left alone.
+        std::fs::create_dir_all(dir.join("queue")).unwrap();
+        std::fs::write(dir.join("queue/uevent"), "").unwrap();
+        ask_udev_to_look_again(&host, "sdb").unwrap();
+        assert_eq!(fake.uevents_asked(), ["sdb", "sdb1", "sdb2"]);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("queue/uevent")).unwrap(),
+            ""
+        );
     }
 
     #[test]

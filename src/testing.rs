@@ -83,6 +83,9 @@ struct World {
     /// disconnect of another volume on that session would.
     logout_on_delete: Vec<(String, u32)>,
     attr_writes: Vec<(String, String)>,
+    /// udev has described each new disk by the time brick sees it, with this
+    /// DM_MULTIPATH_DEVICE_PATH (None: udev is slower than brick, no record yet).
+    udev_describes_new_disks: Option<bool>,
 }
 
 /// A fake host that owns its temporary directory.
@@ -178,6 +181,7 @@ impl FakeHost {
             .run_dir(root.join("run/brick"))
             .proc_root(root.join("proc"))
             .multipath_dir(root.join("etc/multipath"))
+            .udev_data(root.join("run/udev/data"))
     }
 
     /// The fake clock (every sleep the code under test made).
@@ -266,6 +270,41 @@ impl FakeHost {
     pub fn auto_multipath(&self) -> &Self {
         lock(&self.world).auto_multipath = true;
         self
+    }
+
+    /// Makes udev describe each new disk before brick looks at it, saying whether
+    /// `multipath -u` called it a path of a map (`DM_MULTIPATH_DEVICE_PATH`).
+    pub fn udev_describes_new_disks(&self, multipath_path: bool) -> &Self {
+        lock(&self.world).udev_describes_new_disks = Some(multipath_path);
+        self
+    }
+
+    /// Writes udev's record of an existing disk, as above.
+    pub fn udev_record(&self, name: &str, multipath_path: bool) -> &Self {
+        write_udev_record(self.root(), name, multipath_path);
+        self
+    }
+
+    /// The "change" uevents asked for: the devices whose `uevent` attribute was written.
+    pub fn uevents_asked(&self) -> Vec<String> {
+        let sys = self.root().join("sys/block");
+        let mut asked = Vec::new();
+        for disk in fs::read_dir(&sys).into_iter().flatten().flatten() {
+            let dir = disk.path();
+            let parts = fs::read_dir(&dir).into_iter().flatten().flatten();
+            let devices = std::iter::once(dir.clone()).chain(
+                parts
+                    .map(|e| e.path())
+                    .filter(|p| p.join("partition").exists()),
+            );
+            for d in devices {
+                if fs::read_to_string(d.join("uevent")).is_ok_and(|t| t == "change") {
+                    asked.push(d.file_name().unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        asked.sort();
+        asked
     }
 
     /// Makes multipathd build maps only for WWIDs in its wwids file, as with `find_multipaths
@@ -489,12 +528,31 @@ fn add_disk(root: &Path, hostno: u32, session: u32, lun: u64, name: &str, wwid: 
     write(&ldir.join("vendor"), "LIO-ORG \n");
     let bdir = ldir.join(format!("block/{name}"));
     write(&bdir.join("size"), "131072\n");
-    write(&bdir.join("dev"), "8:0\n");
+    write(&bdir.join("dev"), &format!("{}\n", dev_t(name)));
+    write(&bdir.join("uevent"), "");
     fs::create_dir_all(bdir.join("holders")).expect("holders");
     fs::create_dir_all(bdir.join("slaves")).expect("slaves");
     rel_link(&ldir, &bdir.join("device"));
     rel_link(&bdir, &sys.join(format!("block/{name}")));
     write(&root.join(format!("dev/{name}")), "");
+}
+
+/// The device number of a fake disk: sda 8:0, sdb 8:16, and so on (as sd numbers them).
+fn dev_t(name: &str) -> String {
+    let n = name
+        .strip_prefix("sd")
+        .and_then(|l| l.bytes().last())
+        .map_or(0, |b| u32::from(b.saturating_sub(b'a')));
+    format!("8:{}", n * 16)
+}
+
+/// udev's record of a block device, as systemd-udevd writes it (the properties, `E:` lines).
+fn write_udev_record(root: &Path, name: &str, multipath_path: bool) {
+    let flag = u8::from(multipath_path);
+    write(
+        &root.join(format!("run/udev/data/b{}", dev_t(name))),
+        &format!("I:1234567\nE:ID_SERIAL=fake\nE:DM_MULTIPATH_DEVICE_PATH={flag}\nG:systemd\n"),
+    );
 }
 
 fn add_dm(root: &Path, dev: &str, name: &str, uuid: &str, slaves: &[&str]) {
@@ -538,6 +596,9 @@ fn scan(root: &Path, w: &mut World, hostno: u32, lun: u64) {
     let name = format!("sd{}", (b'a' + (w.next_disk % 26) as u8) as char);
     w.next_disk += 1;
     add_disk(root, hostno, sid, lun, &name, &wwid);
+    if let Some(said) = w.udev_describes_new_disks {
+        write_udev_record(root, &name, said);
+    }
     if w.auto_multipath {
         join_map(root, &name);
     }

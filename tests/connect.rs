@@ -463,3 +463,69 @@ fn multipath_path_refused_by_discovery_leaves_the_map_and_the_host() {
     assert_eq!(f.session_ids().len(), 1);
     assert!(f.has_node(IQN, P1) && !f.has_node(IQN, P2));
 }
+
+/// The path multipathd built the map from: the first one handed to it.
+fn first_handed(f: &FakeHost) -> String {
+    f.multipathd_cmds()
+        .iter()
+        .find_map(|c| c.strip_prefix("add path "))
+        .expect("a path handed to multipathd")
+        .to_string()
+}
+
+#[test]
+fn udev_looks_again_at_the_path_the_map_was_built_from_when_brick_registered_the_wwid() {
+    // udev has not finished with the new disks when the map is there (as in the lab): its
+    // `multipath -u` on the first one may have run before brick registered the WWID, and
+    // multipathd leaves that path alone (it did not record the WWID itself). The second path
+    // joined a map that existed: multipathd asks udev about it.
+    let f = lab();
+    let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(c.paths.len(), 2);
+    assert_eq!(f.uevents_asked(), [first_handed(&f)]);
+
+    // Attached again later, the WWID is registered before the disks show: udev's first look
+    // at them is right, and nothing is asked.
+    disconnect_volume(
+        &f.host(),
+        &props(1, ""),
+        Some(&c.device_info),
+        DisconnectOptions::default(),
+        &Tuning::default(),
+    )
+    .unwrap();
+    connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(f.uevents_asked(), Vec::<String>::new());
+}
+
+#[test]
+fn udev_looks_again_at_every_path_it_called_no_path_of_a_map() {
+    // udev was quicker than brick and described both disks as plain disks (the WWID was not
+    // registered yet); that its record exists says its look is over, so only those paths are
+    // asked, whoever registered the WWID.
+    let f = lab();
+    f.udev_describes_new_disks(false);
+    connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    let mut both: Vec<String> = brick::multipath::maps_of(&f.host(), &WWN1.parse().unwrap())
+        .unwrap()
+        .remove(0)
+        .slaves;
+    both.sort();
+    assert_eq!(f.uevents_asked(), both);
+
+    let f = lab();
+    f.udev_describes_new_disks(true);
+    connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(
+        f.uevents_asked(),
+        Vec::<String>::new(),
+        "udev knows already"
+    );
+}
+
+#[test]
+fn single_path_connect_asks_udev_nothing() {
+    let f = lab();
+    connect_volume(&f.host(), &single_props(1), SP, &Tuning::default()).unwrap();
+    assert_eq!(f.uevents_asked(), Vec::<String>::new());
+}

@@ -5,16 +5,7 @@
 set -euo pipefail
 . "$LAB_DIR/lib.sh"
 
-cp /etc/multipath.conf "$LAB_STATE/multipath.conf.orig"
-restore() {
-    cp "$LAB_STATE/multipath.conf.orig" /etc/multipath.conf
-    multipathd reconfigure >/dev/null 2>&1 || true
-}
-trap restore EXIT
-sed -i 's/find_multipaths no/find_multipaths strict/' /etc/multipath.conf
-multipathd reconfigure >/dev/null
-wait_until 30 "multipathd to run with find_multipaths strict" \
-    sh -c 'multipathd show config 2>/dev/null | grep -Eq "find_multipaths \"?strict"'
+multipathd_strict
 
 target_create v1 --portals 2 --luns 1
 w=$(lun_wwn v1 1)

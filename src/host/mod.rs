@@ -30,6 +30,7 @@ pub struct Host {
     dev: PathBuf,
     iscsi_conf: PathBuf,
     multipath_dir: PathBuf,
+    udev_data: PathBuf,
     run_dir: PathBuf,
     proc: PathBuf,
     runner: Arc<dyn Runner>,
@@ -67,6 +68,7 @@ impl Host {
             dev: dev.into(),
             iscsi_conf: iscsi_conf.into(),
             multipath_dir: PathBuf::from("/etc/multipath"),
+            udev_data: PathBuf::from("/run/udev/data"),
             run_dir: PathBuf::from("/run/brick"),
             proc: PathBuf::from("/proc"),
             runner: Arc::new(SystemRunner),
@@ -94,6 +96,19 @@ impl Host {
     /// A path under multipath-tools' state folder.
     pub fn multipath_state(&self, rel: impl AsRef<Path>) -> PathBuf {
         self.multipath_dir.join(rel)
+    }
+
+    /// Sets where udev keeps what it knows of each device (default `/run/udev/data`, one file per
+    /// device, `b8:16` for the block device 8:16, which libudev reads).
+    pub fn udev_data(mut self, dir: impl Into<PathBuf>) -> Host {
+        self.udev_data = dir.into();
+        self
+    }
+
+    /// udev's record of the block device `major:minor` (it may not exist: udev has not finished
+    /// with the device yet, or does not run).
+    pub fn udev_record(&self, dev_t: &str) -> PathBuf {
+        self.udev_data.join(format!("b{dev_t}"))
     }
 
     /// Sets where procfs is (default `/proc`).

@@ -89,10 +89,15 @@ pub fn connect_volume(
         let map = match &wwid {
             Some(w) if opts.multipath => {
                 registered = register_wwid(host, w, tuning);
-                if hand_paths_to_multipathd(host, &paths, tuning) {
-                    wait_for_map(host, w, &paths, tuning)
-                } else {
-                    Ok(None)
+                match hand_paths_to_multipathd(host, &paths, tuning) {
+                    Some(first) => {
+                        let map = wait_for_map(host, w, &paths, tuning);
+                        if let Ok(Some(m)) = &map {
+                            tell_udev_of_the_map(host, m, first, registered);
+                        }
+                        map
+                    }
+                    None => Ok(None),
                 }
             }
             _ => Ok(None),
@@ -575,9 +580,10 @@ fn wait_for_disk(
 
 /// Registers the volume's WWID with multipath-tools before any path is handed over, as
 /// `multipath -a` (and os-brick) would: multipathd then builds the map whatever `find_multipaths`
-/// says, and does not send a "change" uevent on the first path (udev would run every disk rule
-/// on it again, about 0.65 s of CPU per volume in the lab). Returns whether brick added it (a
-/// connect that fails takes it out again). A failure is logged, not fatal: with
+/// says, and does not send a "change" uevent on the path it builds it from (udev would run every
+/// disk rule on it again, about 0.65 s of CPU per volume in the lab); brick sends one where it is
+/// needed ([`tell_udev_of_the_map`]). Returns whether brick added it (a connect that fails takes
+/// it out again). A failure is logged, not fatal: with
 /// `find_multipaths no` or `greedy` the map comes anyway.
 fn register_wwid(host: &Host, wwid: &crate::types::Wwid, tuning: &Tuning) -> bool {
     match multipath::remember_wwid(host, wwid, tuning.command_timeout) {
@@ -594,21 +600,57 @@ fn register_wwid(host: &Host, wwid: &crate::types::Wwid, tuning: &Tuning) -> boo
 
 /// Tells multipathd about each new path (`add path sdX` on its control socket) instead of waiting
 /// for it to learn of them from udev: it is faster, and works where udev is slow or absent. A path
-/// multipathd knows already is not harmed. Returns whether a map may come: not when multipathd is
-/// unreachable or blacklists every path.
-fn hand_paths_to_multipathd(host: &Host, paths: &[String], tuning: &Tuning) -> bool {
-    let mut may_come = false;
+/// multipathd knows already is not harmed. Returns the first path multipathd took (the one it
+/// builds a new map from), `None` when no map will come: multipathd is unreachable or
+/// blacklists every path.
+fn hand_paths_to_multipathd<'a>(
+    host: &Host,
+    paths: &'a [String],
+    tuning: &Tuning,
+) -> Option<&'a str> {
+    let mut first = None;
     for p in paths {
         match host.multipathd_cmd(&format!("add path {p}"), tuning.command_timeout) {
             Ok(reply) if reply.contains("blacklisted") => {
                 debug!(path = %p, "multipathd blacklists the path")
             }
-            Ok(_) => may_come = true,
+            Ok(_) => first = first.or(Some(p.as_str())),
             // Without multipathd no map comes: the volume is the bare disk.
             Err(e) => warn!(path = %p, error = %e, "multipathd not told of the path"),
         }
     }
-    may_come
+    first
+}
+
+/// Makes sure udev knows the map's paths as paths of a map: its rules leave such a disk to the
+/// map (no file system or LVM scan of it, no /dev/disk links to it instead of the map), and they
+/// learn it from `multipath -u`, which says so only once the WWID is registered or the map
+/// exists. multipathd asks udev to look again ("change") at each path it adds to a map that
+/// exists, and at the paths of a map it builds for a WWID it records itself; brick records the
+/// WWID, so the duty for the path the map was built from falls to brick. Asks udev to look again
+/// at a path udev called no path of a map, and at `first` (the path multipathd built a new map
+/// from) when brick registered the WWID just now and udev has not finished with the disk yet:
+/// its rule may have run before. Nothing else: each look costs every disk rule once more
+/// (about 0.65 s of CPU in the lab). Failures are logged, not fatal.
+fn tell_udev_of_the_map(host: &Host, map: &DmMap, first: &str, registered: bool) {
+    for p in &map.slaves {
+        let ask = match multipath::udev_calls_it_a_path(host, p) {
+            Ok(Some(said)) => !said,
+            Ok(None) => registered && p == first,
+            Err(e) => {
+                debug!(path = %p, error = %e, "udev's record of the path not read");
+                false
+            }
+        };
+        if ask {
+            match multipath::ask_udev_to_look_again(host, p) {
+                Ok(()) => debug!(path = %p, map = %map.dev, "udev asked to look at the path again"),
+                Err(e) => {
+                    warn!(path = %p, error = %e, "udev not asked to look at the path again: it may not know the disk is a path of a map")
+                }
+            }
+        }
+    }
 }
 
 /// Waits for the multipath map of `wwid`, then briefly for every path to join it.
