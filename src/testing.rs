@@ -67,6 +67,8 @@ struct World {
     maps_waiting_for_udev: Vec<String>,
     /// Paths multipathd holds back until their map's udev event: (path, map name).
     delayed_paths: Vec<(String, String)>,
+    /// Paths multipathd holds without a map (find_multipaths strict, WWID unknown): (path, WWID).
+    held_paths: Vec<(String, String)>,
     next_disk: usize,
     /// session id -> (SCSI host number, portal, IQN, tpgt)
     sessions: BTreeMap<u32, (u32, String, String, u32)>,
@@ -928,9 +930,20 @@ impl crate::host::Multipathd for FakeMultipathd {
                     let known = fs::read_to_string(self.root.join("etc/multipath/wwids"))
                         .is_ok_and(|t| t.lines().any(|l| l.trim() == format!("/{map}/")));
                     if new && w.find_multipaths_strict && !known {
+                        // Held without a map ("only one path"), until the WWID is known.
+                        w.held_paths.push((name.to_string(), map));
                         return Ok("ok".into());
                     }
                     join_map(&self.root, name);
+                    if new {
+                        // A new map takes every held path of its WWID at once.
+                        let (adopt, keep): (Vec<_>, Vec<_>) =
+                            w.held_paths.drain(..).partition(|(_, m)| *m == map);
+                        w.held_paths = keep;
+                        for (p, _) in adopt {
+                            join_map(&self.root, &p);
+                        }
+                    }
                     if new && dm_by_name(&self.root, &map).is_some() {
                         w.maps_waiting_for_udev.push(map);
                     }

@@ -499,19 +499,17 @@ fn udev_looks_again_at_the_path_the_map_was_built_from_when_brick_registered_the
 }
 
 #[test]
-fn udev_looks_again_at_every_path_it_called_no_path_of_a_map() {
+fn udev_looks_again_at_a_path_the_map_was_built_from_that_it_called_no_path_of_a_map() {
     // udev was quicker than brick and described both disks as plain disks (the WWID was not
-    // registered yet); that its record exists says its look is over, so only those paths are
-    // asked, whoever registered the WWID.
+    // registered yet). Its record says its look is over: the path the map was built from is
+    // asked about whoever registered the WWID; the other one joined a map that existed, and that
+    // is multipathd's to ask about.
     let f = lab();
+    std::fs::create_dir_all(f.root().join("etc/multipath")).unwrap();
+    std::fs::write(f.root().join("etc/multipath/wwids"), format!("/{WWN1}/\n")).unwrap();
     f.udev_describes_new_disks(false);
     connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
-    let mut both: Vec<String> = brick::multipath::maps_of(&f.host(), &WWN1.parse().unwrap())
-        .unwrap()
-        .remove(0)
-        .slaves;
-    both.sort();
-    assert_eq!(f.uevents_asked(), both);
+    assert_eq!(f.uevents_asked(), [first_handed(&f)]);
 
     let f = lab();
     f.udev_describes_new_disks(true);
@@ -521,6 +519,32 @@ fn udev_looks_again_at_every_path_it_called_no_path_of_a_map() {
         Vec::<String>::new(),
         "udev knows already"
     );
+}
+
+#[test]
+fn udev_looks_again_at_every_path_of_a_map_built_from_paths_multipathd_held() {
+    // Sessions and disks were there before the connect, with find_multipaths strict: udev called
+    // both disks plain disks, and multipathd holds both without a map. Once brick registers the
+    // WWID, the first `add path` builds the map from both at once, and multipathd asks udev about
+    // neither: brick asks about both.
+    let f = lab();
+    f.find_multipaths_strict();
+    f.session(1, P1, IQN)
+        .session(2, P2, IQN)
+        .disk(1, 1, "sda", WWID1)
+        .disk(2, 1, "sdb", WWID1)
+        .udev_record("sda", false)
+        .udev_record("sdb", false);
+    let host = f.host();
+    for d in ["sda", "sdb"] {
+        host.multipathd_cmd(&format!("add path {d}"), std::time::Duration::from_secs(1))
+            .unwrap();
+    }
+    assert!(!f.has_block("dm-0"), "no map for an unknown WWID");
+    let c = connect_volume(&host, &props(1, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(c.device_info.path.as_deref(), Some("/dev/dm-0"));
+    assert_eq!(c.paths.len(), 2);
+    assert_eq!(f.uevents_asked(), ["sda", "sdb"]);
 }
 
 #[test]

@@ -89,11 +89,11 @@ pub fn connect_volume(
         let map = match &wwid {
             Some(w) if opts.multipath => {
                 registered = register_wwid(host, w, tuning);
-                match hand_paths_to_multipathd(host, &paths, tuning) {
-                    Some(first) => {
+                match hand_paths_to_multipathd(host, w, &paths, tuning) {
+                    Some(built_from) => {
                         let map = wait_for_map(host, w, &paths, tuning);
                         if let Ok(Some(m)) = &map {
-                            tell_udev_of_the_map(host, m, first, registered);
+                            tell_udev_of_the_map(host, m, &built_from, registered);
                         }
                         map
                     }
@@ -600,43 +600,54 @@ fn register_wwid(host: &Host, wwid: &crate::types::Wwid, tuning: &Tuning) -> boo
 
 /// Tells multipathd about each new path (`add path sdX` on its control socket) instead of waiting
 /// for it to learn of them from udev: it is faster, and works where udev is slow or absent. A path
-/// multipathd knows already is not harmed. Returns the first path multipathd took (the one it
-/// builds a new map from), `None` when no map will come: multipathd is unreachable or
-/// blacklists every path.
-fn hand_paths_to_multipathd<'a>(
+/// multipathd knows already is not harmed. Returns the paths multipathd built the map from: those
+/// in the map of `wwid` right after it took the first path (a new map takes every path of the
+/// WWID multipathd holds already), or that path alone when no map shows yet. `None` when no map
+/// will come: multipathd is unreachable or blacklists every path.
+fn hand_paths_to_multipathd(
     host: &Host,
-    paths: &'a [String],
+    wwid: &crate::types::Wwid,
+    paths: &[String],
     tuning: &Tuning,
-) -> Option<&'a str> {
-    let mut first = None;
+) -> Option<Vec<String>> {
+    let mut built_from = None;
     for p in paths {
         match host.multipathd_cmd(&format!("add path {p}"), tuning.command_timeout) {
             Ok(reply) if reply.contains("blacklisted") => {
                 debug!(path = %p, "multipathd blacklists the path")
             }
-            Ok(_) => first = first.or(Some(p.as_str())),
+            Ok(_) if built_from.is_none() => {
+                let map = multipath::maps_of(host, wwid)
+                    .ok()
+                    .and_then(|m| m.into_iter().next());
+                built_from = Some(match map {
+                    Some(m) if m.slaves.contains(p) => m.slaves,
+                    _ => vec![p.clone()],
+                });
+            }
+            Ok(_) => {}
             // Without multipathd no map comes: the volume is the bare disk.
             Err(e) => warn!(path = %p, error = %e, "multipathd not told of the path"),
         }
     }
-    first
+    built_from
 }
 
 /// Makes sure udev knows the map's paths as paths of a map: its rules leave such a disk to the
 /// map (no file system or LVM scan of it, no /dev/disk links to it instead of the map), and they
 /// learn it from `multipath -u`, which says so only once the WWID is registered or the map
 /// exists. multipathd asks udev to look again ("change") at each path it adds to a map that
-/// exists, and at the paths of a map it builds for a WWID it records itself; brick records the
-/// WWID, so the duty for the path the map was built from falls to brick. Asks udev to look again
-/// at a path udev called no path of a map, and at `first` (the path multipathd built a new map
-/// from) when brick registered the WWID just now and udev has not finished with the disk yet:
-/// its rule may have run before. Nothing else: each look costs every disk rule once more
-/// (about 0.65 s of CPU in the lab). Failures are logged, not fatal.
-fn tell_udev_of_the_map(host: &Host, map: &DmMap, first: &str, registered: bool) {
-    for p in &map.slaves {
+/// exists, unless udev calls it a path of a map already, and at the paths of a map it builds for
+/// a WWID it records itself. brick records the WWID, so the paths the map was built from
+/// (`built_from`) are brick's to ask about: one udev called no path of a map, and one udev has
+/// not finished with yet when brick registered the WWID just now (its `multipath -u` may have
+/// run before). Nothing else: each look costs every disk rule once more (about 0.65 s of CPU in
+/// the lab). Failures are logged, not fatal.
+fn tell_udev_of_the_map(host: &Host, map: &DmMap, built_from: &[String], registered: bool) {
+    for p in map.slaves.iter().filter(|p| built_from.contains(p)) {
         let ask = match multipath::udev_calls_it_a_path(host, p) {
             Ok(Some(said)) => !said,
-            Ok(None) => registered && p == first,
+            Ok(None) => registered,
             Err(e) => {
                 debug!(path = %p, error = %e, "udev's record of the path not read");
                 false
