@@ -4,8 +4,8 @@
 use brick::iscsi::volume::{extend_volume, volume_paths};
 use brick::testing::FakeHost;
 use brick::{
-    connect_volume, disconnect_volume, ConnectOptions, ConnectionProperties, DisconnectOptions,
-    Tuning,
+    connect_volume, disconnect_volume, ConnectOptions, Connected, ConnectionProperties,
+    DisconnectOptions, DisconnectReport, Tuning,
 };
 
 const IQN: &str = "iqn.2003-01.org.linux-iscsi.lab:tgt1";
@@ -44,6 +44,18 @@ fn count(f: &FakeHost, prefix: &[&str]) -> usize {
         .iter()
         .filter(|c| c.len() >= prefix.len() && c.iter().zip(prefix).all(|(a, b)| a == b))
         .count()
+}
+
+/// A plain disconnect of LUN `lun`'s volume, with the device_info its connect returned.
+fn disconnect(f: &FakeHost, lun: u64, c: &Connected) -> DisconnectReport {
+    disconnect_volume(
+        &f.host(),
+        &props(lun, ""),
+        Some(&c.device_info),
+        DisconnectOptions::default(),
+        &Tuning::default(),
+    )
+    .unwrap()
 }
 
 fn assert_host_as_before(f: &FakeHost) {
@@ -115,14 +127,7 @@ fn multipath_connect_logs_in_everywhere_and_returns_the_map() {
         "each portal checked by discovery"
     );
     assert_eq!(count(&f, &["iscsiadm", "-m", "discovery"]), 0, "in-process");
-    disconnect_volume(
-        &f.host(),
-        &props(1, ""),
-        Some(&c.device_info),
-        DisconnectOptions::default(),
-        &Tuning::default(),
-    )
-    .unwrap();
+    disconnect(&f, 1, &c);
     assert_host_as_before(&f);
 }
 
@@ -256,24 +261,10 @@ fn existing_session_is_reused_without_a_second_login() {
     assert_eq!(f.session_ids().len(), 2);
     assert_ne!(c1.device_info.path, c2.device_info.path);
     // Disconnecting one keeps the sessions for the other.
-    let r = disconnect_volume(
-        &f.host(),
-        &props(1, ""),
-        Some(&c1.device_info),
-        DisconnectOptions::default(),
-        &Tuning::default(),
-    )
-    .unwrap();
+    let r = disconnect(&f, 1, &c1);
     assert_eq!(r.sessions_kept.len(), 2);
     assert_eq!(f.session_ids().len(), 2);
-    disconnect_volume(
-        &f.host(),
-        &props(2, ""),
-        Some(&c2.device_info),
-        DisconnectOptions::default(),
-        &Tuning::default(),
-    )
-    .unwrap();
+    disconnect(&f, 2, &c2);
     assert_host_as_before(&f);
 }
 
@@ -486,14 +477,7 @@ fn udev_looks_again_at_the_path_the_map_was_built_from_when_brick_registered_the
 
     // Attached again later, the WWID is registered before the disks show: udev's first look
     // at them is right, and nothing is asked.
-    disconnect_volume(
-        &f.host(),
-        &props(1, ""),
-        Some(&c.device_info),
-        DisconnectOptions::default(),
-        &Tuning::default(),
-    )
-    .unwrap();
+    disconnect(&f, 1, &c);
     connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
     assert_eq!(f.uevents_asked(), Vec::<String>::new());
 }
