@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::host::{DmRequest, Host, KernelError};
-use crate::retry::{retry, Backoff, Retried};
+use crate::retry::{retry, Backoff, Pause, Retried};
 use crate::types::Wwid;
 
 /// A device-mapper device as sysfs shows it.
@@ -307,7 +307,7 @@ fn lock_whole(host: &Host, file: &File, path: &Path, timeout: Duration) -> Resul
     use nix::errno::Errno;
     use nix::fcntl::{fcntl, FcntlArg};
     let deadline = host.time().now() + timeout;
-    let mut pause = Duration::from_millis(5);
+    let mut pause = Pause::new(Duration::from_millis(5), Duration::from_millis(50));
     let whole = libc::flock {
         l_type: libc::F_WRLCK as libc::c_short,
         l_whence: libc::SEEK_SET as libc::c_short,
@@ -320,8 +320,7 @@ fn lock_whole(host: &Host, file: &File, path: &Path, timeout: Duration) -> Resul
             Ok(_) => return Ok(()),
             Err(Errno::EINTR) => continue,
             Err(Errno::EACCES | Errno::EAGAIN) if host.time().now() < deadline => {
-                host.time().sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(50));
+                host.time().sleep(pause.take());
             }
             Err(Errno::EACCES | Errno::EAGAIN) => {
                 return Err(Error::io(

@@ -29,6 +29,29 @@ impl Backoff {
     }
 }
 
+/// The pause between two polls of something that is not there yet (a disk in sysfs, a lock):
+/// short at first, so that what comes quickly is seen at once, then doubling up to `cap`, so
+/// that a long wait does not spin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pause {
+    next: Duration,
+    cap: Duration,
+}
+
+impl Pause {
+    /// Pauses of `first`, then twice that, and so on, never more than `cap`.
+    pub fn new(first: Duration, cap: Duration) -> Pause {
+        Pause { next: first, cap }
+    }
+
+    /// The pause to make now; the next one is twice as long, up to the cap.
+    pub fn take(&mut self) -> Duration {
+        let now = self.next.min(self.cap);
+        self.next = now.saturating_mul(2).min(self.cap);
+        now
+    }
+}
+
 /// The final failure of a retried action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retried<E> {
@@ -92,6 +115,15 @@ mod tests {
         factor: 2,
         max_delay: Duration::from_millis(500),
     };
+
+    #[test]
+    fn pauses_double_up_to_the_cap() {
+        let mut p = Pause::new(Duration::from_millis(5), Duration::from_millis(50));
+        let ms: Vec<u128> = (0..6).map(|_| p.take().as_millis()).collect();
+        assert_eq!(ms, [5, 10, 20, 40, 50, 50]);
+        let mut p = Pause::new(Duration::from_millis(80), Duration::from_millis(50));
+        assert_eq!(p.take(), Duration::from_millis(50), "never above the cap");
+    }
 
     #[test]
     fn delays_grow_exponentially_up_to_the_cap() {

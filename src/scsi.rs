@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::host::{Host, KernelError};
-use crate::retry::{retry, Backoff, Retried};
+use crate::retry::{retry, Backoff, Pause, Retried};
 use crate::types::{ScsiAddress, Wwid};
 
 /// A SCSI disk as sysfs shows it under `/sys/block/sdX`.
@@ -161,14 +161,13 @@ pub fn set_offline(host: &Host, name: &str, timeout: Duration) -> Result<(), Str
 /// Waits until none of `names` exists any more, polling sysfs until `deadline`. Returns those
 /// still there at the deadline.
 pub fn wait_gone(host: &Host, names: &[String], deadline: Instant) -> Vec<String> {
-    let mut pause = Duration::from_millis(5);
+    let mut pause = Pause::new(Duration::from_millis(5), Duration::from_millis(100));
     loop {
         let left: Vec<String> = names.iter().filter(|n| exists(host, n)).cloned().collect();
         if left.is_empty() || host.time().now() >= deadline {
             return left;
         }
-        host.time().sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(100));
+        host.time().sleep(pause.take());
     }
 }
 

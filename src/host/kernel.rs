@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
+use crate::retry::Pause;
+
 /// `BLKFLSBUF` from linux/fs.h: `_IO(0x12, 97)`.
 const BLKFLSBUF: libc::c_ulong = 0x1261;
 
@@ -132,7 +134,7 @@ fn in_child(path: &Path, op: Op<'_>, timeout: Duration) -> Result<(), KernelErro
         Err(e) => return Err(KernelError::Os(format!("fork failed: {e}"))),
     };
     let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_micros(500);
+    let mut pause = Pause::new(Duration::from_micros(500), Duration::from_millis(10));
     loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
@@ -147,8 +149,7 @@ fn in_child(path: &Path, op: Op<'_>, timeout: Duration) -> Result<(), KernelErro
             abandon(child);
             return Err(KernelError::TimedOut(timeout));
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(10));
+        std::thread::sleep(pause.take());
     }
 }
 

@@ -14,6 +14,7 @@ use crate::iscsi::session::ISCSI_ERR_NO_OBJS_FOUND;
 use crate::iscsi::{adm, node, topology};
 use crate::multipath::{self, DmMap};
 use crate::props::{ConnectionProperties, DeviceInfo, Target};
+use crate::retry::Pause;
 use crate::scsi::{self, ScsiDisk};
 use crate::types::{Iqn, Portal};
 use crate::Tuning;
@@ -558,7 +559,7 @@ fn wait_for_disk(
     tuning: &Tuning,
 ) -> std::result::Result<ScsiDisk, String> {
     let deadline = host.time().now() + tuning.device_deadline;
-    let mut pause = Duration::from_millis(5);
+    let mut pause = Pause::new(Duration::from_millis(5), Duration::from_millis(50));
     loop {
         let disks = topology::session_disks(host, sid).map_err(|e| e.to_string())?;
         if let Some(d) = disks
@@ -573,8 +574,7 @@ fn wait_for_disk(
                 t.lun, tuning.device_deadline
             ));
         }
-        host.time().sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
+        host.time().sleep(pause.take());
     }
 }
 
@@ -672,7 +672,7 @@ fn wait_for_map(
     tuning: &Tuning,
 ) -> Result<Option<DmMap>> {
     let deadline = host.time().now() + tuning.map_deadline;
-    let mut pause = Duration::from_millis(5);
+    let mut pause = Pause::new(Duration::from_millis(5), Duration::from_millis(50));
     let mut grace_end = None;
     loop {
         let map = multipath::maps_of(host, wwid)?.into_iter().next();
@@ -704,8 +704,7 @@ fn wait_for_map(
         } else if now >= deadline {
             return Ok(None);
         }
-        host.time().sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
+        host.time().sleep(pause.take());
     }
 }
 
