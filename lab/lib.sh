@@ -116,14 +116,16 @@ lun_wwid() {
 lun_wwn() { local w; w=$(lun_wwid "$1" "$2"); echo "3${w#naa.}"; }
 
 # target_create NAME [--portals N] [--luns M] [--size MB] [--tpg-per-portal] [--chap USER:SECRET]
-#               [--no-multipath]
+#               [--chap-mutual USER:SECRET] [--no-multipath]
 #   Creates target $LAB_IQN_BASE:NAME with portals 127.0.0.1..N:3260, LUNs 1..M (fileio, MB each,
 #   default 32), open access (demo mode). --tpg-per-portal puts each portal in its own portal
 #   group (tpgt_i), exporting the same LUNs, so that one portal can be taken down alone.
+#   --chap: the initiator must log in with these credentials; --chap-mutual (with --chap): the
+#   target then proves itself with these (mutual CHAP).
 #   --no-multipath: multipathd ignores the LUNs (blacklisted wwid): plain single-path devices.
 target_create() {
     local name=$1; shift
-    local portals=1 luns=1 size=32 per_portal=0 chap="" prefix=b51c
+    local portals=1 luns=1 size=32 per_portal=0 chap="" chap_mut="" prefix=b51c
     while [ $# -gt 0 ]; do
         case $1 in
             --portals) portals=$2; shift 2 ;;
@@ -131,6 +133,7 @@ target_create() {
             --size) size=$2; shift 2 ;;
             --tpg-per-portal) per_portal=1; shift ;;
             --chap) chap=$2; shift 2 ;;
+            --chap-mutual) chap_mut=$2; shift 2 ;;
             --no-multipath) prefix=b51d; shift ;;
             *) fail "target_create: unknown option $1" ;;
         esac
@@ -170,14 +173,18 @@ target_create() {
         if [ -n "$chap" ]; then
             echo -n "${chap%%:*}" >"$tpg/auth/userid"
             echo -n "${chap#*:}" >"$tpg/auth/password"
+            if [ -n "$chap_mut" ]; then
+                echo -n "${chap_mut%%:*}" >"$tpg/auth/userid_mutual"
+                echo -n "${chap_mut#*:}" >"$tpg/auth/password_mutual"
+            fi
             echo 1 >"$tpg/attrib/authentication"
         else
             echo 0 >"$tpg/attrib/authentication"
         fi
         echo 1 >"$tpg/enable"
     done
-    echo "$chap" >"$td/chap"
-    log "target $iqn: $portals portal(s)$([ "$per_portal" = 1 ] && echo ' (one portal group each)'), $luns LUN(s) of ${size} MiB$([ -n "$chap" ] && echo ', CHAP')"
+    echo "$chap" >"$td/chap"; echo "$chap_mut" >"$td/chap_mutual"
+    log "target $iqn: $portals portal(s)$([ "$per_portal" = 1 ] && echo ' (one portal group each)'), $luns LUN(s) of ${size} MiB$([ -n "$chap" ] && echo ', CHAP')$([ -n "$chap_mut" ] && echo ' (mutual)')"
 }
 
 # target_down NAME / target_up NAME: disable / enable every portal group of the target (all paths
@@ -420,6 +427,8 @@ props_json() {
     local chap; chap=$(_tget "$name" chap)
     local auth=""
     [ -n "$chap" ] && auth=",\"auth_method\":\"CHAP\",\"auth_username\":\"${chap%%:*}\",\"auth_password\":\"${chap#*:}\""
+    local mut; mut=$(cat "$(_tdir "$name")/chap_mutual" 2>/dev/null || true)
+    [ -n "$mut" ] && auth="$auth,\"auth_reverse_username\":\"${mut%%:*}\",\"auth_reverse_password\":\"${mut#*:}\""
     if [ $# -eq 1 ]; then
         printf '{"target_portal":"%s","target_iqn":"%s","target_lun":%s,"volume_id":"%s","target_discovered":false%s}\n' \
             "$(portal "$1")" "$iqn" "$lun" "$vid" "$auth"
