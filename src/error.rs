@@ -22,8 +22,8 @@ pub enum Error {
     #[error(transparent)]
     Command(#[from] CmdError),
 
-    /// An external command exited with a failure.
-    #[error("`{cmd}` failed (exit code {}): {detail}", code.map_or("none".to_string(), |c| c.to_string()))]
+    /// An external command exited with a failure, or multipathd refused a command.
+    #[error("`{cmd}` failed{}: {detail}", code.map_or(String::new(), |c| format!(" (exit code {c})")))]
     CommandFailed {
         cmd: String,
         code: Option<i32>,
@@ -33,6 +33,10 @@ pub enum Error {
     /// A command's output could not be understood.
     #[error("cannot understand the output of `{cmd}`: {detail}")]
     Unparsable { cmd: String, detail: String },
+
+    /// No path of a volume could be attached; what the connect had set up was undone.
+    #[error("no path to {volume} could be attached: {detail}")]
+    Connect { volume: String, detail: String },
 
     /// A disconnect stopped or finished with failures; the report says what was done and what is
     /// left on the host.

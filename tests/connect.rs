@@ -219,7 +219,14 @@ fn all_portals_dead_fails_and_leaves_the_host_as_it_was() {
         &Tuning::default(),
     )
     .unwrap_err();
-    assert!(e.to_string().contains("no path"), "{e}");
+    // One sentence naming the volume and, for each portal, why its path failed.
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("no path to v1 could be attached: "),
+        "{msg}"
+    );
+    assert!(msg.contains(P1) && msg.contains(P2), "{msg}");
+    assert!(!msg.contains("exit code none"), "{msg}");
     assert_host_as_before(&f);
 }
 

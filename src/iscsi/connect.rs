@@ -168,14 +168,9 @@ pub fn connect_volume(
         for a in &attempts {
             undo(host, a, tuning);
         }
-        return Err(Error::CommandFailed {
-            cmd: "connect".into(),
-            code: None,
-            detail: format!(
-                "no path to {} could be attached: {}",
-                props.label(),
-                failed.join("; ")
-            ),
+        return Err(Error::Connect {
+            volume: props.label(),
+            detail: failed.join("; "),
         });
     };
     for a in attempts.iter().filter(|a| a.result.is_err()) {
