@@ -518,10 +518,42 @@ connect_map() {
 write_disconnect_keeps() {
     make_pattern "$LAB_STATE/pat" 2
     write_pattern "$3" "$LAB_STATE/pat" 5 buffered
+    disconnect_clean
+    assert_backing_has "$1" "$2" "$LAB_STATE/pat" 5
+}
+
+# disconnect_clean: `brick disconnect props.json --device-info device_info.json` exits 0 and
+# leaves a clean host.
+disconnect_clean() {
     run_brick disconnect props.json --device-info device_info.json
     [ "$BRICK_RC" = 0 ] || fail "brick disconnect exited $BRICK_RC"
     assert_host_clean
-    assert_backing_has "$1" "$2" "$LAB_STATE/pat" 5
+}
+
+# connect_keeps_secrets SECRET...: `brick -v connect props.json` (to device_info.json) works, and
+# no SECRET shows in its debug log.
+connect_keeps_secrets() {
+    NO_COLOR=1 "$BRICK" -v connect props.json >device_info.json 2>connect.log ||
+        { cat connect.log >&2; fail "connect with the right secrets failed"; }
+    local s
+    for s in "$@"; do
+        if grep -qF "$s" connect.log; then fail "a CHAP secret is in brick's debug log"; fi
+    done
+    log "ok: connected; no secret in the debug log ($(wc -l <connect.log) lines)"
+}
+
+# connect_refused PROPS SECRET WHAT: `brick -v connect PROPS` must fail (PROPS carry a wrong
+# SECRET), and SECRET must not show in its output; the output goes to the scenario log.
+connect_refused() {
+    local rc t0; t0=$(date +%s)
+    set +e
+    NO_COLOR=1 "$BRICK" -v connect "$1" >/dev/null 2>refused.log
+    rc=$?
+    set -e
+    sed 's/^/    brick| /' refused.log >&2
+    [ "$rc" != 0 ] || fail "connect with $3 succeeded"
+    if grep -qF "$2" refused.log; then fail "$3 is in brick's output"; fi
+    log "ok: connect with $3 refused (exit $rc) after $(($(date +%s) - t0)) s"
 }
 
 # start_brick ARGS...: start "$BRICK -v ARGS" in the background (output to the scenario log);
