@@ -177,6 +177,10 @@ fn wrong_chap_password_fails_cleanly_and_leaves_nothing() {
     let e = connect_volume(&f.host(), &p, MP, &Tuning::default()).unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("authenticate"), "{msg}");
+    assert!(
+        msg.contains("exit code 24: the target refused the CHAP credentials"),
+        "{msg}"
+    );
     assert!(!msg.contains("wrong-pw"), "{msg}");
     assert_host_as_before(&f);
 }

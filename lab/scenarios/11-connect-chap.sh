@@ -14,4 +14,5 @@ disconnect_clean
 
 sed "s/$secret/Wrong-Secret-9/" props.json >wrong.json
 connect_refused wrong.json Wrong-Secret-9 "a wrong secret"
+grep -q "refused the CHAP credentials" refused.log || fail "the error does not point at the CHAP credentials"
 assert_host_clean

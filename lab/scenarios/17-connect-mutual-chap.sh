@@ -21,4 +21,5 @@ disconnect_clean
 # The target's proof no longer matches what the initiator expects.
 sed "s/$mutual/Wrong-Mutual-9/" props.json >wrong.json
 connect_refused wrong.json Wrong-Mutual-9 "a wrong reverse secret"
+grep -q "auth_reverse_password" refused.log || fail "the error does not point at the reverse CHAP credentials"
 assert_host_clean

@@ -21,6 +21,9 @@ use crate::Tuning;
 
 /// iscsiadm's exit code when the session exists already.
 const ISCSI_ERR_SESS_EXISTS: i32 = 15;
+/// iscsiadm's exit codes for a login the target refused for good, and for refused credentials.
+const ISCSI_ERR_FATAL_LOGIN: i32 = 19;
+const ISCSI_ERR_LOGIN_AUTH_FAILED: i32 = 24;
 
 /// How to connect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -373,10 +376,32 @@ fn login(
             Err(format!("`{cmd}` succeeded but no session shows in sysfs"))
         }
         (code, _) => Err(format!(
-            "login failed (exit code {}): {}",
-            code.map_or("none".into(), |c| c.to_string()),
+            "login failed ({}): {}",
+            match (code, login_hint(code, props)) {
+                (Some(c), Some(hint)) => format!("exit code {c}: {hint}"),
+                (Some(c), None) => format!("exit code {c}"),
+                (None, _) => "no exit code".into(),
+            },
             out.tail()
         )),
+    }
+}
+
+/// What a failed login's exit code most likely means for the user, where iscsiadm's own words
+/// do not say it.
+fn login_hint(code: Option<i32>, props: &ConnectionProperties) -> Option<&'static str> {
+    match code? {
+        ISCSI_ERR_LOGIN_AUTH_FAILED => {
+            Some("the target refused the CHAP credentials (auth_username, auth_password)")
+        }
+        ISCSI_ERR_FATAL_LOGIN if props.auth_reverse.is_some() => Some(
+            "the target refused the login for good, or could not prove itself with the \
+             mutual CHAP credentials (auth_reverse_username, auth_reverse_password)",
+        ),
+        ISCSI_ERR_FATAL_LOGIN => {
+            Some("the target refused the login for good (is this host's initiator name allowed?)")
+        }
+        _ => None,
     }
 }
 
