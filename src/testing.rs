@@ -649,6 +649,16 @@ fn join_map(root: &Path, name: &str) {
     }
 }
 
+/// Adds to the map `map` the paths of `waiting` that wait for it ((path, map name)), taking them
+/// out of the list.
+fn join_waiting(root: &Path, waiting: &mut Vec<(String, String)>, map: &str) {
+    let (join, keep): (Vec<_>, Vec<_>) = waiting.drain(..).partition(|(_, m)| m == map);
+    *waiting = keep;
+    for (p, _) in join {
+        join_map(root, &p);
+    }
+}
+
 /// The text of a node record entry: the file itself, or the `default` file in its folder.
 fn record_text(entry: &Path) -> Option<String> {
     if entry.is_dir() {
@@ -937,12 +947,7 @@ impl crate::host::Multipathd for FakeMultipathd {
                     join_map(&self.root, name);
                     if new {
                         // A new map takes every held path of its WWID at once.
-                        let (adopt, keep): (Vec<_>, Vec<_>) =
-                            w.held_paths.drain(..).partition(|(_, m)| *m == map);
-                        w.held_paths = keep;
-                        for (p, _) in adopt {
-                            join_map(&self.root, &p);
-                        }
+                        join_waiting(&self.root, &mut w.held_paths, &map);
                     }
                     if new && dm_by_name(&self.root, &map).is_some() {
                         w.maps_waiting_for_udev.push(map);
@@ -955,12 +960,7 @@ impl crate::host::Multipathd for FakeMultipathd {
                     return Ok("fail".into());
                 }
                 w.maps_waiting_for_udev.retain(|m| m != map);
-                let (now, later): (Vec<_>, Vec<_>) =
-                    w.delayed_paths.drain(..).partition(|(_, m)| m == map);
-                w.delayed_paths = later;
-                for (p, _) in now {
-                    join_map(&self.root, &p);
-                }
+                join_waiting(&self.root, &mut w.delayed_paths, map);
                 Ok("ok".into())
             }
             ["resize", "map", _] => Ok("ok".into()),
