@@ -427,7 +427,7 @@ props_json() {
     local chap; chap=$(_tget "$name" chap)
     local auth=""
     [ -n "$chap" ] && auth=",\"auth_method\":\"CHAP\",\"auth_username\":\"${chap%%:*}\",\"auth_password\":\"${chap#*:}\""
-    local mut; mut=$(cat "$(_tdir "$name")/chap_mutual" 2>/dev/null || true)
+    local mut; mut=$(_tget "$name" chap_mutual)
     [ -n "$mut" ] && auth="$auth,\"auth_reverse_username\":\"${mut%%:*}\",\"auth_reverse_password\":\"${mut#*:}\""
     if [ $# -eq 1 ]; then
         printf '{"target_portal":"%s","target_iqn":"%s","target_lun":%s,"volume_id":"%s","target_discovered":false%s}\n' \
