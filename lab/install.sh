@@ -4,7 +4,8 @@
 #   Debian: qemu-system-x86 linux-image-amd64 open-iscsi multipath-tools iproute2 kmod
 #           busybox-static (virtme-ng needs a static busybox for its initramfs; it replaces the
 #           dynamic busybox package) and util-linux/coreutils tools that are always there.
-#   PyPI:   virtme-ng (provides vng), when vng is not on PATH.
+#   PyPI:   virtme-ng 1.42 (provides vng; the version the lab was proven with), when vng is not
+#           on PATH.
 # Services that the packages would start on the host are not started (policy-rc.d denies them
 # for the duration of the install); the lab runs iscsid and multipathd inside its VM only.
 set -euo pipefail
@@ -43,11 +44,11 @@ if ! command -v vng >/dev/null 2>&1; then
     if command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1; then
         pip=$(command -v pip3 || command -v pip)
         # Debian's own python refuses system-wide pip installs (PEP 668) unless told otherwise
-        "$pip" install -q virtme-ng 2>/dev/null || "$pip" install -q --break-system-packages virtme-ng
+        "$pip" install -q virtme-ng==1.42 2>/dev/null || "$pip" install -q --break-system-packages virtme-ng==1.42
     else
         [ ${#missing[@]} -gt 0 ] || apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
-        pip3 install -q --break-system-packages virtme-ng
+        pip3 install -q --break-system-packages virtme-ng==1.42
     fi
     hash -r
     command -v vng >/dev/null 2>&1 || { say "vng still not on PATH after pip install (check pip's bin dir)"; exit 1; }
