@@ -25,7 +25,5 @@ make_pattern "$LAB_STATE/pat" 2
 write_pattern "$dev" "$LAB_STATE/pat" 1 buffered
 paths=$("$BRICK" paths props.json) && echo "$paths" | grep -q "/dev/$dev" || fail "brick paths does not list /dev/$dev"
 
-run_brick disconnect props.json --device-info device_info.json
-[ "$BRICK_RC" = 0 ] || fail "brick disconnect exited $BRICK_RC"
-assert_host_clean
+disconnect_clean
 assert_backing_has v1 1 "$LAB_STATE/pat" 1

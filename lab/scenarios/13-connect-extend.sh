@@ -45,6 +45,4 @@ for sd in $(ls /sys/block/$dm/slaves); do
 done
 log "ok: extend reported $size bytes; map and both paths show 48 MiB"
 
-run_brick disconnect props.json --device-info device_info.json
-[ "$BRICK_RC" = 0 ] || fail "brick disconnect exited $BRICK_RC"
-assert_host_clean
+disconnect_clean
