@@ -10,6 +10,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::types::{Iqn, Portal};
@@ -57,6 +58,7 @@ impl SendTargets for TcpSendTargets {
             deadline,
             portal: *portal,
             stat_sn: 0,
+            isid: next_isid(),
         };
         let text = s.discover(initiator)?;
         Ok(parse_send_targets(&text, portal))
@@ -68,6 +70,25 @@ struct Session {
     deadline: Instant,
     portal: Portal,
     stat_sn: u32,
+    isid: [u8; 6],
+}
+
+/// A new ISID for each discovery session: random format (type 10b), 14 bits of a counter, then
+/// the process id. A target takes a login with the initiator name and ISID of a session it has
+/// as that session's reinstatement and drops the old one: LIO reset the discoveries of
+/// concurrent connects in one process when the ISID was the process id alone (lab, W3C).
+fn next_isid() -> [u8; 6] {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id().to_be_bytes();
+    [
+        0x80 | ((n >> 8) as u8 & 0x3f),
+        n as u8,
+        pid[0],
+        pid[1],
+        pid[2],
+        pid[3],
+    ]
 }
 
 /// A received PDU: its header and data segment.
@@ -160,9 +181,7 @@ impl Session {
         let mut bhs = [0u8; BHS];
         bhs[0] = OP_LOGIN | IMMEDIATE;
         bhs[1] = flags;
-        // ISID: random format (type 10b), the rest from our process id.
-        let pid = std::process::id().to_be_bytes();
-        bhs[8..14].copy_from_slice(&[0x80, 0x00, pid[0], pid[1], pid[2], pid[3]]);
+        bhs[8..14].copy_from_slice(&self.isid);
         bhs[14..16].copy_from_slice(&tsih);
         bhs[24..28].copy_from_slice(&1u32.to_be_bytes());
         bhs[28..32].copy_from_slice(&self.stat_sn.wrapping_add(1).to_be_bytes());
@@ -315,16 +334,18 @@ mod tests {
     }
 
     /// A discovery-only iSCSI target on an ephemeral port: answers the login stages, a
-    /// SendTargets split over two Text responses, and the logout. Returns what it received.
+    /// SendTargets split over two Text responses, and the logout. Returns what it received (the
+    /// opcodes and data segments), and the ISID of each login PDU.
     fn fake_target(
         answer: Vec<u8>,
         refuse: Option<(u8, u8)>,
-    ) -> (Portal, std::thread::JoinHandle<Vec<u8>>) {
+    ) -> (Portal, std::thread::JoinHandle<(Vec<u8>, Vec<[u8; 6]>)>) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let portal: Portal = l.local_addr().unwrap().to_string().parse().unwrap();
         let h = std::thread::spawn(move || {
             let (mut c, _) = l.accept().unwrap();
             let mut seen = Vec::new();
+            let mut isids = Vec::new();
             let mut stat_sn = 7u32;
             let mut half = answer.len() / 2;
             loop {
@@ -343,6 +364,7 @@ mod tests {
                 let mut body: Vec<u8> = Vec::new();
                 match bhs[0] & 0x3f {
                     OP_LOGIN => {
+                        isids.push(bhs[8..14].try_into().unwrap());
                         rsp[0] = OP_LOGIN_RSP;
                         rsp[1] = bhs[1];
                         if let Some((class, detail)) = refuse {
@@ -378,7 +400,7 @@ mod tests {
                     break;
                 }
             }
-            seen
+            (seen, isids)
         });
         (portal, h)
     }
@@ -396,10 +418,36 @@ mod tests {
             got,
             [format!("127.0.0.2:3260 {T1}"), format!("{portal} {T2}")]
         );
-        let seen = String::from_utf8_lossy(&h.join().unwrap()).into_owned();
+        let seen = String::from_utf8_lossy(&h.join().unwrap().0).into_owned();
         assert!(seen.contains("SessionType=Discovery"), "{seen}");
         assert!(seen.contains(&format!("InitiatorName={me}")), "{seen}");
         assert!(seen.contains("SendTargets=All"), "{seen}");
+    }
+
+    #[test]
+    fn each_discovery_session_has_its_own_isid() {
+        let me: Iqn = "iqn.1993-08.org.debian:01:abc".parse().unwrap();
+        let answer = format!("TargetName={T1}\0");
+        let (p1, h1) = fake_target(answer.clone().into_bytes(), None);
+        let (p2, h2) = fake_target(answer.into_bytes(), None);
+        // Two discoveries of one process at the same time, as concurrent connects make them.
+        std::thread::scope(|s| {
+            for p in [&p1, &p2] {
+                let me = &me;
+                s.spawn(move || {
+                    TcpSendTargets
+                        .send_targets(p, me, Duration::from_secs(10))
+                        .unwrap()
+                });
+            }
+        });
+        let (a, b) = (h1.join().unwrap().1, h2.join().unwrap().1);
+        assert!(a.len() >= 2 && b.len() >= 2, "{a:?} {b:?}");
+        // One ISID through a session's login stages, of the random type (10b) ...
+        assert!(a.iter().all(|i| *i == a[0]) && b.iter().all(|i| *i == b[0]));
+        assert_eq!((a[0][0] >> 6, b[0][0] >> 6), (2, 2));
+        // ... and another one in each session: the same would make a target drop the first.
+        assert_ne!(a[0], b[0]);
     }
 
     #[test]
