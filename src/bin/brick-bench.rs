@@ -7,7 +7,8 @@
 //!       -> {"ok":true,"secs":1.23,"device_info":{...}}
 //!   {"op":"disconnect","props":{...},"device_info":{...}}
 //!       -> {"ok":true,"secs":0.45}
-//!   {"op":"batch","ops":[REQUEST,...]}   (runs them in turn, stops at the first failure)
+//!   {"op":"batch","ops":[REQUEST,...]}   (runs them in turn, stops at the first failure;
+//!                                         with "parallel":true, all at once, one thread each)
 //!       -> {"ok":true,"secs":TOTAL,"results":[ANSWER,...]}
 //!   {"op":"stats"}
 //!       -> {"ok":true,"vm_hwm_kib":N,"vm_rss_kib":N,"children_maxrss_kib":N}
@@ -109,12 +110,29 @@ fn handle(host: &Host, tuning: &Tuning, req: &Value) -> Value {
             let mut results = Vec::with_capacity(ops.len());
             let t0 = Instant::now();
             let mut ok = true;
-            for op in &ops {
-                let r = handle(host, tuning, op);
-                ok = r["ok"].as_bool().unwrap_or(false);
-                results.push(r);
-                if !ok {
-                    break;
+            if req["parallel"].as_bool().unwrap_or(false) {
+                results = std::thread::scope(|s| {
+                    let running: Vec<_> = ops
+                        .iter()
+                        .map(|op| s.spawn(|| handle(host, tuning, op)))
+                        .collect();
+                    running
+                        .into_iter()
+                        .map(|r| {
+                            r.join()
+                                .unwrap_or_else(|_| fail("the call panicked".to_string(), None))
+                        })
+                        .collect()
+                });
+                ok = results.iter().all(|r| r["ok"].as_bool().unwrap_or(false));
+            } else {
+                for op in &ops {
+                    let r = handle(host, tuning, op);
+                    ok = r["ok"].as_bool().unwrap_or(false);
+                    results.push(r);
+                    if !ok {
+                        break;
+                    }
                 }
             }
             let secs = t0.elapsed().as_secs_f64();
