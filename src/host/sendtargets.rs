@@ -333,13 +333,15 @@ mod tests {
         );
     }
 
+    /// What a fake target received: the opcodes and data segments, and each login's ISID.
+    type Received = (Vec<u8>, Vec<[u8; 6]>);
+
     /// A discovery-only iSCSI target on an ephemeral port: answers the login stages, a
-    /// SendTargets split over two Text responses, and the logout. Returns what it received (the
-    /// opcodes and data segments), and the ISID of each login PDU.
+    /// SendTargets split over two Text responses, and the logout.
     fn fake_target(
         answer: Vec<u8>,
         refuse: Option<(u8, u8)>,
-    ) -> (Portal, std::thread::JoinHandle<(Vec<u8>, Vec<[u8; 6]>)>) {
+    ) -> (Portal, std::thread::JoinHandle<Received>) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let portal: Portal = l.local_addr().unwrap().to_string().parse().unwrap();
         let h = std::thread::spawn(move || {
