@@ -255,8 +255,10 @@ class DriverTool:
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)
 
+    concurrent = False  # run a batch's operations all at once (the W3C workload)
+
     def run_ops(self, ops, timeout):
-        a = self.request({"op": "batch", "ops": ops}, timeout)
+        a = self.request({"op": "batch", "ops": ops, "parallel": self.concurrent}, timeout)
         res = a.get("results", [])
         return {"ok": bool(a.get("ok")), "total": a.get("secs"),
                 "per": [r.get("secs") for r in res],
@@ -363,7 +365,47 @@ class CliTool:
                     int((wall0 % 1) * 1e6), secs, rc, err))
         return rc, out, err, secs
 
+    concurrent = False  # one process per volume, all at once (the W3C workload)
+
+    def _run_all(self, argvs, timeout):
+        """All at once: one process each, started together; (rc, out, err, secs) each."""
+        env = dict(os.environ, NO_COLOR="1")
+        if self.path_prefix:
+            env["PATH"] = self.path_prefix + ":" + env["PATH"]
+        t0 = time.monotonic()
+        procs = [subprocess.Popen([self.brick] + a, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                  text=True) for a in argvs]
+        res = [None] * len(procs)
+
+        def one(i, p):
+            try:
+                out, err = p.communicate(timeout=timeout)
+                res[i] = (p.returncode, out, err, time.monotonic() - t0)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.communicate()
+                res[i] = (124, "", "timeout", time.monotonic() - t0)
+
+        threads = [threading.Thread(target=one, args=(i, p)) for i, p in enumerate(procs)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        return res
+
     def connect_all(self, vols, timeout):
+        if self.concurrent:
+            t0 = time.monotonic()
+            res = self._run_all([["connect", v["props_file"]] + ([] if v["multipath"] else ["--single-path"])
+                                 for v in vols], timeout)
+            bad = [(rc, err) for rc, _, err, _ in res if rc != 0]
+            infos = [json.loads(out) for rc, out, _, _ in res if rc == 0]
+            r = {"ok": not bad, "total": time.monotonic() - t0, "per": [x[3] for x in res],
+                 "infos": infos}
+            if bad:
+                r["error"] = "brick connect exited %d: %s" % (bad[0][0], bad[0][1].strip()[-2000:])
+            return r
         per, infos = [], []
         t0 = time.monotonic()
         for v in vols:
@@ -379,6 +421,20 @@ class CliTool:
         return {"ok": True, "total": time.monotonic() - t0, "per": per, "infos": infos}
 
     def disconnect_all(self, vols, infos, timeout):
+        if self.concurrent:
+            argvs = []
+            for v, info in zip(vols, infos):
+                di = "%s/%s.di.json" % (WORK, v["name"])
+                with open(di, "w") as f:
+                    json.dump(info, f)
+                argvs.append(["disconnect", v["props_file"], "--device-info", di])
+            t0 = time.monotonic()
+            res = self._run_all(argvs, timeout)
+            bad = [(rc, err) for rc, _, err, _ in res if rc != 0]
+            r = {"ok": not bad, "total": time.monotonic() - t0, "per": [x[3] for x in res]}
+            if bad:
+                r["error"] = "brick disconnect exited %d: %s" % (bad[0][0], bad[0][1].strip()[-2000:])
+            return r
         per = []
         t0 = time.monotonic()
         for v, info in zip(vols, infos):
@@ -532,6 +588,8 @@ def run_workload(wl, raw):
            "tools": {}}
     raw["workloads"].append(out)
     tools = make_tools()
+    for t in tools.values():
+        t.concurrent = bool(wl.get("concurrent"))
     names = list(tools)
     for name in names:
         out["tools"][name] = {"timed": [], "count": [], "diag": [], "mem": {}}

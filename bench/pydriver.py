@@ -290,6 +290,21 @@ def handle(tool, req):
             return dict(ok=True, **tool.connect(req))
         if op == "disconnect":
             return dict(ok=True, **tool.disconnect(req))
+        if op == "batch" and req.get("parallel"):
+            # all at once, one thread each (os-brick's connect_volume and disconnect_volume take
+            # its host-wide "connect_volume" lock: they still run one at a time)
+            results = [None] * len(req["ops"])
+
+            def one(i, r):
+                results[i] = handle(tool, r)
+
+            threads = [threading.Thread(target=one, args=(i, r)) for i, r in enumerate(req["ops"])]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            ok = all(a and a["ok"] for a in results)
+            return {"ok": ok, "secs": time.monotonic() - t0, "results": results}
         if op == "batch":
             results = []
             ok = True

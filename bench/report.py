@@ -139,7 +139,7 @@ lines.append("Machine: %s, %s cores, %s GiB; lab VM: QEMU TCG (no KVM), %s vCPUs
                 results.get("elapsed_vm_s") or 0))
 lines.append("")
 lines.append("Guest wall seconds, median (min-max) of the repetitions; W3/W4 figures are for all "
-             "volumes, one after the other. Processes: programs started per connect-all / "
+             "volumes, one after the other (W3C: all started together). Processes: programs started per connect-all / "
              "disconnect-all (brick-cli includes the brick processes). Peak RSS in MiB of the "
              "tool's own process. Paths: paths in the map (or disks) when connect returned.")
 lines.append("")
