@@ -372,20 +372,22 @@ class CliTool:
         env = dict(os.environ, NO_COLOR="1")
         if self.path_prefix:
             env["PATH"] = self.path_prefix + ":" + env["PATH"]
-        t0 = time.monotonic()
-        procs = [subprocess.Popen([self.brick] + a, stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                  text=True) for a in argvs]
+        procs, starts = [], []
+        for a in argvs:
+            starts.append(time.monotonic())
+            procs.append(subprocess.Popen([self.brick] + a, stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          env=env, text=True))
         res = [None] * len(procs)
 
-        def one(i, p):
+        def one(i, p):  # each process's own time, from its spawn to its exit
             try:
                 out, err = p.communicate(timeout=timeout)
-                res[i] = (p.returncode, out, err, time.monotonic() - t0)
+                res[i] = (p.returncode, out, err, time.monotonic() - starts[i])
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.communicate()
-                res[i] = (124, "", "timeout", time.monotonic() - t0)
+                res[i] = (124, "", "timeout", time.monotonic() - starts[i])
 
         threads = [threading.Thread(target=one, args=(i, p)) for i, p in enumerate(procs)]
         for th in threads:
