@@ -339,10 +339,14 @@ class CliTool:
     def stats(self):
         return None
 
-    def _run(self, args, timeout):
+    def _env(self):
         env = dict(os.environ, NO_COLOR="1")
         if self.path_prefix:
             env["PATH"] = self.path_prefix + ":" + env["PATH"]
+        return env
+
+    def _run(self, args, timeout):
+        env = self._env()
         argv = [self.brick] + (["-v"] if self.verbose_log else []) + args
         wall0 = time.time()
         t0 = time.monotonic()
@@ -369,9 +373,7 @@ class CliTool:
 
     def _run_all(self, argvs, timeout):
         """All at once: one process each, started together; (rc, out, err, secs) each."""
-        env = dict(os.environ, NO_COLOR="1")
-        if self.path_prefix:
-            env["PATH"] = self.path_prefix + ":" + env["PATH"]
+        env = self._env()
         procs, starts = [], []
         for a in argvs:
             starts.append(time.monotonic())
@@ -396,60 +398,43 @@ class CliTool:
             th.join()
         return res
 
-    def connect_all(self, vols, timeout):
-        if self.concurrent:
-            t0 = time.monotonic()
-            res = self._run_all([["connect", v["props_file"]] + ([] if v["multipath"] else ["--single-path"])
-                                 for v in vols], timeout)
-            bad = [(rc, err) for rc, _, err, _ in res if rc != 0]
-            infos = [json.loads(out) for rc, out, _, _ in res if rc == 0]
-            r = {"ok": not bad, "total": time.monotonic() - t0, "per": [x[3] for x in res],
-                 "infos": infos}
-            if bad:
-                r["error"] = "brick connect exited %d: %s" % (bad[0][0], bad[0][1].strip()[-2000:])
-            return r
-        per, infos = [], []
+    def _run_ops(self, what, argvs, timeout):
+        """One brick process per argv: one after the other, stopping at the first failure, or
+        all at once (concurrent). Returns the figures and the outputs of those that succeeded."""
         t0 = time.monotonic()
-        for v in vols:
-            args = ["connect", v["props_file"]]
-            if not v["multipath"]:
-                args.append("--single-path")
-            rc, out, err, secs = self._run(args, timeout)
-            per.append(secs)
-            if rc != 0:
-                return {"ok": False, "total": time.monotonic() - t0, "per": per, "infos": infos,
-                        "error": "brick connect exited %d: %s" % (rc, err.strip()[-2000:])}
-            infos.append(json.loads(out))
-        return {"ok": True, "total": time.monotonic() - t0, "per": per, "infos": infos}
+        if self.concurrent:
+            res = self._run_all(argvs, timeout)
+        else:
+            res = []
+            for a in argvs:
+                res.append(self._run(a, timeout))
+                if res[-1][0] != 0:
+                    break
+        r = {"ok": all(rc == 0 for rc, _, _, _ in res),
+             "total": time.monotonic() - t0, "per": [x[3] for x in res],
+             "outs": [out for rc, out, _, _ in res if rc == 0]}
+        bad = [(rc, err) for rc, _, err, _ in res if rc != 0]
+        if bad:
+            r["error"] = "brick %s exited %d: %s" % (what, bad[0][0], bad[0][1].strip()[-2000:])
+        return r
+
+    def connect_all(self, vols, timeout):
+        argvs = [["connect", v["props_file"]] + ([] if v["multipath"] else ["--single-path"])
+                 for v in vols]
+        r = self._run_ops("connect", argvs, timeout)
+        r["infos"] = [json.loads(out) for out in r.pop("outs")]
+        return r
 
     def disconnect_all(self, vols, infos, timeout):
-        if self.concurrent:
-            argvs = []
-            for v, info in zip(vols, infos):
-                di = "%s/%s.di.json" % (WORK, v["name"])
-                with open(di, "w") as f:
-                    json.dump(info, f)
-                argvs.append(["disconnect", v["props_file"], "--device-info", di])
-            t0 = time.monotonic()
-            res = self._run_all(argvs, timeout)
-            bad = [(rc, err) for rc, _, err, _ in res if rc != 0]
-            r = {"ok": not bad, "total": time.monotonic() - t0, "per": [x[3] for x in res]}
-            if bad:
-                r["error"] = "brick disconnect exited %d: %s" % (bad[0][0], bad[0][1].strip()[-2000:])
-            return r
-        per = []
-        t0 = time.monotonic()
+        argvs = []
         for v, info in zip(vols, infos):
             di = "%s/%s.di.json" % (WORK, v["name"])
             with open(di, "w") as f:
                 json.dump(info, f)
-            args = ["disconnect", v["props_file"], "--device-info", di]
-            rc, out, err, secs = self._run(args, timeout)
-            per.append(secs)
-            if rc != 0:
-                return {"ok": False, "total": time.monotonic() - t0, "per": per,
-                        "error": "brick disconnect exited %d: %s" % (rc, err.strip()[-2000:])}
-        return {"ok": True, "total": time.monotonic() - t0, "per": per}
+            argvs.append(["disconnect", v["props_file"], "--device-info", di])
+        r = self._run_ops("disconnect", argvs, timeout)
+        del r["outs"]
+        return r
 
 
 # --------------------------------------------------------------------------------------------
