@@ -45,6 +45,8 @@ struct FakeTarget {
     chap: Option<(String, String)>,
     /// Nothing answers on the portal.
     dead: bool,
+    /// LUN -> how many more scans find nothing: the target maps the LUN late.
+    late: BTreeMap<u64, usize>,
 }
 
 #[derive(Default)]
@@ -252,6 +254,19 @@ impl FakeHost {
     pub fn target_chap(&self, user: &str, password: &str) -> &Self {
         for t in &mut lock(&self.world).targets {
             t.chap = Some((user.to_string(), password.to_string()));
+        }
+        self
+    }
+
+    /// Makes target `iqn` map LUN `lun` late: on each portal, its first `misses` scans of the LUN
+    /// find nothing (as when an array maps the LUN to the initiator after the attach began).
+    pub fn lun_mapped_late(&self, iqn: &str, lun: u64, misses: usize) -> &Self {
+        for t in lock(&self.world)
+            .targets
+            .iter_mut()
+            .filter(|t| t.iqn == iqn)
+        {
+            t.late.insert(lun, misses);
         }
         self
     }
@@ -586,13 +601,18 @@ fn scan(root: &Path, w: &mut World, hostno: u32, lun: u64) {
     let Some((&sid, (_, portal, iqn, _))) = w.sessions.iter().find(|(_, s)| s.0 == hostno) else {
         return;
     };
-    let Some(wwid) = w
+    let Some(target) = w
         .targets
-        .iter()
+        .iter_mut()
         .find(|t| &t.portal == portal && &t.iqn == iqn)
-        .and_then(|t| t.luns.get(&lun))
-        .cloned()
     else {
+        return;
+    };
+    if let Some(misses) = target.late.get_mut(&lun).filter(|m| **m > 0) {
+        *misses -= 1;
+        return;
+    }
+    let Some(wwid) = target.luns.get(&lun).cloned() else {
         return;
     };
     let name = format!("sd{}", (b'a' + (w.next_disk % 26) as u8) as char);

@@ -31,7 +31,8 @@ pub struct Tuning {
     pub login_deadline: Duration,
     /// Deadline of a sendtargets discovery.
     pub discovery_timeout: Duration,
-    /// How long a LUN scan may block, and how long to wait for the disk to show.
+    /// How long a LUN scan may block, and how long to wait for the disk to show (scanning again
+    /// while the target does not offer the LUN).
     pub scan_timeout: Duration,
     pub device_deadline: Duration,
     /// How long to wait for the multipath map, and then for every path to join it.

@@ -3,6 +3,9 @@
 
 use brick::iscsi::volume::{extend_volume, volume_paths};
 use brick::testing::FakeHost;
+use std::time::Duration;
+
+use brick::host::Clock;
 use brick::{
     connect_volume, disconnect_volume, ConnectOptions, Connected, ConnectionProperties,
     DisconnectOptions, DisconnectReport, Tuning,
@@ -109,6 +112,53 @@ fn single_path_connect_scans_only_the_lun_and_disconnect_undoes_it() {
     )
     .unwrap();
     assert!(r.clean());
+    assert_host_as_before(&f);
+}
+
+fn scans(f: &FakeHost) -> Vec<String> {
+    f.attr_writes()
+        .into_iter()
+        .filter(|(p, _)| p.ends_with("/scan"))
+        .map(|(_, v)| v)
+        .collect()
+}
+
+#[test]
+fn lun_mapped_late_is_found_by_a_later_scan() {
+    let f = lab();
+    f.auto_multipath().lun_mapped_late(IQN, 1, 2);
+    let t0 = f.clock().now();
+    let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(c.paths.len(), 2, "{:?}", c.failed_paths);
+    assert_eq!(c.device_info.path.as_deref(), Some("/dev/dm-0"));
+    // Each path: the scan at login finds nothing, so do the next (1 s later); the third (2 s
+    // after that) finds the LUN. Only LUN 1 is ever scanned.
+    assert_eq!(scans(&f), ["- - 1"; 6]);
+    let waited = f.clock().now() - t0;
+    assert!(waited >= Duration::from_secs(3), "{waited:?}");
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    let r = disconnect(&f, 1, &c);
+    assert!(r.clean(), "{r:?}");
+    assert_host_as_before(&f);
+}
+
+#[test]
+fn lun_the_target_does_not_offer_fails_by_the_deadline_and_leaves_the_host_as_it_was() {
+    let f = lab();
+    f.auto_multipath();
+    let t0 = f.clock().now();
+    let e = connect_volume(&f.host(), &props(9, ""), MP, &Tuning::default()).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("the target offers no LUN 9"), "{msg}");
+    assert!(msg.contains("target_lun"), "{msg}");
+    let waited = f.clock().now() - t0;
+    let deadline = Tuning::default().device_deadline;
+    assert!(waited >= deadline, "gave up after {waited:?}");
+    assert!(waited < deadline + Duration::from_secs(2), "{waited:?}");
+    // Rescanned, 1 s, 2 s, then 4 s apart: more than once, far from a busy loop; LUN 9 only.
+    let s = scans(&f);
+    assert!(s.len() > 2 && s.len() <= 2 * 8, "{s:?}");
+    assert!(s.iter().all(|v| v == "- - 9"), "{s:?}");
     assert_host_as_before(&f);
 }
 

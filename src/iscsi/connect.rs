@@ -2,7 +2,7 @@
 //! to every portal in parallel, a scan of only the volume's LUN, and waiting in sysfs for the
 //! disk and its multipath map. A failed connect removes what it created.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tracing::{debug, info, warn};
@@ -64,7 +64,8 @@ struct PathAttempt {
 /// one; else checks with a sendtargets discovery that the portal offers the target (unless
 /// `target_discovered`; discovery stores no node record), creates the node record with manual
 /// startup and manual scan, sets CHAP and bounded login retries in it, and logs in. Then scans
-/// only the volume's LUN and waits for its disk in sysfs; with `multipath`, registers the
+/// only the volume's LUN (again, with growing pauses, while the target does not offer it, up to
+/// `device_deadline`) and waits for its disk in sysfs; with `multipath`, registers the
 /// volume's WWID in multipath's wwids file, hands the paths to multipathd and waits for the map
 /// that holds them. Succeeds when at least one path works; whatever the failed paths created
 /// (node records, sessions, disks) is removed, and a connect that fails altogether leaves the
@@ -280,6 +281,7 @@ fn attach_path(
 ) -> std::result::Result<(u32, ScsiDisk), String> {
     let span = tracing::debug_span!("path", portal = %t.portal, iqn = %t.iqn, lun = %t.lun);
     let _enter = span.enter();
+    let deadline = host.time().now() + tuning.device_deadline;
     let sid = {
         // Held until the LUN's SCSI device exists, so that a disconnect of another volume on the
         // same session cannot log out in between.
@@ -299,12 +301,12 @@ fn attach_path(
             .iter()
             .any(|(a, _)| a.lun == t.lun);
         if !present {
-            scan_lun(host, sid, t, tuning)?;
+            scan_until_present(host, sid, t, deadline, tuning)?;
         }
         (sid, !present)
     };
     let (sid, scanned) = sid;
-    let disk = wait_for_disk(host, sid, t, tuning)?;
+    let disk = wait_for_disk(host, sid, t, deadline, tuning)?;
     // A disk that was there before this connect (another attach of the same volume) is not ours
     // to remove if the connect fails; one we scanned, or found on a session we made, is.
     if scanned || created.session.is_some() {
@@ -572,13 +574,56 @@ fn scan_lun(host: &Host, sid: u32, t: &Target, tuning: &Tuning) -> std::result::
         })
 }
 
+/// Scans session `sid` for the volume's LUN until the kernel shows its SCSI device, or until
+/// `deadline`. A scan through sysfs returns when the kernel has probed the LUN, so the device is
+/// there at once, unless the target does not offer the LUN: not yet (some arrays map a LUN
+/// to the initiator a few seconds after the attach was asked for, which os-brick's rescans
+/// also allow for), or not at all (a wrong `target_lun`, a missing LUN mapping). So it scans
+/// again, 1 s, 2 s, then 4 s apart. A scan of a LUN the target does not offer creates nothing.
+fn scan_until_present(
+    host: &Host,
+    sid: u32,
+    t: &Target,
+    deadline: Instant,
+    tuning: &Tuning,
+) -> std::result::Result<(), String> {
+    let start = host.time().now();
+    let mut pause = Pause::new(Duration::from_secs(1), Duration::from_secs(4));
+    let mut scans = 0u32;
+    loop {
+        scans += 1;
+        scan_lun(host, sid, t, tuning)?;
+        let present = topology::session_addresses(host, sid)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .any(|(a, _)| a.lun == t.lun);
+        if present {
+            if scans > 1 {
+                debug!(scans, "LUN appeared on a later scan");
+            }
+            return Ok(());
+        }
+        let now = host.time().now();
+        if now >= deadline {
+            return Err(format!(
+                "the target offers no LUN {} on session {sid} ({} scans in {:.0?}): check \
+                 target_lun and that the target maps that LUN to this initiator",
+                t.lun,
+                scans,
+                now - start
+            ));
+        }
+        host.time().sleep(pause.take().min(deadline - now));
+    }
+}
+
 fn wait_for_disk(
     host: &Host,
     sid: u32,
     t: &Target,
+    deadline: Instant,
     tuning: &Tuning,
 ) -> std::result::Result<ScsiDisk, String> {
-    let deadline = host.time().now() + tuning.device_deadline;
     let mut pause = Pause::new(Duration::from_millis(5), Duration::from_millis(50));
     loop {
         let disks = topology::session_disks(host, sid).map_err(|e| e.to_string())?;
