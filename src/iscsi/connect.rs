@@ -281,7 +281,6 @@ fn attach_path(
 ) -> std::result::Result<(u32, ScsiDisk), String> {
     let span = tracing::debug_span!("path", portal = %t.portal, iqn = %t.iqn, lun = %t.lun);
     let _enter = span.enter();
-    let deadline = host.time().now() + tuning.device_deadline;
     let sid = {
         // Held until the LUN's SCSI device exists, so that a disconnect of another volume on the
         // same session cannot log out in between.
@@ -296,6 +295,9 @@ fn attach_path(
                 }
                 None => login(host, props, t, tuning, created)?,
             };
+        // The device deadline counts from the session, not from the wait for the lock or the
+        // login.
+        let deadline = host.time().now() + tuning.device_deadline;
         let present = topology::session_addresses(host, sid)
             .map_err(|e| e.to_string())?
             .iter()
@@ -303,9 +305,9 @@ fn attach_path(
         if !present {
             scan_until_present(host, sid, t, deadline, tuning)?;
         }
-        (sid, !present)
+        (sid, !present, deadline)
     };
-    let (sid, scanned) = sid;
+    let (sid, scanned, deadline) = sid;
     let disk = wait_for_disk(host, sid, t, deadline, tuning)?;
     // A disk that was there before this connect (another attach of the same volume) is not ours
     // to remove if the connect fails; one we scanned, or found on a session we made, is.
