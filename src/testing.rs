@@ -204,6 +204,18 @@ impl FakeHost {
         self.node(iqn, portal)
     }
 
+    /// Sets session `id`'s state (`LOGGED_IN`, or `FAILED` while it is in recovery: the kernel
+    /// then scans nothing through it).
+    pub fn session_state(&self, id: u32, state: &str) -> &Self {
+        write(
+            &self
+                .sys()
+                .join(format!("class/iscsi_session/session{id}/state")),
+            &format!("{state}\n"),
+        );
+        self
+    }
+
     /// Adds an open-iscsi node record of `iqn` at `portal` (tpgt 1).
     pub fn node(&self, iqn: &str, portal: &str) -> &Self {
         add_node(self.root(), iqn, portal);
@@ -601,6 +613,10 @@ fn scan(root: &Path, w: &mut World, hostno: u32, lun: u64) {
     let Some((&sid, (_, portal, iqn, _))) = w.sessions.iter().find(|(_, s)| s.0 == hostno) else {
         return;
     };
+    let state = root.join(format!("sys/class/iscsi_session/session{sid}/state"));
+    if fs::read_to_string(state).is_ok_and(|s| s.trim() != "LOGGED_IN") {
+        return;
+    }
     let Some(target) = w
         .targets
         .iter_mut()

@@ -330,6 +330,39 @@ fn existing_session_is_reused_without_a_second_login() {
 }
 
 #[test]
+fn session_in_recovery_fails_its_path_at_once_and_the_volume_attaches_on_the_other() {
+    let f = lab();
+    f.auto_multipath();
+    let c1 = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    // P2's portal stops answering: its session goes into recovery.
+    let s2 = brick::iscsi::list_sessions(&f.host())
+        .unwrap()
+        .into_iter()
+        .find(|s| s.portal.to_string() == P2)
+        .unwrap();
+    f.session_state(s2.id, "FAILED");
+    let scans_before = scans(&f).len();
+    let t0 = f.clock().now();
+    let c2 = connect_volume(&f.host(), &props(2, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(c2.paths.len(), 1, "{:?}", c2.failed_paths);
+    assert_eq!(c2.failed_paths.len(), 1);
+    let why = &c2.failed_paths[0];
+    assert!(
+        why.contains(P2) && why.contains("FAILED") && why.contains("in recovery"),
+        "{why}"
+    );
+    // No waiting for a scan that cannot work, and no scan through the failed session.
+    let waited = f.clock().now() - t0;
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    assert_eq!(scans(&f).len(), scans_before + 1, "{:?}", scans(&f));
+    // The portal is back: both volumes detach, the host is as before.
+    f.session_state(s2.id, "LOGGED_IN");
+    disconnect(&f, 1, &c1);
+    disconnect(&f, 2, &c2);
+    assert_host_as_before(&f);
+}
+
+#[test]
 fn single_path_mode_tries_portals_in_turn() {
     let f = lab();
     f.portal_dead(P1);

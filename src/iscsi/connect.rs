@@ -582,6 +582,11 @@ fn scan_lun(host: &Host, sid: u32, t: &Target, tuning: &Tuning) -> std::result::
 /// to the initiator a few seconds after the attach was asked for, which os-brick's rescans
 /// also allow for), or not at all (a wrong `target_lun`, a missing LUN mapping). So it scans
 /// again, 1 s, 2 s, then 4 s apart. A scan of a LUN the target does not offer creates nothing.
+///
+/// The kernel scans nothing through a session in recovery (its portal stopped answering): the
+/// scan returns at once and finds nothing, and so would every rescan until the session is back.
+/// Such a session fails the path at once, saying so, rather than after the deadline as a LUN the
+/// target does not offer: a multipath volume is then attached on its other paths without delay.
 fn scan_until_present(
     host: &Host,
     sid: u32,
@@ -593,6 +598,13 @@ fn scan_until_present(
     let mut pause = Pause::new(Duration::from_secs(1), Duration::from_secs(4));
     let mut scans = 0u32;
     loop {
+        let state = topology::session_state(host, sid).map_err(|e| e.to_string())?;
+        if let Some(state) = state.filter(|s| s != "LOGGED_IN") {
+            return Err(format!(
+                "session {sid} is {state} (in recovery: the portal does not answer), and the \
+                 kernel scans no LUN through it; retry once the portal is back"
+            ));
+        }
         scans += 1;
         scan_lun(host, sid, t, tuning)?;
         let present = topology::session_addresses(host, sid)

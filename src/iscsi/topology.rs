@@ -149,6 +149,12 @@ pub fn scsi_host_of(host: &Host, id: u32) -> Result<Option<u32>> {
         .find_map(|n| n.parse().ok()))
 }
 
+/// The state of session `id` (`/sys/class/iscsi_session/sessionN/state`: `LOGGED_IN`, `FAILED`
+/// while it is in recovery, `FREE`), if the session is there.
+pub fn session_state(host: &Host, id: u32) -> Result<Option<String>> {
+    host.read_attr_opt(&host.sys(format!("class/iscsi_session/session{id}/state")))
+}
+
 /// Reads everything sysfs shows of `session`.
 pub fn session_topology(host: &Host, session: &Session) -> Result<SessionTopology> {
     let mut disks = Vec::new();
@@ -160,8 +166,7 @@ pub fn session_topology(host: &Host, session: &Session) -> Result<SessionTopolog
         disks.push(DiskTopology { disk, map });
     }
     Ok(SessionTopology {
-        state: host
-            .read_attr_opt(&host.sys(format!("class/iscsi_session/session{}/state", session.id)))?,
+        state: session_state(host, session.id)?,
         scsi_host: scsi_host_of(host, session.id)?,
         session: session.clone(),
         disks,
