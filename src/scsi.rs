@@ -57,6 +57,12 @@ impl ScsiDisk {
     }
 }
 
+/// The SCSI device state of disk `name` now (`running`, `blocked` while its session is in
+/// recovery, `transport-offline`, ...), if the disk is still there.
+pub fn current_state(host: &Host, name: &str) -> Result<Option<String>> {
+    host.read_attr_opt(&host.sys(format!("block/{name}/device/state")))
+}
+
 /// Whether the kernel still has the block device `name`.
 pub fn exists(host: &Host, name: &str) -> bool {
     host.sys(format!("block/{name}")).exists()

@@ -87,6 +87,9 @@ struct World {
     /// disconnect of another volume on that session would.
     logout_on_delete: Vec<(String, u32)>,
     attr_writes: Vec<(String, String)>,
+    /// Disks a udev probe of their map is caught on (their session is in recovery): a remove of
+    /// a map that holds one of them fails with EBUSY while the disk is there.
+    probe_caught_on: Vec<String>,
     /// udev has described each new disk by the time brick sees it, with this
     /// DM_MULTIPATH_DEVICE_PATH (None: udev is slower than brick, no record yet).
     udev_describes_new_disks: Option<bool>,
@@ -202,6 +205,37 @@ impl FakeHost {
     pub fn session(&self, id: u32, portal: &str, iqn: &str) -> &Self {
         add_session(self.root(), &mut lock(&self.world), id, portal, iqn);
         self.node(iqn, portal)
+    }
+
+    /// Session `id` goes into recovery with its portal down, as the kernel shows it: the session
+    /// `FAILED`, its disks `blocked`; and udev's probe of the map that holds them (it probes a
+    /// map when a path fails) is caught on them: the map is busy until they are deleted.
+    pub fn session_in_recovery(&self, id: u32) -> &Self {
+        self.session_state(id, "FAILED");
+        let hostno = lock(&self.world)
+            .sessions
+            .get(&id)
+            .expect("session exists")
+            .0;
+        let disks: Vec<String> = fs::read_dir(self.sys().join("block"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let real = fs::canonicalize(e.path()).ok()?;
+                let under = real.to_string_lossy().contains(&format!("/host{hostno}/"));
+                (name.starts_with("sd") && under).then_some(name)
+            })
+            .collect();
+        for d in &disks {
+            write(
+                &self.sys().join(format!("block/{d}/device/state")),
+                "blocked\n",
+            );
+        }
+        lock(&self.world).probe_caught_on.extend(disks);
+        self
     }
 
     /// Sets session `id`'s state (`LOGGED_IN`, or `FAILED` while it is in recovery: the kernel
@@ -1095,6 +1129,14 @@ impl Kernel for FakeKernel {
             return Err(KernelError::from_errno(libc::ENXIO));
         };
         if let DmRequest::Remove = request {
+            let caught = w.probe_caught_on.iter().any(|d| {
+                self.root
+                    .join(format!("sys/block/{dev}/slaves/{d}"))
+                    .exists()
+            });
+            if caught {
+                return Err(KernelError::from_errno(libc::EBUSY));
+            }
             let holders = self.root.join(format!("sys/block/{dev}/holders"));
             if fs::read_dir(holders).is_ok_and(|mut d| d.next().is_some()) {
                 return Err(KernelError::from_errno(libc::EBUSY));

@@ -310,6 +310,54 @@ fn busy_map_that_frees_up_is_removed_after_a_retry() {
 }
 
 #[test]
+fn path_in_recovery_goes_before_the_map_a_probe_caught_on_it_holds_open() {
+    let f = two_path_volume();
+    f.session_in_recovery(2);
+    let r = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap();
+    assert!(r.clean(), "{r:?}");
+    // sdb (blocked) before the map, which could then go at once; sda after it.
+    assert_eq!(r.devices_removed, ["sdb", "sda"]);
+    assert_eq!(f.dm_calls(), [(WWN1.to_string(), "remove".to_string())]);
+    assert_clean(&f);
+}
+
+#[test]
+fn paths_in_recovery_stay_when_the_map_has_no_live_path() {
+    // Every path blocked: deleting them would leave the map's readers nowhere to go. A plain
+    // disconnect keeps everything, as with a map in use.
+    let f = two_path_volume();
+    f.session_in_recovery(1).session_in_recovery(2);
+    let e = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap_err();
+    assert!(e.to_string().contains("Nothing else was removed"), "{e}");
+    assert!(f.has_block("sda") && f.has_block("sdb") && f.has_block("dm-0"));
+    assert_eq!(f.session_ids(), [1, 2]);
+}
+
+#[test]
+fn map_in_use_after_the_paths_in_recovery_went_names_what_was_removed() {
+    let f = two_path_volume();
+    f.dm("dm-1", "vg-lv", "LVM-abc", &["dm-0"]);
+    f.session_in_recovery(2);
+    let e = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("Only the paths that could not answer were removed (sdb)"),
+        "{msg}"
+    );
+    let brick::Error::Disconnect { report, .. } = e else {
+        panic!("not a disconnect error")
+    };
+    assert_eq!(report.devices_removed, ["sdb"]);
+    assert!(
+        report.left_behind.iter().all(|l| !l.contains("sdb")),
+        "{:?}",
+        report.left_behind
+    );
+    assert!(f.has_block("sda") && f.has_block("dm-0") && !f.has_block("sdb"));
+    assert_eq!(f.session_ids(), [1, 2]);
+}
+
+#[test]
 fn partition_maps_go_before_their_map() {
     let f = two_path_volume();
     f.dm(

@@ -149,6 +149,37 @@ pub fn disconnect_volume(
         release_queued_io(host, &plan, &unflushed, tuning, &mut report);
     }
 
+    // 1b. Paths that cannot answer now (their session is in recovery: I/O waits in them) go
+    // before the map when the map has a path that can. A reader caught on them (udev probes the
+    // map when a path fails) holds the map open until the session's recovery ends; deleted, their
+    // waiting I/O fails and dm-multipath sends it down a live path, and the map can go. Nothing
+    // is lost: the map is flushed, and a failed path's writes are sent again on another path.
+    let mut early: Vec<String> = Vec::new();
+    if unflushed.is_empty() {
+        let states: Vec<(String, Option<String>)> = plan
+            .disks
+            .iter()
+            .map(|d| Ok((d.name.clone(), scsi::current_state(host, &d.name)?)))
+            .collect::<Result<_>>()?;
+        let is = |st: &Option<String>, want: &str| st.as_deref() == Some(want);
+        if states.iter().any(|(_, st)| is(st, "running")) {
+            early = states
+                .into_iter()
+                .filter(|(_, st)| is(st, "blocked"))
+                .map(|(n, _)| n)
+                .collect();
+        }
+        if !early.is_empty() {
+            info!(paths = ?early, "paths whose session is in recovery go first");
+            let first: Vec<&ScsiDisk> = plan
+                .disks
+                .iter()
+                .filter(|d| early.contains(&d.name))
+                .collect();
+            delete_disks(host, &first, plan.wwn.as_ref(), tuning, &mut report)?;
+        }
+    }
+
     // 2. The multipath map.
     for m in &plan.maps {
         let mut removed =
@@ -175,15 +206,23 @@ pub fn disconnect_volume(
                 report
                     .left_behind
                     .push(format!("/dev/{} (map {})", m.dev, m.name));
-                for d in &plan.disks {
+                for d in plan.disks.iter().filter(|d| !early.contains(&d.name)) {
                     report
                         .left_behind
                         .push(format!("/dev/{} ({})", d.name, d.address));
                 }
+                let removed = if early.is_empty() {
+                    "Nothing else was removed".to_string()
+                } else {
+                    format!(
+                        "Only the paths that could not answer were removed ({})",
+                        early.join(", ")
+                    )
+                };
                 return Err(Error::Disconnect {
                     message: format!(
-                        "{} not disconnected: cannot flush multipath map {} ({}): {e}. Nothing else was \
-                         removed; close whatever holds the map (a mount, a VM) and retry, or force the disconnect",
+                        "{} not disconnected: cannot flush multipath map {} ({}): {e}. {removed}; \
+                         close whatever holds the map (a mount, a VM) and retry, or force the disconnect",
                         props.label(),
                         m.name,
                         m.dev
@@ -202,7 +241,12 @@ pub fn disconnect_volume(
     }
 
     // 3. The disks, in parallel.
-    delete_disks(host, &plan, tuning, &mut report)?;
+    let rest: Vec<&ScsiDisk> = plan
+        .disks
+        .iter()
+        .filter(|d| !early.contains(&d.name))
+        .collect();
+    delete_disks(host, &rest, plan.wwn.as_ref(), tuning, &mut report)?;
 
     // multipathd may have rebuilt the map from a path before it went; flush it once more.
     if let Some(wwn) = &plan.wwn {
@@ -358,15 +402,16 @@ fn release_queued_io(
 
 fn delete_disks(
     host: &Host,
-    plan: &Plan,
+    disks: &[&ScsiDisk],
+    wwn: Option<&Wwid>,
     tuning: &Tuning,
     report: &mut DisconnectReport,
 ) -> Result<()> {
     // The WWN is checked once more right before the delete: a name the kernel reused meanwhile
     // belongs to another device.
     let mut doomed = Vec::new();
-    for d in &plan.disks {
-        match (ScsiDisk::current_wwid(host, &d.name)?, &plan.wwn) {
+    for d in disks {
+        match (ScsiDisk::current_wwid(host, &d.name)?, wwn) {
             (None, _) if !scsi::exists(host, &d.name) => {
                 report.devices_removed.push(d.name.clone())
             }
