@@ -16,7 +16,7 @@ use crate::multipath::{self, DmMap};
 use crate::props::{ConnectionProperties, DeviceInfo, Target};
 use crate::retry::Pause;
 use crate::scsi::{self, ScsiDisk};
-use crate::types::{Iqn, Portal};
+use crate::types::{Iqn, Lun, Portal};
 use crate::Tuning;
 
 /// iscsiadm's exit code when the session exists already.
@@ -298,10 +298,7 @@ fn attach_path(
         // The device deadline counts from the session, not from the wait for the lock or the
         // login.
         let deadline = host.time().now() + tuning.device_deadline;
-        let present = topology::session_addresses(host, sid)
-            .map_err(|e| e.to_string())?
-            .iter()
-            .any(|(a, _)| a.lun == t.lun);
+        let present = lun_on_session(host, sid, t.lun)?;
         if !present {
             scan_until_present(host, sid, t, deadline, tuning)?;
         }
@@ -576,6 +573,15 @@ fn scan_lun(host: &Host, sid: u32, t: &Target, tuning: &Tuning) -> std::result::
         })
 }
 
+/// Whether the kernel shows a SCSI device of LUN `lun` on session `sid` (with or without its
+/// block device yet).
+fn lun_on_session(host: &Host, sid: u32, lun: Lun) -> std::result::Result<bool, String> {
+    Ok(topology::session_addresses(host, sid)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .any(|(a, _)| a.lun == lun))
+}
+
 /// Scans session `sid` for the volume's LUN until the kernel shows its SCSI device, or until
 /// `deadline`. A scan through sysfs returns when the kernel has probed the LUN, so the device is
 /// there at once, unless the target does not offer the LUN: not yet (some arrays map a LUN
@@ -607,11 +613,7 @@ fn scan_until_present(
         }
         scans += 1;
         scan_lun(host, sid, t, tuning)?;
-        let present = topology::session_addresses(host, sid)
-            .map_err(|e| e.to_string())?
-            .iter()
-            .any(|(a, _)| a.lun == t.lun);
-        if present {
+        if lun_on_session(host, sid, t.lun)? {
             if scans > 1 {
                 debug!(scans, "LUN appeared on a later scan");
             }
