@@ -30,11 +30,6 @@ pub struct ScsiDisk {
 impl ScsiDisk {
     /// Reads the disk `name` (`sdX`) whose SCSI address is `address`.
     pub fn read(host: &Host, name: &str, address: ScsiAddress) -> Result<ScsiDisk> {
-        let dev = host.sys(format!("block/{name}/device"));
-        let wwid = match host.read_attr_opt(&dev.join("wwid"))? {
-            Some(raw) => Wwid::from_sysfs(&raw).ok(),
-            None => None,
-        };
         let size_bytes = host
             .read_attr_opt(&host.sys(format!("block/{name}/size")))?
             .and_then(|s| s.parse::<u64>().ok())
@@ -42,8 +37,8 @@ impl ScsiDisk {
         Ok(ScsiDisk {
             name: name.to_string(),
             address,
-            wwid,
-            state: host.read_attr_opt(&dev.join("state"))?,
+            wwid: Self::current_wwid(host, name)?,
+            state: Self::current_state(host, name)?,
             holders: host.list(&host.sys(format!("block/{name}/holders")))?,
             size_bytes,
         })
@@ -55,12 +50,12 @@ impl ScsiDisk {
             .read_attr_opt(&host.sys(format!("block/{name}/device/wwid")))?
             .and_then(|raw| Wwid::from_sysfs(&raw).ok()))
     }
-}
 
-/// The SCSI device state of disk `name` now (`running`, `blocked` while its session is in
-/// recovery, `transport-offline`, ...), if the disk is still there.
-pub fn current_state(host: &Host, name: &str) -> Result<Option<String>> {
-    host.read_attr_opt(&host.sys(format!("block/{name}/device/state")))
+    /// The current SCSI device state of the disk called `name` (`running`, `blocked` while its
+    /// session is in recovery, `transport-offline`, ...), read again from sysfs.
+    pub fn current_state(host: &Host, name: &str) -> Result<Option<String>> {
+        host.read_attr_opt(&host.sys(format!("block/{name}/device/state")))
+    }
 }
 
 /// Whether the kernel still has the block device `name`.

@@ -149,36 +149,13 @@ pub fn disconnect_volume(
         release_queued_io(host, &plan, &unflushed, tuning, &mut report);
     }
 
-    // 1b. Paths that cannot answer now (their session is in recovery: I/O waits in them) go
-    // before the map when the map has a path that can. A reader caught on them (udev probes the
-    // map when a path fails) holds the map open until the session's recovery ends; deleted, their
-    // waiting I/O fails and dm-multipath sends it down a live path, and the map can go. Nothing
-    // is lost: the map is flushed, and a failed path's writes are sent again on another path.
-    let mut early: Vec<String> = Vec::new();
-    if unflushed.is_empty() {
-        let states: Vec<(String, Option<String>)> = plan
-            .disks
-            .iter()
-            .map(|d| Ok((d.name.clone(), scsi::current_state(host, &d.name)?)))
-            .collect::<Result<_>>()?;
-        let is = |st: &Option<String>, want: &str| st.as_deref() == Some(want);
-        if states.iter().any(|(_, st)| is(st, "running")) {
-            early = states
-                .into_iter()
-                .filter(|(_, st)| is(st, "blocked"))
-                .map(|(n, _)| n)
-                .collect();
-        }
-        if !early.is_empty() {
-            info!(paths = ?early, "paths whose session is in recovery go first");
-            let first: Vec<&ScsiDisk> = plan
-                .disks
-                .iter()
-                .filter(|d| early.contains(&d.name))
-                .collect();
-            delete_disks(host, &first, plan.wwn.as_ref(), tuning, &mut report)?;
-        }
-    }
+    // 1b. Paths whose session is in recovery go before the map (see delete_blocked_paths).
+    let early = if unflushed.is_empty() {
+        delete_blocked_paths(host, &plan, tuning, &mut report)?
+    } else {
+        Vec::new()
+    };
+    let went_early = |d: &ScsiDisk| early.iter().any(|e| e.name == d.name);
 
     // 2. The multipath map.
     for m in &plan.maps {
@@ -206,7 +183,7 @@ pub fn disconnect_volume(
                 report
                     .left_behind
                     .push(format!("/dev/{} (map {})", m.dev, m.name));
-                for d in plan.disks.iter().filter(|d| !early.contains(&d.name)) {
+                for d in plan.disks.iter().filter(|d| !went_early(d)) {
                     report
                         .left_behind
                         .push(format!("/dev/{} ({})", d.name, d.address));
@@ -214,9 +191,10 @@ pub fn disconnect_volume(
                 let removed = if early.is_empty() {
                     "Nothing else was removed".to_string()
                 } else {
+                    let names: Vec<&str> = early.iter().map(|d| d.name.as_str()).collect();
                     format!(
                         "Only the paths that could not answer were removed ({})",
-                        early.join(", ")
+                        names.join(", ")
                     )
                 };
                 return Err(Error::Disconnect {
@@ -241,11 +219,7 @@ pub fn disconnect_volume(
     }
 
     // 3. The disks, in parallel.
-    let rest: Vec<&ScsiDisk> = plan
-        .disks
-        .iter()
-        .filter(|d| !early.contains(&d.name))
-        .collect();
+    let rest: Vec<&ScsiDisk> = plan.disks.iter().filter(|d| !went_early(d)).collect();
     delete_disks(host, &rest, plan.wwn.as_ref(), tuning, &mut report)?;
 
     // multipathd may have rebuilt the map from a path before it went; flush it once more.
@@ -398,6 +372,36 @@ fn release_queued_io(
             debug!(device = name, error = %e, "not set offline");
         }
     }
+}
+
+/// Deletes, before the map, the volume's paths that cannot answer now (device `blocked`: their
+/// session is in recovery, and I/O waits in them), when the map has a path that can (`running`).
+/// A reader caught on them (udev probes the map when a path fails) holds the map open until the
+/// session's recovery ends; deleted, their waiting I/O fails, dm-multipath sends it down a live
+/// path, and the map can go. Called only once everything is flushed: nothing is lost, and a
+/// failed path's writes are sent again on another path. Returns the paths it deleted.
+fn delete_blocked_paths<'p>(
+    host: &Host,
+    plan: &'p Plan,
+    tuning: &Tuning,
+    report: &mut DisconnectReport,
+) -> Result<Vec<&'p ScsiDisk>> {
+    let mut blocked = Vec::new();
+    let mut live = false;
+    for d in &plan.disks {
+        match ScsiDisk::current_state(host, &d.name)?.as_deref() {
+            Some("running") => live = true,
+            Some("blocked") => blocked.push(d),
+            _ => {}
+        }
+    }
+    if !live || blocked.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<&str> = blocked.iter().map(|d| d.name.as_str()).collect();
+    info!(paths = ?names, "paths whose session is in recovery go first");
+    delete_disks(host, &blocked, plan.wwn.as_ref(), tuning, report)?;
+    Ok(blocked)
 }
 
 fn delete_disks(
