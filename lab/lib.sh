@@ -583,10 +583,27 @@ _sessions_not_in_state() {
     done
     [ $n -gt 0 ]
 }
+_session_states() {
+    local s
+    for s in $(target_sids "$1"); do printf 'session%s=%s ' "$s" "$(cat /sys/class/iscsi_session/session$s/state)"; done
+}
+_one_session_not_in_state() {
+    local bad=$1 name=$2 sid
+    for sid in $(target_sids "$name"); do
+        [ "$(cat "/sys/class/iscsi_session/session$sid/state")" != "$bad" ] && return 0
+    done
+    return 1
+}
 # wait_sessions_failed NAME [TIMEOUT]: every session to the target has lost its connection.
 wait_sessions_failed() {
     wait_until "${2:-30}" "all sessions to $1 failed" _sessions_not_in_state LOGGED_IN "$1"
-    log "all sessions to $1 failed: $(for s in $(target_sids "$1"); do printf 'session%s=%s ' "$s" "$(cat /sys/class/iscsi_session/session$s/state)"; done)"
+    log "all sessions to $1 failed: $(_session_states "$1")"
+}
+# wait_one_session_failed NAME [TIMEOUT]: a session to the target (a portal taken down alone) has
+# lost its connection and is in recovery.
+wait_one_session_failed() {
+    wait_until "${2:-60}" "a session to $1 in recovery" _one_session_not_in_state LOGGED_IN "$1"
+    log "a session to $1 failed: $(_session_states "$1")"
 }
 # wait_sessions_up NAME [TIMEOUT]: every session to the target is logged in again.
 wait_sessions_up() {

@@ -13,15 +13,7 @@ dm1=$(connect_map v1 1)
 cp props.json props1.json; cp device_info.json device_info1.json
 
 portal_down v1 2
-_one_session_failed() {
-    local sid
-    for sid in $(target_sids v1); do
-        [ "$(cat "/sys/class/iscsi_session/session$sid/state")" != LOGGED_IN ] && return 0
-    done
-    return 1
-}
-wait_until 60 "the session to portal 2 in recovery" _one_session_failed
-log "sessions: $(for s in $(target_sids v1); do printf 'session%s=%s ' "$s" "$(cat /sys/class/iscsi_session/session$s/state)"; done)"
+wait_one_session_failed v1
 
 props_json v1 2 >props2.json
 t0=$(date +%s%N)

@@ -20,15 +20,7 @@ make_pattern "$LAB_STATE/pat" 2
 write_pattern "$dm" "$LAB_STATE/pat" 5 buffered
 
 portal_down v1 2
-_one_session_failed() {
-    local sid
-    for sid in $(target_sids v1); do
-        [ "$(cat "/sys/class/iscsi_session/session$sid/state")" != LOGGED_IN ] && return 0
-    done
-    return 1
-}
-wait_until 60 "the session to portal 2 in recovery" _one_session_failed
-log "sessions: $(for s in $(target_sids v1); do printf 'session%s=%s ' "$s" "$(cat /sys/class/iscsi_session/session$s/state)"; done)"
+wait_one_session_failed v1
 
 run_brick --timeout 150 disconnect props.json --device-info device_info.json
 [ "$BRICK_RC" = 0 ] || fail "disconnect with one path down exited $BRICK_RC"
