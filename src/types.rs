@@ -29,9 +29,45 @@ macro_rules! serialize_as_display {
 }
 
 /// An iSCSI qualified name: `iqn.YYYY-MM.reversed.domain[:anything]`, `eui.` + 16 hex digits or
-/// `naa.` + 16 or 32 hex digits (RFC 3720, section 3.2.6).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// `naa.` + 16 or 32 hex digits (RFC 3720, section 3.2.6). iSCSI names are case-insensitive
+/// (RFC 3722 maps them to lower case): two names that differ only in case are equal, so a
+/// caller's `IQN.2003-01.Com.Example:T` finds the session the kernel shows in lower case. The
+/// name keeps the caller's spelling for iscsiadm and the logs.
+#[derive(Debug, Clone)]
 pub struct Iqn(String);
+
+impl PartialEq for Iqn {
+    fn eq(&self, other: &Iqn) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
+
+impl Eq for Iqn {}
+
+impl std::hash::Hash for Iqn {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for b in self.0.bytes() {
+            state.write_u8(b.to_ascii_lowercase());
+        }
+    }
+}
+
+impl PartialOrd for Iqn {
+    fn partial_cmp(&self, other: &Iqn) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Iqn {
+    fn cmp(&self, other: &Iqn) -> std::cmp::Ordering {
+        let lower = |s: &str| {
+            s.bytes()
+                .map(|b| b.to_ascii_lowercase())
+                .collect::<Vec<u8>>()
+        };
+        lower(&self.0).cmp(&lower(&other.0))
+    }
+}
 
 impl Iqn {
     /// The name as iscsiadm and sysfs spell it.
