@@ -176,10 +176,14 @@ pub fn wait_gone(host: &Host, names: &[String], deadline: Instant) -> Vec<String
 /// that `/sys/block/NAME/device` leads to.
 pub fn disk_by_name(host: &Host, name: &str) -> Result<Option<ScsiDisk>> {
     let link = host.sys(format!("block/{name}/device"));
-    if !link.exists() {
-        return Ok(None);
-    }
-    let target = host.resolve(&link)?;
+    // Gone, or going while we look: no disk.
+    let target = match host.resolve(&link) {
+        Ok(target) => target,
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
     let address = target
         .file_name()
         .and_then(|n| n.to_str())

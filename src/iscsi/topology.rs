@@ -138,10 +138,16 @@ pub fn find_session(
 /// The SCSI host number of session `id`, from the `hostH` folder its sysfs entry lives in.
 pub fn scsi_host_of(host: &Host, id: u32) -> Result<Option<u32>> {
     let link = host.sys(format!("class/iscsi_session/session{id}"));
-    if !link.exists() {
-        return Ok(None);
-    }
-    let real = host.resolve(&link)?;
+    // Gone, or going while we look (a concurrent logout): no SCSI host.
+    let real = match host.resolve(&link) {
+        Ok(real) => real,
+        Err(crate::error::Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
     Ok(real
         .components()
         .filter_map(|c| c.as_os_str().to_str())
@@ -171,4 +177,39 @@ pub fn session_topology(host: &Host, session: &Session) -> Result<SessionTopolog
         session: session.clone(),
         disks,
     })
+}
+
+/// Every SCSI disk of this host whose WWID is `wwid`, with the iSCSI session it sits on (`None`
+/// for a disk of another transport), wherever it is: on a session to a portal or target the
+/// connection properties do not list, at another LUN number. Reads each disk's `device/wwid`
+/// (`/sys/block/sd*`) and, for the matches only, where `/sys/block/sdX` leads
+/// (`.../hostH/sessionN/targetH:C:T/H:C:T:L/block/sdX`).
+pub fn disks_with_wwid(
+    host: &Host,
+    wwid: &crate::types::Wwid,
+) -> Result<Vec<(Option<u32>, ScsiDisk)>> {
+    let mut found = Vec::new();
+    for name in host
+        .list(&host.sys("block"))?
+        .into_iter()
+        .filter(|n| n.starts_with("sd"))
+    {
+        if ScsiDisk::current_wwid(host, &name)?.as_ref() != Some(wwid) {
+            continue;
+        }
+        let Some(disk) = scsi::disk_by_name(host, &name)? else {
+            continue;
+        };
+        // Gone meanwhile: nothing to find.
+        let Ok(real) = host.resolve(&host.sys(format!("block/{name}"))) else {
+            continue;
+        };
+        let session = real
+            .components()
+            .filter_map(|c| c.as_os_str().to_str())
+            .filter_map(|c| c.strip_prefix("session"))
+            .find_map(|n| n.parse().ok());
+        found.push((session, disk));
+    }
+    Ok(found)
 }
