@@ -38,6 +38,12 @@ pub enum Error {
     #[error("no path to {volume} could be attached: {detail}")]
     Connect { volume: String, detail: String },
 
+    /// The volume's LUN shows another WWN than the one device_info gives for the volume (the
+    /// array gave the LUN number to another volume), or the WWN device_info gives is on devices
+    /// the volume's targets and LUN do not show. Nothing on the host was touched.
+    #[error("{volume} not touched: {detail}")]
+    NotTheVolume { volume: String, detail: String },
+
     /// A disconnect stopped or finished with failures; the report says what was done and what is
     /// left on the host.
     #[error("{message}")]

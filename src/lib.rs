@@ -10,6 +10,7 @@ pub mod error;
 pub mod host;
 pub mod iscsi;
 pub mod multipath;
+pub mod openers;
 mod par;
 pub mod props;
 pub mod retry;

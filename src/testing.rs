@@ -47,6 +47,9 @@ struct FakeTarget {
     dead: bool,
     /// LUN -> how many more scans find nothing: the target maps the LUN late.
     late: BTreeMap<u64, usize>,
+    /// LUN a -> LUN b: the next scan of a on a session also finds b's disk there, as when
+    /// another attach scanned b on the same session meanwhile.
+    also_scanned: BTreeMap<u64, u64>,
 }
 
 #[derive(Default)]
@@ -56,6 +59,8 @@ struct World {
     auto_multipath: bool,
     /// multipathd does not answer on its socket.
     multipathd_down: bool,
+    /// multipathd takes paths but builds no map (it cannot get their WWID: no udev).
+    multipathd_builds_no_maps: bool,
     /// multipathd builds maps only for WWIDs listed in etc/multipath/wwids (`find_multipaths
     /// strict`).
     find_multipaths_strict: bool,
@@ -87,6 +92,9 @@ struct World {
     /// disconnect of another volume on that session would.
     logout_on_delete: Vec<(String, u32)>,
     attr_writes: Vec<(String, String)>,
+    /// What the host saw happen, in order: `flush NAME`, `dm remove NAME`, `dm message NAME`,
+    /// `delete NAME`, `logout SID`.
+    events: Vec<String>,
     /// Disks a udev probe of their map is caught on (their session is in recovery): a remove of
     /// a map that holds one of them fails with EBUSY while the disk is there.
     probe_caught_on: Vec<String>,
@@ -521,6 +529,60 @@ impl FakeHost {
     pub fn has_node(&self, iqn: &str, portal: &str) -> bool {
         self.node_record(iqn, portal).is_some()
     }
+
+    /// multipathd takes the paths handed to it but builds no map, as when it cannot get their
+    /// WWID (no udev, and its sysfs fallback not yet due).
+    pub fn multipathd_builds_no_maps(&self) -> &Self {
+        lock(&self.world).multipathd_builds_no_maps = true;
+        self
+    }
+
+    /// What happened on the host, in order: `flush NAME`, `dm remove NAME`, `dm message NAME`,
+    /// `delete NAME`, `logout SID`.
+    pub fn events(&self) -> Vec<String> {
+        lock(&self.world).events.clone()
+    }
+
+    /// Sets disk `name`'s SCSI device state (`running`, `blocked` while its session is in
+    /// recovery, `transport-offline` once the session gave up, `offline`).
+    pub fn disk_state(&self, name: &str, state: &str) -> &Self {
+        write(
+            &self.sys().join(format!("block/{name}/device/state")),
+            &format!("{state}\n"),
+        );
+        self
+    }
+
+    /// Disk `name` shows no WWID (`device/wwid` missing: the device gave no usable
+    /// identification page).
+    pub fn disk_without_wwid(&self, name: &str) -> &Self {
+        fs::remove_file(self.sys().join(format!("block/{name}/device/wwid"))).expect("wwid");
+        self
+    }
+
+    /// Process `pid` (`comm`) has block device `dev` open, as /proc shows it: `PID/comm`, and a
+    /// descriptor in `PID/fd` that leads to `/dev/DEV`.
+    pub fn opened_by(&self, pid: u32, comm: &str, dev: &str) -> &Self {
+        let dir = self.root().join(format!("proc/{pid}"));
+        write(&dir.join("comm"), &format!("{comm}\n"));
+        fs::create_dir_all(dir.join("fd")).expect("fd");
+        std::os::unix::fs::symlink(self.root().join(format!("dev/{dev}")), dir.join("fd/3"))
+            .expect("fd link");
+        self
+    }
+
+    /// On target `iqn`, the next scan of LUN `scanned` on a session also finds LUN `other`'s
+    /// disk there, as when another attach scanned `other` on the same session meanwhile.
+    pub fn another_attach_scans(&self, iqn: &str, scanned: u64, other: u64) -> &Self {
+        for t in lock(&self.world)
+            .targets
+            .iter_mut()
+            .filter(|t| t.iqn == iqn)
+        {
+            t.also_scanned.insert(scanned, other);
+        }
+        self
+    }
 }
 
 fn add_session(root: &Path, w: &mut World, id: u32, portal: &str, iqn: &str) {
@@ -651,13 +713,17 @@ fn scan(root: &Path, w: &mut World, hostno: u32, lun: u64) {
     if fs::read_to_string(state).is_ok_and(|s| s.trim() != "LOGGED_IN") {
         return;
     }
-    let Some(target) = w
+    let Some(at) = w
         .targets
-        .iter_mut()
-        .find(|t| &t.portal == portal && &t.iqn == iqn)
+        .iter()
+        .position(|t| &t.portal == portal && &t.iqn == iqn)
     else {
         return;
     };
+    if let Some(other) = w.targets[at].also_scanned.remove(&lun) {
+        scan(root, w, hostno, other);
+    }
+    let target = &mut w.targets[at];
     if let Some(misses) = target.late.get_mut(&lun).filter(|m| **m > 0) {
         *misses -= 1;
         return;
@@ -833,6 +899,7 @@ impl FakeRunner {
                 Ok(Output::exit(0, &text, ""))
             }
             ["iscsiadm", "-m", "session", "-r", id, "--logout"] => {
+                w.events.push(format!("logout {id}"));
                 let id: u32 = id.parse().unwrap_or(0);
                 let Some((portal, iqn)) = remove_session(&self.root, w, id) else {
                     return Ok(Output::exit(21, "", "iscsiadm: No session found.\n"));
@@ -999,6 +1066,9 @@ impl crate::host::Multipathd for FakeMultipathd {
                 let wwid = fs::read_to_string(sys.join(format!("{name}/device/wwid")))
                     .ok()
                     .and_then(|raw| Wwid::from_sysfs(&raw).ok());
+                if w.multipathd_builds_no_maps {
+                    return Ok("ok".into());
+                }
                 if let Some(map) = wwid.map(|w| w.as_str().to_string()) {
                     let in_map = fs::read_dir(sys.join(format!("{name}/holders")))
                         .is_ok_and(|mut d| d.next().is_some());
@@ -1122,6 +1192,10 @@ impl Kernel for FakeKernel {
                 DmRequest::Message(m) => format!("message {m}"),
             },
         ));
+        w.events.push(match request {
+            DmRequest::Remove => format!("dm remove {name}"),
+            DmRequest::Message(_) => format!("dm message {name}"),
+        });
         if let Some(e) = next_failure(&mut w.dm_failures, name) {
             return Err(e);
         }
@@ -1153,6 +1227,7 @@ impl Kernel for FakeKernel {
             .unwrap_or_default();
         let mut w = lock(&self.world);
         w.flushes.push(name.clone());
+        w.events.push(format!("flush {name}"));
         if let Some(e) = next_failure(&mut w.flush_failures, &name) {
             return Err(e);
         }
@@ -1180,6 +1255,7 @@ impl Kernel for FakeKernel {
         // block/sdX/device/delete
         let parts: Vec<&str> = rel.split('/').collect();
         if let ["block", name, "device", "delete"] = parts.as_slice() {
+            w.events.push(format!("delete {name}"));
             if w.stuck_deletes.iter().any(|s| s == name) {
                 return Err(KernelError::TimedOut(timeout));
             }

@@ -217,7 +217,9 @@ fn map_that_cannot_sync_without_force_touches_nothing() {
 
 #[test]
 fn map_that_cannot_sync_with_force_fails_queued_io_and_cleans_the_host() {
+    // All paths down: the kernel shows both disks blocked (their sessions in recovery).
     let f = two_path_volume();
+    f.disk_state("sda", "blocked").disk_state("sdb", "blocked");
     f.fail_flush("dm-0", KernelError::TimedOut(Duration::from_secs(20)));
     let e = disconnect_volume(&f.host(), &multi(1), None, FORCE, &Tuning::default()).unwrap_err();
     assert!(matches!(e, Error::Disconnect { .. }));
@@ -334,9 +336,43 @@ fn paths_in_recovery_stay_when_the_map_has_no_live_path() {
 }
 
 #[test]
-fn map_in_use_after_the_paths_in_recovery_went_names_what_was_removed() {
+fn map_held_by_another_device_keeps_its_paths_in_recovery() {
+    // An LVM volume on the map: the map is in use whatever its paths do, so none goes early.
     let f = two_path_volume();
     f.dm("dm-1", "vg-lv", "LVM-abc", &["dm-0"]);
+    f.session_in_recovery(2);
+    let e = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("held by dm-1"), "{msg}");
+    assert!(msg.contains("Nothing else was removed"), "{msg}");
+    assert!(f.has_block("sda") && f.has_block("sdb") && f.has_block("dm-0"));
+    assert!(!f.events().iter().any(|e| e.starts_with("delete")));
+}
+
+#[test]
+fn running_path_outside_the_map_does_not_let_the_maps_only_path_go() {
+    // sdb, the map's only path, is in recovery; sda runs but never joined the map. The map has
+    // no live path, so sdb must stay (deleting it would fail the map's queued I/O).
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).session(2, P2, IQN);
+    f.disk(1, 1, "sda", WWID1).disk(2, 1, "sdb", WWID1);
+    f.map("dm-0", &["sdb"]);
+    f.session_in_recovery(2);
+    f.disk_state("sda", "running");
+    disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap_err();
+    assert!(
+        f.has_block("sdb"),
+        "the map's only path went: {:?}",
+        f.events()
+    );
+    assert!(f.has_block("dm-0"));
+}
+
+#[test]
+fn map_in_use_after_the_paths_in_recovery_went_names_what_was_removed() {
+    let f = two_path_volume();
+    f.opened_by(4242, "qemu-system-x86", "dm-0");
+    f.fail_dm_times(WWN1, KernelError::from_errno(libc::EBUSY), 100);
     f.session_in_recovery(2);
     let e = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap_err();
     let msg = e.to_string();
@@ -355,6 +391,14 @@ fn map_in_use_after_the_paths_in_recovery_went_names_what_was_removed() {
     );
     assert!(f.has_block("sda") && f.has_block("dm-0") && !f.has_block("sdb"));
     assert_eq!(f.session_ids(), [1, 2]);
+    assert!(
+        report
+            .failures
+            .iter()
+            .any(|l| l.contains("open in process 4242 (qemu-system-x86)")),
+        "{:?}",
+        report.failures
+    );
 }
 
 #[test]
@@ -510,7 +554,7 @@ fn device_that_will_not_go_is_named_as_left_behind() {
     f.stuck_delete("sdb");
     let e = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap_err();
     let Error::Disconnect { report, .. } = e else {
-        panic!()
+        panic!("{e}")
     };
     assert!(
         report.left_behind.contains(&"/dev/sdb".to_string()),
@@ -588,6 +632,8 @@ fn concurrent_disconnect_that_logged_out_first_is_not_an_error() {
 #[test]
 fn device_info_of_another_volume_never_leads_to_its_devices() {
     // lab/scenarios/07: volume A disconnected with volume B's device_info (B's map and WWN).
+    // The WWN device_info gives is the volume's identity: A's LUN shows another one, so nothing
+    // is touched, and B's devices are not A's either.
     let f = FakeHost::new();
     f.session(1, P1, IQN).disk(1, 1, "sda", WWID1);
     f.session(3, P1, IQN2)
@@ -600,32 +646,33 @@ fn device_info_of_another_volume_never_leads_to_its_devices() {
         multipath_id: Some(wwn2.into()),
         ..Default::default()
     };
-    let r = disconnect_volume(
+    for opts in [PLAIN, FORCE] {
+        let e = disconnect_volume(&f.host(), &single(1), Some(&info), opts, &Tuning::default())
+            .unwrap_err();
+        assert!(matches!(e, Error::NotTheVolume { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains(wwn2) && msg.contains(WWN1), "{msg}");
+        assert!(f.has_block("sda") && f.has_block("sdz") && f.has_block("dm-5"));
+        assert!(f.events().is_empty(), "{:?}", f.events());
+    }
+    // A gone from the host: B's devices carry device_info's WWN, but nothing at A's LUN proves
+    // that WWN is A's: still nothing is touched, and the error names them.
+    let f = FakeHost::new();
+    f.session(3, P1, IQN2)
+        .disk(3, 7, "sdz", WWID2)
+        .map("dm-5", &["sdz"]);
+    let e = disconnect_volume(
         &f.host(),
         &single(1),
         Some(&info),
-        PLAIN,
+        FORCE,
         &Tuning::default(),
     )
-    .unwrap();
-    assert!(!f.has_block("sda"), "the volume's own disk must go");
-    assert!(
-        f.has_block("sdz") && f.has_block("dm-5"),
-        "the other volume's devices must stay"
-    );
-    assert!(!f.flushes().iter().any(|d| d == "dm-5" || d == "sdz"));
-    assert_eq!(r.wwn.unwrap().as_str(), WWN1);
-    // Same, with A already gone from the host: nothing at all is touched.
-    let r = disconnect_volume(
-        &f.host(),
-        &single(1),
-        Some(&info),
-        PLAIN,
-        &Tuning::default(),
-    )
-    .unwrap();
-    assert!(r.maps_removed.is_empty() && r.devices_removed.is_empty());
+    .unwrap_err();
+    assert!(e.to_string().contains("/dev/dm-5, /dev/sdz"), "{e}");
     assert!(f.has_block("dm-5") && f.has_block("sdz"));
+    assert!(f.events().is_empty(), "{:?}", f.events());
+    assert_eq!(f.session_ids(), [3]);
 }
 
 #[test]
@@ -660,9 +707,19 @@ fn forced_disconnect_of_a_map_held_by_a_queued_writer_fails_its_io_and_removes_t
     // All paths down, a writer's I/O queued in the map (nothing dirty in the page cache, so the
     // flush succeeds) keeps the map open: forced, brick fails the queued I/O and tries again.
     let f = two_path_volume();
+    f.disk_state("sda", "blocked").disk_state("sdb", "blocked");
     f.fail_dm_times(WWN1, KernelError::from_errno(libc::EBUSY), 4);
     let r = disconnect_volume(&f.host(), &multi(1), None, FORCE, &Tuning::default()).unwrap();
     assert!(r.clean(), "{r:?}");
+    let offline = f
+        .attr_writes()
+        .into_iter()
+        .filter(|(_, v)| v == "offline")
+        .count();
+    assert_eq!(
+        offline, 2,
+        "the paths where the writer's I/O waits are set offline"
+    );
     let calls: Vec<String> = f.dm_calls().into_iter().map(|(_, c)| c).collect();
     assert_eq!(
         calls,
@@ -682,4 +739,179 @@ fn forced_disconnect_of_a_map_held_by_a_queued_writer_fails_its_io_and_removes_t
     disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap_err();
     assert!(f.dm_calls().iter().all(|(_, c)| c == "remove"));
     assert!(f.has_block("dm-0") && f.has_block("sda"));
+}
+
+#[test]
+fn lun_reused_by_another_volume_is_not_touched_even_forced() {
+    // The array gave LUN 1 to volume 2, attached here (map dm-0, open by a VM); the disconnect
+    // of volume 1, with the device_info its connect returned, must touch none of it.
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).session(2, P2, IQN);
+    f.disk(1, 1, "sda", WWID2).disk(2, 1, "sdb", WWID2);
+    f.map("dm-0", &["sda", "sdb"]);
+    f.session_in_recovery(2);
+    let info = DeviceInfo {
+        path: Some("/dev/dm-3".into()),
+        scsi_wwn: Some(WWN1.into()),
+        multipath_id: Some(WWN1.into()),
+        ..Default::default()
+    };
+    for opts in [PLAIN, FORCE, FORCE_IGNORE] {
+        let e = disconnect_volume(&f.host(), &multi(1), Some(&info), opts, &Tuning::default())
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::NotTheVolume { .. }), "{msg}");
+        assert!(
+            msg.contains(WWN1) && msg.contains("36001405deadbeef00020000000000000"),
+            "both WWNs named: {msg}"
+        );
+        assert!(f.events().is_empty(), "{opts:?}: {:?}", f.events());
+        assert!(f.attr_writes().is_empty(), "{:?}", f.attr_writes());
+        assert!(f.has_block("sda") && f.has_block("sdb") && f.has_block("dm-0"));
+        assert_eq!(f.session_ids(), [1, 2]);
+    }
+}
+
+#[test]
+fn disk_at_the_lun_without_a_wwid_fails_the_disconnect_and_is_named() {
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).session(2, P2, IQN);
+    f.disk(1, 1, "sda", WWID1).disk(2, 1, "sdb", WWID1);
+    f.disk_without_wwid("sdb");
+    let e = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap_err();
+    let Error::Disconnect { report, .. } = e else {
+        panic!("not a disconnect error: {e}")
+    };
+    assert!(!f.has_block("sda"), "the proven disk goes");
+    assert!(f.has_block("sdb"), "the unproven one is not touched");
+    assert!(
+        report.left_behind.iter().any(|l| l.starts_with("/dev/sdb")),
+        "{report:?}"
+    );
+    assert_eq!(f.session_ids(), [2], "its session stays with it");
+}
+
+#[test]
+fn iqn_in_another_case_finds_the_volume() {
+    let f = two_path_volume();
+    let upper = IQN.to_ascii_uppercase().replace("IQN.", "iqn.");
+    let props = ConnectionProperties::from_json(&format!(
+        r#"{{"target_portal":"{P1}","target_iqn":"{upper}","target_lun":1,
+            "target_portals":["{P1}","{P2}"],"target_iqns":["{upper}","{upper}"],"target_luns":[1,1]}}"#
+    ))
+    .unwrap();
+    let info = DeviceInfo {
+        path: Some("/dev/dm-0".into()),
+        scsi_wwn: Some(WWN1.into()),
+        ..Default::default()
+    };
+    let r = disconnect_volume(&f.host(), &props, Some(&info), PLAIN, &Tuning::default()).unwrap();
+    assert_eq!(r.maps_removed.len(), 1, "{r:?}");
+    for d in ["sda", "sdb", "dm-0"] {
+        assert!(!f.has_block(d), "{d} still there");
+    }
+    assert!(f.session_ids().is_empty());
+}
+
+#[test]
+fn disk_of_the_volume_on_a_portal_the_props_do_not_list_is_cleaned_too() {
+    // The volume was also attached through portal 3, which the properties no longer list.
+    let f = two_path_volume();
+    let p3 = "127.0.0.3:3260";
+    f.session(3, p3, IQN).disk(3, 1, "sdc", WWID1);
+    // Another volume's LUN on a session of its own to the same target stays.
+    let r = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap();
+    for d in ["sda", "sdb", "sdc", "dm-0"] {
+        assert!(!f.has_block(d), "{d} still there: {r:?}");
+    }
+    assert!(f.session_ids().is_empty(), "{:?}", f.session_ids());
+    assert!(!f.has_node(IQN, p3));
+}
+
+#[test]
+fn session_on_an_unlisted_portal_with_another_volume_stays() {
+    let f = two_path_volume();
+    let p3 = "127.0.0.3:3260";
+    f.session(3, p3, IQN)
+        .disk(3, 1, "sdc", WWID1)
+        .disk(3, 2, "sdd", WWID2);
+    disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap();
+    assert!(!f.has_block("sdc") && f.has_block("sdd"));
+    assert_eq!(f.session_ids(), [3]);
+    assert!(f.has_node(IQN, p3));
+}
+
+#[test]
+fn wrong_lun_with_the_volumes_map_in_device_info_is_a_failure_not_a_note() {
+    // The properties name LUN 2, where nothing is; device_info names the volume's map at LUN 1.
+    let f = two_path_volume();
+    let info = DeviceInfo {
+        path: Some("/dev/dm-0".into()),
+        scsi_wwn: Some(WWN1.into()),
+        ..Default::default()
+    };
+    let e = disconnect_volume(&f.host(), &multi(2), Some(&info), PLAIN, &Tuning::default())
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("/dev/dm-0"), "{msg}");
+    assert!(f.has_block("dm-0") && f.has_block("sda") && f.has_block("sdb"));
+}
+
+#[test]
+fn forced_disconnect_of_a_healthy_open_map_flushes_again_and_offlines_no_running_path() {
+    // A mounted, healthy volume (both paths running) whose map stays open: force flushes what
+    // was written since the first flush, disables queueing, and sets no running path offline.
+    let f = two_path_volume();
+    f.opened_by(777, "qemu-kvm", "dm-0");
+    f.fail_dm_times(WWN1, KernelError::from_errno(libc::EBUSY), 100);
+    let e = disconnect_volume(&f.host(), &multi(1), None, FORCE, &Tuning::default()).unwrap_err();
+    let dm0_flushes = f.flushes().iter().filter(|d| *d == "dm-0").count();
+    assert_eq!(dm0_flushes, 2, "{:?}", f.events());
+    let offline: Vec<_> = f
+        .attr_writes()
+        .into_iter()
+        .filter(|(_, v)| v == "offline")
+        .collect();
+    assert!(offline.is_empty(), "running paths set offline: {offline:?}");
+    assert!(f
+        .dm_calls()
+        .contains(&(WWN1.to_string(), "message fail_if_no_path".to_string())));
+    let msg = e.to_string();
+    assert!(msg.contains("open in process 777 (qemu-kvm)"), "{msg}");
+    // The second flush came after the first removal was refused, before queueing went off.
+    let ev = f.events();
+    let first_remove = ev.iter().position(|e| e.starts_with("dm remove")).unwrap();
+    let second_flush = ev.iter().rposition(|e| e == "flush dm-0").unwrap();
+    let message = ev.iter().position(|e| e.starts_with("dm message")).unwrap();
+    assert!(
+        first_remove < second_flush && second_flush < message,
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn everything_is_flushed_before_the_map_goes_the_map_before_its_paths_and_paths_before_logout() {
+    let f = two_path_volume();
+    disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap();
+    let ev = f.events();
+    let pos = |p: &str| {
+        ev.iter()
+            .position(|e| e == p)
+            .unwrap_or_else(|| panic!("no {p}: {ev:?}"))
+    };
+    let last_flush = ev.iter().rposition(|e| e.starts_with("flush")).unwrap();
+    assert!(last_flush < pos(&format!("dm remove {WWN1}")), "{ev:?}");
+    assert!(
+        pos(&format!("dm remove {WWN1}")) < pos("delete sda"),
+        "{ev:?}"
+    );
+    assert!(
+        pos(&format!("dm remove {WWN1}")) < pos("delete sdb"),
+        "{ev:?}"
+    );
+    let first_logout = ev.iter().position(|e| e.starts_with("logout")).unwrap();
+    assert!(
+        pos("delete sda") < first_logout && pos("delete sdb") < first_logout,
+        "{ev:?}"
+    );
 }

@@ -161,15 +161,20 @@ pub fn disconnect_volume(
     for m in &plan.maps {
         let mut removed =
             multipath::remove_map(host, m, &tuning.map_flush_backoff, tuning.map_flush_timeout);
+        let mut held_by = Vec::new();
+        if removed.is_err() {
+            held_by = crate::openers::openers(host, &m.dev, Some(&m.name));
+        }
         if removed.is_err() && opts.force && !unflushed.iter().any(|(n, _)| *n == m.dev) {
-            // The map flushed (nothing dirty in its cache) yet is held: a writer whose I/O is
-            // queued in the map or its paths (all paths down) keeps it open. Forced: fail that
-            // I/O, which releases the writer, and try once more.
-            let held = [(m.dev.clone(), "held open".to_string())];
-            release_queued_io(host, &plan, &held, tuning, &mut report);
+            force_held_map(host, &plan, m, &held_by, tuning, &mut report)?;
             removed =
                 multipath::remove_map(host, m, &tuning.map_flush_backoff, tuning.map_flush_timeout);
         }
+        let held = if held_by.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", held_by.join(", "))
+        };
         match removed {
             Ok(()) => {
                 info!(map = %m.name, dev = %m.dev, "multipath map removed");
@@ -177,7 +182,7 @@ pub fn disconnect_volume(
             }
             Err(e) if !opts.force => {
                 report.failures.push(format!(
-                    "cannot flush multipath map {} ({}): {e}",
+                    "cannot flush multipath map {} ({}): {e}{held}",
                     m.name, m.dev
                 ));
                 report
@@ -199,7 +204,7 @@ pub fn disconnect_volume(
                 };
                 return Err(Error::Disconnect {
                     message: format!(
-                        "{} not disconnected: cannot flush multipath map {} ({}): {e}. {removed}; \
+                        "{} not disconnected: cannot flush multipath map {} ({}): {e}{held}. {removed}; \
                          close whatever holds the map (a mount, a VM) and retry, or force the disconnect",
                         props.label(),
                         m.name,
@@ -210,7 +215,7 @@ pub fn disconnect_volume(
             }
             Err(e) => {
                 report.fail(format!(
-                    "cannot flush multipath map {} ({}): {e}",
+                    "cannot flush multipath map {} ({}): {e}{held}",
                     m.name, m.dev
                 ));
                 report.leave(format!("/dev/{} (map {})", m.dev, m.name));
@@ -253,6 +258,21 @@ pub fn disconnect_volume(
     // 4. Sessions no other volume uses, and node records.
     logout_and_forget(host, props, &plan, tuning, &mut report)?;
 
+    // 5. Whatever of the volume's WWN is still on the host (a path that came back, a map
+    // multipathd built again) is a failure, named, never a silent success.
+    if let Some(wwn) = &plan.wwn {
+        for dev in crate::iscsi::volume::devices_of(host, wwn)? {
+            let named = report
+                .left_behind
+                .iter()
+                .any(|l| l == &dev || l.starts_with(&format!("{dev} ")));
+            if !named {
+                report.fail(format!("{dev} (WWN {wwn}) is still on the host"));
+                report.leave(dev);
+            }
+        }
+    }
+
     if report.failures.is_empty() {
         info!("volume disconnected");
         return Ok(report);
@@ -283,6 +303,14 @@ fn make_plan(
 ) -> Result<Plan> {
     let v = find_volume(host, props, device_info)?;
     report.left_alone.extend(v.left_alone.iter().cloned());
+    for d in &v.unproven {
+        report.fail(format!(
+            "/dev/{} ({}) at the volume's LUN shows no WWID: it cannot be proven to be the \
+             volume's, so it was not touched",
+            d.name, d.address
+        ));
+        report.leave(format!("/dev/{} ({})", d.name, d.address));
+    }
     if !v.foreign_holders.is_empty() {
         if !opts.force {
             return Err(Error::Disconnect {
@@ -367,6 +395,15 @@ fn release_queued_io(
         .map(|d| d.name.as_str())
         .filter(|n| offline.contains(n))
     {
+        // A path that answers holds no I/O waiting for a path: it stays as it is.
+        if matches!(
+            ScsiDisk::current_state(host, name)
+                .as_ref()
+                .map(Option::as_deref),
+            Ok(Some("running"))
+        ) {
+            continue;
+        }
         // A disk the transport has already taken offline refuses this; that is fine.
         if let Err(e) = scsi::set_offline(host, name, tuning.delete_timeout) {
             debug!(device = name, error = %e, "not set offline");
@@ -374,28 +411,91 @@ fn release_queued_io(
     }
 }
 
-/// Deletes, before the map, the volume's paths that cannot answer now (device `blocked`: their
-/// session is in recovery, and I/O waits in them), when the map has a path that can (`running`).
-/// A reader caught on them (udev probes the map when a path fails) holds the map open until the
-/// session's recovery ends; deleted, their waiting I/O fails, dm-multipath sends it down a live
-/// path, and the map can go. Called only once everything is flushed: nothing is lost, and a
-/// failed path's writes are sent again on another path. Returns the paths it deleted.
+/// Forced only: the map flushed, yet something holds it open (`held_by` names what shows).
+/// - Every path down: a writer whose I/O is queued in the map or its paths keeps it open. That
+///   I/O is failed (queueing disabled, the paths set offline), which releases the writer.
+/// - A path that answers (`running`): the map is healthy and merely open (a mount, a VM). What
+///   was written since the first flush is flushed again within its deadline, so a healthy
+///   volume keeps it; then queueing is disabled, so that its opener gets errors rather than
+///   waiting for ever once the paths go. No running path is set offline.
+fn force_held_map(
+    host: &Host,
+    plan: &Plan,
+    m: &DmMap,
+    held_by: &[String],
+    tuning: &Tuning,
+    report: &mut DisconnectReport,
+) -> Result<()> {
+    let mut live = false;
+    for s in &m.slaves {
+        live |= ScsiDisk::current_state(host, s)?.as_deref() == Some("running");
+    }
+    warn!(map = %m.name, dev = %m.dev, held_by = ?held_by, live, "forced: the map is held open");
+    if !live {
+        let held = [(m.dev.clone(), "held open".to_string())];
+        release_queued_io(host, plan, &held, tuning, report);
+        return Ok(());
+    }
+    if let Err(e) = scsi::flush(
+        host,
+        &m.dev,
+        &tuning.map_flush_backoff,
+        tuning.map_sync_timeout,
+    ) {
+        report.fail(format!(
+            "{e} (forced: going on, what was written since may be lost)"
+        ));
+    }
+    if let Err(e) = multipath::disable_queueing(host, &m.name, tuning.command_timeout) {
+        report.fail(format!(
+            "cannot disable queueing on multipath map {}: {e}",
+            m.name
+        ));
+    }
+    Ok(())
+}
+
+/// Deletes, before a map, its paths that cannot answer now (device `blocked`: their session is
+/// in recovery, and I/O waits in them), when that map has a path that can (`running`) among its
+/// own slaves and no device-mapper device holds it. A reader caught on them (udev probes the map
+/// when a path fails) holds the map open until the session's recovery ends; deleted, their
+/// waiting I/O fails, dm-multipath sends it down the map's live path, and the map can go. Called
+/// only once everything is flushed: nothing is lost, and a failed path's writes are sent again
+/// on another path. A running disk of the volume outside the map is no live path of the map, and
+/// a map held by another device (a partition, LVM) keeps all its paths. Returns the paths it
+/// deleted.
 fn delete_blocked_paths<'p>(
     host: &Host,
     plan: &'p Plan,
     tuning: &Tuning,
     report: &mut DisconnectReport,
 ) -> Result<Vec<&'p ScsiDisk>> {
-    let mut blocked = Vec::new();
-    let mut live = false;
-    for d in &plan.disks {
-        match ScsiDisk::current_state(host, &d.name)?.as_deref() {
-            Some("running") => live = true,
-            Some("blocked") => blocked.push(d),
-            _ => {}
+    let mut blocked: Vec<&ScsiDisk> = Vec::new();
+    for m in &plan.maps {
+        if !host
+            .list(&host.sys(format!("block/{}/holders", m.dev)))?
+            .is_empty()
+        {
+            continue;
+        }
+        let mut live = false;
+        let mut waiting = Vec::new();
+        for name in &m.slaves {
+            match ScsiDisk::current_state(host, name)?.as_deref() {
+                Some("running") => live = true,
+                Some("blocked") => waiting.extend(plan.disks.iter().find(|d| &d.name == name)),
+                _ => {}
+            }
+        }
+        if live {
+            for d in waiting {
+                if !blocked.contains(&d) {
+                    blocked.push(d);
+                }
+            }
         }
     }
-    if !live || blocked.is_empty() {
+    if blocked.is_empty() {
         return Ok(Vec::new());
     }
     let names: Vec<&str> = blocked.iter().map(|d| d.name.as_str()).collect();
@@ -482,13 +582,16 @@ fn logout_if_unused(
         debug!(session = s.id, "session already gone");
         return Ok(Logout::Gone);
     }
-    // A device at another LUN is another volume's; one at the volume's LUN is the volume's
-    // only if it shows the volume's WWN (else a new volume took the LUN).
+    // A device is the volume's only if it shows the volume's WWN (else a new volume took the
+    // LUN). On a session to one of the volume's targets and portals, a device at another LUN
+    // is another volume's and its WWN is not even read; on a session the properties do not list
+    // (it held a disk of the volume's WWN), the volume's disk may sit at any LUN.
     let luns = props.luns_at(&s.iqn, &s.portal);
+    let listed = !luns.is_empty();
     let mut others = Vec::new();
     for (address, name) in topology::session_addresses(host, s.id)? {
         let ours = match &name {
-            Some(n) if luns.contains(&address.lun) => {
+            Some(n) if !listed || luns.contains(&address.lun) => {
                 ScsiDisk::current_wwid(host, n)?.is_some_and(|w| Some(&w) == plan.wwn.as_ref())
             }
             _ => false,
@@ -552,8 +655,12 @@ fn logout_and_forget(
     // kept above keeps its record (should another disconnect log out of it meanwhile, that one
     // deletes the record).
     let mut forget: Vec<(crate::types::Iqn, crate::types::Portal)> = Vec::new();
-    for t in &props.targets {
-        let key = (t.iqn.clone(), t.portal);
+    let keys = props
+        .targets
+        .iter()
+        .map(|t| (t.iqn.clone(), t.portal))
+        .chain(plan.sessions.iter().map(|s| (s.iqn.clone(), s.portal)));
+    for key in keys {
         if !forget.contains(&key) && !kept.contains(&key) {
             forget.push(key);
         }

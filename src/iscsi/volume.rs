@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::error::{Error, Result};
 use crate::host::Host;
@@ -19,14 +19,20 @@ use crate::Tuning;
 /// The volume's devices on this host.
 #[derive(Debug, Clone, Default)]
 pub struct VolumeDevices {
-    /// The volume's WWN: `device_info.scsi_wwn` when given, else the one WWN its disks agree on.
+    /// The volume's WWN: `device_info.scsi_wwn` when given (checked against what the volume's
+    /// LUN shows), else the one WWN the disks at its LUN agree on.
     pub wwn: Option<Wwid>,
-    /// The sessions to the volume's portals and targets.
+    /// The sessions to the volume's portals and targets, then the sessions that hold a disk of
+    /// the volume's WWN elsewhere (a portal the properties do not list).
     pub sessions: Vec<Session>,
-    /// The volume's disks, each with the volume's WWN.
+    /// The volume's disks, each with the volume's WWN: at its LUN on its sessions, and any other
+    /// disk of the host with that WWN.
     pub disks: Vec<ScsiDisk>,
     /// The volume's multipath maps (normally none or one).
     pub maps: Vec<DmMap>,
+    /// Disks at the volume's LUN whose WWID the kernel does not show: they may be the volume's,
+    /// and cannot be proven to be. Never touched; a disconnect that leaves them fails.
+    pub unproven: Vec<ScsiDisk>,
     /// Devices at the volume's LUN (or named by device_info) that are not the volume's.
     pub left_alone: Vec<String>,
     /// The volume's disks held by a device-mapper device that is not its multipath map.
@@ -34,21 +40,28 @@ pub struct VolumeDevices {
 }
 
 /// Finds the volume described by `props` (and `device_info`, when given) on this host. Changes
-/// nothing. Fails before anything is touched when the volume's disks disagree on their WWN and
-/// no device_info says which is right.
+/// nothing.
+///
+/// The volume is what its LUN shows on the sessions to its targets and portals (IQNs compare
+/// case-insensitively), and its identity is its WWN: the one device_info gives, or else the one
+/// the disks at the LUN agree on. Once the WWN is proven by the LUN, every disk and map of the
+/// host with that WWN is the volume's. Fails before anything is touched when:
+/// - device_info gives a WWN and the LUN shows another one only (the array gave the LUN number
+///   to another volume): [`Error::NotTheVolume`], naming both;
+/// - device_info gives a WWN the LUN does not show, and that WWN is on other devices of the host
+///   (stale or mixed-up properties: they are not proven to be this volume's):
+///   [`Error::NotTheVolume`];
+/// - the disks at the LUN disagree on their WWN and no device_info says which is right.
 pub fn find_volume(
     host: &Host,
     props: &ConnectionProperties,
     device_info: Option<&DeviceInfo>,
 ) -> Result<VolumeDevices> {
-    let mut left_alone: Vec<String> = Vec::new();
-    let mut foreign_holders: Vec<String> = Vec::new();
     let claimed = match device_info {
         Some(d) => d.wwn()?,
         None => None,
     };
-    let all_sessions = topology::list_sessions(host)?;
-    let sessions: Vec<Session> = all_sessions
+    let sessions: Vec<Session> = topology::list_sessions(host)?
         .into_iter()
         .filter(|s| {
             props
@@ -57,13 +70,46 @@ pub fn find_volume(
                 .any(|t| t.iqn == s.iqn && t.portal == s.portal)
         })
         .collect();
+    let candidates = disks_at_lun(host, props, &sessions)?;
+    let wwn = volume_wwn(host, props, &candidates, claimed)?;
 
-    // The volume's LUN on each of its sessions.
+    let mut v = VolumeDevices {
+        wwn: wwn.clone(),
+        sessions,
+        ..Default::default()
+    };
+    for d in candidates {
+        match (&d.wwid, &wwn) {
+            (Some(w), Some(own)) if w == own => v.disks.push(d),
+            (Some(w), Some(own)) => v.left_alone.push(format!(
+                "/dev/{} ({}): its WWN {w} is not the volume's {own}",
+                d.name, d.address
+            )),
+            // No WWID shown (a disk with one always gives the volume its WWN).
+            _ => v.unproven.push(d),
+        }
+    }
+    for line in &v.left_alone {
+        warn!(device = %line, "not the volume's device, left alone");
+    }
+    if let Some(own) = wwn.as_ref().filter(|_| !v.disks.is_empty()) {
+        add_disks_elsewhere(host, own, &mut v)?;
+    }
+    note_stale_device_info(host, device_info, &mut v)?;
+    find_maps(host, &mut v)?;
+    Ok(v)
+}
+
+/// The disks at the volume's LUN on each of its sessions. Only the disks at the volume's LUN
+/// are read: a session to a shared target holds every other volume's disks too.
+fn disks_at_lun(
+    host: &Host,
+    props: &ConnectionProperties,
+    sessions: &[Session],
+) -> Result<Vec<ScsiDisk>> {
     let mut candidates: Vec<ScsiDisk> = Vec::new();
-    for s in &sessions {
+    for s in sessions {
         let luns = props.luns_at(&s.iqn, &s.portal);
-        // Only the disks at the volume's LUN are read: a session to a shared target holds
-        // every other volume's disks too.
         for (address, name) in topology::session_addresses(host, s.id)? {
             let Some(name) = name.filter(|_| luns.contains(&address.lun)) else {
                 continue;
@@ -73,119 +119,170 @@ pub fn find_volume(
             }
         }
     }
+    Ok(candidates)
+}
 
-    // The volume is what the kernel shows at its LUN on its sessions. device_info only breaks a
-    // tie between disagreeing disks; a device_info that names another volume (a stale one) is
-    // ignored, never followed.
+/// The volume's WWN, from device_info's claim and what the disks at its LUN show.
+fn volume_wwn(
+    host: &Host,
+    props: &ConnectionProperties,
+    candidates: &[ScsiDisk],
+    claimed: Option<Wwid>,
+) -> Result<Option<Wwid>> {
     let seen: BTreeSet<&Wwid> = candidates.iter().filter_map(|d| d.wwid.as_ref()).collect();
-    let wwn = match (seen.len(), claimed) {
-        (0, _) => None,
-        (1, claimed) => {
-            let own = seen.into_iter().next().cloned();
-            if let Some(c) = claimed.filter(|c| Some(c) != own.as_ref()) {
-                warn!(
-                    device_info_wwn = %c,
-                    "device_info names another WWN than the volume's disks show; it is ignored"
-                );
-                left_alone.push(format!(
-                    "device_info (scsi_wwn {c}): not this volume's WWN, ignored"
-                ));
-            }
-            own
-        }
-        (_, Some(c)) if seen.contains(&c) => Some(c),
-        _ => {
-            let list: Vec<String> = candidates
-                .iter()
-                .map(|d| format!("{}={}", d.name, d.wwid.as_ref().map_or("?", |w| w.as_str())))
-                .collect();
-            return Err(Error::invalid(
-                "device_info",
+    let shown = || {
+        candidates
+            .iter()
+            .map(|d| {
                 format!(
-                    "the volume's LUN shows devices with different WWNs ({}); give the device_info \
-                     that connect returned (its scsi_wwn says which is the volume's)",
-                    list.join(", ")
-                ),
-            ));
-        }
+                    "/dev/{} ({}) {}",
+                    d.name,
+                    d.address,
+                    d.wwid.as_ref().map_or("no WWN", |w| w.as_str())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     };
+    match claimed {
+        // The WWN that connect returned is the volume's identity: a LUN that shows only other
+        // WWNs now holds another volume, and nothing there is the volume's, under force too.
+        Some(c) if !seen.is_empty() && !seen.contains(&c) => Err(Error::NotTheVolume {
+            volume: props.label(),
+            detail: format!(
+                "device_info gives its WWN as {c}, but its LUN shows {}: the LUN number now \
+                 belongs to another volume. Nothing was touched; the volume itself is not at \
+                 this LUN any more (check the connection properties)",
+                shown()
+            ),
+        }),
+        Some(c) if seen.is_empty() => {
+            // Nothing at the LUN proves that device_info's WWN is this volume's: devices of that
+            // WWN elsewhere may be another volume's (a stale or mixed-up device_info).
+            let elsewhere = devices_of(host, &c)?;
+            if elsewhere.is_empty() {
+                return Ok(Some(c));
+            }
+            Err(Error::NotTheVolume {
+                volume: props.label(),
+                detail: format!(
+                    "device_info gives its WWN as {c}, which is on {} but not at the volume's \
+                     LUN on its targets and portals. Nothing was touched: check target_iqn, \
+                     target_portal and target_lun, or give the device_info this volume's \
+                     connect returned",
+                    elsewhere.join(", ")
+                ),
+            })
+        }
+        Some(c) => Ok(Some(c)),
+        None if seen.len() <= 1 => Ok(seen.into_iter().next().cloned()),
+        None => Err(Error::invalid(
+            "device_info",
+            format!(
+                "the volume's LUN shows devices with different WWNs ({}); give the device_info \
+                 that connect returned (its scsi_wwn says which is the volume's)",
+                shown()
+            ),
+        )),
+    }
+}
 
-    let mut disks = Vec::new();
-    for d in candidates {
-        match (&d.wwid, &wwn) {
-            (Some(w), Some(v)) if w == v => disks.push(d),
-            (Some(w), Some(v)) => left_alone.push(format!(
-                "/dev/{} ({}): its WWN {w} is not the volume's {v}",
-                d.name, d.address
-            )),
-            _ => left_alone.push(format!(
-                "/dev/{} ({}): the kernel shows no WWID, so it cannot be proven to be the volume's",
-                d.name, d.address
-            )),
+/// The block devices of the host with WWN `wwn` (its maps, then its disks), as `/dev/NAME`.
+pub fn devices_of(host: &Host, wwn: &Wwid) -> Result<Vec<String>> {
+    Ok(multipath::maps_of(host, wwn)?
+        .into_iter()
+        .map(|m| format!("/dev/{}", m.dev))
+        .chain(
+            topology::disks_with_wwid(host, wwn)?
+                .into_iter()
+                .map(|(_, d)| format!("/dev/{}", d.name)),
+        )
+        .collect())
+}
+
+/// The disks of the volume's WWN that are not at its LUN on its sessions (a portal the
+/// properties do not list), and their sessions.
+fn add_disks_elsewhere(host: &Host, wwn: &Wwid, v: &mut VolumeDevices) -> Result<()> {
+    let mut extra_sessions = Vec::new();
+    for (sid, d) in topology::disks_with_wwid(host, wwn)? {
+        if v.disks.iter().any(|x| x.name == d.name) {
+            continue;
+        }
+        info!(device = %d.name, address = %d.address, session = ?sid, "a disk of the volume on a session its properties do not list");
+        if let Some(sid) = sid.filter(|id| !v.sessions.iter().any(|s| s.id == *id)) {
+            if !extra_sessions.contains(&sid) {
+                extra_sessions.push(sid);
+            }
+        }
+        v.disks.push(d);
+    }
+    if !extra_sessions.is_empty() {
+        for s in topology::list_sessions(host)? {
+            if extra_sessions.contains(&s.id) {
+                v.sessions.push(s);
+            }
         }
     }
-    for line in &left_alone {
-        warn!(device = %line, "not the volume's device, left alone");
-    }
+    Ok(())
+}
 
-    // A device_info path that is not one of the volume's devices is a stale hint: never acted on.
-    if let Some(name) = device_info
+/// A device_info path that is not one of the volume's devices is a stale hint: never acted on.
+fn note_stale_device_info(
+    host: &Host,
+    device_info: Option<&DeviceInfo>,
+    v: &mut VolumeDevices,
+) -> Result<()> {
+    let Some(name) = device_info
         .map(DeviceInfo::device_name)
         .transpose()?
         .flatten()
-    {
-        let known = disks.iter().any(|d| d.name == name);
-        if !known {
-            let belongs = match (name.starts_with("dm-"), &wwn) {
-                (true, Some(w)) => DmMap::read(host, &name)?.is_some_and(|m| m.is_multipath_of(w)),
-                _ => false,
-            };
-            if !belongs && scsi::exists(host, &name) {
-                let line =
-                    format!("/dev/{name} (named by device_info): not a device of this volume");
-                warn!(device = %name, "device_info names a device that is not the volume's; left alone");
-                left_alone.push(line);
-            }
-        }
+    else {
+        return Ok(());
+    };
+    if v.disks.iter().any(|d| d.name == name) {
+        return Ok(());
     }
+    let belongs = match (name.starts_with("dm-"), &v.wwn) {
+        (true, Some(w)) => DmMap::read(host, &name)?.is_some_and(|m| m.is_multipath_of(w)),
+        _ => false,
+    };
+    if !belongs && scsi::exists(host, &name) {
+        warn!(device = %name, "device_info names a device that is not the volume's; left alone");
+        v.left_alone.push(format!(
+            "/dev/{name} (named by device_info): not a device of this volume"
+        ));
+    }
+    Ok(())
+}
 
-    // The maps that hold the volume's disks, and any other map of its WWN (a rerun, a map whose
-    // paths are gone).
-    let mut maps: Vec<DmMap> = Vec::new();
-    for d in &disks {
+/// The maps that hold the volume's disks, and any other map of its WWN (a rerun, a map whose
+/// paths are gone).
+fn find_maps(host: &Host, v: &mut VolumeDevices) -> Result<()> {
+    for d in &v.disks {
         for h in &d.holders {
             let Some(m) = DmMap::read(host, h)? else {
                 continue;
             };
-            let ours = wwn.as_ref().is_some_and(|w| m.is_multipath_of(w));
-            if !ours {
-                let msg = format!(
+            if !v.wwn.as_ref().is_some_and(|w| m.is_multipath_of(w)) {
+                v.foreign_holders.push(format!(
                     "/dev/{} is held by {} ({}, uuid {:?}), which is not the volume's multipath map",
                     d.name, m.dev, m.name, m.uuid
-                );
-                foreign_holders.push(msg);
+                ));
                 continue;
             }
-            if !maps.iter().any(|x| x.dev == m.dev) {
-                maps.push(m);
+            if !v.maps.iter().any(|x| x.dev == m.dev) {
+                v.maps.push(m);
             }
         }
     }
-    if let Some(w) = &wwn {
+    if let Some(w) = &v.wwn {
         for m in multipath::maps_of(host, w)? {
-            if !maps.iter().any(|x| x.dev == m.dev) {
-                maps.push(m);
+            if !v.maps.iter().any(|x| x.dev == m.dev) {
+                v.maps.push(m);
             }
         }
     }
-    Ok(VolumeDevices {
-        wwn,
-        sessions,
-        disks,
-        maps,
-        left_alone,
-        foreign_holders,
-    })
+    Ok(())
 }
 
 /// The block devices of the volume: its disks (`/dev/sdX`) and, when it has one, its multipath
