@@ -34,8 +34,9 @@ pub enum Error {
     #[error("cannot understand the output of `{cmd}`: {detail}")]
     Unparsable { cmd: String, detail: String },
 
-    /// No path of a volume could be attached; what the connect had set up was undone.
-    #[error("no path to {volume} could be attached: {detail}")]
+    /// No path of a volume could be attached, or a multipath connect got no map; what the
+    /// connect had set up was undone.
+    #[error("{volume} not connected: {detail}")]
     Connect { volume: String, detail: String },
 
     /// The volume's LUN shows another WWN than the one device_info gives for the volume (the

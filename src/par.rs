@@ -6,13 +6,18 @@
 /// is carried on to the caller once every thread has finished.
 pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let span = tracing::Span::current();
+    // The caller's subscriber too: a scoped one (`tracing::subscriber::with_default`, as a
+    // library caller or a test sets) is the calling thread's only, and would not see the logs.
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
     let f = &f;
     std::thread::scope(|s| {
         let handles: Vec<_> = items
             .iter()
             .map(|item| {
-                let span = span.clone();
-                s.spawn(move || span.in_scope(|| f(item)))
+                let (span, dispatch) = (span.clone(), dispatch.clone());
+                s.spawn(move || {
+                    tracing::dispatcher::with_default(&dispatch, || span.in_scope(|| f(item)))
+                })
             })
             .collect();
         handles

@@ -275,10 +275,7 @@ fn all_portals_dead_fails_and_leaves_the_host_as_it_was() {
     .unwrap_err();
     // One sentence naming the volume and, for each portal, why its path failed.
     let msg = e.to_string();
-    assert!(
-        msg.starts_with("no path to v1 could be attached: "),
-        "{msg}"
-    );
+    assert!(msg.starts_with("v1 not connected: "), "{msg}");
     assert!(msg.contains(P1) && msg.contains(P2), "{msg}");
     assert!(!msg.contains("exit code none"), "{msg}");
     assert_host_as_before(&f);
@@ -512,22 +509,54 @@ fn failed_connect_keeps_the_wwid_while_a_map_of_it_stays_in_use() {
 }
 
 #[test]
-fn without_multipathd_the_volume_is_the_disk_and_no_time_is_lost_waiting() {
+fn without_multipathd_a_multipath_connect_fails_at_once_and_leaves_nothing() {
+    // A bare path handed out as a multipath volume could be taken by a map later, and a caller
+    // writing to it would bypass the map: a multipath connect returns a map or fails.
     let f = lab();
     f.multipathd_down();
-    let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
-    assert!(c
-        .device_info
-        .path
-        .as_deref()
-        .unwrap()
-        .starts_with("/dev/sd"));
-    assert_eq!(c.device_info.multipath_id, None);
+    let e = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("multipathd took none of the paths"), "{msg}");
+    assert!(msg.contains("--single-path"), "{msg}");
+    assert_host_as_before(&f);
     let waited: std::time::Duration = f.clock().sleeps().iter().sum();
     assert!(
         waited < std::time::Duration::from_secs(1),
         "waited {waited:?} for a map that cannot come"
     );
+    assert!(wwids(&f).is_empty(), "{:?}", wwids(&f));
+}
+
+#[test]
+fn multipath_connect_whose_map_never_comes_fails_after_the_deadline_and_leaves_nothing() {
+    // multipathd takes the paths but builds no map (as without udev, where it cannot get the
+    // paths' WWID): after the map deadline the connect fails and undoes everything.
+    let f = lab();
+    f.multipathd_builds_no_maps();
+    let t0 = f.clock().now();
+    let e = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("multipathd built no map of WWN"), "{msg}");
+    assert!(f.clock().now() - t0 >= Tuning::default().map_deadline);
+    assert_host_as_before(&f);
+}
+
+#[test]
+fn failed_connect_keeps_a_session_another_attach_started_using_and_its_record() {
+    // Connect X (LUN 9, which the target does not offer) made the session; before its undo,
+    // another attach scanned LUN 1 on that session. X fails, and its undo, under the target
+    // lock, finds LUN 1 in use: the session and its node record stay.
+    let f = lab();
+    f.another_attach_scans(IQN, 9, 1);
+    connect_volume(&f.host(), &single_props(9), SP, &Tuning::default()).unwrap_err();
+    assert_eq!(
+        f.session_ids().len(),
+        1,
+        "the session went from under LUN 1"
+    );
+    assert!(f.has_node(IQN, P1), "its node record went");
+    assert!(f.has_block("sda"), "LUN 1's disk went");
+    assert_eq!(count(&f, &["iscsiadm", "-m", "session"]), 0, "no logout");
 }
 
 #[test]

@@ -83,26 +83,48 @@ pub fn connect_volume(
     // them: it only confirms what a login finds out anyway, and under load it takes longer than
     // both. A path whose portal does not offer the target fails (and is undone, out of the map
     // first) whatever its login said.
-    let (offered, mut attempts, wwid, map, registered) = std::thread::scope(|s| {
+    let (offered, mut attempts, wwid, map, registered, no_map) = std::thread::scope(|s| {
         let span = tracing::Span::current();
-        let check = (!props.discovered)
-            .then(|| s.spawn(move || span.in_scope(|| check_offered(host, props, tuning))));
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        let check = (!props.discovered).then(|| {
+            s.spawn(move || {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    span.in_scope(|| check_offered(host, props, tuning))
+                })
+            })
+        });
         let mut attempts = attach_paths(host, props, opts, tuning);
         let wwid = volume_wwid(&mut attempts);
         let paths = up_paths(&attempts);
         let mut registered = false;
+        // Why no map came, when one was asked for.
+        let mut no_map = None;
         let map = match &wwid {
             Some(w) if opts.multipath => {
                 registered = register_wwid(host, w, tuning);
                 match hand_paths_to_multipathd(host, w, &paths, tuning) {
                     Some(built_from) => {
                         let map = wait_for_map(host, w, &paths, tuning);
-                        if let Ok(Some(m)) = &map {
-                            tell_udev_of_the_map(host, m, &built_from, registered);
+                        match &map {
+                            Ok(Some(m)) => tell_udev_of_the_map(host, m, &built_from, registered),
+                            Ok(None) => {
+                                no_map = Some(format!(
+                                    "multipathd built no map of WWN {w} within {:?}",
+                                    tuning.map_deadline
+                                ))
+                            }
+                            Err(_) => {}
                         }
                         map
                     }
-                    None => Ok(None),
+                    None => {
+                        no_map = Some(format!(
+                            "multipathd took none of the paths of WWN {w} (is multipathd \
+                             running? does it blacklist the device?); connect with a single \
+                             path (--single-path) to use the bare disk"
+                        ));
+                        Ok(None)
+                    }
                 }
             }
             _ => Ok(None),
@@ -112,9 +134,16 @@ pub fn connect_volume(
             Some(Ok(offered)) => offered,
             Some(Err(e)) => vec![Err(format!("sendtargets discovery: {e}")); props.targets.len()],
         };
-        (offered, attempts, wwid, map, registered)
+        (offered, attempts, wwid, map, registered, no_map)
     });
     let mut map = map?;
+    // A multipath connect returns a map or fails: a bare path handed out now could be taken by a
+    // map later, and a caller writing to it would bypass that map.
+    if let Some(why) = &no_map {
+        for a in attempts.iter_mut().filter(|a| a.result.is_ok()) {
+            a.result = Err(why.clone());
+        }
+    }
     for a in &mut attempts {
         let i = props
             .targets
@@ -172,6 +201,10 @@ pub fn connect_volume(
         for a in &attempts {
             undo(host, a, tuning);
         }
+        // A map multipathd built late, from a path now gone, has no path left: it goes too.
+        if let Some(w) = &wwid {
+            remove_late_maps(host, w, tuning);
+        }
         return Err(Error::Connect {
             volume: props.label(),
             detail: failed.join("; "),
@@ -184,12 +217,7 @@ pub fn connect_volume(
 
     let path = match &map {
         Some(m) => format!("/dev/{}", m.dev),
-        None => {
-            if opts.multipath {
-                warn!(wwn = %wwid, "no multipath map appeared; using the single path /dev/{}", paths[0]);
-            }
-            format!("/dev/{}", paths[0])
-        }
+        None => format!("/dev/{}", paths[0]),
     };
     info!(%path, wwn = %wwid, paths = ?paths, "volume connected");
     Ok(Connected {
@@ -789,8 +817,26 @@ fn wait_for_map(
     }
 }
 
+/// Removes the maps of `wwid` left after a failed connect's paths went (multipathd may have
+/// built one late, from a path that is gone now). Failures are logged: the connect has failed
+/// already.
+fn remove_late_maps(host: &Host, wwid: &crate::types::Wwid, tuning: &Tuning) {
+    for m in multipath::maps_of(host, wwid).unwrap_or_default() {
+        if let Err(e) = multipath::remove_map(
+            host,
+            &m,
+            &tuning.map_flush_backoff,
+            tuning.map_flush_timeout,
+        ) {
+            warn!(map = %m.name, error = %e, "map of a failed connect left behind");
+        }
+    }
+}
+
 /// Removes what a failed path attempt created: the disk it scanned, the session it logged in,
-/// the node record it made.
+/// the node record it made. All under the target's lock, with the disconnect's rule: between the
+/// attempt and its undo, another connect may have started using the session (a LUN of another
+/// volume, or a scan under way), and then the session and its node record stay.
 fn undo(host: &Host, a: &PathAttempt, tuning: &Tuning) {
     let t = &a.target;
     let _lock = match host.lock(&target_lock_name(&t.iqn, &t.portal)) {
@@ -813,14 +859,52 @@ fn undo(host: &Host, a: &PathAttempt, tuning: &Tuning) {
             warn!(device = %d, "disk of a failed path still present");
         }
     }
-    if let Some(sid) = a.created.session {
-        if let Err(e) = adm::logout_session(host, sid, tuning.command_timeout) {
-            warn!(session = sid, error = %e, "session of a failed path left behind");
+    let Some(sid) = a.created.session else {
+        if a.created.node_record {
+            forget_node(host, t);
+        }
+        return;
+    };
+    match session_in_use(host, sid) {
+        Ok(others) if !others.is_empty() => {
+            info!(session = sid, used_by = ?others, "session of a failed path kept: another attach uses it now");
+            return;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            warn!(session = sid, error = %e, "session of a failed path kept: cannot tell whether another attach uses it");
+            return;
         }
     }
+    if let Err(e) = adm::logout_session(host, sid, tuning.command_timeout) {
+        warn!(session = sid, error = %e, "session of a failed path left behind");
+    }
     if a.created.node_record {
-        if let Err(e) = node::delete(host, &t.iqn, &t.portal) {
-            warn!(portal = %t.portal, error = %e, "node record of a failed path left behind");
-        }
+        forget_node(host, t);
+    }
+}
+
+/// What is on session `sid` once a failed path's own disk is gone, for its undo: another
+/// volume's LUN, a LUN whose scan is under way (no disk yet), or a disk of the volume's LUN that
+/// another attach of the same volume made. Any of them keeps the session.
+fn session_in_use(host: &Host, sid: u32) -> Result<Vec<String>> {
+    Ok(topology::session_addresses(host, sid)?
+        .into_iter()
+        .map(|(address, name)| {
+            format!(
+                "{} (LUN {})",
+                name.as_deref().unwrap_or("a device being scanned"),
+                address.lun
+            )
+        })
+        .collect())
+}
+
+fn forget_node(host: &Host, t: &Target) {
+    if topology::find_session(host, &t.iqn, &t.portal).is_ok_and(|s| s.is_some()) {
+        return;
+    }
+    if let Err(e) = node::delete(host, &t.iqn, &t.portal) {
+        warn!(portal = %t.portal, error = %e, "node record of a failed path left behind");
     }
 }
