@@ -102,8 +102,8 @@ fn two_path_volume_flushes_map_then_paths_and_removes_everything() {
     assert_eq!(cmds(&f, &["multipath"]), 0, "the map goes in-process");
     assert_eq!(r.maps_removed.len(), 1);
     assert_eq!(r.sessions_logged_out.len(), 2);
-    // The map went before its paths (a path of a live map cannot be deleted: the fake refuses),
-    // the paths before the logouts (a logout takes its disks with it; they were deleted by us).
+    // The paths were deleted by brick, not taken away by the logouts (the order of the steps is
+    // everything_is_flushed_before_the_map_goes_the_map_before_its_paths_and_paths_before_logout).
     assert_eq!(r.devices_removed.len(), 2, "{r:?}");
 }
 
