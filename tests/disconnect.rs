@@ -915,3 +915,31 @@ fn everything_is_flushed_before_the_map_goes_the_map_before_its_paths_and_paths_
         "{ev:?}"
     );
 }
+
+#[test]
+fn two_sessions_to_one_target_and_portal_are_both_cleaned_and_logged_out() {
+    // os-brick bug 2116553: another tool made a second session to the same target and portal.
+    // The volume's disks on both are the volume's, and the second session is not taken for one
+    // that is gone because a lookup by target and portal finds the first.
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).session(2, P1, IQN);
+    f.disk(1, 1, "sda", WWID1).disk(2, 1, "sdb", WWID1);
+    f.map("dm-0", &["sda", "sdb"]);
+    let r = disconnect_volume(&f.host(), &single(1), None, PLAIN, &Tuning::default()).unwrap();
+    assert!(r.clean(), "{r:?}");
+    assert!(!f.has_block("sda") && !f.has_block("sdb") && !f.has_block("dm-0"));
+    assert!(f.session_ids().is_empty(), "{:?}", f.session_ids());
+    assert!(!f.has_node(IQN, P1));
+}
+
+#[test]
+fn two_sessions_to_one_target_one_with_another_volume_keeps_that_one() {
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).session(2, P1, IQN);
+    f.disk(1, 1, "sda", WWID1).disk(2, 1, "sdb", WWID1);
+    f.disk(2, 2, "sdc", WWID2);
+    let r = disconnect_volume(&f.host(), &single(1), None, PLAIN, &Tuning::default()).unwrap();
+    assert!(!f.has_block("sda") && !f.has_block("sdb") && f.has_block("sdc"));
+    assert_eq!(f.session_ids(), [2], "{r:?}");
+    assert!(f.has_node(IQN, P1), "the kept session keeps its record");
+}

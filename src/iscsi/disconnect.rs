@@ -578,7 +578,10 @@ fn logout_if_unused(
     let _lock = host.lock(&target_lock_name(&s.iqn, &s.portal))?;
     // Another disconnect of a volume on the same session may have logged out while we waited for
     // the lock: then there is nothing left to do here (its node record went with it).
-    if topology::find_session(host, &s.iqn, &s.portal)? != Some(s.id) {
+    // The host may hold several sessions to one target and portal (another tool made them):
+    // this one is looked up by its own number.
+    let now = topology::session_by_id(host, s.id)?;
+    if !now.is_some_and(|n| n.iqn == s.iqn && n.portal == s.portal) {
         debug!(session = s.id, "session already gone");
         return Ok(Logout::Gone);
     }

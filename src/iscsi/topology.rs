@@ -123,7 +123,14 @@ fn read_session(host: &Host, id: u32, want: Option<&crate::types::Iqn>) -> Resul
     }))
 }
 
-/// Finds the session to `iqn` at `portal` in sysfs (see [`list_sessions`]).
+/// Session `id` as sysfs shows it now, `None` when it is gone (the kernel may give its number to
+/// a new session later: compare its target and portal).
+pub fn session_by_id(host: &Host, id: u32) -> Result<Option<Session>> {
+    read_session(host, id, None)
+}
+
+/// Finds the session to `iqn` at `portal` in sysfs (see [`list_sessions`]); the first one when
+/// the host has several (another tool made them).
 pub fn find_session(
     host: &Host,
     iqn: &crate::types::Iqn,
