@@ -703,6 +703,32 @@ fn add_slave(root: &Path, dev: &str, slave: &str) {
     rel_link(&ddir, &sdir.join(format!("holders/{dev}")));
 }
 
+/// The WWID that the target of disk `name`'s session offers at the disk's LUN now (a target
+/// set up with [`FakeHost::target`]), if any.
+fn current_wwid_on_target(root: &Path, w: &World, name: &str) -> Option<String> {
+    let real = fs::canonicalize(root.join(format!("sys/block/{name}"))).ok()?;
+    let parts: Vec<String> = real
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let sid: u32 = parts
+        .iter()
+        .find_map(|c| c.strip_prefix("session").and_then(|n| n.parse().ok()))?;
+    let lun: u64 = parts
+        .iter()
+        .rev()
+        .find_map(|c| c.parse::<crate::types::ScsiAddress>().ok())?
+        .lun
+        .0;
+    let (_, portal, iqn, _) = w.sessions.get(&sid)?;
+    w.targets
+        .iter()
+        .find(|t| &t.portal == portal && &t.iqn == iqn)?
+        .luns
+        .get(&lun)
+        .cloned()
+}
+
 /// What the kernel does on `echo "- - L" > /sys/class/scsi_host/hostH/scan`: the LUN's disk
 /// appears when the session's target has that LUN; multipathd then builds or grows the map.
 fn scan(root: &Path, w: &mut World, hostno: u32, lun: u64) {
@@ -1270,6 +1296,14 @@ impl Kernel for FakeKernel {
                 if let Some((portal, iqn)) = remove_session(&self.root, &mut w, id) {
                     remove_records(&self.root, &iqn, &portal.parse().expect("a portal"));
                 }
+            }
+            return Ok(());
+        }
+        // block/sdX/device/rescan: the disk's identity is read again from its target.
+        if let ["block", name, "device", "rescan"] = parts.as_slice() {
+            w.events.push(format!("rescan {name}"));
+            if let Some(wwid) = current_wwid_on_target(&self.root, &w, name) {
+                write(&path.with_file_name("wwid"), &format!("{wwid}\n"));
             }
             return Ok(());
         }

@@ -660,3 +660,15 @@ fn single_path_connect_asks_udev_nothing() {
     connect_volume(&f.host(), &single_props(1), SP, &Tuning::default()).unwrap();
     assert_eq!(f.uevents_asked(), Vec::<String>::new());
 }
+
+#[test]
+fn disk_already_there_is_rescanned_before_its_wwid_is_trusted() {
+    // A session another tool left holds LUN 1's disk from an earlier volume (the kernel keeps
+    // the WWID it read at the first scan); the array has since given LUN 1 to volume WWID1.
+    let f = lab();
+    let old = "naa.6001405deadbeef00090000000000000";
+    f.session(1, P1, IQN).disk(1, 1, "sda", old);
+    let c = connect_volume(&f.host(), &single_props(1), SP, &Tuning::default()).unwrap();
+    assert_eq!(c.device_info.scsi_wwn.as_deref(), Some(WWN1), "{c:?}");
+    assert!(f.events().contains(&"rescan sda".to_string()));
+}

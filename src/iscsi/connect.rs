@@ -327,7 +327,9 @@ fn attach_path(
         // login.
         let deadline = host.time().now() + tuning.device_deadline;
         let present = lun_on_session(host, sid, t.lun)?;
-        if !present {
+        if present {
+            rescan_present_disk(host, sid, t, tuning)?;
+        } else {
             scan_until_present(host, sid, t, deadline, tuning)?;
         }
         (sid, !present, deadline)
@@ -599,6 +601,44 @@ fn scan_lun(host: &Host, sid: u32, t: &Target, tuning: &Tuning) -> std::result::
                 attr.display()
             )
         })
+}
+
+/// Asks the kernel to read the identity of the LUN's disk again (`device/rescan`) when the disk
+/// was there before this connect (a reused session): an array that gave the LUN number to
+/// another volume since would otherwise hand back the old volume's WWID, which the kernel keeps
+/// from the disk's first scan. Skipped on a session in recovery, where the rescan would wait
+/// for the portal (the path then fails on the state later, or serves as it is). A rescan that
+/// fails fails the path: the disk's identity cannot be trusted.
+fn rescan_present_disk(
+    host: &Host,
+    sid: u32,
+    t: &Target,
+    tuning: &Tuning,
+) -> std::result::Result<(), String> {
+    let state = topology::session_state(host, sid).map_err(|e| e.to_string())?;
+    if state.as_deref() != Some("LOGGED_IN") {
+        return Ok(());
+    }
+    let addresses = topology::session_addresses(host, sid).map_err(|e| e.to_string())?;
+    let Some(name) = addresses
+        .into_iter()
+        .find(|(a, _)| a.lun == t.lun)
+        .and_then(|(_, n)| n)
+    else {
+        return Ok(());
+    };
+    let attr = host.sys(format!("block/{name}/device/rescan"));
+    host.kern()
+        .write_attr(&attr, "1", tuning.scan_timeout)
+        .map_err(|e| {
+            format!(
+                "cannot read the identity of /dev/{name} (LUN {}) again through {}: {e}",
+                t.lun,
+                attr.display()
+            )
+        })?;
+    debug!(device = %name, "identity read again");
+    Ok(())
 }
 
 /// Whether the kernel shows a SCSI device of LUN `lun` on session `sid` (with or without its
