@@ -50,7 +50,7 @@ pub enum Error {
     #[error("{message}")]
     Disconnect {
         message: String,
-        report: Box<crate::iscsi::DisconnectReport>,
+        report: Box<crate::report::DisconnectReport>,
     },
 }
 

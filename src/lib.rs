@@ -13,6 +13,7 @@ pub mod multipath;
 pub mod openers;
 mod par;
 pub mod props;
+pub mod report;
 pub mod retry;
 pub mod scsi;
 pub mod testing;
@@ -20,9 +21,7 @@ pub mod tuning;
 pub mod types;
 
 pub use error::{Error, Result};
-pub use iscsi::{
-    connect_volume, disconnect_volume, ConnectOptions, Connected, DisconnectOptions,
-    DisconnectReport,
-};
+pub use iscsi::{connect_volume, disconnect_volume, ConnectOptions, Connected, DisconnectOptions};
 pub use props::{ConnectionProperties, DeviceInfo};
+pub use report::{DisconnectReport, Failure, Outcome, Thing, Untouched};
 pub use tuning::Tuning;

@@ -269,29 +269,9 @@ fn run(host: &Host, command: Command) -> Result<(), Error> {
 fn print_report(r: &brick::DisconnectReport, json: bool) {
     if json {
         println!("{}", self::json(r));
-        return;
+    } else {
+        print!("{r}");
     }
-    let line = |label: &str, items: &[String]| {
-        if !items.is_empty() {
-            println!("  {label}: {}", items.join(", "));
-        }
-    };
-    println!(
-        "volume {}{}",
-        r.volume,
-        r.wwn
-            .as_ref()
-            .map(|w| format!(" (wwn {w})"))
-            .unwrap_or_default()
-    );
-    line("multipath maps removed", &r.maps_removed);
-    line("devices removed", &r.devices_removed);
-    line("sessions logged out", &r.sessions_logged_out);
-    line("node records deleted", &r.node_records_deleted);
-    line("sessions kept", &r.sessions_kept);
-    line("left alone (not the volume's)", &r.left_alone);
-    line("LEFT ON THE HOST", &r.left_behind);
-    line("failures", &r.failures);
 }
 
 fn print_tree(topo: &[iscsi::SessionTopology]) {

@@ -320,7 +320,7 @@ fn existing_session_is_reused_without_a_second_login() {
     assert_ne!(c1.device_info.path, c2.device_info.path);
     // Disconnecting one keeps the sessions for the other.
     let r = disconnect(&f, 1, &c1);
-    assert_eq!(r.sessions_kept.len(), 2);
+    assert_eq!(r.kept.len(), 2);
     assert_eq!(f.session_ids().len(), 2);
     disconnect(&f, 2, &c2);
     assert_host_as_before(&f);

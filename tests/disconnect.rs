@@ -6,7 +6,8 @@ use std::time::Duration;
 use brick::host::{CmdError, KernelError};
 use brick::testing::FakeHost;
 use brick::{
-    disconnect_volume, ConnectionProperties, DeviceInfo, DisconnectOptions, Error, Tuning,
+    disconnect_volume, ConnectionProperties, DeviceInfo, DisconnectOptions, Error, Outcome, Thing,
+    Tuning,
 };
 
 const IQN: &str = "iqn.2003-01.org.linux-iscsi.lab:tgt1";
@@ -100,11 +101,11 @@ fn two_path_volume_flushes_map_then_paths_and_removes_everything() {
     assert_eq!(flushed, ["dm-0", "sda", "sdb"]);
     assert_eq!(f.dm_calls(), [(WWN1.to_string(), "remove".to_string())]);
     assert_eq!(cmds(&f, &["multipath"]), 0, "the map goes in-process");
-    assert_eq!(r.maps_removed.len(), 1);
-    assert_eq!(r.sessions_logged_out.len(), 2);
+    assert_eq!(r.maps_removed().len(), 1);
+    assert_eq!(r.sessions_logged_out().len(), 2);
     // The paths were deleted by brick, not taken away by the logouts (the order of the steps is
     // everything_is_flushed_before_the_map_goes_the_map_before_its_paths_and_paths_before_logout).
-    assert_eq!(r.devices_removed.len(), 2, "{r:?}");
+    assert_eq!(r.disks_removed().len(), 2, "{r:?}");
 }
 
 #[test]
@@ -134,7 +135,7 @@ fn shared_target_other_lun_in_use_no_logout() {
     assert_eq!(f.session_ids(), [1, 2]);
     assert!(f.has_node(IQN, P1) && f.has_node(IQN, P2));
     assert_eq!(cmds(&f, &["iscsiadm", "-m", "session", "-r"]), 0);
-    assert_eq!(r.sessions_kept.len(), 2);
+    assert_eq!(r.kept.len(), 2);
     assert!(!f.flushes().iter().any(|d| d == "sdc" || d == "dm-1"));
 }
 
@@ -163,7 +164,13 @@ fn map_flush_failure_without_force_deletes_nothing() {
             Duration::from_secs(2)
         ]
     );
-    assert!(report.left_behind.iter().any(|l| l.contains("dm-0")));
+    assert!(report.leaves("dm-0"));
+    assert_eq!(
+        report.outcome,
+        Outcome::Refused,
+        "nothing removed, data kept"
+    );
+    assert!(report.removed.is_empty());
 }
 
 #[test]
@@ -178,9 +185,13 @@ fn map_flush_failure_with_force_cleans_everything_and_returns_the_error() {
     assert!(!f.has_block("sda") && !f.has_block("sdb"));
     assert!(f.session_ids().is_empty());
     assert!(!f.has_node(IQN, P1) && !f.has_node(IQN, P2));
-    assert!(
-        report.left_behind.iter().any(|l| l.contains("dm-0")),
-        "{report:?}"
+    assert!(report.leaves("dm-0"), "{report:?}");
+    assert_eq!(report.outcome, Outcome::Unfinished);
+    assert!(report.forced);
+    assert_eq!(
+        report.failures[0].thing,
+        Some(Thing::map("dm-0", WWN1)),
+        "the failure names the map"
     );
 }
 
@@ -192,6 +203,7 @@ fn map_flush_failure_with_force_and_ignore_errors_succeeds_with_the_failure_repo
         disconnect_volume(&f.host(), &multi(1), None, FORCE_IGNORE, &Tuning::default()).unwrap();
     assert!(!r.failures.is_empty());
     assert!(!r.clean());
+    assert_eq!(r.outcome, Outcome::Unfinished);
     assert!(f.session_ids().is_empty());
 }
 
@@ -318,7 +330,7 @@ fn path_in_recovery_goes_before_the_map_a_probe_caught_on_it_holds_open() {
     let r = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap();
     assert!(r.clean(), "{r:?}");
     // sdb (blocked) before the map, which could then go at once; sda after it.
-    assert_eq!(r.devices_removed, ["sdb", "sda"]);
+    assert_eq!(r.disks_removed(), ["sdb", "sda"]);
     assert_eq!(f.dm_calls(), [(WWN1.to_string(), "remove".to_string())]);
     assert_clean(&f);
 }
@@ -383,19 +395,20 @@ fn map_in_use_after_the_paths_in_recovery_went_names_what_was_removed() {
     let brick::Error::Disconnect { report, .. } = e else {
         panic!("not a disconnect error")
     };
-    assert_eq!(report.devices_removed, ["sdb"]);
-    assert!(
-        report.left_behind.iter().all(|l| !l.contains("sdb")),
-        "{:?}",
-        report.left_behind
+    assert_eq!(report.disks_removed(), ["sdb"]);
+    assert_eq!(
+        report.outcome,
+        Outcome::Stopped,
+        "only the paths in recovery went"
     );
+    assert!(!report.leaves("sdb"), "{:?}", report.left_behind);
     assert!(f.has_block("sda") && f.has_block("dm-0") && !f.has_block("sdb"));
     assert_eq!(f.session_ids(), [1, 2]);
     assert!(
         report
             .failures
             .iter()
-            .any(|l| l.contains("open in process 4242 (qemu-system-x86)")),
+            .any(|l| l.message.contains("open in process 4242 (qemu-system-x86)")),
         "{:?}",
         report.failures
     );
@@ -487,7 +500,10 @@ fn stale_device_info_naming_another_volumes_device_is_ignored() {
     assert!(f.has_block("sdz") && f.has_block("dm-5"));
     assert_eq!(f.session_ids(), [3]);
     assert!(!f.flushes().iter().any(|d| d == "dm-5" || d == "sdz"));
-    assert!(r.left_alone.iter().any(|l| l.contains("dm-5")), "{r:?}");
+    assert!(
+        r.left_alone.iter().any(|l| l.thing.dev() == Some("dm-5")),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -496,17 +512,18 @@ fn rerun_after_a_crash_finishes_the_job() {
     let f = FakeHost::new();
     f.session(1, P1, IQN).session(2, P2, IQN);
     let r = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap();
-    assert_eq!(r.sessions_logged_out.len(), 2);
+    assert_eq!(r.sessions_logged_out().len(), 2);
     assert_clean(&f);
     // Killed after the logouts: only node records remain.
     let f = FakeHost::new();
     f.node(IQN, P1).node(IQN, P2);
     let r = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap();
-    assert_eq!(r.node_records_deleted.len(), 2);
+    assert_eq!(r.node_records_deleted().len(), 2);
     assert_clean(&f);
     // Nothing left at all: a no-op that succeeds.
     let r = disconnect_volume(&f.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap();
-    assert!(r.clean() && r.node_records_deleted.is_empty());
+    assert!(r.clean() && r.node_records_deleted().is_empty());
+    assert_eq!(r.outcome, Outcome::Gone);
 }
 
 #[test]
@@ -556,11 +573,8 @@ fn device_that_will_not_go_is_named_as_left_behind() {
     let Error::Disconnect { report, .. } = e else {
         panic!("{e}")
     };
-    assert!(
-        report.left_behind.contains(&"/dev/sdb".to_string()),
-        "{report:?}"
-    );
-    assert!(report.devices_removed.contains(&"sda".to_string()));
+    assert!(report.leaves("sdb"), "{report:?}");
+    assert!(report.disks_removed().contains(&"sda"));
 }
 
 #[derive(Clone, Default)]
@@ -784,10 +798,7 @@ fn disk_at_the_lun_without_a_wwid_fails_the_disconnect_and_is_named() {
     };
     assert!(!f.has_block("sda"), "the proven disk goes");
     assert!(f.has_block("sdb"), "the unproven one is not touched");
-    assert!(
-        report.left_behind.iter().any(|l| l.starts_with("/dev/sdb")),
-        "{report:?}"
-    );
+    assert!(report.leaves("sdb"), "{report:?}");
     assert_eq!(f.session_ids(), [2], "its session stays with it");
 }
 
@@ -806,7 +817,7 @@ fn iqn_in_another_case_finds_the_volume() {
         ..Default::default()
     };
     let r = disconnect_volume(&f.host(), &props, Some(&info), PLAIN, &Tuning::default()).unwrap();
-    assert_eq!(r.maps_removed.len(), 1, "{r:?}");
+    assert_eq!(r.maps_removed().len(), 1, "{r:?}");
     for d in ["sda", "sdb", "dm-0"] {
         assert!(!f.has_block(d), "{d} still there");
     }

@@ -8,20 +8,20 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
 use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::iscsi::session::Session;
-use crate::iscsi::volume::find_volume;
+use crate::iscsi::volume::{devices_of, find_volume};
 use crate::iscsi::{adm, topology};
 use crate::multipath::{self, DmMap};
 use crate::props::{ConnectionProperties, DeviceInfo};
+pub use crate::report::{DisconnectReport, Failure, Outcome, Thing, Untouched};
 use crate::retry::Backoff;
 use crate::scsi::{self, ScsiDisk};
 pub use crate::tuning::Tuning;
-use crate::types::Wwid;
+use crate::types::{Iqn, Portal, Wwid};
 
 /// What the caller accepts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,44 +34,6 @@ pub struct DisconnectOptions {
     pub ignore_errors: bool,
 }
 
-/// What a disconnect did and what it left.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct DisconnectReport {
-    /// The volume (its `volume_id`, or the first target and LUN).
-    pub volume: String,
-    /// The volume's WWN, when known.
-    pub wwn: Option<Wwid>,
-    pub maps_removed: Vec<String>,
-    pub devices_removed: Vec<String>,
-    pub sessions_logged_out: Vec<String>,
-    pub node_records_deleted: Vec<String>,
-    /// Sessions kept because another volume still uses them.
-    pub sessions_kept: Vec<String>,
-    /// Devices that do not belong to the volume (or could not be proven to), never touched.
-    pub left_alone: Vec<String>,
-    /// The volume's own things that may still be on the host.
-    pub left_behind: Vec<String>,
-    /// Every failure, in order.
-    pub failures: Vec<String>,
-}
-
-impl DisconnectReport {
-    /// Whether the volume is gone from the host.
-    pub fn clean(&self) -> bool {
-        self.left_behind.is_empty() && self.failures.is_empty()
-    }
-
-    fn fail(&mut self, what: String) {
-        warn!("{what}");
-        self.failures.push(what);
-    }
-
-    fn leave(&mut self, what: String) {
-        warn!(leftover = %what, "may be left on the host");
-        self.left_behind.push(what);
-    }
-}
-
 /// What the host shows of the volume, before anything is changed.
 struct Plan {
     wwn: Option<Wwid>,
@@ -80,18 +42,38 @@ struct Plan {
     maps: Vec<DmMap>,
 }
 
+fn disk_thing(d: &ScsiDisk) -> Thing {
+    Thing::disk(&d.name, Some(d.address))
+}
+
+fn map_thing(m: &DmMap) -> Thing {
+    Thing::map(&m.dev, &m.name)
+}
+
+fn session_thing(s: &Session) -> Thing {
+    Thing::Session {
+        id: s.id,
+        iqn: s.iqn.clone(),
+        portal: s.portal,
+    }
+}
+
 /// Disconnects the volume described by `props` from this host.
 ///
 /// Finds the volume's disks on every session to its portals (also disks that never joined the
-/// multipath map), checks each disk's WWN against the volume's (`device_info.scsi_wwn` when
-/// given, else the one WWN the volume's disks agree on) and leaves alone any that differ. Then:
-/// flushes the multipath map and every path (nothing is removed if a flush fails, unless
-/// `force`); removes the map (device-mapper `DM_DEV_REMOVE`, in-process); deletes the disks in parallel and waits for the
+/// multipath map, and disks of its WWN on sessions the properties do not list), checks each
+/// disk's WWN against the volume's (`device_info.scsi_wwn` when given, else the one WWN the
+/// volume's disks agree on) and leaves alone any that differ. Then: flushes the multipath map
+/// and every path (nothing is removed if a flush fails, unless `force`); removes the map
+/// (device-mapper `DM_DEV_REMOVE`, in-process); deletes the disks in parallel and waits for the
 /// kernel to drop them; logs out of each session no other volume uses and deletes its node
 /// record, and deletes the node records of the volume's portals that have no session.
 ///
-/// Returns the report when the volume is gone (or `force` and `ignore_errors` were given), else
-/// [`Error::Disconnect`] with the report of what was done and what is left.
+/// # Errors
+/// [`Error::NotTheVolume`] when the volume's LUN shows another WWN than device_info's (nothing
+/// touched); [`Error::Disconnect`] with the report of what was done and what is left when the
+/// disconnect stopped ([`Outcome::Refused`], [`Outcome::Stopped`]) or something failed
+/// ([`Outcome::Unfinished`]; with `force` and `ignore_errors` that report is returned as `Ok`).
 pub fn disconnect_volume(
     host: &Host,
     props: &ConnectionProperties,
@@ -101,140 +83,423 @@ pub fn disconnect_volume(
 ) -> Result<DisconnectReport> {
     let span = tracing::info_span!("disconnect", volume = %props.label(), force = opts.force);
     let _enter = span.enter();
-    let mut report = DisconnectReport {
-        volume: props.label(),
-        ..Default::default()
-    };
-
-    let plan = make_plan(host, props, device_info, opts, &mut report)?;
-    report.wwn = plan.wwn.clone();
-    debug!(
-        disks = ?plan.disks.iter().map(|d| &d.name).collect::<Vec<_>>(),
-        maps = ?plan.maps.iter().map(|m| &m.dev).collect::<Vec<_>>(),
-        sessions = ?plan.sessions.iter().map(|s| s.id).collect::<Vec<_>>(),
-        "plan"
-    );
-
+    let mut d = Disconnect::plan(host, props, device_info, opts, tuning)?;
     // 1. Flush everything while nothing has been removed.
-    let unflushed = flush_all(host, &plan, tuning);
-    if !unflushed.is_empty() {
-        let reasons: Vec<String> = unflushed.iter().map(|(_, r)| r.clone()).collect();
-        if !opts.force {
-            for d in &plan.disks {
-                report
-                    .left_behind
-                    .push(format!("/dev/{} ({})", d.name, d.address));
-            }
-            for m in &plan.maps {
-                report
-                    .left_behind
-                    .push(format!("/dev/{} (map {})", m.dev, m.name));
-            }
-            report.failures.extend(reasons.iter().cloned());
-            return Err(Error::Disconnect {
-                message: format!(
-                    "{} not disconnected, nothing was removed and its data is kept: {}. \
-                     Retry once the paths are back, or force the disconnect (unwritten data is then lost)",
-                    props.label(),
-                    reasons.join("; ")
-                ),
-                report: Box::new(report),
-            });
-        }
-        for r in reasons {
-            report.fail(format!(
-                "{r} (forced: going on, unwritten data may be lost)"
-            ));
-        }
-        release_queued_io(host, &plan, &unflushed, tuning, &mut report);
-    }
+    d.flush_all()?;
+    // 1b. Paths whose session is in recovery go before their map (see delete_blocked_paths).
+    d.delete_blocked_paths()?;
+    // 2. The multipath maps.
+    d.remove_maps()?;
+    // 3. The disks, in parallel.
+    d.delete_disks()?;
+    d.remove_rebuilt_maps()?;
+    // 4. Sessions no other volume uses, and node records.
+    d.logout_and_forget()?;
+    // 5. Whatever of the volume's WWN is still on the host is a failure, named.
+    d.check_nothing_left()?;
+    d.finish()
+}
 
-    // 1b. Paths whose session is in recovery go before the map (see delete_blocked_paths).
-    let early = if unflushed.is_empty() {
-        delete_blocked_paths(host, &plan, tuning, &mut report)?
-    } else {
-        Vec::new()
-    };
-    let went_early = |d: &ScsiDisk| early.iter().any(|e| e.name == d.name);
+/// One disconnect under way: what it acts on, its plan, and its report so far.
+struct Disconnect<'a> {
+    host: &'a Host,
+    props: &'a ConnectionProperties,
+    opts: DisconnectOptions,
+    tuning: &'a Tuning,
+    plan: Plan,
+    report: DisconnectReport,
+    /// The devices that did not flush, with the reason.
+    unflushed: Vec<(String, String)>,
+    /// The paths deleted before their map (step 1b).
+    early: Vec<String>,
+}
 
-    // 2. The multipath map.
-    for m in &plan.maps {
-        let mut removed =
-            multipath::remove_map(host, m, &tuning.map_flush_backoff, tuning.map_flush_timeout);
-        let mut held_by = Vec::new();
-        if removed.is_err() {
-            held_by = crate::openers::openers(host, &m.dev, Some(&m.name));
-        }
-        if removed.is_err() && opts.force && !unflushed.iter().any(|(n, _)| *n == m.dev) {
-            force_held_map(host, &plan, m, &held_by, tuning, &mut report)?;
-            removed =
-                multipath::remove_map(host, m, &tuning.map_flush_backoff, tuning.map_flush_timeout);
-        }
-        let held = if held_by.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", held_by.join(", "))
+impl<'a> Disconnect<'a> {
+    /// Reads the host and makes the plan; changes nothing. A disk held by a device-mapper
+    /// device that is not the volume's map stops a plain disconnect here.
+    fn plan(
+        host: &'a Host,
+        props: &'a ConnectionProperties,
+        device_info: Option<&DeviceInfo>,
+        opts: DisconnectOptions,
+        tuning: &'a Tuning,
+    ) -> Result<Disconnect<'a>> {
+        let v = find_volume(host, props, device_info)?;
+        let mut report = DisconnectReport {
+            volume: props.label(),
+            wwn: v.wwn.clone(),
+            forced: opts.force,
+            left_alone: v.left_alone,
+            ..Default::default()
         };
-        match removed {
-            Ok(()) => {
-                info!(map = %m.name, dev = %m.dev, "multipath map removed");
-                report.maps_removed.push(format!("{} ({})", m.dev, m.name));
-            }
-            Err(e) if !opts.force => {
-                report.failures.push(format!(
-                    "cannot flush multipath map {} ({}): {e}{held}",
-                    m.name, m.dev
-                ));
-                report
-                    .left_behind
-                    .push(format!("/dev/{} (map {})", m.dev, m.name));
-                for d in plan.disks.iter().filter(|d| !went_early(d)) {
-                    report
-                        .left_behind
-                        .push(format!("/dev/{} ({})", d.name, d.address));
-                }
-                let removed = if early.is_empty() {
-                    "Nothing else was removed".to_string()
-                } else {
-                    let names: Vec<&str> = early.iter().map(|d| d.name.as_str()).collect();
-                    format!(
-                        "Only the paths that could not answer were removed ({})",
-                        names.join(", ")
-                    )
-                };
+        for d in &v.unproven {
+            report.fail(
+                Some(disk_thing(d)),
+                format!(
+                    "/dev/{} ({}) at the volume's LUN shows no WWID: it cannot be proven to be \
+                     the volume's, so it was not touched",
+                    d.name, d.address
+                ),
+            );
+            report.leave(disk_thing(d));
+        }
+        if !v.foreign_holders.is_empty() {
+            let held: Vec<String> = v.foreign_holders.iter().map(|h| h.to_string()).collect();
+            if !opts.force {
+                report.outcome = Outcome::Refused;
                 return Err(Error::Disconnect {
                     message: format!(
-                        "{} not disconnected: cannot flush multipath map {} ({}): {e}{held}. {removed}; \
-                         close whatever holds the map (a mount, a VM) and retry, or force the disconnect",
+                        "{} not disconnected, nothing was removed: {}",
                         props.label(),
-                        m.name,
-                        m.dev
+                        held.join("; ")
                     ),
                     report: Box::new(report),
                 });
             }
-            Err(e) => {
-                report.fail(format!(
-                    "cannot flush multipath map {} ({}): {e}{held}",
-                    m.name, m.dev
-                ));
-                report.leave(format!("/dev/{} (map {})", m.dev, m.name));
+            for h in v.foreign_holders {
+                report.fail(Some(h.thing.clone()), h.to_string());
+            }
+        }
+        let plan = Plan {
+            wwn: v.wwn,
+            sessions: v.sessions,
+            disks: v.disks,
+            maps: v.maps,
+        };
+        debug!(
+            disks = ?plan.disks.iter().map(|d| &d.name).collect::<Vec<_>>(),
+            maps = ?plan.maps.iter().map(|m| &m.dev).collect::<Vec<_>>(),
+            sessions = ?plan.sessions.iter().map(|s| s.id).collect::<Vec<_>>(),
+            "plan"
+        );
+        Ok(Disconnect {
+            host,
+            props,
+            opts,
+            tuning,
+            plan,
+            report,
+            unflushed: Vec::new(),
+            early: Vec::new(),
+        })
+    }
+
+    /// Stops the disconnect with `message`: the report, with `outcome`, goes with the error.
+    fn stop(&mut self, outcome: Outcome, message: String) -> Error {
+        self.report.outcome = outcome;
+        Error::Disconnect {
+            message,
+            report: Box::new(std::mem::take(&mut self.report)),
+        }
+    }
+
+    /// Step 1: flushes every map and disk of the plan at once. A device that does not flush
+    /// stops a plain disconnect with nothing removed; forced, the I/O waiting on it is failed
+    /// and the disconnect goes on.
+    fn flush_all(&mut self) -> Result<()> {
+        let (host, tuning) = (self.host, self.tuning);
+        let once = Backoff {
+            tries: 1,
+            ..tuning.path_flush_backoff
+        };
+        let jobs: Vec<(&str, &Backoff, Duration)> = self
+            .plan
+            .maps
+            .iter()
+            .map(|m| (m.dev.as_str(), &once, tuning.map_sync_timeout))
+            .chain(self.plan.disks.iter().map(|d| {
+                (
+                    d.name.as_str(),
+                    &tuning.path_flush_backoff,
+                    tuning.path_flush_timeout,
+                )
+            }))
+            .collect();
+        self.unflushed = crate::par::par_map(&jobs, |&(name, backoff, timeout)| {
+            scsi::flush(host, name, backoff, timeout).map_err(|e| (name.to_string(), e.to_string()))
+        })
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+        if self.unflushed.is_empty() {
+            return Ok(());
+        }
+        let reasons: Vec<String> = self.unflushed.iter().map(|(_, r)| r.clone()).collect();
+        if !self.opts.force {
+            for d in &self.plan.disks {
+                self.report.left_behind.push(disk_thing(d));
+            }
+            for m in &self.plan.maps {
+                self.report.left_behind.push(map_thing(m));
+            }
+            for (name, why) in &self.unflushed {
+                self.report.failures.push(Failure {
+                    thing: Some(Thing::Device { dev: name.clone() }),
+                    message: why.clone(),
+                });
+            }
+            let message = format!(
+                "{} not disconnected, nothing was removed and its data is kept: {}. \
+                 Retry once the paths are back, or force the disconnect (unwritten data is then lost)",
+                self.props.label(),
+                reasons.join("; ")
+            );
+            return Err(self.stop(Outcome::Refused, message));
+        }
+        for (name, why) in self.unflushed.clone() {
+            self.report.fail(
+                Some(Thing::Device { dev: name }),
+                format!("{why} (forced: going on, unwritten data may be lost)"),
+            );
+        }
+        let stuck = self.unflushed.clone();
+        self.release_queued_io(&stuck);
+        Ok(())
+    }
+
+    /// Forced only: makes I/O that waits for a path fail, so the map and its disks can go.
+    /// Queueing is disabled on each map that did not flush, and its disks (and disks that did
+    /// not flush) are set offline: with the session in recovery, I/O may sit in a disk's own
+    /// queue, which the map's `fail_if_no_path` does not reach. A path that answers holds no
+    /// I/O waiting for a path and stays as it is.
+    fn release_queued_io(&mut self, stuck: &[(String, String)]) {
+        let (host, tuning) = (self.host, self.tuning);
+        let is_stuck = |name: &str| stuck.iter().any(|(n, _)| n == name);
+        let mut offline: Vec<String> = Vec::new();
+        for m in self.plan.maps.iter().filter(|m| is_stuck(&m.dev)) {
+            if let Err(e) = multipath::disable_queueing(host, &m.name, tuning.command_timeout) {
+                self.report.fail(
+                    Some(map_thing(m)),
+                    format!("cannot disable queueing on multipath map {}: {e}", m.name),
+                );
+            }
+            offline.extend(m.slaves.iter().cloned());
+        }
+        offline.extend(
+            self.plan
+                .disks
+                .iter()
+                .map(|d| d.name.clone())
+                .filter(|n| is_stuck(n)),
+        );
+        for d in self.plan.disks.iter().filter(|d| offline.contains(&d.name)) {
+            let state = ScsiDisk::current_state(host, &d.name);
+            if matches!(state.as_ref().map(Option::as_deref), Ok(Some("running"))) {
+                continue;
+            }
+            // A disk the transport has already taken offline refuses this; that is fine.
+            if let Err(e) = scsi::set_offline(host, &d.name, tuning.delete_timeout) {
+                debug!(device = %d.name, error = %e, "not set offline");
             }
         }
     }
 
-    // 3. The disks, in parallel.
-    let rest: Vec<&ScsiDisk> = plan.disks.iter().filter(|d| !went_early(d)).collect();
-    delete_disks(host, &rest, plan.wwn.as_ref(), tuning, &mut report)?;
-
-    // multipathd may have rebuilt the map from a path before it went; flush it once more.
-    if let Some(wwn) = &plan.wwn {
-        for m in multipath::maps_of(host, wwn)? {
-            if report
-                .left_behind
-                .iter()
-                .any(|l| l.starts_with(&format!("/dev/{} ", m.dev)))
+    /// Step 1b: deletes, before a map, its paths that cannot answer now (device `blocked`: their
+    /// session is in recovery, and I/O waits in them), when that map has a path that can
+    /// (`running`) among its own slaves and no device-mapper device holds it. A reader caught on
+    /// them (udev probes the map when a path fails) holds the map open until the session's
+    /// recovery ends; deleted, their waiting I/O fails, dm-multipath sends it down the map's
+    /// live path, and the map can go. Done only once everything is flushed: nothing is lost,
+    /// and a failed path's writes are sent again on another path. A running disk of the volume
+    /// outside the map is no live path of it, and a map held by another device (a partition,
+    /// LVM) keeps all its paths.
+    fn delete_blocked_paths(&mut self) -> Result<()> {
+        if !self.unflushed.is_empty() {
+            return Ok(());
+        }
+        let host = self.host;
+        let mut blocked: Vec<ScsiDisk> = Vec::new();
+        for m in &self.plan.maps {
+            if !host
+                .list(&host.sys(format!("block/{}/holders", m.dev)))?
+                .is_empty()
             {
+                continue;
+            }
+            let mut live = false;
+            let mut waiting = Vec::new();
+            for name in &m.slaves {
+                match ScsiDisk::current_state(host, name)?.as_deref() {
+                    Some("running") => live = true,
+                    Some("blocked") => {
+                        waiting.extend(self.plan.disks.iter().find(|d| &d.name == name))
+                    }
+                    _ => {}
+                }
+            }
+            if live {
+                for d in waiting {
+                    if !blocked.iter().any(|b| b.name == d.name) {
+                        blocked.push(d.clone());
+                    }
+                }
+            }
+        }
+        if blocked.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = blocked.iter().map(|d| d.name.clone()).collect();
+        info!(paths = ?names, "paths whose session is in recovery go first");
+        let refs: Vec<&ScsiDisk> = blocked.iter().collect();
+        delete_disks(
+            host,
+            &refs,
+            self.plan.wwn.as_ref(),
+            self.tuning,
+            &mut self.report,
+        )?;
+        self.early = names;
+        Ok(())
+    }
+
+    /// Step 2: removes each map of the volume (in-process, with retries while it is busy). A map
+    /// that stays open stops a plain disconnect with only the early paths removed; forced, see
+    /// [`Disconnect::force_held_map`].
+    fn remove_maps(&mut self) -> Result<()> {
+        let (host, tuning) = (self.host, self.tuning);
+        for m in self.plan.maps.clone() {
+            let mut removed = multipath::remove_map(
+                host,
+                &m,
+                &tuning.map_flush_backoff,
+                tuning.map_flush_timeout,
+            );
+            let mut held_by = Vec::new();
+            if removed.is_err() {
+                held_by = crate::openers::openers(host, &m.dev, Some(&m.name));
+            }
+            let flushed = !self.unflushed.iter().any(|(n, _)| *n == m.dev);
+            if removed.is_err() && self.opts.force && flushed {
+                self.force_held_map(&m, &held_by)?;
+                removed = multipath::remove_map(
+                    host,
+                    &m,
+                    &tuning.map_flush_backoff,
+                    tuning.map_flush_timeout,
+                );
+            }
+            let held = if held_by.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", held_by.join(", "))
+            };
+            match removed {
+                Ok(()) => {
+                    info!(map = %m.name, dev = %m.dev, "multipath map removed");
+                    self.report.removed.push(map_thing(&m));
+                }
+                Err(e) if !self.opts.force => {
+                    let why = format!(
+                        "cannot flush multipath map {} ({}): {e}{held}",
+                        m.name, m.dev
+                    );
+                    self.report.failures.push(Failure {
+                        thing: Some(map_thing(&m)),
+                        message: why.clone(),
+                    });
+                    self.report.left_behind.push(map_thing(&m));
+                    for d in &self.plan.disks {
+                        if !self.early.contains(&d.name) {
+                            self.report.left_behind.push(disk_thing(d));
+                        }
+                    }
+                    let (outcome, removed) = if self.early.is_empty() {
+                        (Outcome::Refused, "Nothing else was removed".to_string())
+                    } else {
+                        (
+                            Outcome::Stopped,
+                            format!(
+                                "Only the paths that could not answer were removed ({})",
+                                self.early.join(", ")
+                            ),
+                        )
+                    };
+                    let message = format!(
+                        "{} not disconnected: {why}. {removed}; close whatever holds the map \
+                         (a mount, a VM) and retry, or force the disconnect",
+                        self.props.label(),
+                    );
+                    return Err(self.stop(outcome, message));
+                }
+                Err(e) => {
+                    self.report.fail(
+                        Some(map_thing(&m)),
+                        format!(
+                            "cannot flush multipath map {} ({}): {e}{held}",
+                            m.name, m.dev
+                        ),
+                    );
+                    self.report.leave(map_thing(&m));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Forced only: the map flushed, yet something holds it open (`held_by` names what shows).
+    /// - Every path down: a writer whose I/O is queued in the map or its paths keeps it open.
+    ///   That I/O is failed (queueing disabled, the paths set offline), which releases the
+    ///   writer.
+    /// - A path that answers (`running`): the map is healthy and merely open (a mount, a VM).
+    ///   What was written since the first flush is flushed again within its deadline, so a
+    ///   healthy volume keeps it; then queueing is disabled, so that its opener gets errors
+    ///   rather than waiting for ever once the paths go. No running path is set offline.
+    fn force_held_map(&mut self, m: &DmMap, held_by: &[String]) -> Result<()> {
+        let (host, tuning) = (self.host, self.tuning);
+        let mut live = false;
+        for s in &m.slaves {
+            live |= ScsiDisk::current_state(host, s)?.as_deref() == Some("running");
+        }
+        warn!(map = %m.name, dev = %m.dev, held_by = ?held_by, live, "forced: the map is held open");
+        if !live {
+            self.release_queued_io(&[(m.dev.clone(), "held open".to_string())]);
+            return Ok(());
+        }
+        if let Err(e) = scsi::flush(
+            host,
+            &m.dev,
+            &tuning.map_flush_backoff,
+            tuning.map_sync_timeout,
+        ) {
+            self.report.fail(
+                Some(map_thing(m)),
+                format!("{e} (forced: going on, what was written since may be lost)"),
+            );
+        }
+        if let Err(e) = multipath::disable_queueing(host, &m.name, tuning.command_timeout) {
+            self.report.fail(
+                Some(map_thing(m)),
+                format!("cannot disable queueing on multipath map {}: {e}", m.name),
+            );
+        }
+        Ok(())
+    }
+
+    /// Step 3: deletes the disks not deleted early, in parallel.
+    fn delete_disks(&mut self) -> Result<()> {
+        let rest: Vec<&ScsiDisk> = self
+            .plan
+            .disks
+            .iter()
+            .filter(|d| !self.early.contains(&d.name))
+            .collect();
+        delete_disks(
+            self.host,
+            &rest,
+            self.plan.wwn.as_ref(),
+            self.tuning,
+            &mut self.report,
+        )
+    }
+
+    /// multipathd may have rebuilt the map from a path before it went; it goes once more.
+    fn remove_rebuilt_maps(&mut self) -> Result<()> {
+        let (host, tuning) = (self.host, self.tuning);
+        let Some(wwn) = self.plan.wwn.clone() else {
+            return Ok(());
+        };
+        for m in multipath::maps_of(host, &wwn)? {
+            if self.report.leaves(&m.dev) {
                 continue;
             }
             match multipath::remove_map(
@@ -243,265 +508,135 @@ pub fn disconnect_volume(
                 &tuning.map_flush_backoff,
                 tuning.map_flush_timeout,
             ) {
-                Ok(()) => report.maps_removed.push(format!("{} ({})", m.dev, m.name)),
+                Ok(()) => self.report.removed.push(map_thing(&m)),
                 Err(e) => {
-                    report.fail(format!(
-                        "cannot flush multipath map {} ({}): {e}",
-                        m.name, m.dev
-                    ));
-                    report.leave(format!("/dev/{} (map {})", m.dev, m.name));
+                    self.report.fail(
+                        Some(map_thing(&m)),
+                        format!("cannot flush multipath map {} ({}): {e}", m.name, m.dev),
+                    );
+                    self.report.leave(map_thing(&m));
                 }
             }
         }
+        Ok(())
     }
 
-    // 4. Sessions no other volume uses, and node records.
-    logout_and_forget(host, props, &plan, tuning, &mut report)?;
-
-    // 5. Whatever of the volume's WWN is still on the host (a path that came back, a map
-    // multipathd built again) is a failure, named, never a silent success.
-    if let Some(wwn) = &plan.wwn {
-        for dev in crate::iscsi::volume::devices_of(host, wwn)? {
-            let named = report
-                .left_behind
-                .iter()
-                .any(|l| l == &dev || l.starts_with(&format!("{dev} ")));
-            if !named {
-                report.fail(format!("{dev} (WWN {wwn}) is still on the host"));
-                report.leave(dev);
+    /// Step 4: logs out of the sessions no other volume uses, then deletes the node records of
+    /// every portal of the volume with no session now.
+    fn logout_and_forget(&mut self) -> Result<()> {
+        let (host, props, tuning) = (self.host, self.props, self.tuning);
+        let plan = &self.plan;
+        // Each session on its own thread: a logout waits for the target's answer, and sessions
+        // of one volume (its portals) do not depend on each other.
+        let outcomes: Vec<Result<Logout>> = crate::par::par_map(&plan.sessions, |s| {
+            logout_if_unused(host, props, plan, s, tuning)
+        });
+        let mut kept = Vec::new();
+        for (s, outcome) in plan.sessions.iter().zip(outcomes) {
+            match outcome? {
+                Logout::Gone => {}
+                Logout::Kept(others) => {
+                    kept.push((s.iqn.clone(), s.portal));
+                    self.report.kept.push(Untouched {
+                        thing: session_thing(s),
+                        why: format!("still used by {}", others.join(", ")),
+                    });
+                }
+                Logout::Done => self.report.removed.push(session_thing(s)),
+                Logout::Failed(e) => {
+                    self.report.fail(
+                        Some(session_thing(s)),
+                        format!("cannot log out of {}: {e}", session_thing(s)),
+                    );
+                    self.report.leave(session_thing(s));
+                }
             }
         }
-    }
-
-    if report.failures.is_empty() {
-        info!("volume disconnected");
-        return Ok(report);
-    }
-    if opts.force && opts.ignore_errors {
-        warn!(
-            failures = report.failures.len(),
-            "disconnect finished with errors, ignored as asked"
-        );
-        return Ok(report);
-    }
-    Err(Error::Disconnect {
-        message: format!(
-            "{} disconnected with errors: {}",
-            props.label(),
-            report.failures.join("; ")
-        ),
-        report: Box::new(report),
-    })
-}
-
-fn make_plan(
-    host: &Host,
-    props: &ConnectionProperties,
-    device_info: Option<&DeviceInfo>,
-    opts: DisconnectOptions,
-    report: &mut DisconnectReport,
-) -> Result<Plan> {
-    let v = find_volume(host, props, device_info)?;
-    report.left_alone.extend(v.left_alone.iter().cloned());
-    for d in &v.unproven {
-        report.fail(format!(
-            "/dev/{} ({}) at the volume's LUN shows no WWID: it cannot be proven to be the \
-             volume's, so it was not touched",
-            d.name, d.address
-        ));
-        report.leave(format!("/dev/{} ({})", d.name, d.address));
-    }
-    if !v.foreign_holders.is_empty() {
-        if !opts.force {
-            return Err(Error::Disconnect {
-                message: format!(
-                    "{} not disconnected, nothing was removed: {}",
-                    props.label(),
-                    v.foreign_holders.join("; ")
-                ),
-                report: Box::new(std::mem::take(report)),
-            });
-        }
-        for h in &v.foreign_holders {
-            report.fail(h.clone());
-        }
-    }
-    Ok(Plan {
-        wwn: v.wwn,
-        sessions: v.sessions,
-        disks: v.disks,
-        maps: v.maps,
-    })
-}
-
-/// Flushes every map and disk of the plan at once. Returns the devices that did not flush, with
-/// the reason.
-fn flush_all(host: &Host, plan: &Plan, tuning: &Tuning) -> Vec<(String, String)> {
-    let once = Backoff {
-        tries: 1,
-        ..tuning.path_flush_backoff
-    };
-    let jobs: Vec<(&str, &Backoff, Duration)> = plan
-        .maps
-        .iter()
-        .map(|m| (m.dev.as_str(), &once, tuning.map_sync_timeout))
-        .chain(plan.disks.iter().map(|d| {
-            (
-                d.name.as_str(),
-                &tuning.path_flush_backoff,
-                tuning.path_flush_timeout,
-            )
-        }))
-        .collect();
-    crate::par::par_map(&jobs, |&(name, backoff, timeout)| {
-        scsi::flush(host, name, backoff, timeout).map_err(|e| (name.to_string(), e.to_string()))
-    })
-    .into_iter()
-    .filter_map(Result::err)
-    .collect()
-}
-
-/// Forced only: makes I/O that waits for a path fail, so the map and its disks can go. Queueing
-/// is disabled on each map that did not flush, and its disks (and disks that did not flush) are
-/// set offline: with the session in recovery, I/O may sit in a disk's own queue, which the map's
-/// `fail_if_no_path` does not reach.
-fn release_queued_io(
-    host: &Host,
-    plan: &Plan,
-    unflushed: &[(String, String)],
-    tuning: &Tuning,
-    report: &mut DisconnectReport,
-) {
-    let stuck = |name: &str| unflushed.iter().any(|(n, _)| n == name);
-    let mut offline: Vec<&str> = Vec::new();
-    for m in plan.maps.iter().filter(|m| stuck(&m.dev)) {
-        if let Err(e) = multipath::disable_queueing(host, &m.name, tuning.command_timeout) {
-            report.fail(format!(
-                "cannot disable queueing on multipath map {}: {e}",
-                m.name
-            ));
-        }
-        offline.extend(m.slaves.iter().map(String::as_str));
-    }
-    offline.extend(
-        plan.disks
+        // Every portal of the volume with no session now (logged out above, by a concurrent
+        // disconnect, or before a crash): its node record goes too, so that nothing logs in to
+        // it again at boot. Checked under the target's lock, against the host as it is now. A
+        // session kept above keeps its record (should another disconnect log out of it
+        // meanwhile, that one deletes the record).
+        let mut forget: Vec<(Iqn, Portal)> = Vec::new();
+        let keys = props
+            .targets
             .iter()
-            .map(|d| d.name.as_str())
-            .filter(|n| stuck(n)),
-    );
-    for name in plan
-        .disks
-        .iter()
-        .map(|d| d.name.as_str())
-        .filter(|n| offline.contains(n))
-    {
-        // A path that answers holds no I/O waiting for a path: it stays as it is.
-        if matches!(
-            ScsiDisk::current_state(host, name)
-                .as_ref()
-                .map(Option::as_deref),
-            Ok(Some("running"))
-        ) {
-            continue;
-        }
-        // A disk the transport has already taken offline refuses this; that is fine.
-        if let Err(e) = scsi::set_offline(host, name, tuning.delete_timeout) {
-            debug!(device = name, error = %e, "not set offline");
-        }
-    }
-}
-
-/// Forced only: the map flushed, yet something holds it open (`held_by` names what shows).
-/// - Every path down: a writer whose I/O is queued in the map or its paths keeps it open. That
-///   I/O is failed (queueing disabled, the paths set offline), which releases the writer.
-/// - A path that answers (`running`): the map is healthy and merely open (a mount, a VM). What
-///   was written since the first flush is flushed again within its deadline, so a healthy
-///   volume keeps it; then queueing is disabled, so that its opener gets errors rather than
-///   waiting for ever once the paths go. No running path is set offline.
-fn force_held_map(
-    host: &Host,
-    plan: &Plan,
-    m: &DmMap,
-    held_by: &[String],
-    tuning: &Tuning,
-    report: &mut DisconnectReport,
-) -> Result<()> {
-    let mut live = false;
-    for s in &m.slaves {
-        live |= ScsiDisk::current_state(host, s)?.as_deref() == Some("running");
-    }
-    warn!(map = %m.name, dev = %m.dev, held_by = ?held_by, live, "forced: the map is held open");
-    if !live {
-        let held = [(m.dev.clone(), "held open".to_string())];
-        release_queued_io(host, plan, &held, tuning, report);
-        return Ok(());
-    }
-    if let Err(e) = scsi::flush(
-        host,
-        &m.dev,
-        &tuning.map_flush_backoff,
-        tuning.map_sync_timeout,
-    ) {
-        report.fail(format!(
-            "{e} (forced: going on, what was written since may be lost)"
-        ));
-    }
-    if let Err(e) = multipath::disable_queueing(host, &m.name, tuning.command_timeout) {
-        report.fail(format!(
-            "cannot disable queueing on multipath map {}: {e}",
-            m.name
-        ));
-    }
-    Ok(())
-}
-
-/// Deletes, before a map, its paths that cannot answer now (device `blocked`: their session is
-/// in recovery, and I/O waits in them), when that map has a path that can (`running`) among its
-/// own slaves and no device-mapper device holds it. A reader caught on them (udev probes the map
-/// when a path fails) holds the map open until the session's recovery ends; deleted, their
-/// waiting I/O fails, dm-multipath sends it down the map's live path, and the map can go. Called
-/// only once everything is flushed: nothing is lost, and a failed path's writes are sent again
-/// on another path. A running disk of the volume outside the map is no live path of the map, and
-/// a map held by another device (a partition, LVM) keeps all its paths. Returns the paths it
-/// deleted.
-fn delete_blocked_paths<'p>(
-    host: &Host,
-    plan: &'p Plan,
-    tuning: &Tuning,
-    report: &mut DisconnectReport,
-) -> Result<Vec<&'p ScsiDisk>> {
-    let mut blocked: Vec<&ScsiDisk> = Vec::new();
-    for m in &plan.maps {
-        if !host
-            .list(&host.sys(format!("block/{}/holders", m.dev)))?
-            .is_empty()
-        {
-            continue;
-        }
-        let mut live = false;
-        let mut waiting = Vec::new();
-        for name in &m.slaves {
-            match ScsiDisk::current_state(host, name)?.as_deref() {
-                Some("running") => live = true,
-                Some("blocked") => waiting.extend(plan.disks.iter().find(|d| &d.name == name)),
-                _ => {}
+            .map(|t| (t.iqn.clone(), t.portal))
+            .chain(plan.sessions.iter().map(|s| (s.iqn.clone(), s.portal)));
+        for key in keys {
+            if !forget.contains(&key) && !kept.contains(&key) {
+                forget.push(key);
             }
         }
-        if live {
-            for d in waiting {
-                if !blocked.contains(&d) {
-                    blocked.push(d);
+        for (iqn, portal) in forget {
+            let _lock = host.lock(&target_lock_name(&iqn, &portal))?;
+            if !adm::node_exists(host, &iqn, &portal)?
+                || topology::find_session(host, &iqn, &portal)?.is_some()
+            {
+                continue;
+            }
+            let record = Thing::NodeRecord {
+                iqn: iqn.clone(),
+                portal,
+            };
+            match crate::iscsi::node::delete(host, &iqn, &portal) {
+                Ok(_) => self.report.removed.push(record),
+                Err(e) => {
+                    self.report.fail(
+                        Some(record.clone()),
+                        format!("cannot delete the node record of {iqn} at {portal}: {e}"),
+                    );
+                    self.report.leave(record);
                 }
             }
         }
+        Ok(())
     }
-    if blocked.is_empty() {
-        return Ok(Vec::new());
+
+    /// Step 5: whatever of the volume's WWN is still on the host (a path that came back, a map
+    /// multipathd built again) and not named already is a failure, never a silent success.
+    fn check_nothing_left(&mut self) -> Result<()> {
+        let Some(wwn) = self.plan.wwn.clone() else {
+            return Ok(());
+        };
+        for dev in devices_of(self.host, &wwn)? {
+            let name = dev.trim_start_matches("/dev/").to_string();
+            if !self.report.leaves(&name) {
+                let thing = Thing::Device { dev: name };
+                self.report.fail(
+                    Some(thing.clone()),
+                    format!("{dev} (WWN {wwn}) is still on the host"),
+                );
+                self.report.leave(thing);
+            }
+        }
+        Ok(())
     }
-    let names: Vec<&str> = blocked.iter().map(|d| d.name.as_str()).collect();
-    info!(paths = ?names, "paths whose session is in recovery go first");
-    delete_disks(host, &blocked, plan.wwn.as_ref(), tuning, report)?;
-    Ok(blocked)
+
+    /// The result: the report when the volume is gone (or `force` and `ignore_errors`), else
+    /// the error with the report.
+    fn finish(mut self) -> Result<DisconnectReport> {
+        if self.report.failures.is_empty() && self.report.left_behind.is_empty() {
+            info!("volume disconnected");
+            self.report.outcome = Outcome::Gone;
+            return Ok(self.report);
+        }
+        self.report.outcome = Outcome::Unfinished;
+        if self.opts.force && self.opts.ignore_errors {
+            warn!(
+                failures = self.report.failures.len(),
+                "disconnect finished with errors, ignored as asked"
+            );
+            return Ok(self.report);
+        }
+        let failures: Vec<String> = self.report.failures.iter().map(|f| f.to_string()).collect();
+        let message = format!(
+            "{} disconnected with errors: {}",
+            self.props.label(),
+            failures.join("; ")
+        );
+        Err(self.stop(Outcome::Unfinished, message))
+    }
 }
 
 fn delete_disks(
@@ -516,43 +651,45 @@ fn delete_disks(
     let mut doomed = Vec::new();
     for d in disks {
         match (ScsiDisk::current_wwid(host, &d.name)?, wwn) {
-            (None, _) if !scsi::exists(host, &d.name) => {
-                report.devices_removed.push(d.name.clone())
-            }
-            (Some(w), Some(v)) if &w == v => doomed.push(d.name.clone()),
-            _ => report.left_alone.push(format!(
-                "/dev/{}: changed identity before its delete",
-                d.name
-            )),
+            (None, _) if !scsi::exists(host, &d.name) => report.removed.push(disk_thing(d)),
+            (Some(w), Some(v)) if &w == v => doomed.push(d),
+            _ => report.left_alone.push(Untouched {
+                thing: disk_thing(d),
+                why: "changed identity before its delete".into(),
+            }),
         }
     }
+    let names: Vec<String> = doomed.iter().map(|d| d.name.clone()).collect();
     let errors: Vec<String> =
-        crate::par::par_map(&doomed, |n| scsi::delete(host, n, tuning.delete_timeout))
+        crate::par::par_map(&names, |n| scsi::delete(host, n, tuning.delete_timeout))
             .into_iter()
             .filter_map(Result::err)
             .collect();
     for e in errors {
-        report.fail(e);
+        report.fail(None, e);
     }
     let deadline = host.time().now() + tuning.removal_deadline;
-    let left = scsi::wait_gone(host, &doomed, deadline);
-    for n in &doomed {
-        if left.contains(n) {
-            report.fail(format!(
-                "/dev/{n} is still there {:?} after its delete",
-                tuning.removal_deadline
-            ));
-            report.leave(format!("/dev/{n}"));
+    let left = scsi::wait_gone(host, &names, deadline);
+    for d in doomed {
+        if left.contains(&d.name) {
+            report.fail(
+                Some(disk_thing(d)),
+                format!(
+                    "/dev/{} is still there {:?} after its delete",
+                    d.name, tuning.removal_deadline
+                ),
+            );
+            report.leave(disk_thing(d));
         } else {
-            info!(device = %n, "device removed");
-            report.devices_removed.push(n.clone());
+            info!(device = %d.name, "device removed");
+            report.removed.push(disk_thing(d));
         }
     }
     Ok(())
 }
 
 /// The name of the host-wide lock that serialises session changes of `iqn` at `portal`.
-pub fn target_lock_name(iqn: &crate::types::Iqn, portal: &crate::types::Portal) -> String {
+pub fn target_lock_name(iqn: &Iqn, portal: &Portal) -> String {
     format!("iscsi-{iqn}-{portal}")
 }
 
@@ -577,9 +714,9 @@ fn logout_if_unused(
 ) -> Result<Logout> {
     let _lock = host.lock(&target_lock_name(&s.iqn, &s.portal))?;
     // Another disconnect of a volume on the same session may have logged out while we waited for
-    // the lock: then there is nothing left to do here (its node record went with it).
-    // The host may hold several sessions to one target and portal (another tool made them):
-    // this one is looked up by its own number.
+    // the lock: then there is nothing left to do here (its node record went with it). The host
+    // may hold several sessions to one target and portal (another tool made them): this one is
+    // looked up by its own number.
     let now = topology::session_by_id(host, s.id)?;
     if !now.is_some_and(|n| n.iqn == s.iqn && n.portal == s.portal) {
         debug!(session = s.id, "session already gone");
@@ -620,72 +757,4 @@ fn logout_if_unused(
             Err(e) => Logout::Failed(e),
         },
     )
-}
-
-fn logout_and_forget(
-    host: &Host,
-    props: &ConnectionProperties,
-    plan: &Plan,
-    tuning: &Tuning,
-    report: &mut DisconnectReport,
-) -> Result<()> {
-    // Each session on its own thread: a logout waits for the target's answer, and sessions of
-    // one volume (its portals) do not depend on each other.
-    let outcomes: Vec<Result<Logout>> = crate::par::par_map(&plan.sessions, |s| {
-        logout_if_unused(host, props, plan, s, tuning)
-    });
-    let mut kept = Vec::new();
-    for (s, outcome) in plan.sessions.iter().zip(outcomes) {
-        let label = format!("session {} ({} at {})", s.id, s.iqn, s.portal);
-        match outcome? {
-            Logout::Gone => {}
-            Logout::Kept(others) => {
-                kept.push((s.iqn.clone(), s.portal));
-                report
-                    .sessions_kept
-                    .push(format!("{label}: still used by {}", others.join(", ")))
-            }
-            Logout::Done => report.sessions_logged_out.push(label),
-            Logout::Failed(e) => {
-                report.fail(format!("cannot log out of {label}: {e}"));
-                report.leave(label);
-            }
-        }
-    }
-    // Every portal of the volume with no session now (logged out above, by a concurrent
-    // disconnect, or before a crash): its node record goes too, so that nothing logs in to it
-    // again at boot. Checked under the target's lock, against the host as it is now. A session
-    // kept above keeps its record (should another disconnect log out of it meanwhile, that one
-    // deletes the record).
-    let mut forget: Vec<(crate::types::Iqn, crate::types::Portal)> = Vec::new();
-    let keys = props
-        .targets
-        .iter()
-        .map(|t| (t.iqn.clone(), t.portal))
-        .chain(plan.sessions.iter().map(|s| (s.iqn.clone(), s.portal)));
-    for key in keys {
-        if !forget.contains(&key) && !kept.contains(&key) {
-            forget.push(key);
-        }
-    }
-    for (iqn, portal) in forget {
-        let _lock = host.lock(&target_lock_name(&iqn, &portal))?;
-        if !adm::node_exists(host, &iqn, &portal)?
-            || topology::find_session(host, &iqn, &portal)?.is_some()
-        {
-            continue;
-        }
-        match crate::iscsi::node::delete(host, &iqn, &portal) {
-            Ok(_) => report
-                .node_records_deleted
-                .push(format!("{iqn} at {portal}")),
-            Err(e) => {
-                report.fail(format!(
-                    "cannot delete the node record of {iqn} at {portal}: {e}"
-                ));
-                report.leave(format!("node record {iqn} at {portal}"));
-            }
-        }
-    }
-    Ok(())
 }

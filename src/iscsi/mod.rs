@@ -10,6 +10,6 @@ pub mod volume;
 
 pub use crate::tuning::Tuning;
 pub use connect::{connect_volume, ConnectOptions, Connected};
-pub use disconnect::{disconnect_volume, DisconnectOptions, DisconnectReport};
+pub use disconnect::{disconnect_volume, DisconnectOptions, DisconnectReport, Outcome, Thing};
 pub use session::Session;
 pub use topology::{list_sessions, session_topology, SessionTopology};

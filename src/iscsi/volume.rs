@@ -12,6 +12,7 @@ use crate::iscsi::session::Session;
 use crate::iscsi::topology;
 use crate::multipath::{self, DmMap};
 use crate::props::{ConnectionProperties, DeviceInfo};
+use crate::report::{Thing, Untouched};
 use crate::scsi::{self, ScsiDisk};
 use crate::types::Wwid;
 use crate::Tuning;
@@ -34,9 +35,9 @@ pub struct VolumeDevices {
     /// and cannot be proven to be. Never touched; a disconnect that leaves them fails.
     pub unproven: Vec<ScsiDisk>,
     /// Devices at the volume's LUN (or named by device_info) that are not the volume's.
-    pub left_alone: Vec<String>,
+    pub left_alone: Vec<Untouched>,
     /// The volume's disks held by a device-mapper device that is not its multipath map.
-    pub foreign_holders: Vec<String>,
+    pub foreign_holders: Vec<Untouched>,
 }
 
 /// Finds the volume described by `props` (and `device_info`, when given) on this host. Changes
@@ -81,10 +82,10 @@ pub fn find_volume(
     for d in candidates {
         match (&d.wwid, &wwn) {
             (Some(w), Some(own)) if w == own => v.disks.push(d),
-            (Some(w), Some(own)) => v.left_alone.push(format!(
-                "/dev/{} ({}): its WWN {w} is not the volume's {own}",
-                d.name, d.address
-            )),
+            (Some(w), Some(own)) => v.left_alone.push(Untouched {
+                thing: Thing::disk(&d.name, Some(d.address)),
+                why: format!("its WWN {w} is not the volume's {own}"),
+            }),
             // No WWID shown (a disk with one always gives the volume its WWN).
             _ => v.unproven.push(d),
         }
@@ -248,9 +249,10 @@ fn note_stale_device_info(
     };
     if !belongs && scsi::exists(host, &name) {
         warn!(device = %name, "device_info names a device that is not the volume's; left alone");
-        v.left_alone.push(format!(
-            "/dev/{name} (named by device_info): not a device of this volume"
-        ));
+        v.left_alone.push(Untouched {
+            thing: Thing::Device { dev: name },
+            why: "named by device_info, but not a device of this volume".into(),
+        });
     }
     Ok(())
 }
@@ -264,10 +266,13 @@ fn find_maps(host: &Host, v: &mut VolumeDevices) -> Result<()> {
                 continue;
             };
             if !v.wwn.as_ref().is_some_and(|w| m.is_multipath_of(w)) {
-                v.foreign_holders.push(format!(
-                    "/dev/{} is held by {} ({}, uuid {:?}), which is not the volume's multipath map",
-                    d.name, m.dev, m.name, m.uuid
-                ));
+                v.foreign_holders.push(Untouched {
+                    thing: Thing::disk(&d.name, Some(d.address)),
+                    why: format!(
+                        "held by {} ({}, uuid {:?}), which is not the volume's multipath map",
+                        m.dev, m.name, m.uuid
+                    ),
+                });
                 continue;
             }
             if !v.maps.iter().any(|x| x.dev == m.dev) {

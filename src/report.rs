@@ -1,0 +1,312 @@
+//! What a disconnect did and what it left, as values: a caller tells "refused, nothing removed,
+//! data kept" from "forced, these failed" by the [`Outcome`] and the [`Thing`]s listed, without
+//! reading prose. `Display` gives the sentences the command line prints; the JSON output is these
+//! types serialized.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::types::{Iqn, Portal, ScsiAddress, Wwid};
+
+/// One thing on the host, with its identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Thing {
+    /// A device-mapper multipath map: its kernel name `dm-N` and its map name.
+    Map { dev: String, name: String },
+    /// A SCSI disk `sdX` (a path of the volume), with its address H:C:T:L when known.
+    Disk {
+        dev: String,
+        address: Option<ScsiAddress>,
+    },
+    /// A block device known by its kernel name only.
+    Device { dev: String },
+    /// An iSCSI session.
+    Session { id: u32, iqn: Iqn, portal: Portal },
+    /// An open-iscsi node record (what logs in to a target at a portal).
+    NodeRecord { iqn: Iqn, portal: Portal },
+}
+
+impl Thing {
+    /// A multipath map.
+    pub fn map(dev: &str, name: &str) -> Thing {
+        Thing::Map {
+            dev: dev.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    /// A SCSI disk.
+    pub fn disk(dev: &str, address: Option<ScsiAddress>) -> Thing {
+        Thing::Disk {
+            dev: dev.to_string(),
+            address,
+        }
+    }
+
+    /// The kernel name of the block device, for a map, a disk or a device.
+    pub fn dev(&self) -> Option<&str> {
+        match self {
+            Thing::Map { dev, .. } | Thing::Disk { dev, .. } | Thing::Device { dev } => Some(dev),
+            Thing::Session { .. } | Thing::NodeRecord { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for Thing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Thing::Map { dev, name } => write!(f, "/dev/{dev} (map {name})"),
+            Thing::Disk {
+                dev,
+                address: Some(a),
+            } => write!(f, "/dev/{dev} ({a})"),
+            Thing::Disk { dev, address: None } | Thing::Device { dev } => write!(f, "/dev/{dev}"),
+            Thing::Session { id, iqn, portal } => write!(f, "session {id} ({iqn} at {portal})"),
+            Thing::NodeRecord { iqn, portal } => write!(f, "node record {iqn} at {portal}"),
+        }
+    }
+}
+
+/// A thing a disconnect did not touch, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Untouched {
+    pub thing: Thing,
+    pub why: String,
+}
+
+impl fmt::Display for Untouched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.thing, self.why)
+    }
+}
+
+/// A step that failed, on which thing when it concerns one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub thing: Option<Thing>,
+    pub message: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// How a disconnect ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The volume is gone from the host.
+    #[default]
+    Gone,
+    /// Stopped before anything of the volume was removed: every device is in place and the
+    /// kernel still holds the data.
+    Refused,
+    /// Stopped after removing only paths that could not answer (their I/O went to a live path):
+    /// the map, the other paths and the data are in place.
+    Stopped,
+    /// Went through every step, and something failed: `left_behind` says what may remain.
+    Unfinished,
+}
+
+/// What a disconnect did and what it left.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DisconnectReport {
+    /// The volume (its `volume_id`, or the first target and LUN).
+    pub volume: String,
+    /// The volume's WWN, when known.
+    pub wwn: Option<Wwid>,
+    pub outcome: Outcome,
+    /// Whether the caller forced the disconnect.
+    pub forced: bool,
+    /// What was removed, in order: maps, disks, sessions logged out, node records deleted.
+    pub removed: Vec<Thing>,
+    /// Sessions kept because other volumes use them.
+    pub kept: Vec<Untouched>,
+    /// Things that do not belong to the volume (or could not be proven to), never touched.
+    pub left_alone: Vec<Untouched>,
+    /// The volume's own things that may still be on the host.
+    pub left_behind: Vec<Thing>,
+    /// Every failure, in order.
+    pub failures: Vec<Failure>,
+}
+
+impl DisconnectReport {
+    /// Whether the volume is gone from the host.
+    pub fn clean(&self) -> bool {
+        self.left_behind.is_empty() && self.failures.is_empty()
+    }
+
+    /// The maps removed.
+    pub fn maps_removed(&self) -> Vec<&Thing> {
+        self.removed
+            .iter()
+            .filter(|t| matches!(t, Thing::Map { .. }))
+            .collect()
+    }
+
+    /// The kernel names of the disks removed.
+    pub fn disks_removed(&self) -> Vec<&str> {
+        self.removed
+            .iter()
+            .filter(|t| matches!(t, Thing::Disk { .. }))
+            .filter_map(Thing::dev)
+            .collect()
+    }
+
+    /// The sessions logged out.
+    pub fn sessions_logged_out(&self) -> Vec<&Thing> {
+        self.removed
+            .iter()
+            .filter(|t| matches!(t, Thing::Session { .. }))
+            .collect()
+    }
+
+    /// The node records deleted.
+    pub fn node_records_deleted(&self) -> Vec<&Thing> {
+        self.removed
+            .iter()
+            .filter(|t| matches!(t, Thing::NodeRecord { .. }))
+            .collect()
+    }
+
+    /// Whether `dev` (`dm-0`, `sdb`) is named as left behind.
+    pub fn leaves(&self, dev: &str) -> bool {
+        self.left_behind.iter().any(|t| t.dev() == Some(dev))
+    }
+
+    /// Records a failure, logged as a warning.
+    pub fn fail(&mut self, thing: Option<Thing>, message: String) {
+        tracing::warn!("{message}");
+        self.failures.push(Failure { thing, message });
+    }
+
+    /// Records that `thing` may still be on the host, logged as a warning.
+    pub fn leave(&mut self, thing: Thing) {
+        tracing::warn!(leftover = %thing, "may be left on the host");
+        if !self.left_behind.contains(&thing) {
+            self.left_behind.push(thing);
+        }
+    }
+}
+
+impl fmt::Display for DisconnectReport {
+    /// The report as the command line prints it: one line per kind of thing.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "volume {}", self.volume)?;
+        if let Some(w) = &self.wwn {
+            write!(f, " (wwn {w})")?;
+        }
+        let outcome = match self.outcome {
+            Outcome::Gone => "gone from the host",
+            Outcome::Refused => "refused: nothing was removed, the data is kept",
+            Outcome::Stopped => "stopped: only paths that could not answer were removed",
+            Outcome::Unfinished if self.forced => "forced, with failures",
+            Outcome::Unfinished => "finished with failures",
+        };
+        writeln!(f, ": {outcome}")?;
+        let mut line = |label: &str, items: Vec<String>| -> fmt::Result {
+            if items.is_empty() {
+                return Ok(());
+            }
+            writeln!(f, "  {label}: {}", items.join(", "))
+        };
+        let shown = |v: Vec<&Thing>| v.into_iter().map(Thing::to_string).collect();
+        line("multipath maps removed", shown(self.maps_removed()))?;
+        line(
+            "devices removed",
+            self.disks_removed()
+                .into_iter()
+                .map(|d| format!("/dev/{d}"))
+                .collect(),
+        )?;
+        line("sessions logged out", shown(self.sessions_logged_out()))?;
+        line("node records deleted", shown(self.node_records_deleted()))?;
+        line(
+            "sessions kept",
+            self.kept.iter().map(ToString::to_string).collect(),
+        )?;
+        line(
+            "left alone (not the volume's)",
+            self.left_alone.iter().map(ToString::to_string).collect(),
+        )?;
+        line(
+            "LEFT ON THE HOST",
+            self.left_behind.iter().map(ToString::to_string).collect(),
+        )?;
+        line(
+            "failures",
+            self.failures.iter().map(ToString::to_string).collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> DisconnectReport {
+        let iqn: Iqn = "iqn.2003-01.org.linux-iscsi.lab:t".parse().unwrap();
+        let portal: Portal = "127.0.0.1:3260".parse().unwrap();
+        DisconnectReport {
+            volume: "vol-1".into(),
+            outcome: Outcome::Unfinished,
+            forced: true,
+            removed: vec![
+                Thing::disk("sdb", Some("6:0:0:1".parse().unwrap())),
+                Thing::Session {
+                    id: 3,
+                    iqn: iqn.clone(),
+                    portal,
+                },
+            ],
+            left_behind: vec![Thing::map("dm-0", "3600a")],
+            failures: vec![Failure {
+                thing: Some(Thing::map("dm-0", "3600a")),
+                message: "cannot flush multipath map 3600a (dm-0): in use".into(),
+            }],
+            kept: vec![Untouched {
+                thing: Thing::NodeRecord { iqn, portal },
+                why: "still used".into(),
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn json_follows_the_types() {
+        let v = serde_json::to_value(report()).unwrap();
+        assert_eq!(v["outcome"], "unfinished");
+        assert_eq!(v["removed"][0]["kind"], "disk");
+        assert_eq!(v["removed"][0]["address"], "6:0:0:1");
+        assert_eq!(v["removed"][1]["kind"], "session");
+        assert_eq!(v["removed"][1]["portal"], "127.0.0.1:3260");
+        assert_eq!(v["left_behind"][0]["kind"], "map");
+        assert_eq!(v["failures"][0]["thing"]["dev"], "dm-0");
+        assert_eq!(v["kept"][0]["thing"]["kind"], "node_record");
+    }
+
+    #[test]
+    fn text_names_every_thing_and_the_outcome() {
+        let text = report().to_string();
+        assert!(
+            text.starts_with("volume vol-1: forced, with failures\n"),
+            "{text}"
+        );
+        assert!(text.contains("  devices removed: /dev/sdb\n"), "{text}");
+        assert!(
+            text.contains("  sessions logged out: session 3 (iqn.2003-01.org.linux-iscsi.lab:t at 127.0.0.1:3260)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  LEFT ON THE HOST: /dev/dm-0 (map 3600a)\n"),
+            "{text}"
+        );
+        assert!(report().disks_removed() == ["sdb"] && report().leaves("dm-0"));
+    }
+}
