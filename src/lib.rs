@@ -21,7 +21,10 @@ pub mod tuning;
 pub mod types;
 
 pub use error::{Error, Result};
-pub use iscsi::{connect_volume, disconnect_volume, ConnectOptions, Connected, DisconnectOptions};
+pub use iscsi::{
+    connect_volume, disconnect_plan, disconnect_volume, ConnectOptions, Connected,
+    DisconnectOptions,
+};
 pub use props::{ConnectionProperties, DeviceInfo};
-pub use report::{DisconnectReport, Failure, Outcome, Thing, Untouched};
+pub use report::{DisconnectPlan, DisconnectReport, Failure, Outcome, Thing, Untouched};
 pub use tuning::Tuning;

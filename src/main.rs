@@ -108,6 +108,10 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Change nothing: print what the disconnect would do now (from the code it runs), what
+        /// would stop it, and what --force would do.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Show every iSCSI session with its devices, LUNs, WWNs, states and multipath maps.
     Inspect {
@@ -225,12 +229,22 @@ fn run(host: &Host, command: Command) -> Result<(), Error> {
             force,
             ignore_errors,
             json,
+            dry_run,
         } => {
             let props = ConnectionProperties::from_json(&read_input(&props)?)?;
             let info = match device_info {
                 Some(p) => Some(DeviceInfo::from_json(&read_input(&p.to_string_lossy())?)?),
                 None => None,
             };
+            if dry_run {
+                let plan = iscsi::disconnect_plan(host, &props, info.as_ref())?;
+                if json {
+                    println!("{}", self::json(&plan));
+                } else {
+                    print!("{plan}");
+                }
+                return Ok(());
+            }
             let opts = DisconnectOptions {
                 force,
                 ignore_errors,

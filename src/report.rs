@@ -246,6 +246,70 @@ impl fmt::Display for DisconnectReport {
     }
 }
 
+/// What a disconnect would do now, from the very code it runs (`brick disconnect --dry-run`):
+/// reading it changes nothing on the host. The host can change before the disconnect runs; the
+/// disconnect derives its plan again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DisconnectPlan {
+    /// The volume (its `volume_id`, or the first target and LUN).
+    pub volume: String,
+    /// The volume's WWN, when known.
+    pub wwn: Option<Wwid>,
+    /// Flushed first, all at once, while nothing is removed: the maps, then every path.
+    pub flush: Vec<Thing>,
+    /// Then removed, in order: paths in recovery that go before their map, the maps, the other
+    /// paths.
+    pub remove: Vec<Thing>,
+    /// Then logged out: the sessions nothing else uses.
+    pub log_out: Vec<Thing>,
+    /// Sessions kept, and what else uses them.
+    pub keep: Vec<Untouched>,
+    /// Then deleted: the node records of targets and portals left with no session.
+    pub delete: Vec<Thing>,
+    /// Things that are not the volume's (or cannot be proven to be), never touched.
+    pub left_alone: Vec<Untouched>,
+    /// What stops a plain disconnect, or makes it fail, as the host is now.
+    pub problems: Vec<String>,
+    /// What `--force` does where a plain disconnect would stop.
+    pub if_forced: Vec<String>,
+}
+
+impl fmt::Display for DisconnectPlan {
+    /// The plan as the command line prints it: one line per step.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "volume {}", self.volume)?;
+        if let Some(w) = &self.wwn {
+            write!(f, " (wwn {w})")?;
+        }
+        writeln!(f, ": dry run, nothing was changed")?;
+        let things = |v: &[Thing]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let untouched = |v: &[Untouched]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let steps = [
+            ("1. flush", things(&self.flush)),
+            ("2. remove", things(&self.remove)),
+            ("3. log out", things(&self.log_out)),
+            ("   keep", untouched(&self.keep)),
+            ("4. delete", things(&self.delete)),
+            ("left alone (not the volume's)", untouched(&self.left_alone)),
+            ("PROBLEMS", self.problems.clone()),
+            ("with --force", self.if_forced.clone()),
+        ];
+        for (label, items) in steps {
+            if !items.is_empty() {
+                writeln!(f, "  {label}: {}", items.join("; "))?;
+            }
+        }
+        let nothing = self.flush.is_empty()
+            && self.remove.is_empty()
+            && self.log_out.is_empty()
+            && self.delete.is_empty();
+        if nothing {
+            writeln!(f, "  nothing of the volume is on the host")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

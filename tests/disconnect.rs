@@ -954,3 +954,105 @@ fn two_sessions_to_one_target_one_with_another_volume_keeps_that_one() {
     assert_eq!(f.session_ids(), [2], "{r:?}");
     assert!(f.has_node(IQN, P1), "the kept session keeps its record");
 }
+
+/// Nothing at all happened on the fake host: no flush, kernel write, command or multipathd
+/// request.
+fn assert_untouched(f: &FakeHost) {
+    assert!(f.events().is_empty(), "{:?}", f.events());
+    assert!(f.attr_writes().is_empty(), "{:?}", f.attr_writes());
+    assert!(f.calls().is_empty(), "{:?}", f.calls());
+    assert!(f.multipathd_cmds().is_empty(), "{:?}", f.multipathd_cmds());
+}
+
+#[test]
+fn dry_run_shows_the_plan_of_the_disconnect_and_changes_nothing() {
+    // Two LUNs on the same two sessions; session 2 in recovery. The dry run of LUN 1 shows what
+    // the disconnect then does.
+    let f = two_path_volume();
+    f.disk(1, 2, "sdc", WWID2).disk(2, 2, "sdd", WWID2);
+    f.map("dm-1", &["sdc", "sdd"]);
+    f.session_in_recovery(2);
+    f.disk_state("sda", "running").disk_state("sdc", "running");
+    let plan = brick::disconnect_plan(&f.host(), &multi(1), None).unwrap();
+    assert_untouched(&f);
+    let devs = |v: &[Thing]| {
+        v.iter()
+            .filter_map(Thing::dev)
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(devs(&plan.flush), ["dm-0", "sda", "sdb"]);
+    assert_eq!(
+        devs(&plan.remove),
+        ["sdb", "dm-0", "sda"],
+        "sdb in recovery goes first"
+    );
+    assert!(plan.log_out.is_empty(), "{plan:?}");
+    assert_eq!(plan.keep.len(), 2, "LUN 2 keeps both sessions: {plan:?}");
+    assert!(plan.keep[0].why.contains("sdc (LUN 2)"), "{plan:?}");
+    assert!(plan.delete.is_empty(), "{plan:?}");
+    assert!(plan.problems.is_empty(), "{plan:?}");
+    assert!(plan.if_forced.iter().any(|l| l.contains("fail_if_no_path")));
+    // The disconnect does what the plan said.
+    let f2 = two_path_volume();
+    f2.disk(1, 2, "sdc", WWID2).disk(2, 2, "sdd", WWID2);
+    f2.map("dm-1", &["sdc", "sdd"]);
+    let plan = brick::disconnect_plan(&f2.host(), &multi(1), None).unwrap();
+    let r = disconnect_volume(&f2.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap();
+    let removed: Vec<String> = r
+        .removed
+        .iter()
+        .filter_map(Thing::dev)
+        .map(String::from)
+        .collect();
+    let mut planned = devs(&plan.remove);
+    let mut done = removed.clone();
+    planned.sort();
+    done.sort();
+    assert_eq!(planned, done);
+    assert_eq!(plan.keep.len(), r.kept.len());
+}
+
+#[test]
+fn dry_run_of_the_last_volume_plans_the_logouts_and_the_records() {
+    let f = two_path_volume();
+    let plan = brick::disconnect_plan(&f.host(), &multi(1), None).unwrap();
+    assert_untouched(&f);
+    assert_eq!(plan.log_out.len(), 2, "{plan:?}");
+    assert_eq!(plan.delete.len(), 2, "{plan:?}");
+    let text = plan.to_string();
+    assert!(text.contains("dry run, nothing was changed"), "{text}");
+    assert!(text.contains("3. log out: session 1"), "{text}");
+    assert!(text.contains("4. delete: node record"), "{text}");
+}
+
+#[test]
+fn dry_run_names_what_would_stop_a_plain_disconnect() {
+    let f = FakeHost::new();
+    f.session(1, P1, IQN).disk(1, 1, "sda", WWID1);
+    f.dm("dm-2", "vg-lv", "LVM-abcdef", &["sda"]);
+    f.session(2, P2, IQN).disk(2, 1, "sdb", WWID1);
+    f.disk_without_wwid("sdb");
+    let plan = brick::disconnect_plan(&f.host(), &multi(1), None).unwrap();
+    assert_untouched(&f);
+    assert!(
+        plan.problems.iter().any(|p| p.contains("held by dm-2")),
+        "{plan:?}"
+    );
+    assert!(
+        plan.problems.iter().any(|p| p.contains("/dev/sdb")),
+        "{plan:?}"
+    );
+    assert!(
+        plan.if_forced.iter().any(|l| l.contains("/dev/sda")),
+        "{plan:?}"
+    );
+    // A LUN given to another volume: the dry run refuses as the disconnect does.
+    let info = DeviceInfo {
+        scsi_wwn: Some("36001405deadbeef00090000000000000".into()),
+        ..Default::default()
+    };
+    let e = brick::disconnect_plan(&f.host(), &multi(1), Some(&info)).unwrap_err();
+    assert!(matches!(e, Error::NotTheVolume { .. }), "{e}");
+    assert_untouched(&f);
+}

@@ -40,6 +40,8 @@ struct Plan {
     sessions: Vec<Session>,
     disks: Vec<ScsiDisk>,
     maps: Vec<DmMap>,
+    /// The volume's disks held by a device-mapper device that is not its map.
+    foreign_holders: Vec<Untouched>,
 }
 
 fn disk_thing(d: &ScsiDisk) -> Thing {
@@ -84,6 +86,9 @@ pub fn disconnect_volume(
     let span = tracing::info_span!("disconnect", volume = %props.label(), force = opts.force);
     let _enter = span.enter();
     let mut d = Disconnect::plan(host, props, device_info, opts, tuning)?;
+    // 0. A disk held by another device-mapper device than the volume's map stops a plain
+    // disconnect before anything is done.
+    d.refuse_foreign_holders()?;
     // 1. Flush everything while nothing has been removed.
     d.flush_all()?;
     // 1b. Paths whose session is in recovery go before their map (see delete_blocked_paths).
@@ -98,6 +103,93 @@ pub fn disconnect_volume(
     // 5. Whatever of the volume's WWN is still on the host is a failure, named.
     d.check_nothing_left()?;
     d.finish()
+}
+
+/// What [`disconnect_volume`] would do now, from the same code: the plan it makes, which of
+/// the volume's sessions it would log out or keep (and why), the node records it would delete,
+/// the paths in recovery that would go before their map, and what `force` would do where a
+/// plain disconnect stops. Reads sysfs and the node records; changes nothing on the host (no
+/// flush, no command, no lock taken).
+///
+/// # Errors
+/// As [`disconnect_volume`] before it changes anything: [`Error::NotTheVolume`], or bad input.
+pub fn disconnect_plan(
+    host: &Host,
+    props: &ConnectionProperties,
+    device_info: Option<&DeviceInfo>,
+) -> Result<crate::report::DisconnectPlan> {
+    let tuning = Tuning::default();
+    let d = Disconnect::plan(
+        host,
+        props,
+        device_info,
+        DisconnectOptions::default(),
+        &tuning,
+    )?;
+    let plan = &d.plan;
+    let mut out = crate::report::DisconnectPlan {
+        volume: props.label(),
+        wwn: plan.wwn.clone(),
+        left_alone: d.report.left_alone.clone(),
+        problems: d.report.failures.iter().map(ToString::to_string).collect(),
+        ..Default::default()
+    };
+    out.flush.extend(plan.maps.iter().map(map_thing));
+    out.flush.extend(plan.disks.iter().map(disk_thing));
+    let early = paths_to_delete_early(host, plan)?;
+    out.remove.extend(early.iter().map(disk_thing));
+    out.remove.extend(plan.maps.iter().map(map_thing));
+    out.remove.extend(
+        plan.disks
+            .iter()
+            .filter(|d| !early.iter().any(|e| e.name == d.name))
+            .map(disk_thing),
+    );
+    let mut kept = Vec::new();
+    for s in &plan.sessions {
+        let others = session_users(host, props, plan, s)?;
+        if others.is_empty() {
+            out.log_out.push(session_thing(s));
+        } else {
+            kept.push((s.iqn.clone(), s.portal));
+            out.keep.push(Untouched {
+                thing: session_thing(s),
+                why: format!("still used by {}", others.join(", ")),
+            });
+        }
+    }
+    for (iqn, portal) in records_to_forget(props, plan, &kept) {
+        let session_stays = topology::list_sessions(host)?.iter().any(|s| {
+            s.iqn == iqn && s.portal == portal && !plan.sessions.iter().any(|p| p.id == s.id)
+        });
+        if adm::node_exists(host, &iqn, &portal)? && !session_stays {
+            out.delete.push(Thing::NodeRecord { iqn, portal });
+        }
+    }
+    for h in &plan.foreign_holders {
+        out.problems.push(format!(
+            "{h}: a plain disconnect stops here, nothing removed"
+        ));
+        out.if_forced.push(format!(
+            "{} is deleted from under the device that holds it",
+            h.thing
+        ));
+    }
+    for m in &plan.maps {
+        let slaves = m.slaves.join(", ");
+        out.if_forced.push(format!(
+            "if {} does not flush (paths down): queueing disabled (fail_if_no_path) and its \
+             paths that do not answer ({slaves}) set offline; unwritten data is lost",
+            map_thing(m)
+        ));
+        out.if_forced.push(format!(
+            "if {} stays open: with a path running, flushed again, queueing disabled, and its \
+             paths deleted from under the opener (the map stays while it is open); with every \
+             path down, the queued I/O is failed",
+            map_thing(m)
+        ));
+    }
+    Ok(out)
 }
 
 /// One disconnect under way: what it acts on, its plan, and its report so far.
@@ -143,28 +235,12 @@ impl<'a> Disconnect<'a> {
             );
             report.leave(disk_thing(d));
         }
-        if !v.foreign_holders.is_empty() {
-            let held: Vec<String> = v.foreign_holders.iter().map(|h| h.to_string()).collect();
-            if !opts.force {
-                report.outcome = Outcome::Refused;
-                return Err(Error::Disconnect {
-                    message: format!(
-                        "{} not disconnected, nothing was removed: {}",
-                        props.label(),
-                        held.join("; ")
-                    ),
-                    report: Box::new(report),
-                });
-            }
-            for h in v.foreign_holders {
-                report.fail(Some(h.thing.clone()), h.to_string());
-            }
-        }
         let plan = Plan {
             wwn: v.wwn,
             sessions: v.sessions,
             disks: v.disks,
             maps: v.maps,
+            foreign_holders: v.foreign_holders,
         };
         debug!(
             disks = ?plan.disks.iter().map(|d| &d.name).collect::<Vec<_>>(),
@@ -182,6 +258,33 @@ impl<'a> Disconnect<'a> {
             unflushed: Vec::new(),
             early: Vec::new(),
         })
+    }
+
+    /// Step 0: a disk of the volume held by a device-mapper device that is not the volume's map
+    /// (LVM, a partition table's map built on the path) stops a plain disconnect with nothing
+    /// done; forced, each is a failure and the disconnect goes on.
+    fn refuse_foreign_holders(&mut self) -> Result<()> {
+        if self.plan.foreign_holders.is_empty() {
+            return Ok(());
+        }
+        if !self.opts.force {
+            let held: Vec<String> = self
+                .plan
+                .foreign_holders
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            let message = format!(
+                "{} not disconnected, nothing was removed: {}",
+                self.props.label(),
+                held.join("; ")
+            );
+            return Err(self.stop(Outcome::Refused, message));
+        }
+        for h in self.plan.foreign_holders.clone() {
+            self.report.fail(Some(h.thing.clone()), h.to_string());
+        }
+        Ok(())
     }
 
     /// Stops the disconnect with `message`: the report, with `outcome`, goes with the error.
@@ -307,34 +410,7 @@ impl<'a> Disconnect<'a> {
         if !self.unflushed.is_empty() {
             return Ok(());
         }
-        let host = self.host;
-        let mut blocked: Vec<ScsiDisk> = Vec::new();
-        for m in &self.plan.maps {
-            if !host
-                .list(&host.sys(format!("block/{}/holders", m.dev)))?
-                .is_empty()
-            {
-                continue;
-            }
-            let mut live = false;
-            let mut waiting = Vec::new();
-            for name in &m.slaves {
-                match ScsiDisk::current_state(host, name)?.as_deref() {
-                    Some("running") => live = true,
-                    Some("blocked") => {
-                        waiting.extend(self.plan.disks.iter().find(|d| &d.name == name))
-                    }
-                    _ => {}
-                }
-            }
-            if live {
-                for d in waiting {
-                    if !blocked.iter().any(|b| b.name == d.name) {
-                        blocked.push(d.clone());
-                    }
-                }
-            }
-        }
+        let blocked = paths_to_delete_early(self.host, &self.plan)?;
         if blocked.is_empty() {
             return Ok(());
         }
@@ -342,7 +418,7 @@ impl<'a> Disconnect<'a> {
         info!(paths = ?names, "paths whose session is in recovery go first");
         let refs: Vec<&ScsiDisk> = blocked.iter().collect();
         delete_disks(
-            host,
+            self.host,
             &refs,
             self.plan.wwn.as_ref(),
             self.tuning,
@@ -557,18 +633,7 @@ impl<'a> Disconnect<'a> {
         // it again at boot. Checked under the target's lock, against the host as it is now. A
         // session kept above keeps its record (should another disconnect log out of it
         // meanwhile, that one deletes the record).
-        let mut forget: Vec<(Iqn, Portal)> = Vec::new();
-        let keys = props
-            .targets
-            .iter()
-            .map(|t| (t.iqn.clone(), t.portal))
-            .chain(plan.sessions.iter().map(|s| (s.iqn.clone(), s.portal)));
-        for key in keys {
-            if !forget.contains(&key) && !kept.contains(&key) {
-                forget.push(key);
-            }
-        }
-        for (iqn, portal) in forget {
+        for (iqn, portal) in records_to_forget(props, plan, &kept) {
             let _lock = host.lock(&target_lock_name(&iqn, &portal))?;
             if !adm::node_exists(host, &iqn, &portal)?
                 || topology::find_session(host, &iqn, &portal)?.is_some()
@@ -688,9 +753,94 @@ fn delete_disks(
     Ok(())
 }
 
+/// The paths that step 1b deletes before their map: blocked paths of a map that has a running
+/// path among its own slaves and no device-mapper device stacked on it.
+fn paths_to_delete_early(host: &Host, plan: &Plan) -> Result<Vec<ScsiDisk>> {
+    let mut blocked: Vec<ScsiDisk> = Vec::new();
+    for m in &plan.maps {
+        if !host
+            .list(&host.sys(format!("block/{}/holders", m.dev)))?
+            .is_empty()
+        {
+            continue;
+        }
+        let mut live = false;
+        let mut waiting = Vec::new();
+        for name in &m.slaves {
+            match ScsiDisk::current_state(host, name)?.as_deref() {
+                Some("running") => live = true,
+                Some("blocked") => waiting.extend(plan.disks.iter().find(|d| &d.name == name)),
+                _ => {}
+            }
+        }
+        if live {
+            for d in waiting {
+                if !blocked.iter().any(|b| b.name == d.name) {
+                    blocked.push(d.clone());
+                }
+            }
+        }
+    }
+    Ok(blocked)
+}
+
+/// The node records step 4 deletes once the sessions it logs out are gone: of every target and
+/// portal of the volume and of its sessions, except those of a session kept.
+fn records_to_forget(
+    props: &ConnectionProperties,
+    plan: &Plan,
+    kept: &[(Iqn, Portal)],
+) -> Vec<(Iqn, Portal)> {
+    let mut forget: Vec<(Iqn, Portal)> = Vec::new();
+    let keys = props
+        .targets
+        .iter()
+        .map(|t| (t.iqn.clone(), t.portal))
+        .chain(plan.sessions.iter().map(|s| (s.iqn.clone(), s.portal)));
+    for key in keys {
+        if !forget.contains(&key) && !kept.contains(&key) {
+            forget.push(key);
+        }
+    }
+    forget
+}
+
 /// The name of the host-wide lock that serialises session changes of `iqn` at `portal`.
 pub fn target_lock_name(iqn: &Iqn, portal: &Portal) -> String {
     format!("iscsi-{iqn}-{portal}")
+}
+
+/// What else uses session `s`: its devices that are not the volume's. A device is the
+/// volume's only if it shows the volume's WWN (else a new volume took the LUN). On a session to
+/// one of the volume's targets and portals, a device at another LUN is another volume's and its
+/// WWN is not even read; on a session the properties do not list (it held a disk of the
+/// volume's WWN), the volume's disk may sit at any LUN. A LUN whose scan is under way (no disk
+/// yet) is another attach's.
+fn session_users(
+    host: &Host,
+    props: &ConnectionProperties,
+    plan: &Plan,
+    s: &Session,
+) -> Result<Vec<String>> {
+    let luns = props.luns_at(&s.iqn, &s.portal);
+    let listed = !luns.is_empty();
+    let mut others = Vec::new();
+    for (address, name) in topology::session_addresses(host, s.id)? {
+        let ours = match &name {
+            Some(n) if !listed || luns.contains(&address.lun) => {
+                ScsiDisk::current_wwid(host, n)?.is_some_and(|w| Some(&w) == plan.wwn.as_ref())
+            }
+            _ => false,
+        };
+        if !ours {
+            others.push(format!(
+                "{} (LUN {})",
+                name.as_deref().unwrap_or("a device being scanned"),
+                address.lun
+            ));
+        }
+    }
+    Ok(others)
 }
 
 /// What became of one session of the volume.
@@ -722,28 +872,7 @@ fn logout_if_unused(
         debug!(session = s.id, "session already gone");
         return Ok(Logout::Gone);
     }
-    // A device is the volume's only if it shows the volume's WWN (else a new volume took the
-    // LUN). On a session to one of the volume's targets and portals, a device at another LUN
-    // is another volume's and its WWN is not even read; on a session the properties do not list
-    // (it held a disk of the volume's WWN), the volume's disk may sit at any LUN.
-    let luns = props.luns_at(&s.iqn, &s.portal);
-    let listed = !luns.is_empty();
-    let mut others = Vec::new();
-    for (address, name) in topology::session_addresses(host, s.id)? {
-        let ours = match &name {
-            Some(n) if !listed || luns.contains(&address.lun) => {
-                ScsiDisk::current_wwid(host, n)?.is_some_and(|w| Some(&w) == plan.wwn.as_ref())
-            }
-            _ => false,
-        };
-        if !ours {
-            others.push(format!(
-                "{} (LUN {})",
-                name.as_deref().unwrap_or("a device being scanned"),
-                address.lun
-            ));
-        }
-    }
+    let others = session_users(host, props, plan, s)?;
     if !others.is_empty() {
         info!(session = s.id, "session kept: other volumes use it");
         return Ok(Logout::Kept(others));

@@ -10,6 +10,8 @@ pub mod volume;
 
 pub use crate::tuning::Tuning;
 pub use connect::{connect_volume, ConnectOptions, Connected};
-pub use disconnect::{disconnect_volume, DisconnectOptions, DisconnectReport, Outcome, Thing};
+pub use disconnect::{
+    disconnect_plan, disconnect_volume, DisconnectOptions, DisconnectReport, Outcome, Thing,
+};
 pub use session::Session;
 pub use topology::{list_sessions, session_topology, SessionTopology};
