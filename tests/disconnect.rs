@@ -1056,3 +1056,44 @@ fn dry_run_names_what_would_stop_a_plain_disconnect() {
     assert!(matches!(e, Error::NotTheVolume { .. }), "{e}");
     assert_untouched(&f);
 }
+
+#[test]
+fn rerun_after_a_forced_disconnect_left_an_open_map_cleans_that_map() {
+    // A forced disconnect deleted the paths of a map a VM held open; the map stayed. Once the VM
+    // let go, the rerun with the volume's device_info finds the pathless map of its WWN (nothing
+    // at the LUN, no disk of that WWN anywhere) and removes it.
+    let f = FakeHost::new();
+    f.dm("dm-0", WWN1, &format!("mpath-{WWN1}"), &[]);
+    f.node(IQN, P1);
+    let info = DeviceInfo {
+        path: Some("/dev/dm-0".into()),
+        scsi_wwn: Some(WWN1.into()),
+        ..Default::default()
+    };
+    let r = disconnect_volume(
+        &f.host(),
+        &single(1),
+        Some(&info),
+        PLAIN,
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert_eq!(r.maps_removed().len(), 1, "{r:?}");
+    assert!(!f.has_block("dm-0") && !f.has_node(IQN, P1));
+}
+
+#[test]
+fn forced_disconnect_tells_multipathd_to_stop_queueing_too() {
+    // multipathd reloads a map when a path goes, with the features of its configuration: the
+    // map would queue again (queue_if_no_path) and its opener wait for ever.
+    let f = two_path_volume();
+    f.disk_state("sda", "blocked").disk_state("sdb", "blocked");
+    f.fail_flush("dm-0", KernelError::TimedOut(Duration::from_secs(20)));
+    disconnect_volume(&f.host(), &multi(1), None, FORCE, &Tuning::default()).unwrap_err();
+    assert!(
+        f.multipathd_cmds()
+            .contains(&format!("disablequeueing map {WWN1}")),
+        "{:?}",
+        f.multipathd_cmds()
+    );
+}

@@ -370,11 +370,8 @@ impl<'a> Disconnect<'a> {
         let is_stuck = |name: &str| stuck.iter().any(|(n, _)| n == name);
         let mut offline: Vec<String> = Vec::new();
         for m in self.plan.maps.iter().filter(|m| is_stuck(&m.dev)) {
-            if let Err(e) = multipath::disable_queueing(host, &m.name, tuning.command_timeout) {
-                self.report.fail(
-                    Some(map_thing(m)),
-                    format!("cannot disable queueing on multipath map {}: {e}", m.name),
-                );
+            if let Err(e) = stop_queueing(host, m, tuning) {
+                self.report.fail(Some(map_thing(m)), e);
             }
             offline.extend(m.slaves.iter().cloned());
         }
@@ -542,11 +539,8 @@ impl<'a> Disconnect<'a> {
                 format!("{e} (forced: going on, what was written since may be lost)"),
             );
         }
-        if let Err(e) = multipath::disable_queueing(host, &m.name, tuning.command_timeout) {
-            self.report.fail(
-                Some(map_thing(m)),
-                format!("cannot disable queueing on multipath map {}: {e}", m.name),
-            );
+        if let Err(e) = stop_queueing(host, m, tuning) {
+            self.report.fail(Some(map_thing(m)), e);
         }
         Ok(())
     }
@@ -702,6 +696,26 @@ impl<'a> Disconnect<'a> {
         );
         Err(self.stop(Outcome::Unfinished, message))
     }
+}
+
+/// Forced only: stops map `m` from queueing I/O while it has no path, at once in the kernel
+/// (the target message `fail_if_no_path`), and for multipathd too (`disablequeueing map NAME`):
+/// multipathd reloads a map when one of its paths goes, and a reload restores the features of
+/// its configuration (`queue_if_no_path`), which would make the opener of a map whose paths
+/// are gone wait for ever. multipathd not answering is logged, not a failure: the map may not be
+/// one multipathd knows.
+fn stop_queueing(host: &Host, m: &DmMap, tuning: &Tuning) -> std::result::Result<(), String> {
+    multipath::disable_queueing(host, &m.name, tuning.command_timeout)
+        .map_err(|e| format!("cannot disable queueing on multipath map {}: {e}", m.name))?;
+    let cmd = format!("disablequeueing map {}", m.name);
+    match host.multipathd_cmd(&cmd, tuning.command_timeout) {
+        Ok(reply) if reply.trim() == "ok" => {}
+        Ok(reply) => {
+            debug!(map = %m.name, reply = %reply.trim(), "multipathd did not disable queueing")
+        }
+        Err(e) => debug!(map = %m.name, error = %e, "multipathd not told to disable queueing"),
+    }
+    Ok(())
 }
 
 fn delete_disks(

@@ -158,12 +158,17 @@ fn volume_wwn(
             ),
         }),
         Some(c) if seen.is_empty() => {
-            // Nothing at the LUN proves that device_info's WWN is this volume's: devices of that
-            // WWN elsewhere may be another volume's (a stale or mixed-up device_info).
-            let elsewhere = devices_of(host, &c)?;
-            if elsewhere.is_empty() {
+            // Nothing at the LUN proves that device_info's WWN is this volume's: disks of that
+            // WWN elsewhere, and maps built on them, may be another volume's (a stale or
+            // mixed-up device_info). A map of that WWN with no path left and no disk of it
+            // anywhere is what an earlier disconnect of this volume left (a map held open when
+            // its paths went): the volume's, to clean.
+            let disks = topology::disks_with_wwid(host, &c)?;
+            let maps = multipath::maps_of(host, &c)?;
+            if disks.is_empty() && maps.iter().all(|m| m.slaves.is_empty()) {
                 return Ok(Some(c));
             }
+            let elsewhere = devices_of(host, &c)?;
             Err(Error::NotTheVolume {
                 volume: props.label(),
                 detail: format!(
