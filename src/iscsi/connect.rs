@@ -9,8 +9,7 @@ use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
 use crate::host::{Cmd, Host};
-use crate::iscsi::disconnect::target_lock_name;
-use crate::iscsi::session::ISCSI_ERR_NO_OBJS_FOUND;
+use crate::iscsi::session::{target_lock_name, ISCSI_ERR_NO_OBJS_FOUND};
 use crate::iscsi::{adm, node, topology};
 use crate::multipath::{self, DmMap};
 use crate::props::{ConnectionProperties, DeviceInfo, Target};

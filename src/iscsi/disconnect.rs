@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::iscsi::session::Session;
+use crate::iscsi::session::{target_lock_name, Session};
 use crate::iscsi::volume::{devices_of, find_volume};
 use crate::iscsi::{adm, topology};
 use crate::multipath::{self, DmMap};
@@ -817,11 +817,6 @@ fn records_to_forget(
         }
     }
     forget
-}
-
-/// The name of the host-wide lock that serialises session changes of `iqn` at `portal`.
-pub fn target_lock_name(iqn: &Iqn, portal: &Portal) -> String {
-    format!("iscsi-{iqn}-{portal}")
 }
 
 /// What else uses session `s`: its devices that are not the volume's. A device is the
