@@ -6,22 +6,37 @@
 //! when every flush has succeeded (or the caller said `force`) are the map, the devices and the
 //! sessions taken away.
 
+//!
+//! - `plan`: what the host shows of the volume, and the decisions the disconnect and its dry run
+//!   share (which paths go before their map, which sessions are still used, which node records
+//!   go);
+//! - `dry_run`: the plan as the disconnect would carry it out, changing nothing;
+//! - `removal`: the acts on the host (deleting disks, stopping a map's queueing, logging out).
+
+mod dry_run;
+mod plan;
+mod removal;
+
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::iscsi::session::{target_lock_name, Session};
+use crate::iscsi::adm;
+use crate::iscsi::session::target_lock_name;
+use crate::iscsi::topology;
 use crate::iscsi::volume::{devices_of, find_volume};
-use crate::iscsi::{adm, topology};
 use crate::multipath::{self, DmMap};
 use crate::props::{ConnectionProperties, DeviceInfo};
 pub use crate::report::{DisconnectReport, Failure, Outcome, Thing, Untouched};
 use crate::retry::Backoff;
 use crate::scsi::{self, ScsiDisk};
 pub use crate::tuning::Tuning;
-use crate::types::{Iqn, Portal, Wwid};
+
+pub use dry_run::disconnect_plan;
+use plan::{disk_thing, map_thing, paths_to_delete_early, records_to_forget, session_thing, Plan};
+use removal::{delete_disks, logout_if_unused, stop_queueing, Logout};
 
 /// What the caller accepts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,32 +47,6 @@ pub struct DisconnectOptions {
     /// With `force`: return success even when something failed (each failure is still logged
     /// as a warning and listed in the report).
     pub ignore_errors: bool,
-}
-
-/// What the host shows of the volume, before anything is changed.
-struct Plan {
-    wwn: Option<Wwid>,
-    sessions: Vec<Session>,
-    disks: Vec<ScsiDisk>,
-    maps: Vec<DmMap>,
-    /// The volume's disks held by a device-mapper device that is not its map.
-    foreign_holders: Vec<Untouched>,
-}
-
-fn disk_thing(d: &ScsiDisk) -> Thing {
-    Thing::disk(&d.name, Some(d.address))
-}
-
-fn map_thing(m: &DmMap) -> Thing {
-    Thing::map(&m.dev, &m.name)
-}
-
-fn session_thing(s: &Session) -> Thing {
-    Thing::Session {
-        id: s.id,
-        iqn: s.iqn.clone(),
-        portal: s.portal,
-    }
 }
 
 /// Disconnects the volume described by `props` from this host.
@@ -103,93 +92,6 @@ pub fn disconnect_volume(
     // 5. Whatever of the volume's WWN is still on the host is a failure, named.
     d.check_nothing_left()?;
     d.finish()
-}
-
-/// What [`disconnect_volume`] would do now, from the same code: the plan it makes, which of
-/// the volume's sessions it would log out or keep (and why), the node records it would delete,
-/// the paths in recovery that would go before their map, and what `force` would do where a
-/// plain disconnect stops. Reads sysfs and the node records; changes nothing on the host (no
-/// flush, no command, no lock taken).
-///
-/// # Errors
-/// As [`disconnect_volume`] before it changes anything: [`Error::NotTheVolume`], or bad input.
-pub fn disconnect_plan(
-    host: &Host,
-    props: &ConnectionProperties,
-    device_info: Option<&DeviceInfo>,
-) -> Result<crate::report::DisconnectPlan> {
-    let tuning = Tuning::default();
-    let d = Disconnect::plan(
-        host,
-        props,
-        device_info,
-        DisconnectOptions::default(),
-        &tuning,
-    )?;
-    let plan = &d.plan;
-    let mut out = crate::report::DisconnectPlan {
-        volume: props.label(),
-        wwn: plan.wwn.clone(),
-        left_alone: d.report.left_alone.clone(),
-        problems: d.report.failures.iter().map(ToString::to_string).collect(),
-        ..Default::default()
-    };
-    out.flush.extend(plan.maps.iter().map(map_thing));
-    out.flush.extend(plan.disks.iter().map(disk_thing));
-    let early = paths_to_delete_early(host, plan)?;
-    out.remove.extend(early.iter().map(disk_thing));
-    out.remove.extend(plan.maps.iter().map(map_thing));
-    out.remove.extend(
-        plan.disks
-            .iter()
-            .filter(|d| !early.iter().any(|e| e.name == d.name))
-            .map(disk_thing),
-    );
-    let mut kept = Vec::new();
-    for s in &plan.sessions {
-        let others = session_users(host, props, plan, s)?;
-        if others.is_empty() {
-            out.log_out.push(session_thing(s));
-        } else {
-            kept.push((s.iqn.clone(), s.portal));
-            out.keep.push(Untouched {
-                thing: session_thing(s),
-                why: format!("still used by {}", others.join(", ")),
-            });
-        }
-    }
-    for (iqn, portal) in records_to_forget(props, plan, &kept) {
-        let session_stays = topology::list_sessions(host)?.iter().any(|s| {
-            s.iqn == iqn && s.portal == portal && !plan.sessions.iter().any(|p| p.id == s.id)
-        });
-        if adm::node_exists(host, &iqn, &portal)? && !session_stays {
-            out.delete.push(Thing::NodeRecord { iqn, portal });
-        }
-    }
-    for h in &plan.foreign_holders {
-        out.problems.push(format!(
-            "{h}: a plain disconnect stops here, nothing removed"
-        ));
-        out.if_forced.push(format!(
-            "{} is deleted from under the device that holds it",
-            h.thing
-        ));
-    }
-    for m in &plan.maps {
-        let slaves = m.slaves.join(", ");
-        out.if_forced.push(format!(
-            "if {} does not flush (paths down): queueing disabled (fail_if_no_path) and its \
-             paths that do not answer ({slaves}) set offline; unwritten data is lost",
-            map_thing(m)
-        ));
-        out.if_forced.push(format!(
-            "if {} stays open: with a path running, flushed again, queueing disabled, and its \
-             paths deleted from under the opener (the map stays while it is open); with every \
-             path down, the queued I/O is failed",
-            map_thing(m)
-        ));
-    }
-    Ok(out)
 }
 
 /// One disconnect under way: what it acts on, its plan, and its report so far.
@@ -696,203 +598,4 @@ impl<'a> Disconnect<'a> {
         );
         Err(self.stop(Outcome::Unfinished, message))
     }
-}
-
-/// Forced only: stops map `m` from queueing I/O while it has no path, at once in the kernel
-/// (the target message `fail_if_no_path`), and for multipathd too (`disablequeueing map NAME`):
-/// multipathd reloads a map when one of its paths goes, and a reload restores the features of
-/// its configuration (`queue_if_no_path`), which would make the opener of a map whose paths
-/// are gone wait for ever. multipathd not answering is logged, not a failure: the map may not be
-/// one multipathd knows.
-fn stop_queueing(host: &Host, m: &DmMap, tuning: &Tuning) -> std::result::Result<(), String> {
-    multipath::disable_queueing(host, &m.name, tuning.command_timeout)
-        .map_err(|e| format!("cannot disable queueing on multipath map {}: {e}", m.name))?;
-    let cmd = format!("disablequeueing map {}", m.name);
-    match host.multipathd_cmd(&cmd, tuning.command_timeout) {
-        Ok(reply) if reply.trim() == "ok" => {}
-        Ok(reply) => {
-            debug!(map = %m.name, reply = %reply.trim(), "multipathd did not disable queueing")
-        }
-        Err(e) => debug!(map = %m.name, error = %e, "multipathd not told to disable queueing"),
-    }
-    Ok(())
-}
-
-fn delete_disks(
-    host: &Host,
-    disks: &[&ScsiDisk],
-    wwn: Option<&Wwid>,
-    tuning: &Tuning,
-    report: &mut DisconnectReport,
-) -> Result<()> {
-    // The WWN is checked once more right before the delete: a name the kernel reused meanwhile
-    // belongs to another device.
-    let mut doomed = Vec::new();
-    for d in disks {
-        match (ScsiDisk::current_wwid(host, &d.name)?, wwn) {
-            (None, _) if !scsi::exists(host, &d.name) => report.removed.push(disk_thing(d)),
-            (Some(w), Some(v)) if &w == v => doomed.push(d),
-            _ => report.left_alone.push(Untouched {
-                thing: disk_thing(d),
-                why: "changed identity before its delete".into(),
-            }),
-        }
-    }
-    let names: Vec<String> = doomed.iter().map(|d| d.name.clone()).collect();
-    let errors: Vec<String> =
-        crate::par::par_map(&names, |n| scsi::delete(host, n, tuning.delete_timeout))
-            .into_iter()
-            .filter_map(Result::err)
-            .collect();
-    for e in errors {
-        report.fail(None, e);
-    }
-    let deadline = host.time().now() + tuning.removal_deadline;
-    let left = scsi::wait_gone(host, &names, deadline);
-    for d in doomed {
-        if left.contains(&d.name) {
-            report.fail(
-                Some(disk_thing(d)),
-                format!(
-                    "/dev/{} is still there {:?} after its delete",
-                    d.name, tuning.removal_deadline
-                ),
-            );
-            report.leave(disk_thing(d));
-        } else {
-            info!(device = %d.name, "device removed");
-            report.removed.push(disk_thing(d));
-        }
-    }
-    Ok(())
-}
-
-/// The paths that step 1b deletes before their map: blocked paths of a map that has a running
-/// path among its own slaves and no device-mapper device stacked on it.
-fn paths_to_delete_early(host: &Host, plan: &Plan) -> Result<Vec<ScsiDisk>> {
-    let mut blocked: Vec<ScsiDisk> = Vec::new();
-    for m in &plan.maps {
-        if !host
-            .list(&host.sys(format!("block/{}/holders", m.dev)))?
-            .is_empty()
-        {
-            continue;
-        }
-        let mut live = false;
-        let mut waiting = Vec::new();
-        for name in &m.slaves {
-            match ScsiDisk::current_state(host, name)?.as_deref() {
-                Some("running") => live = true,
-                Some("blocked") => waiting.extend(plan.disks.iter().find(|d| &d.name == name)),
-                _ => {}
-            }
-        }
-        if live {
-            for d in waiting {
-                if !blocked.iter().any(|b| b.name == d.name) {
-                    blocked.push(d.clone());
-                }
-            }
-        }
-    }
-    Ok(blocked)
-}
-
-/// The node records step 4 deletes once the sessions it logs out are gone: of every target and
-/// portal of the volume and of its sessions, except those of a session kept.
-fn records_to_forget(
-    props: &ConnectionProperties,
-    plan: &Plan,
-    kept: &[(Iqn, Portal)],
-) -> Vec<(Iqn, Portal)> {
-    let mut forget: Vec<(Iqn, Portal)> = Vec::new();
-    let keys = props
-        .targets
-        .iter()
-        .map(|t| (t.iqn.clone(), t.portal))
-        .chain(plan.sessions.iter().map(|s| (s.iqn.clone(), s.portal)));
-    for key in keys {
-        if !forget.contains(&key) && !kept.contains(&key) {
-            forget.push(key);
-        }
-    }
-    forget
-}
-
-/// What else uses session `s`: its devices that are not the volume's. A device is the
-/// volume's only if it shows the volume's WWN (else a new volume took the LUN). On a session to
-/// one of the volume's targets and portals, a device at another LUN is another volume's and its
-/// WWN is not even read; on a session the properties do not list (it held a disk of the
-/// volume's WWN), the volume's disk may sit at any LUN. A LUN whose scan is under way (no disk
-/// yet) is another attach's.
-fn session_users(
-    host: &Host,
-    props: &ConnectionProperties,
-    plan: &Plan,
-    s: &Session,
-) -> Result<Vec<String>> {
-    let luns = props.luns_at(&s.iqn, &s.portal);
-    let listed = !luns.is_empty();
-    let mut others = Vec::new();
-    for (address, name) in topology::session_addresses(host, s.id)? {
-        let ours = match &name {
-            Some(n) if !listed || luns.contains(&address.lun) => {
-                ScsiDisk::current_wwid(host, n)?.is_some_and(|w| Some(&w) == plan.wwn.as_ref())
-            }
-            _ => false,
-        };
-        if !ours {
-            others.push(format!(
-                "{} (LUN {})",
-                name.as_deref().unwrap_or("a device being scanned"),
-                address.lun
-            ));
-        }
-    }
-    Ok(others)
-}
-
-/// What became of one session of the volume.
-enum Logout {
-    /// Already gone (another disconnect logged out first).
-    Gone,
-    /// Kept: other volumes use it (their devices).
-    Kept(Vec<String>),
-    Done,
-    Failed(Error),
-}
-
-/// Logs out of session `s` unless another volume's device is on it. Decided and done under the
-/// target's lock, so that a connect reusing this session cannot slip a new LUN in between.
-fn logout_if_unused(
-    host: &Host,
-    props: &ConnectionProperties,
-    plan: &Plan,
-    s: &Session,
-    tuning: &Tuning,
-) -> Result<Logout> {
-    let _lock = host.lock(&target_lock_name(&s.iqn, &s.portal))?;
-    // Another disconnect of a volume on the same session may have logged out while we waited for
-    // the lock: then there is nothing left to do here (its node record went with it). The host
-    // may hold several sessions to one target and portal (another tool made them): this one is
-    // looked up by its own number.
-    let now = topology::session_by_id(host, s.id)?;
-    if !now.is_some_and(|n| n.iqn == s.iqn && n.portal == s.portal) {
-        debug!(session = s.id, "session already gone");
-        return Ok(Logout::Gone);
-    }
-    let others = session_users(host, props, plan, s)?;
-    if !others.is_empty() {
-        info!(session = s.id, "session kept: other volumes use it");
-        return Ok(Logout::Kept(others));
-    }
-    Ok(
-        match adm::logout_session(host, s.id, tuning.command_timeout) {
-            Ok(()) => {
-                info!(session = s.id, portal = %s.portal, "logged out");
-                Logout::Done
-            }
-            Err(e) => Logout::Failed(e),
-        },
-    )
 }

@@ -1,0 +1,99 @@
+//! `brick disconnect --dry-run`: the disconnect's plan and decisions, changing nothing.
+
+use crate::error::Result;
+use crate::host::Host;
+use crate::iscsi::{adm, topology};
+use crate::props::{ConnectionProperties, DeviceInfo};
+use crate::report::{DisconnectPlan, Thing, Untouched};
+
+use super::plan::{
+    disk_thing, map_thing, paths_to_delete_early, records_to_forget, session_thing, session_users,
+};
+use super::{Disconnect, DisconnectOptions, Tuning};
+
+/// What [`disconnect_volume`] would do now, from the same code: the plan it makes, which of
+/// the volume's sessions it would log out or keep (and why), the node records it would delete,
+/// the paths in recovery that would go before their map, and what `force` would do where a
+/// plain disconnect stops. Reads sysfs and the node records; changes nothing on the host (no
+/// flush, no command, no lock taken).
+///
+/// # Errors
+/// As [`disconnect_volume`] before it changes anything: [`Error::NotTheVolume`], or bad input.
+pub fn disconnect_plan(
+    host: &Host,
+    props: &ConnectionProperties,
+    device_info: Option<&DeviceInfo>,
+) -> Result<DisconnectPlan> {
+    let tuning = Tuning::default();
+    let d = Disconnect::plan(
+        host,
+        props,
+        device_info,
+        DisconnectOptions::default(),
+        &tuning,
+    )?;
+    let plan = &d.plan;
+    let mut out = DisconnectPlan {
+        volume: props.label(),
+        wwn: plan.wwn.clone(),
+        left_alone: d.report.left_alone.clone(),
+        problems: d.report.failures.iter().map(ToString::to_string).collect(),
+        ..Default::default()
+    };
+    out.flush.extend(plan.maps.iter().map(map_thing));
+    out.flush.extend(plan.disks.iter().map(disk_thing));
+    let early = paths_to_delete_early(host, plan)?;
+    out.remove.extend(early.iter().map(disk_thing));
+    out.remove.extend(plan.maps.iter().map(map_thing));
+    out.remove.extend(
+        plan.disks
+            .iter()
+            .filter(|d| !early.iter().any(|e| e.name == d.name))
+            .map(disk_thing),
+    );
+    let mut kept = Vec::new();
+    for s in &plan.sessions {
+        let others = session_users(host, props, plan, s)?;
+        if others.is_empty() {
+            out.log_out.push(session_thing(s));
+        } else {
+            kept.push((s.iqn.clone(), s.portal));
+            out.keep.push(Untouched {
+                thing: session_thing(s),
+                why: format!("still used by {}", others.join(", ")),
+            });
+        }
+    }
+    for (iqn, portal) in records_to_forget(props, plan, &kept) {
+        let session_stays = topology::list_sessions(host)?.iter().any(|s| {
+            s.iqn == iqn && s.portal == portal && !plan.sessions.iter().any(|p| p.id == s.id)
+        });
+        if adm::node_exists(host, &iqn, &portal)? && !session_stays {
+            out.delete.push(Thing::NodeRecord { iqn, portal });
+        }
+    }
+    for h in &plan.foreign_holders {
+        out.problems.push(format!(
+            "{h}: a plain disconnect stops here, nothing removed"
+        ));
+        out.if_forced.push(format!(
+            "{} is deleted from under the device that holds it",
+            h.thing
+        ));
+    }
+    for m in &plan.maps {
+        let slaves = m.slaves.join(", ");
+        out.if_forced.push(format!(
+            "if {} does not flush (paths down): queueing disabled (fail_if_no_path) and its \
+             paths that do not answer ({slaves}) set offline; unwritten data is lost",
+            map_thing(m)
+        ));
+        out.if_forced.push(format!(
+            "if {} stays open: with a path running, flushed again, queueing disabled, and its \
+             paths deleted from under the opener (the map stays while it is open); with every \
+             path down, the queued I/O is failed",
+            map_thing(m)
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,135 @@
+//! The acts of a disconnect on the host: stopping a map's queueing, deleting disks and waiting
+//! for the kernel to drop them, logging out of a session no other volume uses.
+
+use tracing::{debug, info};
+
+use crate::error::{Error, Result};
+use crate::host::Host;
+use crate::iscsi::session::{target_lock_name, Session};
+use crate::iscsi::{adm, topology};
+use crate::multipath::{self, DmMap};
+use crate::props::ConnectionProperties;
+use crate::report::{DisconnectReport, Untouched};
+use crate::scsi::{self, ScsiDisk};
+use crate::tuning::Tuning;
+use crate::types::Wwid;
+
+use super::plan::{disk_thing, session_users, Plan};
+
+/// Forced only: stops map `m` from queueing I/O while it has no path, at once in the kernel
+/// (the target message `fail_if_no_path`), and for multipathd too (`disablequeueing map NAME`):
+/// multipathd reloads a map when one of its paths goes, and a reload restores the features of
+/// its configuration (`queue_if_no_path`), which would make the opener of a map whose paths
+/// are gone wait for ever. multipathd not answering is logged, not a failure: the map may not be
+/// one multipathd knows.
+pub(super) fn stop_queueing(
+    host: &Host,
+    m: &DmMap,
+    tuning: &Tuning,
+) -> std::result::Result<(), String> {
+    multipath::disable_queueing(host, &m.name, tuning.command_timeout)
+        .map_err(|e| format!("cannot disable queueing on multipath map {}: {e}", m.name))?;
+    let cmd = format!("disablequeueing map {}", m.name);
+    match host.multipathd_cmd(&cmd, tuning.command_timeout) {
+        Ok(reply) if reply.trim() == "ok" => {}
+        Ok(reply) => {
+            debug!(map = %m.name, reply = %reply.trim(), "multipathd did not disable queueing")
+        }
+        Err(e) => debug!(map = %m.name, error = %e, "multipathd not told to disable queueing"),
+    }
+    Ok(())
+}
+
+pub(super) fn delete_disks(
+    host: &Host,
+    disks: &[&ScsiDisk],
+    wwn: Option<&Wwid>,
+    tuning: &Tuning,
+    report: &mut DisconnectReport,
+) -> Result<()> {
+    // The WWN is checked once more right before the delete: a name the kernel reused meanwhile
+    // belongs to another device.
+    let mut doomed = Vec::new();
+    for d in disks {
+        match (ScsiDisk::current_wwid(host, &d.name)?, wwn) {
+            (None, _) if !scsi::exists(host, &d.name) => report.removed.push(disk_thing(d)),
+            (Some(w), Some(v)) if &w == v => doomed.push(d),
+            _ => report.left_alone.push(Untouched {
+                thing: disk_thing(d),
+                why: "changed identity before its delete".into(),
+            }),
+        }
+    }
+    let names: Vec<String> = doomed.iter().map(|d| d.name.clone()).collect();
+    let errors: Vec<String> =
+        crate::par::par_map(&names, |n| scsi::delete(host, n, tuning.delete_timeout))
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+    for e in errors {
+        report.fail(None, e);
+    }
+    let deadline = host.time().now() + tuning.removal_deadline;
+    let left = scsi::wait_gone(host, &names, deadline);
+    for d in doomed {
+        if left.contains(&d.name) {
+            report.fail(
+                Some(disk_thing(d)),
+                format!(
+                    "/dev/{} is still there {:?} after its delete",
+                    d.name, tuning.removal_deadline
+                ),
+            );
+            report.leave(disk_thing(d));
+        } else {
+            info!(device = %d.name, "device removed");
+            report.removed.push(disk_thing(d));
+        }
+    }
+    Ok(())
+}
+
+/// What became of one session of the volume.
+pub(super) enum Logout {
+    /// Already gone (another disconnect logged out first).
+    Gone,
+    /// Kept: other volumes use it (their devices).
+    Kept(Vec<String>),
+    Done,
+    Failed(Error),
+}
+
+/// Logs out of session `s` unless another volume's device is on it. Decided and done under the
+/// target's lock, so that a connect reusing this session cannot slip a new LUN in between.
+pub(super) fn logout_if_unused(
+    host: &Host,
+    props: &ConnectionProperties,
+    plan: &Plan,
+    s: &Session,
+    tuning: &Tuning,
+) -> Result<Logout> {
+    let _lock = host.lock(&target_lock_name(&s.iqn, &s.portal))?;
+    // Another disconnect of a volume on the same session may have logged out while we waited for
+    // the lock: then there is nothing left to do here (its node record went with it). The host
+    // may hold several sessions to one target and portal (another tool made them): this one is
+    // looked up by its own number.
+    let now = topology::session_by_id(host, s.id)?;
+    if !now.is_some_and(|n| n.iqn == s.iqn && n.portal == s.portal) {
+        debug!(session = s.id, "session already gone");
+        return Ok(Logout::Gone);
+    }
+    let others = session_users(host, props, plan, s)?;
+    if !others.is_empty() {
+        info!(session = s.id, "session kept: other volumes use it");
+        return Ok(Logout::Kept(others));
+    }
+    Ok(
+        match adm::logout_session(host, s.id, tuning.command_timeout) {
+            Ok(()) => {
+                info!(session = s.id, portal = %s.portal, "logged out");
+                Logout::Done
+            }
+            Err(e) => Logout::Failed(e),
+        },
+    )
+}
