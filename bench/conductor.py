@@ -15,6 +15,8 @@ Passes per workload:
           own peak RSS sampled.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import select
@@ -24,36 +26,60 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
+from typing import Any, Literal, cast, overload
 
-CFG = json.load(open(sys.argv[1]))
-RES = CFG["results"]
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-LAB_DIR = os.environ["LAB_DIR"]
 WORK = "/run/bench"
 SHIMS = WORK + "/shims"
 SHIM_LOG = WORK + "/shims.log"
-os.makedirs(WORK, exist_ok=True)
-os.makedirs(RES + "/diag", exist_ok=True)
-T_START = time.monotonic()
-UDEVD = subprocess.run(["pidof", "systemd-udevd", "udevd"], stdout=subprocess.DEVNULL).returncode == 0
 
 
-def uptime():
-    return open("/proc/uptime").read().split()[0]
+@dataclass
+class Run:
+    """What the conductor reads and notes once, at its start (see begin())."""
+
+    cfg: dict[str, Any]  # bench-config.json, written by bench/run
+    res: str  # the results folder, shared with the host: cfg["results"]
+    t_start: float  # time.monotonic() at the start
+    udevd: bool  # udevd runs in the VM
 
 
-def log(msg):
+def begin(config_path: str) -> Run:
+    """Read the configuration, make the work and results folders, note the time and whether
+    udevd runs. LAB_DIR must be set: sh() sources lab/lib.sh from it."""
+    with open(config_path) as f:
+        cfg = json.load(f)
+    res = cfg["results"]
+    os.environ["LAB_DIR"]  # a KeyError when it is not set
+    os.makedirs(WORK, exist_ok=True)
+    os.makedirs(res + "/diag", exist_ok=True)
+    t_start = time.monotonic()
+    udevd = subprocess.run(["pidof", "systemd-udevd", "udevd"], stdout=subprocess.DEVNULL).returncode == 0
+    return Run(cfg=cfg, res=res, t_start=t_start, udevd=udevd)
+
+
+def uptime() -> str:
+    with open("/proc/uptime") as f:
+        return f.read().split()[0]
+
+
+def log(msg: str) -> None:
     line = "[%8s] bench: %s" % (uptime(), msg)
     print(line, file=sys.stderr, flush=True)
 
 
-def progress(msg):
+def progress(run: Run, msg: str) -> None:
     log(msg)
-    with open(RES + "/progress", "a") as f:
+    with open(run.res + "/progress", "a") as f:
         f.write("[%8s] bench: %s\n" % (uptime(), msg))
 
 
-def sh(script, check=True, capture=False):
+@overload
+def sh(script: str, check: bool = ..., *, capture: Literal[True]) -> str: ...
+@overload
+def sh(script: str, check: bool = ..., capture: Literal[False] = ...) -> int: ...
+def sh(script: str, check: bool = True, capture: bool = False) -> str | int:
     """Run bash with lab/lib.sh and bench/guest-lib.sh sourced."""
     full = '. "$LAB_DIR/lib.sh"; . "%s/guest-lib.sh"; %s' % (BENCH_DIR, script)
     p = subprocess.run(["bash", "-c", full], stdout=subprocess.PIPE if capture else sys.stderr,
@@ -67,7 +93,7 @@ def sh(script, check=True, capture=False):
 # sysfs views
 
 
-def read(path, default=None):
+def read(path: str, default: str | None = None) -> str | None:
     try:
         with open(path) as f:
             return f.read().strip()
@@ -75,7 +101,7 @@ def read(path, default=None):
         return default
 
 
-def map_of(wwn):
+def map_of(wwn: str) -> tuple[str | None, int]:
     """(dm-N, number of paths) of the multipath map named by wwn, or (None, 0)."""
     for d in os.listdir("/sys/block"):
         if d.startswith("dm-") and read("/sys/block/%s/dm/uuid" % d) == "mpath-" + wwn:
@@ -83,12 +109,12 @@ def map_of(wwn):
     return None, 0
 
 
-def sds_of(wwid):
+def sds_of(wwid: str) -> list[str]:
     return [d for d in os.listdir("/sys/block")
             if d.startswith("sd") and read("/sys/block/%s/device/wwid" % d) == wwid]
 
 
-def leftovers(vols):
+def leftovers(vols: list[dict[str, Any]]) -> list[str]:
     """What is left on the initiator of these volumes (empty list when clean)."""
     left = []
     iqns = {v["iqn"] for v in vols}
@@ -107,7 +133,7 @@ def leftovers(vols):
     return left
 
 
-def paths_now(vols, infos):
+def paths_now(vols: list[dict[str, Any]], infos: list[Any]) -> list[int]:
     """Paths of each volume right now: map's slaves for multipath volumes, else disks."""
     out = []
     for v, info in zip(vols, infos):
@@ -118,7 +144,7 @@ def paths_now(vols, infos):
     return out
 
 
-def wait_settled(vols, timeout=30):
+def wait_settled(vols: list[dict[str, Any]], timeout: float = 30) -> bool:
     """Untimed: wait until every volume shows all its paths (so every disconnect starts alike)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -129,7 +155,7 @@ def wait_settled(vols, timeout=30):
     return False
 
 
-def shim_lines():
+def shim_lines() -> list[str]:
     try:
         with open(SHIM_LOG) as f:
             return f.read().splitlines()
@@ -151,7 +177,7 @@ class ByIdLinks(threading.Thread):
 
     DIR = "/dev/disk/by-id"
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(daemon=True)
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 15)  # KOBJECT_UEVENT
         self.sock.bind((0, 1))
@@ -159,14 +185,14 @@ class ByIdLinks(threading.Thread):
         self.made = 0
 
     @staticmethod
-    def wwn_of(sd):
+    def wwn_of(sd: str) -> str | None:
         w = read("/sys/block/%s/device/wwid" % sd) or ""
         for prefix, code in (("naa.", "3"), ("eui.", "2"), ("t10.", "1")):
             if w.startswith(prefix):
                 return code + w[len(prefix):]
         return None
 
-    def run(self):
+    def run(self) -> None:
         while True:
             try:
                 data = self.sock.recv(65536)
@@ -202,38 +228,41 @@ class ByIdLinks(threading.Thread):
 class DriverTool:
     """A long-lived in-process driver speaking bench/pydriver.py's line protocol."""
 
-    def __init__(self, name, argv, env=None):
+    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.name, self.argv, self.env = name, argv, env
-        self.proc = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.buf = b""
 
-    def start(self, path_prefix=None, debug_log=None, log_env=None):
+    def start(self, path_prefix: str | None = None, debug_log: str | None = None,
+              log_env: dict[str, str] | None = None) -> dict[str, Any]:
         env = dict(os.environ)
         if path_prefix:
             env["PATH"] = path_prefix + ":" + env["PATH"]
         if debug_log and log_env:
             env.update(log_env)
-        self.stderr = open(debug_log or "%s/%s.stderr" % (WORK, self.name), "a")
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, env=env, cwd=WORK)
+        # the driver keeps its own descriptor of the log: ours is closed once it runs
+        with open(debug_log or "%s/%s.stderr" % (WORK, self.name), "a") as stderr:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=stderr, env=env, cwd=WORK)
         self.buf = b""
         self.started = self.request({"op": "stats"}, timeout=120)
         if not self.started.get("ok"):
             raise RuntimeError("%s did not start: %s" % (self.name, self.started))
         return self.started
 
-    def stop(self):
+    def stop(self) -> None:
         if self.proc:
             try:
+                assert self.proc.stdin is not None
                 self.proc.stdin.close()
                 self.proc.wait(timeout=20)
             except Exception:  # noqa: BLE001
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
-            self.stderr.close()
 
-    def request(self, obj, timeout):
+    def request(self, obj: dict[str, Any], timeout: float) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write((json.dumps(obj) + "\n").encode())
         self.proc.stdin.flush()
         deadline = time.monotonic() + timeout
@@ -253,11 +282,12 @@ class DriverTool:
                     return {"ok": False, "error": "driver exited (%s)" % self.proc.poll()}
                 self.buf += chunk
         line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
+        answer: dict[str, Any] = json.loads(line)
+        return answer
 
     concurrent = False  # run a batch's operations all at once (the W3C workload)
 
-    def run_ops(self, ops, timeout):
+    def run_ops(self, ops: list[dict[str, Any]], timeout: float) -> dict[str, Any]:
         a = self.request({"op": "batch", "ops": ops, "parallel": self.concurrent}, timeout)
         res = a.get("results", [])
         return {"ok": bool(a.get("ok")), "total": a.get("secs"),
@@ -265,54 +295,54 @@ class DriverTool:
                 "infos": [r.get("device_info") for r in res],
                 "error": a.get("error") or next((r.get("error") for r in res if not r.get("ok")), None)}
 
-    def connect_all(self, vols, timeout):
+    def connect_all(self, vols: list[dict[str, Any]], timeout: float) -> dict[str, Any]:
         return self.run_ops([{"op": "connect", "props": v["props"], "multipath": v["multipath"]}
                              for v in vols], timeout)
 
-    def disconnect_all(self, vols, infos, timeout):
+    def disconnect_all(self, vols: list[dict[str, Any]], infos: list[Any],
+                       timeout: float) -> dict[str, Any]:
         return self.run_ops([{"op": "disconnect", "props": v["props"], "device_info": i}
                              for v, i in zip(vols, infos)], timeout)
 
-    def stats(self):
+    def stats(self) -> dict[str, Any] | None:
         if not self.proc:
             return None
         return self.request({"op": "stats"}, timeout=60)
 
 
-def sample_run(argv, env, timeout):
+def sample_run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, str, str, int]:
     """Run argv; return (rc, stdout, stderr, own_peak_kib). The process's own VmHWM is sampled
     every 2 ms once it runs the program (before its exec, /proc shows the forked conductor's
     figures); VmHWM only grows, so the last sample is its peak up to the last 2 ms. (wait4's
     ru_maxrss is no use here: it keeps the forked Python's RSS from before the exec.)"""
     name = os.path.basename(argv[0])[:15]
-    out_f = open(WORK + "/sample.out", "w+")
-    err_f = open(WORK + "/sample.err", "w+")
-    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f, env=env)
-    hwm = 0
-    deadline = time.monotonic() + timeout
-    while True:
-        pid, status, _ru = os.wait4(p.pid, os.WNOHANG)
-        if pid:
-            break
-        v, comm = None, None
-        try:
-            with open("/proc/%d/status" % p.pid) as f:
-                for line in f:
-                    if line.startswith("Name:"):
-                        comm = line.split(None, 1)[1].strip()
-                    elif line.startswith("VmHWM:"):
-                        v = int(line.split()[1])
-        except OSError:
-            pass
-        if v and comm == name:
-            hwm = max(hwm, v)
-        if time.monotonic() > deadline:
-            p.kill()
-        time.sleep(0.002)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    out_f.seek(0)
-    err_f.seek(0)
-    return p.returncode, out_f.read(), err_f.read(), hwm
+    with open(WORK + "/sample.out", "w+") as out_f, open(WORK + "/sample.err", "w+") as err_f:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f, env=env)
+        hwm = 0
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, _ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            v, comm = None, None
+            try:
+                with open("/proc/%d/status" % p.pid) as f:
+                    for line in f:
+                        if line.startswith("Name:"):
+                            comm = line.split(None, 1)[1].strip()
+                        elif line.startswith("VmHWM:"):
+                            v = int(line.split()[1])
+            except OSError:
+                pass
+            if v and comm == name:
+                hwm = max(hwm, v)
+            if time.monotonic() > deadline:
+                p.kill()
+            time.sleep(0.002)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out_f.seek(0)
+        err_f.seek(0)
+        return p.returncode, out_f.read(), err_f.read(), hwm
 
 
 class CliTool:
@@ -320,32 +350,33 @@ class CliTool:
 
     name = "brick-cli"
 
-    def __init__(self, brick):
+    def __init__(self, brick: str) -> None:
         self.brick = brick
-        self.path_prefix = None
-        self.verbose_log = None
+        self.path_prefix: str | None = None
+        self.verbose_log: str | None = None
         self.sample = False
-        self.mem = []  # own peak RSS (KiB) of each process, when sampling
+        self.mem: list[int] = []  # own peak RSS (KiB) of each process, when sampling
 
-    def start(self, path_prefix=None, debug_log=None, log_env=None):
+    def start(self, path_prefix: str | None = None, debug_log: str | None = None,
+              log_env: dict[str, str] | None = None) -> None:
         self.path_prefix = path_prefix
         self.verbose_log = debug_log
         self.mem = []
         return None
 
-    def stop(self):
+    def stop(self) -> None:
         pass
 
-    def stats(self):
+    def stats(self) -> None:
         return None
 
-    def _env(self):
+    def _env(self) -> dict[str, str]:
         env = dict(os.environ, NO_COLOR="1")
         if self.path_prefix:
             env["PATH"] = self.path_prefix + ":" + env["PATH"]
         return env
 
-    def _run(self, args, timeout):
+    def _run(self, args: list[str], timeout: float) -> tuple[int, str, str, float]:
         env = self._env()
         argv = [self.brick] + (["-v"] if self.verbose_log else []) + args
         wall0 = time.time()
@@ -360,7 +391,9 @@ class CliTool:
                                    stderr=subprocess.PIPE, env=env, timeout=timeout, text=True)
                 rc, out, err = p.returncode, p.stdout, p.stderr
             except subprocess.TimeoutExpired as e:
-                rc, out, err = 124, e.stdout or "", "timeout"
+                # e.stdout is the undecoded partial output (bytes): never read, as only the
+                # outputs of processes that exited 0 are
+                rc, out, err = 124, e.stdout or "", "timeout"  # type: ignore[assignment]
             secs = time.monotonic() - t0
         if self.verbose_log:
             with open(self.verbose_log, "a") as f:
@@ -371,7 +404,7 @@ class CliTool:
 
     concurrent = False  # one process per volume, all at once (the W3C workload)
 
-    def _run_all(self, argvs, timeout):
+    def _run_all(self, argvs: list[list[str]], timeout: float) -> list[tuple[int, str, str, float]]:
         """All at once: one process each, started together; (rc, out, err, secs) each."""
         env = self._env()
         procs, starts = [], []
@@ -380,9 +413,10 @@ class CliTool:
             procs.append(subprocess.Popen([self.brick] + a, stdin=subprocess.DEVNULL,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                           env=env, text=True))
-        res = [None] * len(procs)
+        res: list[tuple[int, str, str, float] | None] = [None] * len(procs)
 
-        def one(i, p):  # each process's own time, from its spawn to its exit
+        def one(i: int, p: subprocess.Popen[str]) -> None:
+            # each process's own time, from its spawn to its exit
             try:
                 out, err = p.communicate(timeout=timeout)
                 res[i] = (p.returncode, out, err, time.monotonic() - starts[i])
@@ -396,9 +430,9 @@ class CliTool:
             th.start()
         for th in threads:
             th.join()
-        return res
+        return cast("list[tuple[int, str, str, float]]", res)  # every thread set its own
 
-    def _run_ops(self, what, argvs, timeout):
+    def _run_ops(self, what: str, argvs: list[list[str]], timeout: float) -> dict[str, Any]:
         """One brick process per argv: one after the other, stopping at the first failure, or
         all at once (concurrent). Returns the figures and the outputs of those that succeeded."""
         t0 = time.monotonic()
@@ -410,23 +444,24 @@ class CliTool:
                 res.append(self._run(a, timeout))
                 if res[-1][0] != 0:
                     break
-        r = {"ok": all(rc == 0 for rc, _, _, _ in res),
-             "total": time.monotonic() - t0, "per": [x[3] for x in res],
-             "outs": [out for rc, out, _, _ in res if rc == 0]}
+        r: dict[str, Any] = {"ok": all(rc == 0 for rc, _, _, _ in res),
+                             "total": time.monotonic() - t0, "per": [x[3] for x in res],
+                             "outs": [out for rc, out, _, _ in res if rc == 0]}
         bad = [(rc, err) for rc, _, err, _ in res if rc != 0]
         if bad:
             r["error"] = "brick %s exited %d: %s" % (what, bad[0][0], bad[0][1].strip()[-2000:])
         return r
 
-    def connect_all(self, vols, timeout):
+    def connect_all(self, vols: list[dict[str, Any]], timeout: float) -> dict[str, Any]:
         argvs = [["connect", v["props_file"]] + ([] if v["multipath"] else ["--single-path"])
                  for v in vols]
         r = self._run_ops("connect", argvs, timeout)
         r["infos"] = [json.loads(out) for out in r.pop("outs")]
         return r
 
-    def disconnect_all(self, vols, infos, timeout):
-        argvs = []
+    def disconnect_all(self, vols: list[dict[str, Any]], infos: list[Any],
+                       timeout: float) -> dict[str, Any]:
+        argvs: list[list[str]] = []
         for v, info in zip(vols, infos):
             di = "%s/%s.di.json" % (WORK, v["name"])
             with open(di, "w") as f:
@@ -441,7 +476,7 @@ class CliTool:
 # workloads
 
 
-def make_volumes(wl):
+def make_volumes(wl: dict[str, Any]) -> list[dict[str, Any]]:
     """Create the LIO targets of a workload (one bash call); return its volumes."""
     n = wl["volumes"]
     if wl["layout"] == "one-target-per-volume":
@@ -478,12 +513,12 @@ def make_volumes(wl):
 SETTLE_TIMEOUT = 600
 
 
-def settle():
+def settle(run: Run) -> float:
     """Untimed: let udevd finish the events of the last step, so that its work does not run
     into the next timed step. Returns the seconds it took. Under TCG udevd's queue after 16
     fast attaches takes more than 20 s to drain (about 3 s of CPU per volume): a short timeout
     let that work run into the disconnect that followed, and slowed the fastest tool most."""
-    if not UDEVD:
+    if not run.udevd:
         return 0.0
     t0 = time.monotonic()
     p = subprocess.run(["udevadm", "settle", "-t", str(SETTLE_TIMEOUT)],
@@ -494,14 +529,15 @@ def settle():
     return secs
 
 
-def reset_initiator(why):
+def reset_initiator(why: str) -> None:
     log("resetting the initiator: %s" % why)
     sh("bench_initiator_reset", check=False)
 
 
-def one_cycle(tool, vols, rec, timeout, count=False):
+def one_cycle(run: Run, tool: DriverTool | CliTool, vols: list[dict[str, Any]],
+              rec: list[dict[str, Any]], timeout: float, count: bool = False) -> bool:
     """Connect all, settle, disconnect all. Appends to rec; returns False when the tool failed."""
-    entry = {}
+    entry: dict[str, Any] = {}
     n0 = len(shim_lines()) if count else 0
     c = tool.connect_all(vols, timeout)
     if count:
@@ -518,7 +554,7 @@ def one_cycle(tool, vols, rec, timeout, count=False):
         reset_initiator("after a failed connect of %s" % tool.name)
         return False
     entry["settled"] = wait_settled(vols)
-    entry["settle_secs"] = settle()
+    entry["settle_secs"] = settle(run)
     time.sleep(0.5)
     d = tool.disconnect_all(vols, c["infos"], timeout)
     if count:
@@ -531,12 +567,12 @@ def one_cycle(tool, vols, rec, timeout, count=False):
         log("%s: disconnect %s; left: %s" % (tool.name, "failed: %s" % d.get("error") if not d["ok"] else "ok", left))
         reset_initiator("after %s's disconnect" % tool.name)
         return False
-    settle()
+    settle(run)
     time.sleep(0.5)
     return True
 
 
-def local_copy(path):
+def local_copy(path: str) -> str:
     """brick's binaries as installed on a host: on a local file system (tmpfs), not on the VM's
     9p share of the host, whose reads would slow each process start."""
     os.makedirs(WORK + "/bin", exist_ok=True)
@@ -547,34 +583,34 @@ def local_copy(path):
     return dst
 
 
-def make_tools():
-    py = CFG["python"]
-    tools = {
+def make_tools(cfg: dict[str, Any]) -> dict[str, DriverTool | CliTool]:
+    py = cfg["python"]
+    tools: dict[str, DriverTool | CliTool] = {
         "floor": DriverTool("floor", [py, BENCH_DIR + "/pydriver.py", "floor"]),
         "os-brick": DriverTool("os-brick", [py, BENCH_DIR + "/pydriver.py", "osbrick",
                                             WORK + "/oslocks"]),
-        "brick-lib": DriverTool("brick-lib", [local_copy(CFG["brick_bench"])]),
-        "brick-cli": CliTool(local_copy(CFG["brick"])),
+        "brick-lib": DriverTool("brick-lib", [local_copy(cfg["brick_bench"])]),
+        "brick-cli": CliTool(local_copy(cfg["brick"])),
     }
-    return {k: tools[k] for k in CFG["tools"]}
+    return {k: tools[k] for k in cfg["tools"]}
 
 
 LOG_ENV = {"floor": {}, "os-brick": {"BENCH_LOG": "debug"},
            "brick-lib": {"BENCH_LOG": "brick=debug"}, "brick-cli": {}}
 
 
-def run_workload(wl, raw):
+def run_workload(run: Run, wl: dict[str, Any], raw: dict[str, Any]) -> None:
     wid = wl["id"]
-    progress("%s: %s" % (wid, wl["title"]))
+    progress(run, "%s: %s" % (wid, wl["title"]))
     sh("lab_reset", check=False)
     vols = make_volumes(wl)
     n = len(vols)
     timeout = 60 + 90 * n
-    out = {"id": wid, "title": wl["title"], "volumes": n, "portals": wl["portals"],
-           "multipath": wl["multipath"], "layout": wl["layout"], "reps": wl["reps"],
-           "tools": {}}
+    out: dict[str, Any] = {"id": wid, "title": wl["title"], "volumes": n, "portals": wl["portals"],
+                           "multipath": wl["multipath"], "layout": wl["layout"], "reps": wl["reps"],
+                           "tools": {}}
     raw["workloads"].append(out)
-    tools = make_tools()
+    tools = make_tools(run.cfg)
     for t in tools.values():
         t.concurrent = bool(wl.get("concurrent"))
     names = list(tools)
@@ -592,9 +628,9 @@ def run_workload(wl, raw):
             t = tools[name]
             if isinstance(t, DriverTool) and t.proc is None:
                 t.start()
-            ok = one_cycle(t, vols, out["tools"][name]["timed"], timeout)
+            ok = one_cycle(run, t, vols, out["tools"][name]["timed"], timeout)
             e = out["tools"][name]["timed"][-1]
-            progress("%s rep %d/%d %-9s connect %s disconnect %s%s" % (
+            progress(run, "%s rep %d/%d %-9s connect %s disconnect %s%s" % (
                 wid, rep + 1, wl["reps"], name, fmt(e["connect"].get("total")),
                 fmt((e.get("disconnect") or {}).get("total")), "" if ok else "  FAILED"))
     for name, t in tools.items():
@@ -602,66 +638,67 @@ def run_workload(wl, raw):
         if s:
             out["tools"][name]["mem"]["after_timed"] = s
         t.stop()
-    save(raw)
+    save(run, raw)
 
     # ---- untimed pass: shims first on PATH (process counts), debug logs kept in diag/, the
     # brick process's own RSS sampled
     if wl.get("count", True):
         for name, t in tools.items():
-            logf = "%s/diag/%s-%s.log" % (RES, wid, name)
+            logf = "%s/diag/%s-%s.log" % (run.res, wid, name)
             t.start(path_prefix=SHIMS, debug_log=logf, log_env=LOG_ENV[name])
             if isinstance(t, CliTool):
                 t.sample = True
-            one_cycle(t, vols, out["tools"][name]["count"], timeout, count=True)
+            one_cycle(run, t, vols, out["tools"][name]["count"], timeout, count=True)
             if isinstance(t, CliTool):
                 t.sample = False
                 out["tools"][name]["mem"]["cli_samples"] = t.mem
             t.stop()
-        progress("%s: untimed pass (process counts, debug logs) done" % wid)
-        save(raw)
+        progress(run, "%s: untimed pass (process counts, debug logs) done" % wid)
+        save(run, raw)
     sh("lab_reset", check=False)
 
 
-def fmt(x):
+def fmt(x: float | None) -> str:
     return "-" if x is None else "%.2fs" % x
 
 
-def save(raw):
-    raw["elapsed_s"] = time.monotonic() - T_START
-    tmp = RES + "/raw.json.tmp"
+def save(run: Run, raw: dict[str, Any]) -> None:
+    raw["elapsed_s"] = time.monotonic() - run.t_start
+    tmp = run.res + "/raw.json.tmp"
     with open(tmp, "w") as f:
         json.dump(raw, f, indent=1)
-    os.replace(tmp, RES + "/raw.json")
+    os.replace(tmp, run.res + "/raw.json")
 
 
-def main():
-    raw = {"started_uptime": uptime(), "config": CFG, "workloads": [],
-           "guest": {"kernel": os.uname().release, "cpus": os.cpu_count(),
-                     "udevd": UDEVD}}
+def main() -> None:
+    run = begin(sys.argv[1])
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    raw: dict[str, Any] = {"started_uptime": uptime(), "config": run.cfg, "workloads": [],
+                           "guest": {"kernel": os.uname().release, "cpus": os.cpu_count(),
+                                     "udevd": run.udevd}}
     for cmd, key in ((["iscsiadm", "--version"], "iscsiadm"), (["multipath", "-h"], "multipath"),
-                     ([CFG["brick"], "--version"], "brick"),
-                     ([CFG["python"], "-c", "import importlib.metadata as m;print(m.version('os-brick'))"], "os_brick")):
+                     ([run.cfg["brick"], "--version"], "brick"),
+                     ([run.cfg["python"], "-c", "import importlib.metadata as m;print(m.version('os-brick'))"], "os_brick")):
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         raw["guest"][key] = (p.stdout.strip().splitlines() or [""])[0]
-    if not UDEVD:
+    if not run.udevd:
         ByIdLinks().start()
-    if any(w.get("count", True) for w in CFG["workloads"]):
+    if any(w.get("count", True) for w in run.cfg["workloads"]):
         sh('bench_shims %s %s' % (SHIMS, SHIM_LOG))
         raw["shims"] = len(os.listdir(SHIMS))
-    for wl in CFG["workloads"]:
+    for wl in run.cfg["workloads"]:
         try:
-            run_workload(wl, raw)
+            run_workload(run, wl, raw)
         except Exception as e:  # noqa: BLE001
             import traceback
             traceback.print_exc()
             raw.setdefault("errors", []).append("%s: %s" % (wl["id"], e))
-            progress("%s: aborted: %s" % (wl["id"], e))
+            progress(run, "%s: aborted: %s" % (wl["id"], e))
             sh("lab_reset", check=False)
-        save(raw)
-    save(raw)
-    progress("done in %.0f s" % (time.monotonic() - T_START))
+        save(run, raw)
+    save(run, raw)
+    progress(run, "done in %.0f s" % (time.monotonic() - run.t_start))
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     main()

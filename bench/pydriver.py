@@ -9,6 +9,8 @@ the wall time of the call alone (time.monotonic), import and set-up not counted.
 BENCH_LOG=debug sends the tool's debug logs to stderr.
 """
 
+from __future__ import annotations
+
 import glob
 import json
 import os
@@ -17,15 +19,21 @@ import subprocess
 import sys
 import threading
 import time
-
-# Keep the protocol channel clean whatever a library prints.
-_proto_out = os.fdopen(os.dup(1), "w", buffering=1)
-os.dup2(2, 1)
+from typing import Any, TextIO, cast
 
 POLL = 0.02  # floor: sysfs poll interval (s)
 
 
-def status_kib(field):
+def protocol_channel() -> TextIO:
+    """Keep the protocol channel clean whatever a library prints: the answers go to a copy of
+    stdout, and fd 1 becomes stderr for everything else. Call it first, before a tool (os-brick)
+    is imported or set up, so that nothing the tool writes can reach the channel."""
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    return out
+
+
+def status_kib(field: str) -> int | None:
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -36,7 +44,7 @@ def status_kib(field):
     return None
 
 
-def stats():
+def stats() -> dict[str, Any]:
     return {
         "ok": True,
         "vm_hwm_kib": status_kib("VmHWM:"),
@@ -45,7 +53,7 @@ def stats():
     }
 
 
-def targets_of(props):
+def targets_of(props: dict[str, Any]) -> list[tuple[str, str, int]]:
     """[(portal, iqn, lun)] of os-brick connection_properties."""
     if props.get("target_portals"):
         return list(zip(props["target_portals"], props["target_iqns"], props["target_luns"]))
@@ -57,7 +65,7 @@ def targets_of(props):
 
 
 class OsBrick:
-    def __init__(self, lock_dir):
+    def __init__(self, lock_dir: str) -> None:
         import logging
 
         if os.environ.get("BENCH_LOG"):
@@ -80,19 +88,19 @@ class OsBrick:
         self.single = connector.InitiatorConnector.factory("ISCSI", None, use_multipath=False)
         self.multi = connector.InitiatorConnector.factory("ISCSI", None, use_multipath=True)
 
-    def _conn(self, req):
+    def _conn(self, req: dict[str, Any]) -> Any:
         mp = req.get("multipath")
         if mp is None:
             mp = len(targets_of(req["props"])) > 1
         return self.multi if mp else self.single
 
-    def connect(self, req):
+    def connect(self, req: dict[str, Any]) -> dict[str, Any]:
         c = self._conn(req)
         t0 = time.monotonic()
         info = c.connect_volume(dict(req["props"]))
         return {"secs": time.monotonic() - t0, "device_info": info}
 
-    def disconnect(self, req):
+    def disconnect(self, req: dict[str, Any]) -> dict[str, Any]:
         c = self._conn(req)
         t0 = time.monotonic()
         c.disconnect_volume(dict(req["props"]), req.get("device_info"), force=False,
@@ -104,24 +112,24 @@ class OsBrick:
 # floor: the same kernel work by the shortest sequence of bare commands
 
 
-def _read(path):
+def _read(path: str) -> str:
     with open(path) as f:
         return f.read().strip()
 
 
-def _write(path, text):
+def _write(path: str, text: str) -> None:
     with open(path, "w") as f:
         f.write(text)
 
 
-def _run(*argv, check=True):
+def _run(*argv: str, check: bool = True) -> None:
     p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, text=True)
     if check and p.returncode != 0:
         raise RuntimeError("%s exited %d: %s" % (" ".join(argv), p.returncode, p.stderr.strip()))
 
 
-def _session(iqn, portal):
+def _session(iqn: str, portal: str) -> tuple[str, int] | None:
     """(session dir (real path), host number) of the session to iqn at portal, or None."""
     for s in glob.glob("/sys/class/iscsi_session/session*"):
         try:
@@ -137,17 +145,17 @@ def _session(iqn, portal):
     return None
 
 
-def _lun_disk(sess_dir, lun):
+def _lun_disk(sess_dir: str, lun: int) -> str | None:
     for b in glob.glob("%s/target*/*:*:*:%d/block/*" % (sess_dir, lun)):
         return os.path.basename(b)
     return None
 
 
-def _lun_dirs(sess_dir):
+def _lun_dirs(sess_dir: str) -> list[str]:
     return glob.glob(sess_dir + "/target*/*:*:*:*")
 
 
-def _holder(sd):
+def _holder(sd: str) -> str | None:
     h = glob.glob("/sys/block/%s/holders/dm-*" % sd)
     return os.path.basename(h[0]) if h else None
 
@@ -157,7 +165,8 @@ class Floor:
     # target's record folder ("iface iter could not stat ..."): one at a time.
     node_lock = threading.Lock()
 
-    def _attach_path(self, portal, iqn, lun, mp, out, i):
+    def _attach_path(self, portal: str, iqn: str, lun: int, mp: bool, out: list[str | None],
+                     i: int) -> None:
         s = _session(iqn, portal)
         if s is None:
             _run("iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--op", "new")
@@ -183,17 +192,17 @@ class Floor:
             _run("multipathd", "add", "path", sd, check=False)
         out[i] = sd
 
-    def connect(self, req):
+    def connect(self, req: dict[str, Any]) -> dict[str, Any]:
         props = req["props"]
         ts = targets_of(props)
         mp = req.get("multipath")
         if mp is None:
             mp = len(ts) > 1
         t0 = time.monotonic()
-        sds = [None] * len(ts)
-        errs = []
+        sds: list[str | None] = [None] * len(ts)
+        errs: list[str] = []
 
-        def work(i, t):
+        def work(i: int, t: tuple[str, str, int]) -> None:
             try:
                 self._attach_path(t[0], t[1], t[2], mp, sds, i)
             except Exception as e:  # noqa: BLE001
@@ -206,11 +215,12 @@ class Floor:
             th.join()
         if errs:
             raise RuntimeError("; ".join(errs))
-        wwid = _read("/sys/block/%s/device/wwid" % sds[0])
+        disks = cast("list[str]", sds)  # every path found its disk (else an error above)
+        wwid = _read("/sys/block/%s/device/wwid" % disks[0])
         wwn = "3" + wwid[4:] if wwid.startswith("naa.") else wwid
         if not mp:
             return {"secs": time.monotonic() - t0,
-                    "device_info": {"type": "block", "path": "/dev/" + sds[0], "scsi_wwn": wwn}}
+                    "device_info": {"type": "block", "path": "/dev/" + disks[0], "scsi_wwn": wwn}}
         # Wait for the map with every path; re-hand paths multipathd has not taken after 2 s.
         # multipathd builds the map from the first path and holds the others back until udev
         # has announced the map; `multipathd add map NAME` is that announcement, at once.
@@ -218,10 +228,10 @@ class Floor:
         next_readd = time.monotonic() + 2
         announced = False
         while True:
-            dms = {_holder(sd) for sd in sds}
+            dms = {_holder(sd) for sd in disks}
             if len(dms) == 1 and None not in dms:
                 dm = dms.pop()
-                if len(os.listdir("/sys/block/%s/slaves" % dm)) >= len(sds):
+                if len(os.listdir("/sys/block/%s/slaves" % dm)) >= len(disks):
                     break
             if not announced and dms - {None}:
                 announced = True
@@ -231,18 +241,19 @@ class Floor:
                 continue
             now = time.monotonic()
             if now > deadline:
-                raise RuntimeError("no map with %d paths for %s" % (len(sds), wwn))
+                raise RuntimeError("no map with %d paths for %s" % (len(disks), wwn))
             if now > next_readd:
-                for sd in sds:
+                for sd in disks:
                     if _holder(sd) is None:
                         _run("multipathd", "add", "path", sd, check=False)
                 next_readd = now + 2
             time.sleep(POLL)
+        assert dm is not None  # the loop ends only on a map
         return {"secs": time.monotonic() - t0,
                 "device_info": {"type": "block", "path": "/dev/" + dm, "scsi_wwn": wwn,
                                 "multipath_id": wwn}}
 
-    def _detach_path(self, portal, iqn, lun):
+    def _detach_path(self, portal: str, iqn: str, lun: int) -> None:
         s = _session(iqn, portal)
         if s is None:
             return
@@ -254,16 +265,16 @@ class Floor:
             with self.node_lock:
                 _run("iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--op", "delete")
 
-    def disconnect(self, req):
+    def disconnect(self, req: dict[str, Any]) -> dict[str, Any]:
         props = req["props"]
         ts = targets_of(props)
         info = req.get("device_info") or {}
         t0 = time.monotonic()
         if info.get("multipath_id") or str(info.get("path", "")).startswith("/dev/dm-"):
             _run("multipath", "-f", info.get("multipath_id") or info["scsi_wwn"])
-        errs = []
+        errs: list[str] = []
 
-        def work(t):
+        def work(t: tuple[str, str, int]) -> None:
             try:
                 self._detach_path(*t)
             except Exception as e:  # noqa: BLE001
@@ -282,7 +293,7 @@ class Floor:
 # --------------------------------------------------------------------------------------------
 
 
-def handle(tool, req):
+def handle(tool: OsBrick | Floor, req: dict[str, Any]) -> dict[str, Any]:
     op = req.get("op")
     t0 = time.monotonic()
     try:
@@ -293,9 +304,9 @@ def handle(tool, req):
         if op == "batch" and req.get("parallel"):
             # all at once, one thread each (os-brick's connect_volume and disconnect_volume take
             # its host-wide "connect_volume" lock: they still run one at a time)
-            results = [None] * len(req["ops"])
+            results: list[dict[str, Any] | None] = [None] * len(req["ops"])
 
-            def one(i, r):
+            def one(i: int, r: dict[str, Any]) -> None:
                 results[i] = handle(tool, r)
 
             threads = [threading.Thread(target=one, args=(i, r)) for i, r in enumerate(req["ops"])]
@@ -306,15 +317,15 @@ def handle(tool, req):
             ok = all(a and a["ok"] for a in results)
             return {"ok": ok, "secs": time.monotonic() - t0, "results": results}
         if op == "batch":
-            results = []
+            done: list[dict[str, Any]] = []
             ok = True
             for r in req["ops"]:
                 a = handle(tool, r)
-                results.append(a)
+                done.append(a)
                 if not a["ok"]:
                     ok = False
                     break
-            return {"ok": ok, "secs": time.monotonic() - t0, "results": results}
+            return {"ok": ok, "secs": time.monotonic() - t0, "results": done}
         if op == "stats":
             return stats()
         return {"ok": False, "error": "unknown op %r" % op}
@@ -323,8 +334,10 @@ def handle(tool, req):
                 "secs": time.monotonic() - t0}
 
 
-def main():
+def main() -> None:
+    proto_out = protocol_channel()  # first: before os-brick is imported
     kind = sys.argv[1]
+    tool: OsBrick | Floor
     if kind == "osbrick":
         tool = OsBrick(sys.argv[2])
     elif kind == "floor":
@@ -340,7 +353,7 @@ def main():
             ans = {"ok": False, "error": "bad request: %s" % e}
         else:
             ans = handle(tool, req)
-        _proto_out.write(json.dumps(ans) + "\n")
+        proto_out.write(json.dumps(ans) + "\n")
 
 
 if __name__ == "__main__":

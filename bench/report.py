@@ -1,23 +1,19 @@
 """bench/report.py OUT: turn OUT/vm/raw.json (written in the VM by bench/conductor.py) into
 OUT/results.json and OUT/results.md, and print the table. Exit 1 when a cycle failed."""
 
+from __future__ import annotations
+
 import collections
 import json
 import os
 import statistics
 import sys
-
-OUT = sys.argv[1]
-raw = json.load(open(os.path.join(OUT, "vm", "raw.json")))
-try:
-    host = json.load(open(os.path.join(OUT, "host.json")))
-except (OSError, ValueError):
-    host = {}
+from typing import Any
 
 TOOLS = ["floor", "os-brick", "brick-lib", "brick-cli"]
 
 
-def summary(xs):
+def summary(xs: list[Any]) -> dict[str, Any] | None:
     xs = [x for x in xs if x is not None]
     if not xs:
         return None
@@ -25,171 +21,205 @@ def summary(xs):
             "samples": xs}
 
 
-def ratio(a, b):
+def ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
     if not a or not b or not b["median"]:
         return None
     return a["median"] / b["median"]
 
 
-def programs(cmds):
+def programs(cmds: list[str]) -> dict[str, int]:
     c = collections.Counter(line.split(" ", 1)[0] for line in cmds)
     return dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-failures = []
-results = {"machine": host, "guest": raw.get("guest", {}), "elapsed_vm_s": raw.get("elapsed_s"),
-           "errors": raw.get("errors", []), "workloads": []}
-for wl in raw["workloads"]:
+def load(out: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(raw.json, host.json) of the results folder out; host.json may be missing or bad."""
+    with open(os.path.join(out, "vm", "raw.json")) as f:
+        raw = json.load(f)
+    try:
+        with open(os.path.join(out, "host.json")) as f:
+            host = json.load(f)
+    except (OSError, ValueError):
+        host = {}
+    return raw, host
+
+
+def tool_results(wl: dict[str, Any], name: str, failures: list[str]) -> dict[str, Any]:
+    """The figures of one tool in one workload of raw.json; appends its failures."""
     n = wl["volumes"]
-    w = {"id": wl["id"], "title": wl["title"], "volumes": n, "portals": wl["portals"],
-         "multipath": wl["multipath"], "layout": wl["layout"], "reps": wl["reps"], "tools": {}}
-    for name in [t for t in TOOLS if t in wl["tools"]]:
-        t = wl["tools"][name]
-        timed = t["timed"]
-        ok_c = [e for e in timed if e["connect"]["ok"]]
-        ok_d = [e for e in timed if (e.get("disconnect") or {}).get("ok") and not e.get("left")]
-        for e in timed:
-            if not e["connect"]["ok"]:
-                failures.append("%s %s connect: %s" % (wl["id"], name, e["connect"].get("error")))
-            elif not (e.get("disconnect") or {}).get("ok"):
-                failures.append("%s %s disconnect: %s" % (wl["id"], name, e["disconnect"].get("error")))
-            elif e.get("left"):
-                failures.append("%s %s disconnect left: %s" % (wl["id"], name, e["left"]))
-        r = {
-            "cycles": len(timed), "connect_ok": len(ok_c), "disconnect_ok": len(ok_d),
-            "connect_s": summary([e["connect"]["total"] for e in ok_c]),
-            "disconnect_s": summary([e["disconnect"]["total"] for e in ok_d]),
-            "paths_at_return": sorted({tuple(e.get("paths_at_return") or []) and
-                                       min(e["paths_at_return"]) for e in ok_c}),
+    t = wl["tools"][name]
+    timed = t["timed"]
+    ok_c = [e for e in timed if e["connect"]["ok"]]
+    ok_d = [e for e in timed if (e.get("disconnect") or {}).get("ok") and not e.get("left")]
+    for e in timed:
+        if not e["connect"]["ok"]:
+            failures.append("%s %s connect: %s" % (wl["id"], name, e["connect"].get("error")))
+        elif not (e.get("disconnect") or {}).get("ok"):
+            failures.append("%s %s disconnect: %s" % (wl["id"], name, e["disconnect"].get("error")))
+        elif e.get("left"):
+            failures.append("%s %s disconnect left: %s" % (wl["id"], name, e["left"]))
+    r: dict[str, Any] = {
+        "cycles": len(timed), "connect_ok": len(ok_c), "disconnect_ok": len(ok_d),
+        "connect_s": summary([e["connect"]["total"] for e in ok_c]),
+        "disconnect_s": summary([e["disconnect"]["total"] for e in ok_d]),
+        "paths_at_return": sorted({tuple(e.get("paths_at_return") or []) and
+                                   min(e["paths_at_return"]) for e in ok_c}),
+    }
+    if n > 1:
+        r["connect_per_volume_s"] = summary([x for e in ok_c for x in e["connect"]["per"]])
+        r["disconnect_per_volume_s"] = summary([x for e in ok_d for x in e["disconnect"]["per"]])
+    cnt = [e for e in t.get("count", []) if e["connect"]["ok"] and (e.get("disconnect") or {}).get("ok")]
+    if cnt:
+        e = cnt[0]
+        extra = n if name == "brick-cli" else 0  # the brick processes themselves
+        r["processes"] = {
+            "connect": len(e.get("connect_cmds", [])) + extra,
+            "disconnect": len(e.get("disconnect_cmds", [])) + extra,
+            "connect_programs": programs(e.get("connect_cmds", [])),
+            "disconnect_programs": programs(e.get("disconnect_cmds", [])),
+            "brick_processes_each": extra,
+            "connect_cmds": e.get("connect_cmds", []),
+            "disconnect_cmds": e.get("disconnect_cmds", []),
         }
-        if n > 1:
-            r["connect_per_volume_s"] = summary([x for e in ok_c for x in e["connect"]["per"]])
-            r["disconnect_per_volume_s"] = summary([x for e in ok_d for x in e["disconnect"]["per"]])
-        cnt = [e for e in t.get("count", []) if e["connect"]["ok"] and (e.get("disconnect") or {}).get("ok")]
-        if cnt:
-            e = cnt[0]
-            extra = n if name == "brick-cli" else 0  # the brick processes themselves
-            r["processes"] = {
-                "connect": len(e.get("connect_cmds", [])) + extra,
-                "disconnect": len(e.get("disconnect_cmds", [])) + extra,
-                "connect_programs": programs(e.get("connect_cmds", [])),
-                "disconnect_programs": programs(e.get("disconnect_cmds", [])),
-                "brick_processes_each": extra,
-                "connect_cmds": e.get("connect_cmds", []),
-                "disconnect_cmds": e.get("disconnect_cmds", []),
+    mem = t.get("mem", {})
+    m: dict[str, Any] = {}
+    if "after_timed" in mem:
+        m["peak_rss_kib"] = mem["after_timed"].get("vm_hwm_kib")
+        m["rss_after_start_kib"] = (mem.get("after_start") or {}).get("vm_rss_kib")
+        m["how"] = "VmHWM of the long-lived driver process after the timed pass"
+    if mem.get("cli_samples"):
+        samples = [s[0] if isinstance(s, list) else s for s in mem["cli_samples"]]
+        m["peak_rss_kib"] = max(samples)
+        m["how"] = ("brick process's own VmHWM, sampled every 2 ms from its exec to its exit "
+                    "(max over its runs, in the untimed pass, with -v)")
+    r["memory"] = m
+    if cnt:
+        r["untimed_cycle_s"] = {"connect": cnt[0]["connect"].get("total"),
+                                "disconnect": cnt[0]["disconnect"].get("total")}
+    return r
+
+
+def build(raw: dict[str, Any], host: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """(results.json's content, the failed cycles) from raw.json and host.json."""
+    failures: list[str] = []
+    results: dict[str, Any] = {
+        "machine": host, "guest": raw.get("guest", {}), "elapsed_vm_s": raw.get("elapsed_s"),
+        "errors": raw.get("errors", []), "workloads": []}
+    for wl in raw["workloads"]:
+        w: dict[str, Any] = {
+            "id": wl["id"], "title": wl["title"], "volumes": wl["volumes"], "portals": wl["portals"],
+            "multipath": wl["multipath"], "layout": wl["layout"], "reps": wl["reps"], "tools": {}}
+        for name in [t for t in TOOLS if t in wl["tools"]]:
+            w["tools"][name] = tool_results(wl, name, failures)
+        ratios = {}
+        for op in ("connect_s", "disconnect_s"):
+            base = {k: w["tools"].get(k, {}).get(op) for k in TOOLS}
+            ratios[op] = {
+                "brick-lib/os-brick": ratio(base["brick-lib"], base["os-brick"]),
+                "brick-cli/os-brick": ratio(base["brick-cli"], base["os-brick"]),
+                "brick-lib/floor": ratio(base["brick-lib"], base["floor"]),
+                "brick-cli/floor": ratio(base["brick-cli"], base["floor"]),
+                "os-brick/floor": ratio(base["os-brick"], base["floor"]),
             }
-        mem = t.get("mem", {})
-        m = {}
-        if "after_timed" in mem:
-            m["peak_rss_kib"] = mem["after_timed"].get("vm_hwm_kib")
-            m["rss_after_start_kib"] = (mem.get("after_start") or {}).get("vm_rss_kib")
-            m["how"] = "VmHWM of the long-lived driver process after the timed pass"
-        if mem.get("cli_samples"):
-            samples = [s[0] if isinstance(s, list) else s for s in mem["cli_samples"]]
-            m["peak_rss_kib"] = max(samples)
-            m["how"] = ("brick process's own VmHWM, sampled every 2 ms from its exec to its exit "
-                        "(max over its runs, in the untimed pass, with -v)")
-        r["memory"] = m
-        if cnt:
-            r["untimed_cycle_s"] = {"connect": cnt[0]["connect"].get("total"),
-                                    "disconnect": cnt[0]["disconnect"].get("total")}
-        w["tools"][name] = r
-    ratios = {}
-    for op in ("connect_s", "disconnect_s"):
-        base = {k: w["tools"].get(k, {}).get(op) for k in TOOLS}
-        ratios[op] = {
-            "brick-lib/os-brick": ratio(base["brick-lib"], base["os-brick"]),
-            "brick-cli/os-brick": ratio(base["brick-cli"], base["os-brick"]),
-            "brick-lib/floor": ratio(base["brick-lib"], base["floor"]),
-            "brick-cli/floor": ratio(base["brick-cli"], base["floor"]),
-            "os-brick/floor": ratio(base["os-brick"], base["floor"]),
-        }
-    w["ratios"] = ratios
-    results["workloads"].append(w)
-results["failures"] = failures
-
-with open(os.path.join(OUT, "results.json"), "w") as f:
-    json.dump(results, f, indent=1)
+        w["ratios"] = ratios
+        results["workloads"].append(w)
+    results["failures"] = failures
+    return results, failures
 
 
-def s3(x):
+def s3(x: dict[str, Any] | None) -> str:
     if not x:
         return "-"
     return "%.2f (%.2f-%.2f)" % (x["median"], x["min"], x["max"])
 
 
-def rt(x):
+def rt(x: float | None) -> str:
     return "-" if x is None else "%.2f" % x
 
 
-def kib(x):
+def kib(x: float | None) -> str:
     return "-" if not x else "%.1f" % (x / 1024)
 
 
-lines = []
-g = results["guest"]
-lines.append("# brick vs os-brick: iSCSI attach/detach benchmark")
-lines.append("")
-lines.append("Machine: %s, %s cores, %s GiB; lab VM: QEMU TCG (no KVM), %s vCPUs, kernel %s, "
-             "%s. %s; os-brick %s; brick %s (commit %s). VM time for the whole run: %.0f s."
-             % (host.get("cpu", "?"), host.get("cores", "?"), host.get("mem_gib", "?"),
-                g.get("cpus", "?"), g.get("kernel", "?"),
-                "udevd running" if g.get("udevd") else "no udevd", g.get("iscsiadm", "?"),
-                g.get("os_brick", "?"), g.get("brick", "?").replace("brick ", "", 1), host.get("brick_commit", "?"),
-                results.get("elapsed_vm_s") or 0))
-lines.append("")
-lines.append("Guest wall seconds, median (min-max) of the repetitions; W3/W4 figures are for all "
-             "volumes, one after the other (W3C: all started together). Processes: programs started per connect-all / "
-             "disconnect-all (brick-cli includes the brick processes). Peak RSS in MiB of the "
-             "tool's own process. Paths: paths in the map (or disks) when connect returned.")
-lines.append("")
-lines.append("| workload | tool | reps ok | connect s | disconnect s | processes c/d | peak RSS MiB | paths at return |")
-lines.append("|---|---|---|---|---|---|---|---|")
-for w in results["workloads"]:
-    for name, r in w["tools"].items():
-        p = r.get("processes")
-        lines.append("| %s | %s | %d/%d | %s | %s | %s | %s | %s |" % (
-            w["id"], name, min(r["connect_ok"], r["disconnect_ok"]), r["cycles"],
-            s3(r["connect_s"]), s3(r["disconnect_s"]),
-            "%d/%d" % (p["connect"], p["disconnect"]) if p else "-",
-            kib(r["memory"].get("peak_rss_kib")),
-            ",".join(str(x) for x in r["paths_at_return"]) or "-"))
-lines.append("")
-lines.append("Ratios of medians (below 1: faster than the reference):")
-lines.append("")
-lines.append("| workload | op | brick-lib / os-brick | brick-cli / os-brick | brick-lib / floor | brick-cli / floor | os-brick / floor |")
-lines.append("|---|---|---|---|---|---|---|")
-for w in results["workloads"]:
-    for op in ("connect_s", "disconnect_s"):
-        r = w["ratios"][op]
-        lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
-            w["id"], op[:-2], rt(r["brick-lib/os-brick"]), rt(r["brick-cli/os-brick"]),
-            rt(r["brick-lib/floor"]), rt(r["brick-cli/floor"]), rt(r["os-brick/floor"])))
-lines.append("")
-lines.append("Workloads:")
-for w in results["workloads"]:
-    lines.append("- %s: %s (%d repetitions)" % (w["id"], w["title"], w["reps"]))
-progs = []
-for w in results["workloads"]:
-    for name, r in w["tools"].items():
-        p = r.get("processes")
-        if p:
-            progs.append("- %s %s: connect %s; disconnect %s" % (
-                w["id"], name,
-                ", ".join("%s x%d" % kv for kv in p["connect_programs"].items()) or "none",
-                ", ".join("%s x%d" % kv for kv in p["disconnect_programs"].items()) or "none"))
-if progs:
+def markdown(results: dict[str, Any], host: dict[str, Any], failures: list[str]) -> str:
+    """results.md: the tables, the workloads, the programs started, the failures."""
+    lines = []
+    g = results["guest"]
+    lines.append("# brick vs os-brick: iSCSI attach/detach benchmark")
     lines.append("")
-    lines.append("Programs started (counting pass, PATH shims):")
-    lines.extend(progs)
-if failures or results["errors"]:
+    lines.append("Machine: %s, %s cores, %s GiB; lab VM: QEMU TCG (no KVM), %s vCPUs, kernel %s, "
+                 "%s. %s; os-brick %s; brick %s (commit %s). VM time for the whole run: %.0f s."
+                 % (host.get("cpu", "?"), host.get("cores", "?"), host.get("mem_gib", "?"),
+                    g.get("cpus", "?"), g.get("kernel", "?"),
+                    "udevd running" if g.get("udevd") else "no udevd", g.get("iscsiadm", "?"),
+                    g.get("os_brick", "?"), g.get("brick", "?").replace("brick ", "", 1), host.get("brick_commit", "?"),
+                    results.get("elapsed_vm_s") or 0))
     lines.append("")
-    lines.append("Failures:")
-    for f in failures + results["errors"]:
-        lines.append("- " + f.replace("\n", " ")[:600])
-text = "\n".join(lines) + "\n"
-with open(os.path.join(OUT, "results.md"), "w") as f:
-    f.write(text)
-print(text)
-print("results: %s/results.json, %s/results.md" % (OUT, OUT))
-sys.exit(1 if failures or results["errors"] else 0)
+    lines.append("Guest wall seconds, median (min-max) of the repetitions; W3/W4 figures are for all "
+                 "volumes, one after the other (W3C: all started together). Processes: programs started per connect-all / "
+                 "disconnect-all (brick-cli includes the brick processes). Peak RSS in MiB of the "
+                 "tool's own process. Paths: paths in the map (or disks) when connect returned.")
+    lines.append("")
+    lines.append("| workload | tool | reps ok | connect s | disconnect s | processes c/d | peak RSS MiB | paths at return |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for w in results["workloads"]:
+        for name, r in w["tools"].items():
+            p = r.get("processes")
+            lines.append("| %s | %s | %d/%d | %s | %s | %s | %s | %s |" % (
+                w["id"], name, min(r["connect_ok"], r["disconnect_ok"]), r["cycles"],
+                s3(r["connect_s"]), s3(r["disconnect_s"]),
+                "%d/%d" % (p["connect"], p["disconnect"]) if p else "-",
+                kib(r["memory"].get("peak_rss_kib")),
+                ",".join(str(x) for x in r["paths_at_return"]) or "-"))
+    lines.append("")
+    lines.append("Ratios of medians (below 1: faster than the reference):")
+    lines.append("")
+    lines.append("| workload | op | brick-lib / os-brick | brick-cli / os-brick | brick-lib / floor | brick-cli / floor | os-brick / floor |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for w in results["workloads"]:
+        for op in ("connect_s", "disconnect_s"):
+            rs = w["ratios"][op]
+            lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+                w["id"], op[:-2], rt(rs["brick-lib/os-brick"]), rt(rs["brick-cli/os-brick"]),
+                rt(rs["brick-lib/floor"]), rt(rs["brick-cli/floor"]), rt(rs["os-brick/floor"])))
+    lines.append("")
+    lines.append("Workloads:")
+    for w in results["workloads"]:
+        lines.append("- %s: %s (%d repetitions)" % (w["id"], w["title"], w["reps"]))
+    progs = []
+    for w in results["workloads"]:
+        for name, r in w["tools"].items():
+            p = r.get("processes")
+            if p:
+                progs.append("- %s %s: connect %s; disconnect %s" % (
+                    w["id"], name,
+                    ", ".join("%s x%d" % kv for kv in p["connect_programs"].items()) or "none",
+                    ", ".join("%s x%d" % kv for kv in p["disconnect_programs"].items()) or "none"))
+    if progs:
+        lines.append("")
+        lines.append("Programs started (counting pass, PATH shims):")
+        lines.extend(progs)
+    if failures or results["errors"]:
+        lines.append("")
+        lines.append("Failures:")
+        for fl in failures + results["errors"]:
+            lines.append("- " + fl.replace("\n", " ")[:600])
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    out = sys.argv[1]
+    raw, host = load(out)
+    results, failures = build(raw, host)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    text = markdown(results, host, failures)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(text)
+    print(text)
+    print("results: %s/results.json, %s/results.md" % (out, out))
+    return 1 if failures or results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
