@@ -19,6 +19,7 @@ check:
 
 unit:
 	cargo test
+	bench/tests/report-check.sh
 
 lab:
 	lab/run
