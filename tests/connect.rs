@@ -672,3 +672,26 @@ fn disk_already_there_is_rescanned_before_its_wwid_is_trusted() {
     assert_eq!(c.device_info.scsi_wwn.as_deref(), Some(WWN1), "{c:?}");
     assert!(f.events().contains(&"rescan sda".to_string()));
 }
+
+#[test]
+fn failed_connect_leaves_a_map_that_holds_another_attachs_path() {
+    // Another attach of the same volume, through a third portal, has its path in the map; this
+    // connect's paths join it, then fail (neither portal offers the target). The map is that
+    // other attach's too: it stays, with its path.
+    let f = lab();
+    let p3 = "127.0.0.3:3260";
+    f.session(9, p3, IQN)
+        .disk(9, 1, "sdz", WWID1)
+        .map("dm-0", &["sdz"]);
+    let other = "iqn.2003-01.org.linux-iscsi.lab:other";
+    f.discovery_answer(P1, &[(P1, other)])
+        .discovery_answer(P2, &[(P2, other)]);
+    connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap_err();
+    assert!(f.has_block("dm-0"), "the other attach's map was removed");
+    assert!(f.has_block("sdz"));
+    let map = brick::multipath::maps_of(&f.host(), &WWN1.parse().unwrap())
+        .unwrap()
+        .remove(0);
+    assert_eq!(map.slaves, ["sdz"]);
+    assert_eq!(f.session_ids(), [9]);
+}

@@ -102,31 +102,34 @@ pub fn connect_volume(
             Some(w) if opts.multipath => {
                 registered = register_wwid(host, w, tuning);
                 match hand_paths_to_multipathd(host, w, &paths, tuning) {
-                    Some(built_from) => {
-                        let map = wait_for_map(host, w, &paths, tuning);
-                        match &map {
-                            Ok(Some(m)) => tell_udev_of_the_map(host, m, &built_from, registered),
-                            Ok(None) => {
-                                no_map = Some(format!(
-                                    "multipathd built no map of WWN {w} within {:?}",
-                                    tuning.map_deadline
-                                ))
-                            }
-                            Err(_) => {}
+                    Some(built_from) => match wait_for_map(host, w, &paths, tuning) {
+                        Ok(Some(m)) => {
+                            tell_udev_of_the_map(host, &m, &built_from, registered);
+                            Some(m)
                         }
-                        map
-                    }
+                        Ok(None) => {
+                            no_map = Some(format!(
+                                "multipathd built no map of WWN {w} within {:?}",
+                                tuning.map_deadline
+                            ));
+                            None
+                        }
+                        Err(e) => {
+                            no_map = Some(format!("cannot look for the map of WWN {w}: {e}"));
+                            None
+                        }
+                    },
                     None => {
                         no_map = Some(format!(
                             "multipathd took none of the paths of WWN {w} (is multipathd \
                              running? does it blacklist the device?); connect with a single \
                              path (--single-path) to use the bare disk"
                         ));
-                        Ok(None)
+                        None
                     }
                 }
             }
-            _ => Ok(None),
+            _ => None,
         };
         let offered = match check.map(|h| h.join().expect("discovery thread does not panic")) {
             None => vec![Ok(()); props.targets.len()],
@@ -135,7 +138,7 @@ pub fn connect_volume(
         };
         (offered, attempts, wwid, map, registered, no_map)
     });
-    let mut map = map?;
+    let mut map = map;
     // A multipath connect returns a map or fails: a bare path handed out now could be taken by a
     // map later, and a caller writing to it would bypass that map.
     if let Some(why) = &no_map {
@@ -177,7 +180,17 @@ pub fn connect_volume(
         .collect();
     let paths = up_paths(&attempts);
     let Some(wwid) = wwid.clone().filter(|_| !paths.is_empty()) else {
-        if let Some(m) = map.take() {
+        // The map goes before its paths (a map left without a path queues I/O, and a udev probe
+        // of it would hang), but only when every path in it is one this connect made: a
+        // concurrent attach of the same volume may have its paths in the same map.
+        let made: Vec<&String> = attempts
+            .iter()
+            .filter_map(|a| a.created.disk.as_ref())
+            .collect();
+        if let Some(m) = map
+            .take()
+            .filter(|m| m.slaves.iter().all(|s| made.contains(&s)))
+        {
             if let Err(e) = multipath::remove_map(
                 host,
                 &m,
@@ -187,22 +200,22 @@ pub fn connect_volume(
                 warn!(map = %m.name, error = %e, "map of a failed connect left behind");
             }
         }
-        // The WWID this connect registered goes again, unless a map of it is still there (in
-        // use by a concurrent attach of the same volume, which needs it).
-        if let Some(w) = wwid.as_ref().filter(|_| registered) {
-            let unused = multipath::maps_of(host, w).is_ok_and(|maps| maps.is_empty());
-            if !unused {
-                warn!(wwn = %w, "a map of the volume remains: its WWID stays in multipath's wwids file");
-            } else if let Err(e) = multipath::forget_wwid(host, w, tuning.command_timeout) {
-                warn!(wwn = %w, error = %e, "WWID of a failed connect left in multipath's wwids file");
-            }
-        }
         for a in &attempts {
             undo(host, a, tuning);
         }
-        // A map multipathd built late, from a path now gone, has no path left: it goes too.
         if let Some(w) = &wwid {
-            remove_late_maps(host, w, tuning);
+            // A map multipathd built late, from paths that are gone now, goes too.
+            remove_pathless_maps(host, w, tuning);
+            // The WWID this connect registered goes again, unless a map of it is still there
+            // (in use by a concurrent attach of the same volume, which needs it).
+            if registered {
+                let unused = multipath::maps_of(host, w).is_ok_and(|maps| maps.is_empty());
+                if !unused {
+                    warn!(wwn = %w, "a map of the volume remains: its WWID stays in multipath's wwids file");
+                } else if let Err(e) = multipath::forget_wwid(host, w, tuning.command_timeout) {
+                    warn!(wwn = %w, error = %e, "WWID of a failed connect left in multipath's wwids file");
+                }
+            }
         }
         return Err(Error::Connect {
             volume: props.label(),
@@ -856,11 +869,15 @@ fn wait_for_map(
     }
 }
 
-/// Removes the maps of `wwid` left after a failed connect's paths went (multipathd may have
-/// built one late, from a path that is gone now). Failures are logged: the connect has failed
+/// Removes the maps of `wwid` that have no path left (no slave that is still a block device)
+/// after a failed connect's paths went: multipathd may have built one late, from a path that is
+/// gone now. A map with a path is another attach's. Failures are logged: the connect has failed
 /// already.
-fn remove_late_maps(host: &Host, wwid: &crate::types::Wwid, tuning: &Tuning) {
+fn remove_pathless_maps(host: &Host, wwid: &crate::types::Wwid, tuning: &Tuning) {
     for m in multipath::maps_of(host, wwid).unwrap_or_default() {
+        if m.slaves.iter().any(|s| scsi::exists(host, s)) {
+            continue;
+        }
         if let Err(e) = multipath::remove_map(
             host,
             &m,
