@@ -3,7 +3,7 @@
 //!
 //! Every operation takes a [`host::Host`]: the sysfs and /dev roots, the command runner, the
 //! kernel operations and the clock. [`host::Host::real`] is this machine; tests build one on a
-//! temporary directory with [`testing::FakeHost`].
+//! temporary directory with `testing::FakeHost` (the `testing` feature).
 
 pub mod connector;
 pub mod error;
@@ -16,6 +16,7 @@ pub mod props;
 pub mod report;
 pub mod retry;
 pub mod scsi;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tuning;
 pub mod types;

@@ -11,14 +11,14 @@ use super::plan::{
 };
 use super::{Disconnect, DisconnectOptions, Tuning};
 
-/// What [`disconnect_volume`] would do now, from the same code: the plan it makes, which of
+/// What [`disconnect_volume`](super::disconnect_volume) would do now, from the same code: the plan it makes, which of
 /// the volume's sessions it would log out or keep (and why), the node records it would delete,
 /// the paths in recovery that would go before their map, and what `force` would do where a
 /// plain disconnect stops. Reads sysfs and the node records; changes nothing on the host (no
 /// flush, no command, no lock taken).
 ///
 /// # Errors
-/// As [`disconnect_volume`] before it changes anything: [`Error::NotTheVolume`], or bad input.
+/// As [`disconnect_volume`](super::disconnect_volume) before it changes anything: [`Error::NotTheVolume`](crate::Error::NotTheVolume), or bad input.
 pub fn disconnect_plan(
     host: &Host,
     props: &ConnectionProperties,
