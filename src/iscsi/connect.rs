@@ -16,7 +16,7 @@ use crate::props::{ConnectionProperties, DeviceInfo, Target};
 use crate::retry::Pause;
 use crate::scsi::{self, ScsiDisk};
 use crate::types::{Iqn, Lun, Portal};
-use crate::Tuning;
+use crate::tuning::Tuning;
 
 /// iscsiadm's exit code when the session exists already.
 const ISCSI_ERR_SESS_EXISTS: i32 = 15;

@@ -15,7 +15,7 @@ use crate::props::{ConnectionProperties, DeviceInfo};
 use crate::report::{Thing, Untouched};
 use crate::scsi::{self, ScsiDisk};
 use crate::types::Wwid;
-use crate::Tuning;
+use crate::tuning::Tuning;
 
 /// The volume's devices on this host.
 #[derive(Debug, Clone, Default)]

@@ -18,7 +18,7 @@ use super::{Disconnect, DisconnectOptions, Tuning};
 /// flush, no command, no lock taken).
 ///
 /// # Errors
-/// As [`disconnect_volume`](super::disconnect_volume) before it changes anything: [`Error::NotTheVolume`](crate::Error::NotTheVolume), or bad input.
+/// As [`disconnect_volume`](super::disconnect_volume) before it changes anything: [`Error::NotTheVolume`](crate::error::Error::NotTheVolume), or bad input.
 pub fn disconnect_plan(
     host: &Host,
     props: &ConnectionProperties,
