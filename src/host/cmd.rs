@@ -173,22 +173,13 @@ impl Runner for SystemRunner {
         let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
 
         // Drain both pipes at once: a child that fills one while we read the other would block.
-        let drain = |pipe: Option<Box<dyn Read + Send>>| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                if let Some(mut p) = pipe {
-                    let _ = p.read_to_end(&mut buf);
-                }
-                String::from_utf8_lossy(&buf).into_owned()
-            })
-        };
-        let out = drain(
+        let out = Drain::start(
             child
                 .stdout
                 .take()
                 .map(|p| Box::new(p) as Box<dyn Read + Send>),
         );
-        let err = drain(
+        let err = Drain::start(
             child
                 .stderr
                 .take()
@@ -215,15 +206,65 @@ impl Runner for SystemRunner {
                 });
             }
         };
-        // A grandchild that outlives the program could hold the pipes open: kill the group.
+        // A grandchild that outlives the program could hold the pipes open: kill the group. One
+        // that left the group (setsid, a daemon) is not killed: its output is not waited for past
+        // the deadline (or a short grace when the program ended right at it).
         let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        let until = (started + cmd.timeout).max(Instant::now() + OUTPUT_GRACE);
         let output = Output {
             code: status.code(),
-            stdout: cmd.mask(&out.join().unwrap_or_default()),
-            stderr: cmd.mask(&err.join().unwrap_or_default()),
+            stdout: cmd.mask(&out.finish(until)),
+            stderr: cmd.mask(&err.finish(until)),
         };
         tracing::debug!(cmd = %shown, code = ?output.code, elapsed = ?started.elapsed(), "ran");
         Ok(output)
+    }
+}
+
+/// How long the output of a program that ended is still read, at least, when something it
+/// started holds its pipes open.
+const OUTPUT_GRACE: Duration = Duration::from_millis(200);
+
+/// One of a child's output pipes, read to its end on a thread of its own into a buffer that can
+/// be taken at any time.
+struct Drain {
+    text: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    done: mpsc::Receiver<()>,
+}
+
+impl Drain {
+    fn start(pipe: Option<Box<dyn Read + Send>>) -> Drain {
+        let text = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, done) = mpsc::channel();
+        let buf = text.clone();
+        std::thread::spawn(move || {
+            if let Some(mut p) = pipe {
+                let mut chunk = [0u8; 8192];
+                loop {
+                    match p.read(&mut chunk) {
+                        Ok(0) => break,
+                        Ok(n) => buf
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .extend_from_slice(&chunk[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+            let _ = tx.send(());
+        });
+        Drain { text, done }
+    }
+
+    /// What was read by the pipe's end, or by `until` when the pipe is still open then (the
+    /// reading thread is left to end with the pipe).
+    fn finish(self, until: Instant) -> String {
+        let _ = self
+            .done
+            .recv_timeout(until.saturating_duration_since(Instant::now()));
+        let bytes = self.text.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 }
 
@@ -308,6 +349,34 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    #[test]
+    fn a_grandchild_holding_the_output_pipe_does_not_hold_brick_past_the_deadline() {
+        // The background sleep leaves the process group (setsid) and keeps the program's stdout
+        // open: killing the group does not close the pipe.
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("escaped.pid");
+        let script = format!("setsid sleep 30 & echo $! > {}; echo hi", pidfile.display());
+        let cmd = Cmd::new("sh")
+            .args(["-c", &script])
+            .timeout(Duration::from_millis(1500));
+        let t = Instant::now();
+        let out = SystemRunner.run(&cmd);
+        let took = t.elapsed();
+        if let Some(pid) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let out = out.unwrap();
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+        assert_eq!(out.code, Some(0));
+        assert_eq!(out.stdout, "hi\n");
     }
 
     #[test]

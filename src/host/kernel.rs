@@ -123,11 +123,21 @@ impl Kernel for RealKernel {
 fn in_child(path: &Path, op: Op<'_>, timeout: Duration) -> Result<(), KernelError> {
     let cpath = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| KernelError::Os("path holds a NUL byte".into()))?;
+    // Read before the fork: the child closes every descriptor up to it if close_range is missing.
+    // SAFETY: sysconf has no preconditions.
+    let max_fd = match unsafe { libc::sysconf(libc::_SC_OPEN_MAX) } {
+        n if n > 0 => n.min(1 << 20) as libc::c_int,
+        _ => 1 << 16,
+    };
     // SAFETY: the child only makes async-signal-safe system calls on memory prepared before the
     // fork (the path and the value), then leaves with _exit; it never returns into Rust code.
     let child = match unsafe { fork() } {
         Ok(ForkResult::Child) => {
-            let code = unsafe { child_op(&cpath, &op) };
+            // SAFETY: only system calls, then _exit (see above).
+            let code = unsafe {
+                close_inherited(max_fd);
+                child_op(&cpath, &op)
+            };
             unsafe { libc::_exit(code) }
         }
         Ok(ForkResult::Parent { child }) => child,
@@ -160,6 +170,29 @@ fn abandon(child: Pid) {
     std::thread::spawn(move || {
         let _ = waitpid(child, None);
     });
+}
+
+/// Closes, in the forked child, every descriptor it inherited above standard error. A fork
+/// copies them all, whatever their close-on-exec flag (there is no exec): another thread's open
+/// lock file (whose flock the child would then hold for as long as it is stuck in the kernel,
+/// after brick is gone, and every later `Host::lock` would wait for it) and the write end of a
+/// running command's output pipe (whose reader would then wait for the stuck child).
+/// `close_range` (Linux 5.9) in one call; before it, one `close` per possible descriptor.
+unsafe fn close_inherited(max_fd: libc::c_int) {
+    // SAFETY (whole body): raw system calls on plain integers; async-signal-safe.
+    unsafe {
+        let rc = libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            0,
+        );
+        if rc != 0 {
+            for fd in 3..max_fd {
+                libc::close(fd);
+            }
+        }
+    }
 }
 
 /// Runs in the forked child. Returns 0 or the errno of the first failing call.
@@ -341,6 +374,44 @@ mod tests {
             .flush_buffers(&f, Duration::from_secs(5))
             .unwrap_err();
         assert_eq!(e, KernelError::from_errno(libc::ENOTTY));
+    }
+
+    #[test]
+    fn a_child_stuck_in_the_kernel_holds_no_lock_of_the_parent() {
+        // A lock file held (flock) by another thread while a kernel operation forks, then closed
+        // without an unlock, as when brick exits, while the child is still blocked: another
+        // process must be able to take the lock at once.
+        use std::os::unix::io::IntoRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let lockfile = dir.path().join("iscsi-node-db.lock");
+        let fd = std::fs::File::create(&lockfile).unwrap().into_raw_fd();
+        // SAFETY: flock and close on a descriptor this test owns.
+        assert_eq!(unsafe { libc::flock(fd, libc::LOCK_EX) }, 0);
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let f = fifo.clone();
+        let op =
+            std::thread::spawn(move || RealKernel.write_attr(&f, "1", Duration::from_secs(10)));
+        // Let the child fork and block in its open of the FIFO.
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::close(fd) }, 0);
+        let taken = std::process::Command::new("flock")
+            .args(["--nonblock", "--exclusive"])
+            .arg(&lockfile)
+            .arg("true")
+            .status()
+            .expect("flock(1) runs");
+        // Unblock the child: open the FIFO for reading.
+        let mut reader = std::fs::File::open(&fifo).unwrap();
+        let mut got = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut got).unwrap();
+        op.join().unwrap().unwrap();
+        assert_eq!(got, "1");
+        assert!(
+            taken.success(),
+            "the lock was still held (by the child): {taken}"
+        );
     }
 
     #[test]
