@@ -85,7 +85,8 @@ pub fn maps_of(host: &Host, wwid: &Wwid) -> Result<Vec<DmMap>> {
 
 /// Removes the multipath map `m` in-process, as `multipath -f` does without starting it: its
 /// partition maps first (`partN-mpath-WWID`, made by kpartx), then the map, each with
-/// device-mapper's `DM_DEV_REMOVE`, which the kernel refuses (EBUSY) while the device is open or
+/// device-mapper's `DM_DEV_REMOVE` addressed by its uuid (never by its name, which another map
+/// may have taken meanwhile), which the kernel refuses (EBUSY) while the device is open or
 /// held. "In use" is retried with `backoff` (udev or blkid may hold a map briefly); a map already
 /// gone is not an error. Each request has `timeout`.
 pub fn remove_map(
@@ -104,26 +105,30 @@ pub fn remove_map(
         let is_partition =
             part.uuid.starts_with("part") && part.uuid.ends_with(&format!("-{}", m.uuid));
         if is_partition {
-            remove_dm(host, &part.name, backoff, timeout)?;
+            remove_dm(host, &part, backoff, timeout)?;
         }
     }
-    remove_dm(host, &m.name, backoff, timeout)
+    remove_dm(host, m, backoff, timeout)
 }
 
 fn remove_dm(
     host: &Host,
-    name: &str,
+    m: &DmMap,
     backoff: &Backoff,
     timeout: Duration,
 ) -> Result<(), Retried<KernelError>> {
     let control = host.dev_node("mapper/control");
+    let name = &m.name;
     let what = format!("removal of device-mapper device {name}");
     retry(
         host.time(),
         backoff,
         &what,
         KernelError::is_busy,
-        || match host.kern().dm(&control, name, DmRequest::Remove, timeout) {
+        || match host
+            .kern()
+            .dm(&control, &m.uuid, DmRequest::Remove, timeout)
+        {
             Err(e) if e.is_missing() => Ok(()),
             other => other,
         },
@@ -140,11 +145,11 @@ fn remove_dm(
 
 /// Stops a multipath map from queueing I/O while it has no path (the target message
 /// `fail_if_no_path`, in-process), so that I/O waiting on it fails and the map can go. Used by a
-/// forced disconnect only: queued data is lost.
-pub fn disable_queueing(host: &Host, name: &str, timeout: Duration) -> Result<(), KernelError> {
+/// forced disconnect only: queued data is lost. The map is addressed by its uuid.
+pub fn disable_queueing(host: &Host, m: &DmMap, timeout: Duration) -> Result<(), KernelError> {
     host.kern().dm(
         &host.dev_node("mapper/control"),
-        name,
+        &m.uuid,
         DmRequest::Message("fail_if_no_path"),
         timeout,
     )
@@ -457,6 +462,33 @@ mod tests {
             std::fs::read_to_string(dir.join("queue/uevent")).unwrap(),
             ""
         );
+    }
+
+    #[test]
+    fn a_map_is_removed_and_messaged_by_its_uuid_never_by_a_name_another_map_took() {
+        // user_friendly_names: the map's name "mpatha" goes to another volume's map the moment
+        // the first one is gone. A remove or message from a plan read before must not touch it.
+        let fake = FakeHost::new();
+        fake.dm("dm-0", "mpatha", "mpath-3600a0980aaa", &[]);
+        let host = fake.host();
+        let m = DmMap::read(&host, "dm-0").unwrap().unwrap();
+        let quick = Backoff {
+            tries: 1,
+            first: Duration::ZERO,
+            factor: 1,
+            max_delay: Duration::ZERO,
+        };
+        remove_map(&host, &m, &quick, Duration::from_secs(1)).unwrap();
+        assert!(!fake.has_block("dm-0"));
+        fake.dm("dm-1", "mpatha", "mpath-3600a0980bbb", &[]);
+        // Gone already: not an error, and the other map stays.
+        remove_map(&host, &m, &quick, Duration::from_secs(1)).unwrap();
+        assert!(fake.has_block("dm-1"), "another volume's map was removed");
+        assert!(disable_queueing(&host, &m, Duration::from_secs(1))
+            .unwrap_err()
+            .is_missing());
+        let other = DmMap::read(&host, "dm-1").unwrap().unwrap();
+        disable_queueing(&host, &other, Duration::from_secs(1)).unwrap();
     }
 
     #[test]

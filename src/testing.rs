@@ -810,6 +810,22 @@ fn dm_by_name(root: &Path, name: &str) -> Option<String> {
         })
 }
 
+/// The device (`dm-N`) and name of the map whose uuid is `uuid`.
+fn dm_by_uuid(root: &Path, uuid: &str) -> Option<(String, String)> {
+    let sys = root.join("sys/block");
+    let dev = fs::read_dir(&sys)
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|d| {
+            d.starts_with("dm-")
+                && fs::read_to_string(sys.join(format!("{d}/dm/uuid")))
+                    .is_ok_and(|u| u.trim() == uuid)
+        })?;
+    let name = fs::read_to_string(sys.join(format!("{dev}/dm/name"))).ok()?;
+    Some((dev, name.trim().to_string()))
+}
+
 struct FakeRunner {
     root: PathBuf,
     world: Arc<Mutex<World>>,
@@ -1110,10 +1126,14 @@ impl Kernel for FakeKernel {
     fn dm(
         &self,
         _control: &Path,
-        name: &str,
+        uuid: &str,
         request: DmRequest<'_>,
         _timeout: Duration,
     ) -> Result<(), KernelError> {
+        // Requests are addressed by uuid, as the kernel takes them; they are recorded, and
+        // failures scripted, by the map's name.
+        let found = dm_by_uuid(&self.root, uuid);
+        let name = found.as_ref().map_or(uuid, |(_, n)| n.as_str());
         let mut w = lock(&self.world);
         w.dm_calls.push((
             name.to_string(),
@@ -1125,7 +1145,7 @@ impl Kernel for FakeKernel {
         if let Some(e) = next_failure(&mut w.dm_failures, name) {
             return Err(e);
         }
-        let Some(dev) = dm_by_name(&self.root, name) else {
+        let Some((dev, _)) = found else {
             return Err(KernelError::from_errno(libc::ENXIO));
         };
         if let DmRequest::Remove = request {

@@ -51,13 +51,15 @@ impl KernelError {
     }
 }
 
-/// A device-mapper request on one device, named by its map name.
+/// A device-mapper request on one device, addressed by its uuid (`mpath-WWID` for a multipath
+/// map): a name can be given to another map the moment the first one goes, a uuid names one
+/// device for its whole life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DmRequest<'a> {
     /// Removes the device (`DM_DEV_REMOVE`); fails with EBUSY while it is open or held.
     Remove,
     /// Sends a message to the device's target at sector 0 (`DM_TARGET_MSG`), as `dmsetup
-    /// message NAME 0 MSG` does: `fail_if_no_path` for multipath.
+    /// message -u UUID 0 MSG` does: `fail_if_no_path` for multipath.
     Message(&'a str),
 }
 
@@ -75,12 +77,12 @@ pub trait Kernel: Send + Sync {
     /// Writes `value` to the sysfs attribute at `path`.
     fn write_attr(&self, path: &Path, value: &str, timeout: Duration) -> Result<(), KernelError>;
 
-    /// Sends `request` for the device-mapper device `name` through the control device at
-    /// `control` (`/dev/mapper/control`).
+    /// Sends `request` for the device-mapper device whose uuid is `uuid` through the control
+    /// device at `control` (`/dev/mapper/control`).
     fn dm(
         &self,
         control: &Path,
-        name: &str,
+        uuid: &str,
         request: DmRequest<'_>,
         timeout: Duration,
     ) -> Result<(), KernelError>;
@@ -111,11 +113,11 @@ impl Kernel for RealKernel {
     fn dm(
         &self,
         control: &Path,
-        name: &str,
+        uuid: &str,
         request: DmRequest<'_>,
         timeout: Duration,
     ) -> Result<(), KernelError> {
-        let (nr, mut buf) = dm_ioctl::request(name, request)?;
+        let (nr, mut buf) = dm_ioctl::request(uuid, request)?;
         in_child(control, Op::Dm(nr, buf.as_mut_ptr().cast()), timeout)
     }
 }
@@ -254,8 +256,10 @@ mod dm_ioctl {
 
     /// `sizeof(struct dm_ioctl)`.
     const HEADER: usize = 312;
-    /// `DM_NAME_LEN`.
-    const NAME_LEN: usize = 128;
+    /// Where `name[DM_NAME_LEN]` (128) ends and `uuid[DM_UUID_LEN]` starts in the header.
+    const UUID_AT: usize = 48 + 128;
+    /// `DM_UUID_LEN`.
+    const UUID_LEN: usize = 129;
     const DM_DEV_REMOVE_CMD: libc::c_ulong = 4;
     const DM_TARGET_MSG_CMD: libc::c_ulong = 14;
 
@@ -265,14 +269,15 @@ mod dm_ioctl {
         (READ_WRITE << 30) | ((HEADER as libc::c_ulong) << 16) | (0xfd << 8) | cmd
     }
 
-    /// The request number and buffer for `request` on the map `name`.
+    /// The request number and buffer for `request` on the map whose uuid is `uuid`. The name
+    /// stays empty: the kernel looks a device up by its uuid only when no name is given.
     pub(super) fn request(
-        name: &str,
+        uuid: &str,
         request: DmRequest<'_>,
     ) -> Result<(libc::c_ulong, Vec<u8>), KernelError> {
-        if name.is_empty() || name.len() >= NAME_LEN || name.contains('\0') {
+        if uuid.is_empty() || uuid.len() >= UUID_LEN || uuid.contains('\0') {
             return Err(KernelError::Os(format!(
-                "{name:?} is not a device-mapper name"
+                "{uuid:?} is not a device-mapper uuid"
             )));
         }
         let (cmd, payload) = match request {
@@ -298,7 +303,7 @@ mod dm_ioctl {
         let total = buf.len() as u32;
         put(&mut buf, 12, total); // data_size
         put(&mut buf, 16, HEADER as u32); // data_start
-        buf[48..48 + name.len()].copy_from_slice(name.as_bytes()); // name
+        buf[UUID_AT..UUID_AT + uuid.len()].copy_from_slice(uuid.as_bytes()); // uuid
         buf[HEADER..HEADER + payload.len()].copy_from_slice(&payload);
         Ok((iowr(cmd), buf))
     }
@@ -316,23 +321,37 @@ mod dm_ioctl {
 
         #[test]
         fn message_buffer_layout() {
-            let (nr, buf) = request("36001405abc", DmRequest::Message("fail_if_no_path")).unwrap();
+            let (nr, buf) =
+                request("mpath-36001405abc", DmRequest::Message("fail_if_no_path")).unwrap();
             assert_eq!(nr, 0xc138_fd0e);
             assert_eq!(buf.len() % 8, 0);
             assert_eq!(&buf[0..4], &4u32.to_ne_bytes());
             assert_eq!(&buf[12..16], &(buf.len() as u32).to_ne_bytes());
             assert_eq!(&buf[16..20], &312u32.to_ne_bytes());
-            assert_eq!(&buf[48..59], b"36001405abc");
-            assert_eq!(buf[59], 0);
+            // name[128] at 48 stays empty: the kernel then looks the device up by uuid.
+            assert_eq!(&buf[48..176], &[0; 128]);
+            // uuid[129] at 176, NUL-terminated.
+            assert_eq!(&buf[176..193], b"mpath-36001405abc");
+            assert_eq!(&buf[193..305], &[0; 112]);
             assert_eq!(&buf[312..320], &[0; 8]);
             assert_eq!(&buf[320..335], b"fail_if_no_path");
             assert_eq!(buf[335], 0);
         }
 
         #[test]
-        fn names_the_kernel_would_refuse_are_refused_here() {
+        fn remove_addresses_the_map_by_uuid_only() {
+            let (nr, buf) = request("part1-mpath-36001405abc", DmRequest::Remove).unwrap();
+            assert_eq!(nr, 0xc138_fd04);
+            assert_eq!(&buf[48..176], &[0; 128]);
+            assert_eq!(&buf[176..199], b"part1-mpath-36001405abc");
+            assert_eq!(buf[199], 0);
+        }
+
+        #[test]
+        fn uuids_the_kernel_would_refuse_are_refused_here() {
             assert!(request("", DmRequest::Remove).is_err());
-            assert!(request(&"x".repeat(128), DmRequest::Remove).is_err());
+            assert!(request(&"x".repeat(129), DmRequest::Remove).is_err());
+            assert!(request(&"x".repeat(128), DmRequest::Remove).is_ok());
             assert!(request("a\0b", DmRequest::Remove).is_err());
         }
     }

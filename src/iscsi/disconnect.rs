@@ -347,7 +347,7 @@ fn release_queued_io(
     let stuck = |name: &str| unflushed.iter().any(|(n, _)| n == name);
     let mut offline: Vec<&str> = Vec::new();
     for m in plan.maps.iter().filter(|m| stuck(&m.dev)) {
-        if let Err(e) = multipath::disable_queueing(host, &m.name, tuning.command_timeout) {
+        if let Err(e) = multipath::disable_queueing(host, m, tuning.command_timeout) {
             report.fail(format!(
                 "cannot disable queueing on multipath map {}: {e}",
                 m.name
