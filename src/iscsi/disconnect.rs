@@ -361,14 +361,15 @@ fn release_queued_io(
             .map(|d| d.name.as_str())
             .filter(|n| stuck(n)),
     );
-    for name in plan
+    for d in plan
         .disks
         .iter()
-        .map(|d| d.name.as_str())
-        .filter(|n| offline.contains(n))
+        .filter(|d| offline.contains(&d.name.as_str()))
     {
         // A disk the transport has already taken offline refuses this; that is fine.
-        if let Err(e) = scsi::set_offline(host, name, tuning.delete_timeout) {
+        let name = d.name.as_str();
+        if let Err(e) = scsi::set_offline_checked(host, d, plan.wwn.as_ref(), tuning.delete_timeout)
+        {
             debug!(device = name, error = %e, "not set offline");
         }
     }
@@ -426,11 +427,16 @@ fn delete_disks(
             )),
         }
     }
-    let errors: Vec<String> =
-        crate::par::par_map(&doomed, |n| scsi::delete(host, n, tuning.delete_timeout))
-            .into_iter()
-            .filter_map(Result::err)
-            .collect();
+    let errors: Vec<String> = crate::par::par_map(
+        &disks
+            .iter()
+            .filter(|d| doomed.contains(&d.name))
+            .collect::<Vec<_>>(),
+        |d| scsi::delete_checked(host, d, wwn, tuning.delete_timeout),
+    )
+    .into_iter()
+    .filter_map(Result::err)
+    .collect();
     for e in errors {
         report.fail(e);
     }
