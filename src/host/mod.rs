@@ -79,7 +79,7 @@ impl Host {
             run_dir: PathBuf::from("/run/brick"),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             proc: PathBuf::from("/proc"),
-            runner: Arc::new(SystemRunner),
+            runner: Arc::new(SystemRunner::default()),
             kernel: Arc::new(RealKernel),
             multipathd: Arc::new(SocketMultipathd::default()),
             send_targets: Arc::new(TcpSendTargets),
