@@ -552,7 +552,7 @@ fn set_discovery_chap(
             ),
         ],
     );
-    std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))
+    node::write_private(host, &file, &text).map_err(|e| e.to_string())
 }
 
 /// Asks the session's SCSI host to scan only `t.lun` (the node record says `scan = manual`, so
