@@ -112,27 +112,74 @@ pub struct FlushError {
 /// Writes back the dirty pages of `/dev/NAME` and drops its cache, retrying errors with `backoff`;
 /// each attempt may block up to `timeout` (a device whose paths are down blocks), and an attempt
 /// that times out is not retried: it is still in the kernel.
+///
+/// A device-mapper map (`dm-N`) also gets a cache flush (fsync) after its write-back, so that
+/// what the target holds in a write-back cache is stable, and its partition maps
+/// (`partN-<map uuid>`, made by kpartx, each with a page cache of its own) are flushed first the
+/// same way; all of it within `timeout` per attempt. A path (`sdX`) gets no cache flush: it would
+/// block on a path that is down even when that path holds nothing of ours.
 pub fn flush(
     host: &Host,
     name: &str,
     backoff: &Backoff,
     timeout: Duration,
 ) -> Result<(), Retried<FlushError>> {
-    let device = host.dev_node(name);
+    let is_map = name.starts_with("dm-");
     retry(
         host.time(),
         backoff,
-        &format!("flush {}", device.display()),
+        &format!("flush {}", host.dev_node(name).display()),
         |e: &FlushError| !matches!(e.reason, KernelError::TimedOut(_)),
         || {
-            host.kern()
-                .flush_buffers(&device, timeout)
-                .map_err(|reason| FlushError {
-                    device: device.clone(),
-                    reason,
-                })
+            if !is_map {
+                let device = host.dev_node(name);
+                return host
+                    .kern()
+                    .flush_buffers(&device, timeout)
+                    .map_err(|reason| FlushError { device, reason });
+            }
+            let deadline = Instant::now() + timeout;
+            for dev in partition_maps(host, name)
+                .into_iter()
+                .chain([name.to_string()])
+            {
+                let device = host.dev_node(&dev);
+                let left = deadline.saturating_duration_since(Instant::now());
+                let done = if left.is_zero() {
+                    Err(KernelError::TimedOut(timeout))
+                } else {
+                    host.kern().flush_and_sync(&device, left)
+                };
+                done.map_err(|reason| FlushError { device, reason })?;
+            }
+            Ok(())
         },
     )
+}
+
+/// The partition maps of the map `dev` (`dm-N`): the device-mapper devices holding it whose uuid
+/// is `partN-` followed by its own.
+fn partition_maps(host: &Host, dev: &str) -> Vec<String> {
+    let uuid_of = |d: &str| {
+        host.read_dm_attr(&host.sys(format!("block/{d}/dm/uuid")))
+            .ok()
+            .flatten()
+    };
+    let Some(uuid) = uuid_of(dev) else {
+        return Vec::new();
+    };
+    host.list(&host.sys(format!("block/{dev}/holders")))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|h| {
+            uuid_of(h).is_some_and(|u| {
+                u.strip_suffix(uuid.as_str())
+                    .and_then(|p| p.strip_suffix('-'))
+                    .and_then(|p| p.strip_prefix("part"))
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+        })
+        .collect()
 }
 
 /// Asks the kernel to remove the SCSI disk `name` (`device/delete`). The write can block while the
@@ -286,6 +333,35 @@ mod tests {
         assert!(!fake.has_block("sdb"));
         // Gone already: nothing to do.
         delete_checked(&host, &now, Some(&w), Duration::from_secs(1)).unwrap();
+    }
+
+    #[test]
+    fn a_map_and_its_partition_maps_get_a_cache_flush_and_a_path_does_not() {
+        let fake = FakeHost::new();
+        fake.session(1, "127.0.0.1:3260", IQN)
+            .disk(1, 1, "sdb", W1)
+            .map("dm-0", &["sdb"]);
+        let host = fake.host();
+        let uuid = disk_by_name(&host, "sdb")
+            .unwrap()
+            .unwrap()
+            .wwid
+            .unwrap()
+            .mpath_uuid();
+        fake.dm("dm-1", "mpatha1", &format!("part1-{uuid}"), &["dm-0"])
+            // An LVM volume on the map is no partition map: the caller's layer, not brick's.
+            .dm("dm-2", "vg-lv", "LVM-abc", &["dm-0"]);
+        let once = Backoff {
+            tries: 1,
+            first: Duration::ZERO,
+            factor: 1,
+            max_delay: Duration::ZERO,
+        };
+        flush(&host, "sdb", &once, Duration::from_secs(1)).unwrap();
+        assert_eq!(fake.syncs(), Vec::<String>::new());
+        flush(&host, "dm-0", &once, Duration::from_secs(1)).unwrap();
+        assert_eq!(fake.syncs(), ["dm-1", "dm-0"]);
+        assert_eq!(fake.flushes(), ["sdb", "dm-1", "dm-0"]);
     }
 
     #[test]

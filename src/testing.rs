@@ -77,6 +77,8 @@ struct World {
     scripts: Vec<Script>,
     calls: Vec<Vec<String>>,
     flushes: Vec<String>,
+    /// Devices flushed with a cache flush too (`flush_and_sync`), in order.
+    syncs: Vec<String>,
     flush_failures: Failures,
     stuck_deletes: Vec<String>,
     /// device-mapper requests made: (map name, "remove" or "message TEXT")
@@ -520,6 +522,11 @@ impl FakeHost {
     /// Whether a node record of `iqn` at `portal` exists.
     pub fn has_node(&self, iqn: &str, portal: &str) -> bool {
         self.node_record(iqn, portal).is_some()
+    }
+
+    /// The devices flushed with a cache flush too (device-mapper maps), in order.
+    pub fn syncs(&self) -> Vec<String> {
+        lock(&self.world).syncs.clone()
     }
 }
 
@@ -1181,6 +1188,16 @@ impl Kernel for FakeKernel {
                 "No such file or directory (os error 2)".into(),
             ));
         }
+        Ok(())
+    }
+
+    fn flush_and_sync(&self, dev: &Path, timeout: Duration) -> Result<(), KernelError> {
+        let name = dev
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.flush_buffers(dev, timeout)?;
+        lock(&self.world).syncs.push(name);
         Ok(())
     }
 

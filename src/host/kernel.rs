@@ -74,6 +74,15 @@ pub trait Kernel: Send + Sync {
     /// holds no data of ours; BLKFLSBUF alone ignores write errors (Linux 6.1).
     fn flush_buffers(&self, dev: &Path, timeout: Duration) -> Result<(), KernelError>;
 
+    /// As [`Kernel::flush_buffers`], and between the write-back and BLKFLSBUF, `fsync`, which
+    /// also sends a cache flush to the device: data the device holds in a volatile write-back
+    /// cache reaches stable storage. For device-mapper maps, where dm sends the flush down a path
+    /// that works (a path that is down would block it). A kernel with no such cache (a fake) may
+    /// leave the default, the plain flush.
+    fn flush_and_sync(&self, dev: &Path, timeout: Duration) -> Result<(), KernelError> {
+        self.flush_buffers(dev, timeout)
+    }
+
     /// Writes `value` to the sysfs attribute at `path`.
     fn write_attr(&self, path: &Path, value: &str, timeout: Duration) -> Result<(), KernelError>;
 
@@ -94,6 +103,7 @@ pub struct RealKernel;
 
 enum Op<'a> {
     Flush,
+    FlushAndSync,
     Write(&'a [u8]),
     /// An ioctl on the device-mapper control device with this request number and buffer (a
     /// `struct dm_ioctl` and its payload).
@@ -104,6 +114,10 @@ enum Op<'a> {
 impl Kernel for RealKernel {
     fn flush_buffers(&self, dev: &Path, timeout: Duration) -> Result<(), KernelError> {
         in_child(dev, Op::Flush, timeout)
+    }
+
+    fn flush_and_sync(&self, dev: &Path, timeout: Duration) -> Result<(), KernelError> {
+        in_child(dev, Op::FlushAndSync, timeout)
     }
 
     fn write_attr(&self, path: &Path, value: &str, timeout: Duration) -> Result<(), KernelError> {
@@ -203,7 +217,7 @@ unsafe fn child_op(path: &CString, op: &Op<'_>) -> i32 {
     unsafe {
         let errno = || *libc::__errno_location();
         let flags = match op {
-            Op::Flush => libc::O_RDONLY,
+            Op::Flush | Op::FlushAndSync => libc::O_RDONLY,
             Op::Write(_) => libc::O_WRONLY,
             Op::Dm(..) => libc::O_RDWR,
         } | libc::O_CLOEXEC;
@@ -212,11 +226,12 @@ unsafe fn child_op(path: &CString, op: &Op<'_>) -> i32 {
             return errno();
         }
         let rc = match op {
-            Op::Flush => {
+            Op::Flush | Op::FlushAndSync => {
                 let all = libc::SYNC_FILE_RANGE_WAIT_BEFORE
                     | libc::SYNC_FILE_RANGE_WRITE
                     | libc::SYNC_FILE_RANGE_WAIT_AFTER;
                 let failed = libc::sync_file_range(fd, 0, 0, all) != 0
+                    || (matches!(op, Op::FlushAndSync) && libc::fsync(fd) != 0)
                     || libc::ioctl(fd, BLKFLSBUF as _) != 0;
                 if failed {
                     errno()
