@@ -172,6 +172,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(colour)
+        // A log line that cannot be written is lost, not reported with eprintln! (which panics
+        // when standard error is closed).
+        .log_internal_errors(false)
         .init();
 
     let host = host_of(&cli);
