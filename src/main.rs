@@ -1,6 +1,7 @@
 //! The `brick` command: parses arguments, calls the library, prints.
 
-use std::io::Read;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,6 +19,20 @@ struct Cli {
     /// Show debug logs (each command run, with secrets masked, and its duration).
     #[arg(short, long, global = true)]
     verbose: bool,
+    /// Test builds only (debug assertions on, as `cargo test` builds it): the roots of a fake
+    /// host, and where programs are looked for. A release build has none of these: the
+    /// environment of the root process that runs brick cannot redirect what it writes or runs.
+    #[cfg(debug_assertions)]
+    #[command(flatten)]
+    test_roots: TestRoots,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where a test build finds the host (see `Cli::test_roots`).
+#[cfg(debug_assertions)]
+#[derive(clap::Args)]
+struct TestRoots {
     /// Where sysfs is (for tests on a copied or fake tree).
     #[arg(
         long,
@@ -45,8 +60,27 @@ struct Cli {
         hide = true
     )]
     iscsi_conf: PathBuf,
-    #[command(subcommand)]
-    command: Command,
+    /// The folders where programs (iscsiadm) are looked for, separated by `:`, instead of the
+    /// fixed list.
+    #[arg(long, global = true, env = "BRICK_PROGRAMS", hide = true)]
+    programs: Option<String>,
+}
+
+#[cfg(debug_assertions)]
+fn host_of(cli: &Cli) -> Host {
+    let t = &cli.test_roots;
+    let host = Host::with_roots(&t.sysfs, &t.dev, &t.iscsi_conf);
+    match &t.programs {
+        Some(dirs) => host.runner(std::sync::Arc::new(brick::host::SystemRunner::searching(
+            std::env::split_paths(dirs),
+        ))),
+        None => host,
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn host_of(_cli: &Cli) -> Host {
+    Host::real()
 }
 
 #[derive(Subcommand)]
@@ -122,12 +156,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // Die quietly on a closed pipe (`brick paths | grep -q ...`) as command-line tools do, instead
-    // of panicking in println!.
-    // SAFETY: setting a signal disposition to its default at start-up, before any thread exists.
+    // No core dump and no ptrace by an unprivileged process while CHAP secrets are in memory.
+    // SAFETY: prctl with integer arguments only.
     unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
+    // SIGPIPE stays ignored (Rust's default): a closed standard error or output must not kill
+    // brick in the middle of a connect or disconnect. Output is written at the end, and a write
+    // error there ends brick quietly (see `finish`).
     let cli = Cli::parse();
     let level = if cli.verbose { "debug" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("BRICK_LOG")
@@ -140,19 +176,47 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(colour)
+        // A log line that cannot be written is lost, not reported with eprintln! (which panics
+        // when standard error is closed).
+        .log_internal_errors(false)
         .init();
 
-    let host = Host::with_roots(&cli.sysfs, &cli.dev, &cli.iscsi_conf);
-    match run(&host, cli.command) {
+    let host = host_of(&cli);
+    let mut out = String::new();
+    let result = run(&host, cli.command, &mut out);
+    finish(&out, result)
+}
+
+/// Writes what `run` printed to standard output, then the error, if any, to standard error, and
+/// gives the exit status. A closed standard output ends brick with 141 (what a shell reports for
+/// a process that SIGPIPE killed), quietly; a closed standard error loses the message only.
+fn finish(out: &str, result: Result<(), Error>) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return ExitCode::from(141);
+        }
+        say(&format!("brick: cannot write the output: {e}"));
+        return ExitCode::FAILURE;
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("brick: {e}");
+            say(&format!("brick: {e}"));
             match e {
                 Error::InvalidInput { .. } => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
             }
         }
     }
+}
+
+/// Writes a line to standard error, if it is still open (`eprintln!` panics when it is not).
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn read_input(path: &str) -> Result<String, Error> {
@@ -180,7 +244,7 @@ fn json(v: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
-fn run(host: &Host, command: Command) -> Result<(), Error> {
+fn run(host: &Host, command: Command, out: &mut String) -> Result<(), Error> {
     let tuning = Tuning::default();
     match command {
         Command::Connect {
@@ -193,15 +257,16 @@ fn run(host: &Host, command: Command) -> Result<(), Error> {
             let c =
                 brick::connect_volume(host, &props, brick::ConnectOptions { multipath }, &tuning)?;
             for f in &c.failed_paths {
-                eprintln!("brick: warning: path not attached: {f}");
+                say(&format!("brick: warning: path not attached: {f}"));
             }
-            println!("{}", json(&c.device_info));
+            let _ = writeln!(out, "{}", json(&c.device_info));
             Ok(())
         }
         Command::Extend { props, device_info } => {
             let props = ConnectionProperties::from_json(&read_input(&props)?)?;
             let info = read_device_info(device_info)?;
-            println!(
+            let _ = writeln!(
+                out,
                 "{}",
                 iscsi::volume::extend_volume(host, &props, info.as_ref(), &tuning)?
             );
@@ -210,14 +275,16 @@ fn run(host: &Host, command: Command) -> Result<(), Error> {
         Command::Paths { props, device_info } => {
             let props = ConnectionProperties::from_json(&read_input(&props)?)?;
             let info = read_device_info(device_info)?;
-            println!(
+            let _ = writeln!(
+                out,
                 "{}",
                 json(&iscsi::volume::volume_paths(host, &props, info.as_ref())?)
             );
             Ok(())
         }
         Command::Properties { ip } => {
-            println!(
+            let _ = writeln!(
+                out,
                 "{}",
                 json(&brick::connector::connector_properties(host, ip)?)
             );
@@ -251,11 +318,11 @@ fn run(host: &Host, command: Command) -> Result<(), Error> {
             };
             match iscsi::disconnect_volume(host, &props, info.as_ref(), opts, &Tuning::default()) {
                 Ok(report) => {
-                    print_report(&report, json);
+                    print_report(&report, json, out);
                     Ok(())
                 }
                 Err(Error::Disconnect { message, report }) => {
-                    print_report(&report, json);
+                    print_report(&report, json, out);
                     Err(Error::Disconnect { message, report })
                 }
                 Err(e) => Err(e),
@@ -268,34 +335,36 @@ fn run(host: &Host, command: Command) -> Result<(), Error> {
                 topo.push(iscsi::session_topology(host, s)?);
             }
             if json {
-                println!(
+                let _ = writeln!(
+                    out,
                     "{}",
                     serde_json::to_string_pretty(&topo).unwrap_or_default()
                 );
             } else {
-                print_tree(&topo);
+                print_tree(&topo, out);
             }
             Ok(())
         }
     }
 }
 
-fn print_report(r: &brick::DisconnectReport, json: bool) {
+fn print_report(r: &brick::DisconnectReport, json: bool, out: &mut String) {
     if json {
-        println!("{}", self::json(r));
+        let _ = writeln!(out, "{}", self::json(r));
     } else {
-        print!("{r}");
+        let _ = write!(out, "{r}");
     }
 }
 
-fn print_tree(topo: &[iscsi::SessionTopology]) {
+fn print_tree(topo: &[iscsi::SessionTopology], out: &mut String) {
     if topo.is_empty() {
-        println!("no iSCSI sessions");
+        let _ = writeln!(out, "no iSCSI sessions");
         return;
     }
     for s in topo {
         let host = s.scsi_host.map(|h| format!(" host{h}")).unwrap_or_default();
-        println!(
+        let _ = writeln!(
+            out,
             "session {} {} {},{} {} [{}]{host}",
             s.session.id,
             s.session.transport,
@@ -318,7 +387,8 @@ fn print_tree(topo: &[iscsi::SessionTopology]) {
                 .map(|m| format!(" -> {} ({})", m.dev, m.name))
                 .or_else(|| d.disk.holders.first().map(|h| format!(" -> {h}")))
                 .unwrap_or_default();
-            println!(
+            let _ = writeln!(
+                out,
                 "  {branch} lun {} {} /dev/{} [{}] wwn {}{size}{map}",
                 d.disk.address.lun,
                 d.disk.address,

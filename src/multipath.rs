@@ -2,11 +2,13 @@
 //! removal through device-mapper's control device, in-process. `multipath -l` is never used: it is slow on flaky links and fails on
 //! a device whose path is down.
 
+use std::collections::BTreeSet;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -83,7 +85,8 @@ pub fn maps_of(host: &Host, wwid: &Wwid) -> Result<Vec<DmMap>> {
 
 /// Removes the multipath map `m` in-process, as `multipath -f` does without starting it: its
 /// partition maps first (`partN-mpath-WWID`, made by kpartx), then the map, each with
-/// device-mapper's `DM_DEV_REMOVE`, which the kernel refuses (EBUSY) while the device is open or
+/// device-mapper's `DM_DEV_REMOVE` addressed by its uuid (never by its name, which another map
+/// may have taken meanwhile), which the kernel refuses (EBUSY) while the device is open or
 /// held. "In use" is retried with `backoff` (udev or blkid may hold a map briefly); a map already
 /// gone is not an error. Each request has `timeout`.
 pub fn remove_map(
@@ -102,26 +105,30 @@ pub fn remove_map(
         let is_partition =
             part.uuid.starts_with("part") && part.uuid.ends_with(&format!("-{}", m.uuid));
         if is_partition {
-            remove_dm(host, &part.name, backoff, timeout)?;
+            remove_dm(host, &part, backoff, timeout)?;
         }
     }
-    remove_dm(host, &m.name, backoff, timeout)
+    remove_dm(host, m, backoff, timeout)
 }
 
 fn remove_dm(
     host: &Host,
-    name: &str,
+    m: &DmMap,
     backoff: &Backoff,
     timeout: Duration,
 ) -> Result<(), Retried<KernelError>> {
     let control = host.dev_node("mapper/control");
+    let name = &m.name;
     let what = format!("removal of device-mapper device {name}");
     retry(
         host.time(),
         backoff,
         &what,
         KernelError::is_busy,
-        || match host.kern().dm(&control, name, DmRequest::Remove, timeout) {
+        || match host
+            .kern()
+            .dm(&control, &m.uuid, DmRequest::Remove, timeout)
+        {
             Err(e) if e.is_missing() => Ok(()),
             other => other,
         },
@@ -138,11 +145,11 @@ fn remove_dm(
 
 /// Stops a multipath map from queueing I/O while it has no path (the target message
 /// `fail_if_no_path`, in-process), so that I/O waiting on it fails and the map can go. Used by a
-/// forced disconnect only: queued data is lost.
-pub fn disable_queueing(host: &Host, name: &str, timeout: Duration) -> Result<(), KernelError> {
+/// forced disconnect only: queued data is lost. The map is addressed by its uuid.
+pub fn disable_queueing(host: &Host, m: &DmMap, timeout: Duration) -> Result<(), KernelError> {
     host.kern().dm(
         &host.dev_node("mapper/control"),
-        name,
+        &m.uuid,
         DmRequest::Message("fail_if_no_path"),
         timeout,
     )
@@ -154,8 +161,8 @@ pub fn disable_queueing(host: &Host, name: &str, timeout: Duration) -> Result<()
 /// or `yes` it builds none for a WWID it does not know), and builds it without asking udev to
 /// look at the paths once more (it sends a "change" uevent on the paths of every map whose WWID
 /// it records itself): whoever registers the WWID has that duty ([`udev_calls_it_a_path`],
-/// [`ask_udev_to_look_again`]). Takes the file's lock as multipath-tools do (a POSIX write lock on
-/// the whole file), waiting at most `timeout`. Returns whether the WWID was added (`false`: it
+/// [`ask_udev_to_look_again`]). Takes a write lock on the whole file, which excludes
+/// multipath-tools (they take a POSIX one) and brick's other threads, waiting at most `timeout`. Returns whether the WWID was added (`false`: it
 /// was listed already).
 pub fn remember_wwid(host: &Host, wwid: &Wwid, timeout: Duration) -> Result<bool> {
     let mut f = WwidsFile::open(host, true, timeout)?.expect("made when missing");
@@ -172,6 +179,8 @@ pub fn remember_wwid(host: &Host, wwid: &Wwid, timeout: Duration) -> Result<bool
         add.push('\n');
     }
     add.push_str(&format!("/{}/\n", wwid.as_str()));
+    // O_APPEND: the line goes to the end of the file as it is at the write, never over a line
+    // another writer added since the read.
     let end = f.file.seek(SeekFrom::End(0)).map_err(|e| f.err(e))?;
     if let Err(e) = f
         .file
@@ -243,12 +252,34 @@ pub fn ask_udev_to_look_again(host: &Host, disk: &str) -> Result<()> {
     Ok(())
 }
 
-/// multipath-tools' wwids file, open for reading and writing under their lock (held until it
-/// is dropped), with the text it had when the lock was taken.
+/// multipath-tools' wwids file, open for reading and writing under their lock and brick's
+/// process-wide one (both held until it is dropped), with the text it had when they were taken.
 struct WwidsFile {
-    path: std::path::PathBuf,
+    path: PathBuf,
+    // Declared before the guard: the file (and its lock) is closed before another thread of
+    // this process may open it.
     file: File,
     text: String,
+    _in_process: InProcessTurn,
+}
+
+/// The wwids files (by path) a thread of this process is working on. The threads of one
+/// process take turns on a file here before they take its file lock: the POSIX lock brick took
+/// before was the process's, so every thread "held" it at once.
+static WWIDS_IN_USE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// A thread's turn on a wwids file (see [`WWIDS_IN_USE`]), given back when dropped.
+struct InProcessTurn(PathBuf);
+
+impl Drop for InProcessTurn {
+    fn drop(&mut self) {
+        in_use().remove(&self.0);
+    }
+}
+
+fn in_use() -> MutexGuard<'static, BTreeSet<PathBuf>> {
+    // The set stays consistent whatever a panicking holder did: inserts and removes are whole.
+    WWIDS_IN_USE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl WwidsFile {
@@ -257,6 +288,8 @@ impl WwidsFile {
     /// returns `None` when it is missing.
     fn open(host: &Host, create: bool, timeout: Duration) -> Result<Option<WwidsFile>> {
         let path = host.multipath_state("wwids");
+        let deadline = host.time().now() + timeout;
+        let in_process = lock_in_process(host, &path, deadline, timeout)?;
         if create {
             if let Some(dir) = path.parent() {
                 DirBuilder::new()
@@ -269,6 +302,8 @@ impl WwidsFile {
         let mut file = match OpenOptions::new()
             .read(true)
             .write(true)
+            // A create is for an append (remember); a forget rewrites the file in place.
+            .append(create)
             .create(create)
             .truncate(false)
             .mode(0o600)
@@ -278,11 +313,16 @@ impl WwidsFile {
             Err(e) if !create && e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(&path, e)),
         };
-        lock_whole(host, &file, &path, timeout)?;
+        lock_whole(host, &file, &path, deadline, timeout)?;
         let mut text = String::new();
         file.read_to_string(&mut text)
             .map_err(|e| Error::io(&path, e))?;
-        Ok(Some(WwidsFile { path, file, text }))
+        Ok(Some(WwidsFile {
+            path,
+            file,
+            text,
+            _in_process: in_process,
+        }))
     }
 
     fn err(&self, e: io::Error) -> Error {
@@ -301,28 +341,66 @@ fn listed_wwid(line: &str) -> Option<&str> {
     rest.split_once('/').map(|(w, _)| w)
 }
 
-/// The POSIX write lock on the whole of `file` that multipath-tools take on their state files,
-/// tried until `timeout` has passed. Released when `file` is closed.
-fn lock_whole(host: &Host, file: &File, path: &Path, timeout: Duration) -> Result<()> {
-    use nix::errno::Errno;
-    use nix::fcntl::{fcntl, FcntlArg};
-    let deadline = host.time().now() + timeout;
+/// Takes this thread's turn on the wwids file at `path` among brick's threads, waiting until
+/// `deadline`.
+fn lock_in_process(
+    host: &Host,
+    path: &Path,
+    deadline: std::time::Instant,
+    timeout: Duration,
+) -> Result<InProcessTurn> {
+    let mut pause = Pause::new(Duration::from_millis(1), Duration::from_millis(20));
+    loop {
+        if in_use().insert(path.to_path_buf()) {
+            return Ok(InProcessTurn(path.to_path_buf()));
+        }
+        if host.time().now() >= deadline {
+            return Err(Error::io(
+                path,
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!("used by another thread of brick for {timeout:?}"),
+                ),
+            ));
+        }
+        host.time().sleep(pause.take());
+    }
+}
+
+/// A write lock on the whole of `file`, as multipath-tools take on their state files, tried
+/// until `deadline`. It is an open file description (OFD) lock: it belongs to this open of the
+/// file, not to the process as a POSIX lock does (of which a second thread would "take" its own
+/// copy, and any close of the file by the process would drop it), and it conflicts with the
+/// POSIX locks of multipath-tools all the same. Released when `file` is closed.
+fn lock_whole(
+    host: &Host,
+    file: &File,
+    path: &Path,
+    deadline: std::time::Instant,
+    timeout: Duration,
+) -> Result<()> {
     let mut pause = Pause::new(Duration::from_millis(5), Duration::from_millis(50));
     let whole = libc::flock {
         l_type: libc::F_WRLCK as libc::c_short,
         l_whence: libc::SEEK_SET as libc::c_short,
         l_start: 0,
         l_len: 0,
+        // The kernel requires 0 for an OFD lock.
         l_pid: 0,
     };
     loop {
-        match fcntl(file.as_raw_fd(), FcntlArg::F_SETLK(&whole)) {
-            Ok(_) => return Ok(()),
-            Err(Errno::EINTR) => continue,
-            Err(Errno::EACCES | Errno::EAGAIN) if host.time().now() < deadline => {
+        // SAFETY: fcntl on an open descriptor with a valid, initialised struct flock.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &whole) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EACCES | libc::EAGAIN) if host.time().now() < deadline => {
                 host.time().sleep(pause.take());
             }
-            Err(Errno::EACCES | Errno::EAGAIN) => {
+            Some(libc::EACCES | libc::EAGAIN) => {
                 return Err(Error::io(
                     path,
                     io::Error::new(
@@ -331,7 +409,7 @@ fn lock_whole(host: &Host, file: &File, path: &Path, timeout: Duration) -> Resul
                     ),
                 ))
             }
-            Err(e) => return Err(Error::io(path, e.into())),
+            _ => return Err(Error::io(path, e)),
         }
     }
 }
@@ -387,6 +465,33 @@ mod tests {
     }
 
     #[test]
+    fn a_map_is_removed_and_messaged_by_its_uuid_never_by_a_name_another_map_took() {
+        // user_friendly_names: the map's name "mpatha" goes to another volume's map the moment
+        // the first one is gone. A remove or message from a plan read before must not touch it.
+        let fake = FakeHost::new();
+        fake.dm("dm-0", "mpatha", "mpath-3600a0980aaa", &[]);
+        let host = fake.host();
+        let m = DmMap::read(&host, "dm-0").unwrap().unwrap();
+        let quick = Backoff {
+            tries: 1,
+            first: Duration::ZERO,
+            factor: 1,
+            max_delay: Duration::ZERO,
+        };
+        remove_map(&host, &m, &quick, Duration::from_secs(1)).unwrap();
+        assert!(!fake.has_block("dm-0"));
+        fake.dm("dm-1", "mpatha", "mpath-3600a0980bbb", &[]);
+        // Gone already: not an error, and the other map stays.
+        remove_map(&host, &m, &quick, Duration::from_secs(1)).unwrap();
+        assert!(fake.has_block("dm-1"), "another volume's map was removed");
+        assert!(disable_queueing(&host, &m, Duration::from_secs(1))
+            .unwrap_err()
+            .is_missing());
+        let other = DmMap::read(&host, "dm-1").unwrap().unwrap();
+        disable_queueing(&host, &other, Duration::from_secs(1)).unwrap();
+    }
+
+    #[test]
     fn remember_creates_the_file_and_adds_each_wwid_once() {
         let fake = FakeHost::new();
         let host = fake.host();
@@ -433,6 +538,60 @@ mod tests {
         let listed: Vec<_> = text.lines().filter_map(listed_wwid).collect();
         assert_eq!(listed, [b.as_str()]);
         assert!(text.starts_with("# Multipath wwids"), "{text}");
+    }
+
+    #[test]
+    fn concurrent_remember_and_forget_in_one_process_keep_the_file_whole() {
+        // Threads of one process (a library user attaching volumes at once): each registers its
+        // own WWIDs and takes every other one out again. A POSIX lock is the process's, so it
+        // kept none of them from another: lines were overwritten, headers doubled, and a forget
+        // wrote back what it had read before another thread's append.
+        let fake = FakeHost::new();
+        // Real time: the fake clock, advanced by every waiting thread, would run out at once.
+        let host = fake
+            .host()
+            .clock(std::sync::Arc::new(crate::host::SystemClock));
+        let threads = 12;
+        let per = 12;
+        let name = |t: usize, i: usize| wwid(&format!("3600a0980{t:03x}{i:04x}"));
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let host = &host;
+                s.spawn(move || {
+                    for i in 0..per {
+                        let w = name(t, i);
+                        assert!(remember_wwid(host, &w, Duration::from_secs(30)).unwrap());
+                        if i % 2 == 1 {
+                            assert!(forget_wwid(host, &w, Duration::from_secs(30)).unwrap());
+                        }
+                    }
+                });
+            }
+        });
+        let text = std::fs::read_to_string(host.multipath_state("wwids")).unwrap();
+        let headers = text
+            .lines()
+            .filter(|l| l.starts_with("# Multipath"))
+            .count();
+        assert_eq!(headers, 1, "{text}");
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(
+                listed_wwid(line).is_some(),
+                "malformed line {line:?} in\n{text}"
+            );
+        }
+        let listed: Vec<&str> = text.lines().filter_map(listed_wwid).collect();
+        for t in 0..threads {
+            for i in 0..per {
+                let w = name(t, i);
+                let n = listed.iter().filter(|l| **l == w.as_str()).count();
+                assert_eq!(
+                    n,
+                    usize::from(i % 2 == 0),
+                    "{w} listed {n} times in\n{text}"
+                );
+            }
+        }
     }
 
     #[test]

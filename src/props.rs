@@ -91,7 +91,9 @@ impl ConnectionProperties {
         let targets = parse_targets(obj)?;
         Ok(ConnectionProperties {
             targets,
-            volume_id: opt_str(obj, "volume_id")?,
+            volume_id: opt_str(obj, "volume_id")?
+                .map(|v| plain_text("volume_id", v, false))
+                .transpose()?,
             auth: chap(obj, "auth_method", "auth_username", "auth_password")?,
             auth_reverse: reverse_chap(obj)?,
             discovery_auth: chap(
@@ -261,9 +263,12 @@ fn chap(obj: &Map<String, Value>, method: &str, user: &str, pass: &str) -> Resul
             format!("{m:?} is not supported (only CHAP)"),
         ));
     }
-    let username = opt_str(obj, user)?.filter(|s| !s.is_empty());
+    let username = opt_str(obj, user)?
+        .filter(|s| !s.is_empty())
+        .map(|s| plain_text(user, s, false))
+        .transpose()?;
     let password = match obj.get(pass) {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::String(s)) if !s.is_empty() => plain_text(pass, s.clone(), true)?,
         // Never echo the value: it is a password.
         Some(Value::String(_)) | None | Some(Value::Null) => {
             return Err(Error::invalid(
@@ -281,10 +286,53 @@ fn chap(obj: &Map<String, Value>, method: &str, user: &str, pass: &str) -> Resul
     }))
 }
 
+/// The longest CHAP name or secret open-iscsi keeps (`AUTH_STR_MAX_LEN` is 256 bytes with the
+/// NUL), and the longest volume id brick takes into its logs.
+pub const MAX_TEXT_LEN: usize = 255;
+
+/// Checks a value that goes into a node record line (`name = value`) or into the logs: a line
+/// break in it would write another key into the record (`node.startup = automatic`, another
+/// portal), and open-iscsi trims the spaces around a value, so what the target checks would not be
+/// what was given. Refuses control characters, surrounding white space and values over
+/// [`MAX_TEXT_LEN`] bytes, naming `field` (and never echoing a `secret`).
+fn plain_text(field: &str, value: String, secret: bool) -> Result<String> {
+    let shown = |why: &str| {
+        if secret {
+            why.to_string()
+        } else {
+            format!("{value:?} {why}")
+        }
+    };
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            field,
+            shown("holds a control character (a line break, tab, NUL, ...)"),
+        ));
+    }
+    if value.trim() != value {
+        return Err(Error::invalid(
+            field,
+            shown("starts or ends with white space"),
+        ));
+    }
+    if value.len() > MAX_TEXT_LEN {
+        return Err(Error::invalid(
+            field,
+            format!("is {} bytes long, over {MAX_TEXT_LEN}", value.len()),
+        ));
+    }
+    Ok(value)
+}
+
 fn reverse_chap(obj: &Map<String, Value>) -> Result<Option<Chap>> {
-    let user = opt_str(obj, "auth_reverse_username")?.filter(|s| !s.is_empty());
+    let user = opt_str(obj, "auth_reverse_username")?
+        .filter(|s| !s.is_empty())
+        .map(|s| plain_text("auth_reverse_username", s, false))
+        .transpose()?;
     let pass = match obj.get("auth_reverse_password") {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::String(s)) if !s.is_empty() => {
+            Some(plain_text("auth_reverse_password", s.clone(), true)?)
+        }
         None | Some(Value::Null) | Some(Value::String(_)) => None,
         Some(_) => return Err(Error::invalid("auth_reverse_password", "expected a string")),
     };
@@ -472,6 +520,71 @@ mod tests {
         for (json, field) in cases {
             assert_eq!(field_of(parse(json).unwrap_err()), field, "{json}");
         }
+    }
+
+    #[test]
+    fn chap_values_and_volume_id_that_could_inject_record_keys_are_refused() {
+        let base = |extra: &str| {
+            format!(
+                r#"{{"target_portal":"127.0.0.1","target_iqn":"iqn.2003-01.org.x:t","target_lun":1,
+                "auth_method":"CHAP","auth_username":"u","auth_password":"p",
+                "discovery_auth_method":"CHAP","discovery_auth_username":"du",
+                "discovery_auth_password":"dp",{extra}}}"#
+            )
+        };
+        let long = "x".repeat(256);
+        let cases = [
+            (
+                r#""auth_password":"pw\nnode.startup = automatic""#,
+                "auth_password",
+            ),
+            (
+                r#""auth_username":"u\r\nnode.conn[0].address = 10.9.9.9""#,
+                "auth_username",
+            ),
+            (r#""auth_username":" u""#, "auth_username"),
+            (r#""auth_password":"p ""#, "auth_password"),
+            (r#""auth_password":"p\u0000q""#, "auth_password"),
+            (
+                r#""discovery_auth_password":"a\tb""#,
+                "discovery_auth_password",
+            ),
+            (
+                r#""discovery_auth_username":"a\nb""#,
+                "discovery_auth_username",
+            ),
+            (
+                r#""auth_reverse_username":"r","auth_reverse_password":"x\ny""#,
+                "auth_reverse_password",
+            ),
+            (
+                r#""auth_reverse_username":"r\n","auth_reverse_password":"x""#,
+                "auth_reverse_username",
+            ),
+            (r#""volume_id":"v1\nERROR forged log line""#, "volume_id"),
+            (r#""volume_id":"v1 ""#, "volume_id"),
+        ];
+        for (extra, field) in cases {
+            // Later keys win in serde_json's map: the bad value replaces the good one.
+            let e = parse(&base(extra)).unwrap_err();
+            let text = e.to_string();
+            assert_eq!(field_of(e), field, "{extra}");
+            assert!(
+                !text.contains("automatic") && !text.contains("x\ny"),
+                "{text}"
+            );
+        }
+        let too_long = format!(r#""auth_password":"{long}""#);
+        assert_eq!(
+            field_of(parse(&base(&too_long)).unwrap_err()),
+            "auth_password"
+        );
+        let too_long = format!(r#""volume_id":"{long}""#);
+        assert_eq!(field_of(parse(&base(&too_long)).unwrap_err()), "volume_id");
+        // Inner spaces and punctuation are fine, and 255 bytes is the limit.
+        let ok = format!(r#""auth_password":"a b=c#{}""#, "y".repeat(249));
+        let p = parse(&base(&ok)).unwrap();
+        assert_eq!(p.auth.unwrap().password.expose().len(), 255);
     }
 
     #[test]

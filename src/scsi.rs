@@ -112,31 +112,79 @@ pub struct FlushError {
 /// Writes back the dirty pages of `/dev/NAME` and drops its cache, retrying errors with `backoff`;
 /// each attempt may block up to `timeout` (a device whose paths are down blocks), and an attempt
 /// that times out is not retried: it is still in the kernel.
+///
+/// A device-mapper map (`dm-N`) also gets a cache flush (fsync) after its write-back, so that
+/// what the target holds in a write-back cache is stable, and its partition maps
+/// (`partN-<map uuid>`, made by kpartx, each with a page cache of its own) are flushed first the
+/// same way; all of it within `timeout` per attempt. A path (`sdX`) gets no cache flush: it would
+/// block on a path that is down even when that path holds nothing of ours.
 pub fn flush(
     host: &Host,
     name: &str,
     backoff: &Backoff,
     timeout: Duration,
 ) -> Result<(), Retried<FlushError>> {
-    let device = host.dev_node(name);
+    let is_map = name.starts_with("dm-");
     retry(
         host.time(),
         backoff,
-        &format!("flush {}", device.display()),
+        &format!("flush {}", host.dev_node(name).display()),
         |e: &FlushError| !matches!(e.reason, KernelError::TimedOut(_)),
         || {
-            host.kern()
-                .flush_buffers(&device, timeout)
-                .map_err(|reason| FlushError {
-                    device: device.clone(),
-                    reason,
-                })
+            if !is_map {
+                let device = host.dev_node(name);
+                return host
+                    .kern()
+                    .flush_buffers(&device, timeout)
+                    .map_err(|reason| FlushError { device, reason });
+            }
+            let deadline = Instant::now() + timeout;
+            for dev in partition_maps(host, name)
+                .into_iter()
+                .chain([name.to_string()])
+            {
+                let device = host.dev_node(&dev);
+                let left = deadline.saturating_duration_since(Instant::now());
+                let done = if left.is_zero() {
+                    Err(KernelError::TimedOut(timeout))
+                } else {
+                    host.kern().flush_and_sync(&device, left)
+                };
+                done.map_err(|reason| FlushError { device, reason })?;
+            }
+            Ok(())
         },
     )
 }
 
+/// The partition maps of the map `dev` (`dm-N`): the device-mapper devices holding it whose uuid
+/// is `partN-` followed by its own.
+fn partition_maps(host: &Host, dev: &str) -> Vec<String> {
+    let uuid_of = |d: &str| {
+        host.read_dm_attr(&host.sys(format!("block/{d}/dm/uuid")))
+            .ok()
+            .flatten()
+    };
+    let Some(uuid) = uuid_of(dev) else {
+        return Vec::new();
+    };
+    host.list(&host.sys(format!("block/{dev}/holders")))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|h| {
+            uuid_of(h).is_some_and(|u| {
+                u.strip_suffix(uuid.as_str())
+                    .and_then(|p| p.strip_suffix('-'))
+                    .and_then(|p| p.strip_prefix("part"))
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+        })
+        .collect()
+}
+
 /// Asks the kernel to remove the SCSI disk `name` (`device/delete`). The write can block while the
-/// kernel syncs the device's cache; after `timeout` it goes on in the background.
+/// kernel syncs the device's cache; after `timeout` it goes on in the background. Checks nothing:
+/// see [`delete_checked`].
 pub fn delete(host: &Host, name: &str, timeout: Duration) -> Result<(), String> {
     let attr = host.sys(format!("block/{name}/device/delete"));
     match host.kern().write_attr(&attr, "1", timeout) {
@@ -150,8 +198,61 @@ pub fn delete(host: &Host, name: &str, timeout: Duration) -> Result<(), String> 
     }
 }
 
+/// Whether the device called `disk.name` now is still `disk`: the same SCSI address (H:C:T:L)
+/// and the WWN `wwid`. A name the kernel gave to another device meanwhile fails either check (the
+/// same volume seen through another session has another address). `Ok(false)` when the device
+/// is gone.
+fn still_the_same(host: &Host, disk: &ScsiDisk, wwid: Option<&Wwid>) -> Result<bool, String> {
+    let name = &disk.name;
+    let current = match disk_by_name(host, name) {
+        Ok(Some(d)) => d,
+        Ok(None) => return Ok(false),
+        Err(e) => return Err(format!("cannot check /dev/{name} again: {e}")),
+    };
+    if current.address != disk.address || current.wwid.as_ref() != wwid {
+        return Err(format!(
+            "/dev/{name} is now {} with wwn {} (expected {} with wwn {}): another device took the \
+             name, left alone",
+            current.address,
+            current.wwid.as_ref().map_or("none", |w| w.as_str()),
+            disk.address,
+            wwid.map_or("none", |w| w.as_str()),
+        ));
+    }
+    Ok(true)
+}
+
+/// Deletes the SCSI disk `disk` (see [`delete`]) after checking, right before, that its name
+/// still belongs to it: the same H:C:T:L and the WWN `wwid`. A disk gone already is not an error.
+pub fn delete_checked(
+    host: &Host,
+    disk: &ScsiDisk,
+    wwid: Option<&Wwid>,
+    timeout: Duration,
+) -> Result<(), String> {
+    if !still_the_same(host, disk, wwid)? {
+        return Ok(());
+    }
+    delete(host, &disk.name, timeout)
+}
+
+/// Sets the SCSI disk `disk` offline (see [`set_offline`]) after checking, right before, that its
+/// name still belongs to it: the same H:C:T:L and the WWN `wwid`. A disk gone already is not an
+/// error.
+pub fn set_offline_checked(
+    host: &Host,
+    disk: &ScsiDisk,
+    wwid: Option<&Wwid>,
+    timeout: Duration,
+) -> Result<(), String> {
+    if !still_the_same(host, disk, wwid)? {
+        return Ok(());
+    }
+    set_offline(host, &disk.name, timeout)
+}
+
 /// Sets the SCSI disk offline so that I/O queued on it fails at once instead of waiting for the
-/// transport (used by a forced disconnect only).
+/// transport (used by a forced disconnect only). Checks nothing: see [`set_offline_checked`].
 pub fn set_offline(host: &Host, name: &str, timeout: Duration) -> Result<(), String> {
     let attr = host.sys(format!("block/{name}/device/state"));
     host.kern()
@@ -195,4 +296,89 @@ pub fn disk_by_name(host: &Host, name: &str) -> Result<Option<ScsiDisk>> {
             )
         })?;
     ScsiDisk::read(host, name, address).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FakeHost;
+
+    const IQN: &str = "iqn.2003-01.org.linux-iscsi.lab:t";
+    const W1: &str = "naa.6001405deadbeef00010000000000000";
+    const W2: &str = "naa.6001405deadbeef00020000000000000";
+
+    /// sdb of session 1 (6:0:0:1) as planned, then deleted and its name given to `wwid` at
+    /// LUN 1 of session 2 (7:0:0:1).
+    fn name_reused(wwid: &str) -> (FakeHost, ScsiDisk, Wwid) {
+        let fake = FakeHost::new();
+        fake.session(1, "127.0.0.1:3260", IQN)
+            .session(2, "127.0.0.2:3260", IQN)
+            .disk(1, 1, "sdb", W1);
+        let host = fake.host();
+        let planned = disk_by_name(&host, "sdb").unwrap().unwrap();
+        let w = planned.wwid.clone().unwrap();
+        delete(&host, "sdb", Duration::from_secs(1)).unwrap();
+        fake.disk(2, 1, "sdb", wwid);
+        (fake, planned, w)
+    }
+
+    #[test]
+    fn delete_checked_leaves_a_device_that_took_the_name_with_the_same_wwn_elsewhere() {
+        // The same volume, attached again through another session meanwhile: same WWN, another
+        // H:C:T:L. Deleting it would break that attachment.
+        let (fake, planned, w) = name_reused(W1);
+        let host = fake.host();
+        let e = delete_checked(&host, &planned, Some(&w), Duration::from_secs(1)).unwrap_err();
+        assert!(e.contains("7:0:0:1") && e.contains("6:0:0:1"), "{e}");
+        assert!(fake.has_block("sdb"));
+        // The real one is deleted.
+        let now = disk_by_name(&host, "sdb").unwrap().unwrap();
+        delete_checked(&host, &now, Some(&w), Duration::from_secs(1)).unwrap();
+        assert!(!fake.has_block("sdb"));
+        // Gone already: nothing to do.
+        delete_checked(&host, &now, Some(&w), Duration::from_secs(1)).unwrap();
+    }
+
+    #[test]
+    fn a_map_and_its_partition_maps_get_a_cache_flush_and_a_path_does_not() {
+        let fake = FakeHost::new();
+        fake.session(1, "127.0.0.1:3260", IQN)
+            .disk(1, 1, "sdb", W1)
+            .map("dm-0", &["sdb"]);
+        let host = fake.host();
+        let uuid = disk_by_name(&host, "sdb")
+            .unwrap()
+            .unwrap()
+            .wwid
+            .unwrap()
+            .mpath_uuid();
+        fake.dm("dm-1", "mpatha1", &format!("part1-{uuid}"), &["dm-0"])
+            // An LVM volume on the map is no partition map: the caller's layer, not brick's.
+            .dm("dm-2", "vg-lv", "LVM-abc", &["dm-0"]);
+        let once = Backoff {
+            tries: 1,
+            first: Duration::ZERO,
+            factor: 1,
+            max_delay: Duration::ZERO,
+        };
+        flush(&host, "sdb", &once, Duration::from_secs(1)).unwrap();
+        assert_eq!(fake.syncs(), Vec::<String>::new());
+        flush(&host, "dm-0", &once, Duration::from_secs(1)).unwrap();
+        assert_eq!(fake.syncs(), ["dm-1", "dm-0"]);
+        assert_eq!(fake.flushes(), ["sdb", "dm-1", "dm-0"]);
+    }
+
+    #[test]
+    fn set_offline_checked_leaves_another_volumes_disk_running() {
+        let (fake, planned, w) = name_reused(W2);
+        let host = fake.host();
+        let before = fake.attr_writes().len();
+        let e = set_offline_checked(&host, &planned, Some(&w), Duration::from_secs(1)).unwrap_err();
+        assert!(e.contains("another device took the name"), "{e}");
+        assert_eq!(fake.attr_writes().len(), before, "{:?}", fake.attr_writes());
+        assert_eq!(
+            ScsiDisk::current_state(&host, "sdb").unwrap().as_deref(),
+            Some("running")
+        );
+    }
 }

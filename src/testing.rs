@@ -82,6 +82,8 @@ struct World {
     scripts: Vec<Script>,
     calls: Vec<Vec<String>>,
     flushes: Vec<String>,
+    /// Devices flushed with a cache flush too (`flush_and_sync`), in order.
+    syncs: Vec<String>,
     flush_failures: Failures,
     stuck_deletes: Vec<String>,
     /// device-mapper requests made: (map name, "remove" or "message TEXT")
@@ -583,6 +585,11 @@ impl FakeHost {
         }
         self
     }
+
+    /// The devices flushed with a cache flush too (device-mapper maps), in order.
+    pub fn syncs(&self) -> Vec<String> {
+        lock(&self.world).syncs.clone()
+    }
 }
 
 fn add_session(root: &Path, w: &mut World, id: u32, portal: &str, iqn: &str) {
@@ -902,6 +909,22 @@ fn dm_by_name(root: &Path, name: &str) -> Option<String> {
         })
 }
 
+/// The device (`dm-N`) and name of the map whose uuid is `uuid`.
+fn dm_by_uuid(root: &Path, uuid: &str) -> Option<(String, String)> {
+    let sys = root.join("sys/block");
+    let dev = fs::read_dir(&sys)
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|d| {
+            d.starts_with("dm-")
+                && fs::read_to_string(sys.join(format!("{d}/dm/uuid")))
+                    .is_ok_and(|u| u.trim() == uuid)
+        })?;
+    let name = fs::read_to_string(sys.join(format!("{dev}/dm/name"))).ok()?;
+    Some((dev, name.trim().to_string()))
+}
+
 struct FakeRunner {
     root: PathBuf,
     world: Arc<Mutex<World>>,
@@ -1206,10 +1229,14 @@ impl Kernel for FakeKernel {
     fn dm(
         &self,
         _control: &Path,
-        name: &str,
+        uuid: &str,
         request: DmRequest<'_>,
         _timeout: Duration,
     ) -> Result<(), KernelError> {
+        // Requests are addressed by uuid, as the kernel takes them; they are recorded, and
+        // failures scripted, by the map's name.
+        let found = dm_by_uuid(&self.root, uuid);
+        let name = found.as_ref().map_or(uuid, |(_, n)| n.as_str());
         let mut w = lock(&self.world);
         w.dm_calls.push((
             name.to_string(),
@@ -1225,7 +1252,7 @@ impl Kernel for FakeKernel {
         if let Some(e) = next_failure(&mut w.dm_failures, name) {
             return Err(e);
         }
-        let Some(dev) = dm_by_name(&self.root, name) else {
+        let Some((dev, _)) = found else {
             return Err(KernelError::from_errno(libc::ENXIO));
         };
         if let DmRequest::Remove = request {
@@ -1262,6 +1289,16 @@ impl Kernel for FakeKernel {
                 "No such file or directory (os error 2)".into(),
             ));
         }
+        Ok(())
+    }
+
+    fn flush_and_sync(&self, dev: &Path, timeout: Duration) -> Result<(), KernelError> {
+        let name = dev
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.flush_buffers(dev, timeout)?;
+        lock(&self.world).syncs.push(name);
         Ok(())
     }
 

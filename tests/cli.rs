@@ -9,7 +9,8 @@ use brick::testing::FakeHost;
 const IQN: &str = "iqn.2003-01.org.linux-iscsi.lab:tgt1";
 const WWID1: &str = "naa.6001405deadbeef00010000000000000";
 
-/// Runs `brick` with the fake host's roots and a PATH whose `iscsiadm` prints `sessions`.
+/// Runs `brick` with the fake host's roots and programs (BRICK_PROGRAMS, honoured by test builds
+/// only), whose `iscsiadm` prints `sessions`.
 fn brick(fake: &FakeHost, sessions: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let bin = fake.root().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -22,14 +23,9 @@ fn brick(fake: &FakeHost, sessions: &str, args: &[&str], stdin: Option<&str>) ->
     )
     .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_brick"));
     cmd.args(args)
-        .env("PATH", path)
+        .env("BRICK_PROGRAMS", &bin)
         .env("BRICK_SYSFS", fake.root().join("sys"))
         .env("BRICK_DEV", fake.root().join("dev"))
         .env("BRICK_ISCSI_CONF", fake.root().join("etc/iscsi"))
@@ -161,4 +157,99 @@ fn ignore_errors_requires_force() {
     let out = brick(&f, "", &["disconnect", "-", "--ignore-errors"], Some("{}"));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+}
+
+#[test]
+fn programs_are_not_looked_up_in_path() {
+    // The caller's PATH offers an iscsiadm; brick runs programs from its own folders only (here
+    // the fake host's, which has none), so the logout of the volume's session runs nothing.
+    let f = FakeHost::new();
+    f.session(1, "127.0.0.1:3260", IQN);
+    let evil = f.root().join("evil");
+    std::fs::create_dir_all(&evil).unwrap();
+    let log = f.root().join("evil.log");
+    let script = evil.join("iscsiadm");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(f.root().join("nobin")).unwrap();
+    let props =
+        format!(r#"{{"target_portal":"127.0.0.1:3260","target_iqn":"{IQN}","target_lun":1}}"#);
+    let out = Command::new(env!("CARGO_BIN_EXE_brick"))
+        .args(["disconnect", "-"])
+        .env("PATH", format!("{}:/usr/bin:/bin", evil.display()))
+        .env("BRICK_PROGRAMS", f.root().join("nobin"))
+        .env("BRICK_SYSFS", f.root().join("sys"))
+        .env("BRICK_DEV", f.root().join("dev"))
+        .env("BRICK_ISCSI_CONF", f.root().join("etc/iscsi"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            let _ = c.stdin.take().unwrap().write_all(props.as_bytes());
+            c.wait_with_output()
+        })
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.exists(), "the iscsiadm found in PATH ran: {err}");
+    assert!(err.contains("iscsiadm is not installed in"), "{err}");
+}
+
+/// The write end of a pipe whose read end is closed already: every write to it fails (EPIPE,
+/// and SIGPIPE unless ignored).
+fn closed_pipe() -> Stdio {
+    let (read, write) = nix::unistd::pipe().unwrap();
+    drop(read);
+    Stdio::from(write)
+}
+
+#[test]
+fn a_closed_standard_error_does_not_kill_brick() {
+    // The caller closed brick's standard error (a log pipe whose reader died): brick must go on
+    // logging into the void and end with its own exit status, not be killed by SIGPIPE (nor
+    // panic in an eprintln!) at its first log line.
+    let f = FakeHost::new();
+    let props = f.root().join("vol.json");
+    std::fs::write(
+        &props,
+        format!(r#"{{"target_portal":"127.0.0.1:3260","target_iqn":"{IQN}","target_lun":1}}"#),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_brick"))
+        .args(["-v", "disconnect"])
+        .arg(&props)
+        .env("BRICK_SYSFS", f.root().join("sys"))
+        .env("BRICK_DEV", f.root().join("dev"))
+        .env("BRICK_ISCSI_CONF", f.root().join("etc/iscsi"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(closed_pipe())
+        .spawn()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", out.status);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("volume "));
+}
+
+#[test]
+fn a_closed_standard_output_ends_brick_quietly_with_141() {
+    let f = FakeHost::new();
+    let child = Command::new(env!("CARGO_BIN_EXE_brick"))
+        .args(["inspect"])
+        .env("BRICK_SYSFS", f.root().join("sys"))
+        .env("BRICK_DEV", f.root().join("dev"))
+        .env("BRICK_ISCSI_CONF", f.root().join("etc/iscsi"))
+        .stdin(Stdio::null())
+        .stdout(closed_pipe())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141), "{:?}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }

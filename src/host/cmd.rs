@@ -4,6 +4,7 @@
 use std::fmt;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -149,16 +150,69 @@ pub trait Runner: Send + Sync {
     fn run(&self, cmd: &Cmd) -> Result<Output, CmdError>;
 }
 
+/// Where [`SystemRunner`] looks for a program given by name (`iscsiadm`), in order. `PATH` is
+/// not used: brick runs as root, and the environment of its caller must not choose the program
+/// that gets the CHAP secrets or logs out of sessions.
+pub const PROGRAM_DIRS: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
+
 /// Runs programs on this machine, each in its own process group so that a deadline kills the
-/// program and everything it started.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemRunner;
+/// program and everything it started. A program named without a `/` is run from the first of
+/// the search folders that has it ([`PROGRAM_DIRS`] by default), never looked up in `PATH`.
+#[derive(Debug, Clone)]
+pub struct SystemRunner {
+    search: Vec<PathBuf>,
+}
+
+impl Default for SystemRunner {
+    fn default() -> Self {
+        SystemRunner::searching(PROGRAM_DIRS.iter().map(PathBuf::from))
+    }
+}
+
+impl SystemRunner {
+    /// A runner that looks for programs in `dirs` (absolute folders), in order.
+    pub fn searching(dirs: impl IntoIterator<Item = PathBuf>) -> SystemRunner {
+        SystemRunner {
+            search: dirs.into_iter().collect(),
+        }
+    }
+
+    /// The file `program` runs: itself when it holds a `/`, else the first executable of that
+    /// name in the search folders.
+    pub fn program_path(&self, program: &str) -> Option<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        if program.contains('/') {
+            return Some(PathBuf::from(program));
+        }
+        if program.is_empty() {
+            return None;
+        }
+        self.search.iter().map(|d| d.join(program)).find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    }
+}
 
 impl Runner for SystemRunner {
     fn run(&self, cmd: &Cmd) -> Result<Output, CmdError> {
         let started = Instant::now();
         let shown = cmd.to_string();
-        let mut child = Command::new(&cmd.argv[0])
+        let program = self
+            .program_path(&cmd.argv[0])
+            .ok_or_else(|| CmdError::Spawn {
+                cmd: shown.clone(),
+                reason: format!(
+                    "{} is not installed in {}",
+                    cmd.argv[0],
+                    self.search
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?;
+        let mut child = Command::new(&program)
+            .arg0(&cmd.argv[0])
             .args(&cmd.argv[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -173,22 +227,13 @@ impl Runner for SystemRunner {
         let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
 
         // Drain both pipes at once: a child that fills one while we read the other would block.
-        let drain = |pipe: Option<Box<dyn Read + Send>>| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                if let Some(mut p) = pipe {
-                    let _ = p.read_to_end(&mut buf);
-                }
-                String::from_utf8_lossy(&buf).into_owned()
-            })
-        };
-        let out = drain(
+        let out = Drain::start(
             child
                 .stdout
                 .take()
                 .map(|p| Box::new(p) as Box<dyn Read + Send>),
         );
-        let err = drain(
+        let err = Drain::start(
             child
                 .stderr
                 .take()
@@ -215,15 +260,65 @@ impl Runner for SystemRunner {
                 });
             }
         };
-        // A grandchild that outlives the program could hold the pipes open: kill the group.
+        // A grandchild that outlives the program could hold the pipes open: kill the group. One
+        // that left the group (setsid, a daemon) is not killed: its output is not waited for past
+        // the deadline (or a short grace when the program ended right at it).
         let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        let until = (started + cmd.timeout).max(Instant::now() + OUTPUT_GRACE);
         let output = Output {
             code: status.code(),
-            stdout: cmd.mask(&out.join().unwrap_or_default()),
-            stderr: cmd.mask(&err.join().unwrap_or_default()),
+            stdout: cmd.mask(&out.finish(until)),
+            stderr: cmd.mask(&err.finish(until)),
         };
         tracing::debug!(cmd = %shown, code = ?output.code, elapsed = ?started.elapsed(), "ran");
         Ok(output)
+    }
+}
+
+/// How long the output of a program that ended is still read, at least, when something it
+/// started holds its pipes open.
+const OUTPUT_GRACE: Duration = Duration::from_millis(200);
+
+/// One of a child's output pipes, read to its end on a thread of its own into a buffer that can
+/// be taken at any time.
+struct Drain {
+    text: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    done: mpsc::Receiver<()>,
+}
+
+impl Drain {
+    fn start(pipe: Option<Box<dyn Read + Send>>) -> Drain {
+        let text = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, done) = mpsc::channel();
+        let buf = text.clone();
+        std::thread::spawn(move || {
+            if let Some(mut p) = pipe {
+                let mut chunk = [0u8; 8192];
+                loop {
+                    match p.read(&mut chunk) {
+                        Ok(0) => break,
+                        Ok(n) => buf
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .extend_from_slice(&chunk[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+            let _ = tx.send(());
+        });
+        Drain { text, done }
+    }
+
+    /// What was read by the pipe's end, or by `until` when the pipe is still open then (the
+    /// reading thread is left to end with the pipe).
+    fn finish(self, until: Instant) -> String {
+        let _ = self
+            .done
+            .recv_timeout(until.saturating_duration_since(Instant::now()));
+        let bytes = self.text.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 }
 
@@ -246,7 +341,7 @@ mod tests {
 
     #[test]
     fn runs_argv_without_a_shell_and_captures_output() {
-        let out = SystemRunner
+        let out = SystemRunner::default()
             .run(&Cmd::new("echo").arg("a;b $HOME"))
             .unwrap();
         assert_eq!(out.code, Some(0));
@@ -255,7 +350,7 @@ mod tests {
 
     #[test]
     fn nonzero_exit_is_output_not_error() {
-        let out = SystemRunner
+        let out = SystemRunner::default()
             .run(&Cmd::new("sh").args(["-c", "echo oops >&2; exit 21"]))
             .unwrap();
         assert_eq!(out.code, Some(21));
@@ -263,8 +358,31 @@ mod tests {
     }
 
     #[test]
+    fn programs_are_found_in_the_search_folders_not_in_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let prog = dir.path().join("brick-test-prog");
+        std::fs::write(&prog, "#!/bin/sh\necho from-search-dir\n").unwrap();
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let runner = SystemRunner::searching([dir.path().to_path_buf()]);
+        let out = runner.run(&Cmd::new("brick-test-prog")).unwrap();
+        assert_eq!(out.stdout, "from-search-dir\n");
+        // Not in the default folders: not found, whatever PATH holds.
+        let e = SystemRunner::default()
+            .run(&Cmd::new("brick-test-prog"))
+            .unwrap_err();
+        assert!(e.to_string().contains("not installed in /usr/sbin"), "{e}");
+        assert_eq!(
+            SystemRunner::default()
+                .program_path("sh")
+                .map(|p| p.is_absolute()),
+            Some(true)
+        );
+    }
+
+    #[test]
     fn missing_program_is_a_spawn_error() {
-        let e = SystemRunner
+        let e = SystemRunner::default()
             .run(&Cmd::new("/nonexistent/brick-test-program"))
             .unwrap_err();
         assert!(matches!(e, CmdError::Spawn { .. }), "{e:?}");
@@ -279,7 +397,7 @@ mod tests {
             .args(["-c", &script])
             .timeout(Duration::from_millis(300));
         let t = Instant::now();
-        let e = SystemRunner.run(&cmd).unwrap_err();
+        let e = SystemRunner::default().run(&cmd).unwrap_err();
         assert!(matches!(e, CmdError::TimedOut { .. }), "{e:?}");
         assert!(
             t.elapsed() < Duration::from_secs(5),
@@ -311,17 +429,45 @@ mod tests {
     }
 
     #[test]
+    fn a_grandchild_holding_the_output_pipe_does_not_hold_brick_past_the_deadline() {
+        // The background sleep leaves the process group (setsid) and keeps the program's stdout
+        // open: killing the group does not close the pipe.
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("escaped.pid");
+        let script = format!("setsid sleep 30 & echo $! > {}; echo hi", pidfile.display());
+        let cmd = Cmd::new("sh")
+            .args(["-c", &script])
+            .timeout(Duration::from_millis(1500));
+        let t = Instant::now();
+        let out = SystemRunner::default().run(&cmd);
+        let took = t.elapsed();
+        if let Some(pid) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let out = out.unwrap();
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+        assert_eq!(out.code, Some(0));
+        assert_eq!(out.stdout, "hi\n");
+    }
+
+    #[test]
     fn secrets_are_masked_in_captured_output_and_timeout_errors() {
         let cmd = Cmd::new("sh")
             .args(["-c", "echo \"$0\" >&2; sleep 5"])
             .secret_arg("hunter2")
             .timeout(Duration::from_millis(200));
-        let e = SystemRunner.run(&cmd).unwrap_err();
+        let e = SystemRunner::default().run(&cmd).unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
         let cmd = Cmd::new("sh")
             .args(["-c", "echo \"pw=$0\" >&2; exit 3"])
             .secret_arg("hunter2");
-        let out = SystemRunner.run(&cmd).unwrap();
+        let out = SystemRunner::default().run(&cmd).unwrap();
         assert_eq!(out.stderr.trim(), "pw=***");
     }
 }

@@ -51,13 +51,15 @@ impl KernelError {
     }
 }
 
-/// A device-mapper request on one device, named by its map name.
+/// A device-mapper request on one device, addressed by its uuid (`mpath-WWID` for a multipath
+/// map): a name can be given to another map the moment the first one goes, a uuid names one
+/// device for its whole life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DmRequest<'a> {
     /// Removes the device (`DM_DEV_REMOVE`); fails with EBUSY while it is open or held.
     Remove,
     /// Sends a message to the device's target at sector 0 (`DM_TARGET_MSG`), as `dmsetup
-    /// message NAME 0 MSG` does: `fail_if_no_path` for multipath.
+    /// message -u UUID 0 MSG` does: `fail_if_no_path` for multipath.
     Message(&'a str),
 }
 
@@ -72,15 +74,24 @@ pub trait Kernel: Send + Sync {
     /// holds no data of ours; BLKFLSBUF alone ignores write errors (Linux 6.1).
     fn flush_buffers(&self, dev: &Path, timeout: Duration) -> Result<(), KernelError>;
 
+    /// As [`Kernel::flush_buffers`], and between the write-back and BLKFLSBUF, `fsync`, which
+    /// also sends a cache flush to the device: data the device holds in a volatile write-back
+    /// cache reaches stable storage. For device-mapper maps, where dm sends the flush down a path
+    /// that works (a path that is down would block it). A kernel with no such cache (a fake) may
+    /// leave the default, the plain flush.
+    fn flush_and_sync(&self, dev: &Path, timeout: Duration) -> Result<(), KernelError> {
+        self.flush_buffers(dev, timeout)
+    }
+
     /// Writes `value` to the sysfs attribute at `path`.
     fn write_attr(&self, path: &Path, value: &str, timeout: Duration) -> Result<(), KernelError>;
 
-    /// Sends `request` for the device-mapper device `name` through the control device at
-    /// `control` (`/dev/mapper/control`).
+    /// Sends `request` for the device-mapper device whose uuid is `uuid` through the control
+    /// device at `control` (`/dev/mapper/control`).
     fn dm(
         &self,
         control: &Path,
-        name: &str,
+        uuid: &str,
         request: DmRequest<'_>,
         timeout: Duration,
     ) -> Result<(), KernelError>;
@@ -92,6 +103,7 @@ pub struct RealKernel;
 
 enum Op<'a> {
     Flush,
+    FlushAndSync,
     Write(&'a [u8]),
     /// An ioctl on the device-mapper control device with this request number and buffer (a
     /// `struct dm_ioctl` and its payload).
@@ -104,6 +116,10 @@ impl Kernel for RealKernel {
         in_child(dev, Op::Flush, timeout)
     }
 
+    fn flush_and_sync(&self, dev: &Path, timeout: Duration) -> Result<(), KernelError> {
+        in_child(dev, Op::FlushAndSync, timeout)
+    }
+
     fn write_attr(&self, path: &Path, value: &str, timeout: Duration) -> Result<(), KernelError> {
         in_child(path, Op::Write(value.as_bytes()), timeout)
     }
@@ -111,11 +127,11 @@ impl Kernel for RealKernel {
     fn dm(
         &self,
         control: &Path,
-        name: &str,
+        uuid: &str,
         request: DmRequest<'_>,
         timeout: Duration,
     ) -> Result<(), KernelError> {
-        let (nr, mut buf) = dm_ioctl::request(name, request)?;
+        let (nr, mut buf) = dm_ioctl::request(uuid, request)?;
         in_child(control, Op::Dm(nr, buf.as_mut_ptr().cast()), timeout)
     }
 }
@@ -123,11 +139,21 @@ impl Kernel for RealKernel {
 fn in_child(path: &Path, op: Op<'_>, timeout: Duration) -> Result<(), KernelError> {
     let cpath = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| KernelError::Os("path holds a NUL byte".into()))?;
+    // Read before the fork: the child closes every descriptor up to it if close_range is missing.
+    // SAFETY: sysconf has no preconditions.
+    let max_fd = match unsafe { libc::sysconf(libc::_SC_OPEN_MAX) } {
+        n if n > 0 => n.min(1 << 20) as libc::c_int,
+        _ => 1 << 16,
+    };
     // SAFETY: the child only makes async-signal-safe system calls on memory prepared before the
     // fork (the path and the value), then leaves with _exit; it never returns into Rust code.
     let child = match unsafe { fork() } {
         Ok(ForkResult::Child) => {
-            let code = unsafe { child_op(&cpath, &op) };
+            // SAFETY: only system calls, then _exit (see above).
+            let code = unsafe {
+                close_inherited(max_fd);
+                child_op(&cpath, &op)
+            };
             unsafe { libc::_exit(code) }
         }
         Ok(ForkResult::Parent { child }) => child,
@@ -162,13 +188,36 @@ fn abandon(child: Pid) {
     });
 }
 
+/// Closes, in the forked child, every descriptor it inherited above standard error. A fork
+/// copies them all, whatever their close-on-exec flag (there is no exec): another thread's open
+/// lock file (whose flock the child would then hold for as long as it is stuck in the kernel,
+/// after brick is gone, and every later `Host::lock` would wait for it) and the write end of a
+/// running command's output pipe (whose reader would then wait for the stuck child).
+/// `close_range` (Linux 5.9) in one call; before it, one `close` per possible descriptor.
+unsafe fn close_inherited(max_fd: libc::c_int) {
+    // SAFETY (whole body): raw system calls on plain integers; async-signal-safe.
+    unsafe {
+        let rc = libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            0,
+        );
+        if rc != 0 {
+            for fd in 3..max_fd {
+                libc::close(fd);
+            }
+        }
+    }
+}
+
 /// Runs in the forked child. Returns 0 or the errno of the first failing call.
 unsafe fn child_op(path: &CString, op: &Op<'_>) -> i32 {
     // SAFETY (whole body): raw system calls on valid pointers; no allocation, no locks.
     unsafe {
         let errno = || *libc::__errno_location();
         let flags = match op {
-            Op::Flush => libc::O_RDONLY,
+            Op::Flush | Op::FlushAndSync => libc::O_RDONLY,
             Op::Write(_) => libc::O_WRONLY,
             Op::Dm(..) => libc::O_RDWR,
         } | libc::O_CLOEXEC;
@@ -177,11 +226,12 @@ unsafe fn child_op(path: &CString, op: &Op<'_>) -> i32 {
             return errno();
         }
         let rc = match op {
-            Op::Flush => {
+            Op::Flush | Op::FlushAndSync => {
                 let all = libc::SYNC_FILE_RANGE_WAIT_BEFORE
                     | libc::SYNC_FILE_RANGE_WRITE
                     | libc::SYNC_FILE_RANGE_WAIT_AFTER;
                 let failed = libc::sync_file_range(fd, 0, 0, all) != 0
+                    || (matches!(op, Op::FlushAndSync) && libc::fsync(fd) != 0)
                     || libc::ioctl(fd, BLKFLSBUF as _) != 0;
                 if failed {
                     errno()
@@ -221,8 +271,10 @@ mod dm_ioctl {
 
     /// `sizeof(struct dm_ioctl)`.
     const HEADER: usize = 312;
-    /// `DM_NAME_LEN`.
-    const NAME_LEN: usize = 128;
+    /// Where `name[DM_NAME_LEN]` (128) ends and `uuid[DM_UUID_LEN]` starts in the header.
+    const UUID_AT: usize = 48 + 128;
+    /// `DM_UUID_LEN`.
+    const UUID_LEN: usize = 129;
     const DM_DEV_REMOVE_CMD: libc::c_ulong = 4;
     const DM_TARGET_MSG_CMD: libc::c_ulong = 14;
 
@@ -232,14 +284,15 @@ mod dm_ioctl {
         (READ_WRITE << 30) | ((HEADER as libc::c_ulong) << 16) | (0xfd << 8) | cmd
     }
 
-    /// The request number and buffer for `request` on the map `name`.
+    /// The request number and buffer for `request` on the map whose uuid is `uuid`. The name
+    /// stays empty: the kernel looks a device up by its uuid only when no name is given.
     pub(super) fn request(
-        name: &str,
+        uuid: &str,
         request: DmRequest<'_>,
     ) -> Result<(libc::c_ulong, Vec<u8>), KernelError> {
-        if name.is_empty() || name.len() >= NAME_LEN || name.contains('\0') {
+        if uuid.is_empty() || uuid.len() >= UUID_LEN || uuid.contains('\0') {
             return Err(KernelError::Os(format!(
-                "{name:?} is not a device-mapper name"
+                "{uuid:?} is not a device-mapper uuid"
             )));
         }
         let (cmd, payload) = match request {
@@ -265,7 +318,7 @@ mod dm_ioctl {
         let total = buf.len() as u32;
         put(&mut buf, 12, total); // data_size
         put(&mut buf, 16, HEADER as u32); // data_start
-        buf[48..48 + name.len()].copy_from_slice(name.as_bytes()); // name
+        buf[UUID_AT..UUID_AT + uuid.len()].copy_from_slice(uuid.as_bytes()); // uuid
         buf[HEADER..HEADER + payload.len()].copy_from_slice(&payload);
         Ok((iowr(cmd), buf))
     }
@@ -283,23 +336,37 @@ mod dm_ioctl {
 
         #[test]
         fn message_buffer_layout() {
-            let (nr, buf) = request("36001405abc", DmRequest::Message("fail_if_no_path")).unwrap();
+            let (nr, buf) =
+                request("mpath-36001405abc", DmRequest::Message("fail_if_no_path")).unwrap();
             assert_eq!(nr, 0xc138_fd0e);
             assert_eq!(buf.len() % 8, 0);
             assert_eq!(&buf[0..4], &4u32.to_ne_bytes());
             assert_eq!(&buf[12..16], &(buf.len() as u32).to_ne_bytes());
             assert_eq!(&buf[16..20], &312u32.to_ne_bytes());
-            assert_eq!(&buf[48..59], b"36001405abc");
-            assert_eq!(buf[59], 0);
+            // name[128] at 48 stays empty: the kernel then looks the device up by uuid.
+            assert_eq!(&buf[48..176], &[0; 128]);
+            // uuid[129] at 176, NUL-terminated.
+            assert_eq!(&buf[176..193], b"mpath-36001405abc");
+            assert_eq!(&buf[193..305], &[0; 112]);
             assert_eq!(&buf[312..320], &[0; 8]);
             assert_eq!(&buf[320..335], b"fail_if_no_path");
             assert_eq!(buf[335], 0);
         }
 
         #[test]
-        fn names_the_kernel_would_refuse_are_refused_here() {
+        fn remove_addresses_the_map_by_uuid_only() {
+            let (nr, buf) = request("part1-mpath-36001405abc", DmRequest::Remove).unwrap();
+            assert_eq!(nr, 0xc138_fd04);
+            assert_eq!(&buf[48..176], &[0; 128]);
+            assert_eq!(&buf[176..199], b"part1-mpath-36001405abc");
+            assert_eq!(buf[199], 0);
+        }
+
+        #[test]
+        fn uuids_the_kernel_would_refuse_are_refused_here() {
             assert!(request("", DmRequest::Remove).is_err());
-            assert!(request(&"x".repeat(128), DmRequest::Remove).is_err());
+            assert!(request(&"x".repeat(129), DmRequest::Remove).is_err());
+            assert!(request(&"x".repeat(128), DmRequest::Remove).is_ok());
             assert!(request("a\0b", DmRequest::Remove).is_err());
         }
     }
@@ -341,6 +408,44 @@ mod tests {
             .flush_buffers(&f, Duration::from_secs(5))
             .unwrap_err();
         assert_eq!(e, KernelError::from_errno(libc::ENOTTY));
+    }
+
+    #[test]
+    fn a_child_stuck_in_the_kernel_holds_no_lock_of_the_parent() {
+        // A lock file held (flock) by another thread while a kernel operation forks, then closed
+        // without an unlock, as when brick exits, while the child is still blocked: another
+        // process must be able to take the lock at once.
+        use std::os::unix::io::IntoRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let lockfile = dir.path().join("iscsi-node-db.lock");
+        let fd = std::fs::File::create(&lockfile).unwrap().into_raw_fd();
+        // SAFETY: flock and close on a descriptor this test owns.
+        assert_eq!(unsafe { libc::flock(fd, libc::LOCK_EX) }, 0);
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let f = fifo.clone();
+        let op =
+            std::thread::spawn(move || RealKernel.write_attr(&f, "1", Duration::from_secs(10)));
+        // Let the child fork and block in its open of the FIFO.
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::close(fd) }, 0);
+        let taken = std::process::Command::new("flock")
+            .args(["--nonblock", "--exclusive"])
+            .arg(&lockfile)
+            .arg("true")
+            .status()
+            .expect("flock(1) runs");
+        // Unblock the child: open the FIFO for reading.
+        let mut reader = std::fs::File::open(&fifo).unwrap();
+        let mut got = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut got).unwrap();
+        op.join().unwrap().unwrap();
+        assert_eq!(got, "1");
+        assert!(
+            taken.success(),
+            "the lock was still held (by the child): {taken}"
+        );
     }
 
     #[test]

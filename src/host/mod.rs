@@ -14,6 +14,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use cmd::{Cmd, CmdError, Output, Runner, SystemRunner};
@@ -22,6 +23,11 @@ pub use multipathd::{Multipathd, SocketMultipathd};
 pub use sendtargets::{SendTargets, TcpSendTargets};
 
 use crate::error::Error;
+
+/// How long [`Host::lock`] waits by default: longer than any one operation of brick holds a
+/// lock when its host is healthy (a login, a disconnect), short enough that a lock kept by a
+/// stuck process is reported rather than waited on for ever.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The machine: filesystem roots and the means to act on it.
 #[derive(Clone)]
@@ -32,6 +38,7 @@ pub struct Host {
     multipath_dir: PathBuf,
     udev_data: PathBuf,
     run_dir: PathBuf,
+    lock_timeout: Duration,
     proc: PathBuf,
     runner: Arc<dyn Runner>,
     kernel: Arc<dyn Kernel>,
@@ -70,8 +77,9 @@ impl Host {
             multipath_dir: PathBuf::from("/etc/multipath"),
             udev_data: PathBuf::from("/run/udev/data"),
             run_dir: PathBuf::from("/run/brick"),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
             proc: PathBuf::from("/proc"),
-            runner: Arc::new(SystemRunner),
+            runner: Arc::new(SystemRunner::default()),
             kernel: Arc::new(RealKernel),
             multipathd: Arc::new(SocketMultipathd::default()),
             send_targets: Arc::new(TcpSendTargets),
@@ -122,17 +130,24 @@ impl Host {
         self.proc.join(rel)
     }
 
+    /// Sets how long [`Host::lock`] and [`Host::lock_shared`] wait for a lock (default
+    /// [`DEFAULT_LOCK_TIMEOUT`]).
+    pub fn lock_timeout(mut self, t: Duration) -> Host {
+        self.lock_timeout = t;
+        self
+    }
+
     /// Takes the host-wide exclusive lock `name` (a file in the run folder, locked with flock),
-    /// waiting for whoever holds it. It is released when the guard is dropped, or by the kernel
-    /// when the process dies, so a crash never leaves it held.
+    /// waiting for whoever holds it until the lock timeout. It is released when the guard is
+    /// dropped, or by the kernel when the process dies, so a crash never leaves it held.
     pub fn lock(&self, name: &str) -> Result<HostLock, Error> {
-        self.flock(name, nix::fcntl::FlockArg::LockExclusive)
+        self.flock(name, nix::fcntl::FlockArg::LockExclusiveNonblock)
     }
 
     /// Takes the host-wide lock `name` shared: any number of shared holders at once, none while
-    /// an exclusive holder has it.
+    /// an exclusive holder has it. Waits until the lock timeout, as [`Host::lock`].
     pub fn lock_shared(&self, name: &str) -> Result<HostLock, Error> {
-        self.flock(name, nix::fcntl::FlockArg::LockShared)
+        self.flock(name, nix::fcntl::FlockArg::LockSharedNonblock)
     }
 
     fn flock(&self, name: &str, how: nix::fcntl::FlockArg) -> Result<HostLock, Error> {
@@ -148,15 +163,44 @@ impl Host {
             })
             .collect();
         let path = self.run_dir.join(format!("{safe}.lock"));
-        let file = fs::OpenOptions::new()
+        let mut file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        let flock =
-            nix::fcntl::Flock::lock(file, how).map_err(|(_, e)| Error::io(&path, e.into()))?;
-        Ok(HostLock { _flock: flock })
+        // Real time, not the host's clock: the holder is another thread or process working in
+        // real time, and a fake clock advanced by this polling would run out while it works.
+        let deadline = std::time::Instant::now() + self.lock_timeout;
+        let mut pause =
+            crate::retry::Pause::new(Duration::from_millis(2), Duration::from_millis(100));
+        loop {
+            match nix::fcntl::Flock::lock(file, how) {
+                Ok(flock) => return Ok(HostLock { _flock: flock }),
+                Err((f, nix::errno::Errno::EWOULDBLOCK | nix::errno::Errno::EINTR))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    file = f;
+                    std::thread::sleep(pause.take());
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    return Err(Error::io(
+                        &path,
+                        io::Error::new(
+                            io::ErrorKind::WouldBlock,
+                            format!(
+                                "still locked after {:?}: another brick works on the same \
+                                 target or node database, or a process it left stuck in the \
+                                 kernel holds the lock (`fuser -v {}` names it)",
+                                self.lock_timeout,
+                                path.display()
+                            ),
+                        ),
+                    ))
+                }
+                Err((_, e)) => return Err(Error::io(&path, e.into())),
+            }
+        }
     }
 
     /// Replaces the command runner.
@@ -341,6 +385,33 @@ mod tests {
         // Other names do not wait.
         let _a = host.lock("a").unwrap();
         let _b = host.lock("b").unwrap();
+    }
+
+    #[test]
+    fn lock_wait_has_a_deadline_and_names_the_lock_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::with_roots("/sys", "/dev", "/etc/iscsi").run_dir(dir.path());
+        let _held = host.lock("iscsi-node-db").unwrap();
+        // Another thread of this process waits as another process would: flock locks belong to
+        // the open file.
+        let h2 = host.clone().lock_timeout(Duration::from_millis(300));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::time::Instant::now();
+        std::thread::spawn(move || {
+            let _ = tx.send(h2.lock_shared("iscsi-node-db").map(|_| ()));
+        });
+        let e = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the wait ends")
+            .unwrap_err();
+        assert!(
+            t.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            t.elapsed()
+        );
+        let text = e.to_string();
+        assert!(text.contains("iscsi-node-db.lock"), "{text}");
+        assert!(text.contains("still locked after 300ms"), "{text}");
     }
 
     #[test]

@@ -109,6 +109,13 @@ impl Pdu {
     }
 }
 
+/// The most a SendTargets answer may hold, over all its continuations: thousands of targets'
+/// names and addresses. A portal that sends more (or never stops) is refused, not buffered.
+const MAX_ANSWER: usize = 1 << 20;
+
+/// The longest data segment brick takes in one PDU: the MaxRecvDataSegmentLength it announces.
+const MAX_SEGMENT: usize = 262_144;
+
 impl Session {
     fn discover(&mut self, initiator: &Iqn) -> Result<Vec<u8>, String> {
         // Security stage, no authentication: CSG 0 -> NSG 1.
@@ -152,6 +159,14 @@ impl Session {
             bhs[28..32].copy_from_slice(&self.stat_sn.wrapping_add(1).to_be_bytes());
             self.send(bhs, payload)?;
             let rsp = self.expect(OP_TEXT_RSP)?;
+            if text.len() + rsp.data.len() > MAX_ANSWER {
+                return Err(format!(
+                    "{}: the SendTargets answer is larger than {} KiB; brick takes no more \
+                     (a target that lists this much is misconfigured, or not a target)",
+                    self.portal,
+                    MAX_ANSWER >> 10
+                ));
+            }
             text.extend_from_slice(&rsp.data);
             if rsp.flags() & FINAL != 0 && rsp.flags() & CONTINUE == 0 {
                 break;
@@ -244,8 +259,12 @@ impl Session {
         self.stream.read_exact(&mut bhs).map_err(io)?;
         let ahs = bhs[4] as usize * 4;
         let len = u32::from_be_bytes([0, bhs[5], bhs[6], bhs[7]]) as usize;
-        if len > 16 << 20 {
-            return Err(format!("{}: discovery answer too large", self.portal));
+        if len > MAX_SEGMENT {
+            return Err(format!(
+                "{}: a discovery answer of {len} bytes in one PDU, over the {MAX_SEGMENT} brick \
+                 announced (MaxRecvDataSegmentLength)",
+                self.portal
+            ));
         }
         let mut rest = vec![0u8; ahs + len.div_ceil(4) * 4];
         self.arm()?;
@@ -349,7 +368,9 @@ mod tests {
             let mut seen = Vec::new();
             let mut isids = Vec::new();
             let mut stat_sn = 7u32;
-            let mut half = answer.len() / 2;
+            // The answer goes in parts: two halves, or parts of 200 KiB when it is long.
+            let part = (answer.len() / 2).clamp(1, 200 << 10);
+            let mut sent = 0;
             loop {
                 let mut bhs = [0u8; BHS];
                 if c.read_exact(&mut bhs).is_err() {
@@ -377,16 +398,17 @@ mod tests {
                     }
                     OP_TEXT => {
                         rsp[0] = OP_TEXT_RSP;
-                        if half > 0 {
-                            // First part, to be continued.
+                        let end = (sent + part).min(answer.len());
+                        if end < answer.len() {
+                            // A part, to be continued.
                             rsp[1] = CONTINUE;
                             rsp[20..24].copy_from_slice(&0x1234u32.to_be_bytes());
-                            body = answer[..half].to_vec();
-                            half = 0;
+                            body = answer[sent..end].to_vec();
+                            sent = end;
                         } else {
                             rsp[1] = FINAL;
                             rsp[20..24].copy_from_slice(&0xffff_ffffu32.to_be_bytes());
-                            body = answer[answer.len() / 2..].to_vec();
+                            body = answer[sent..].to_vec();
                         }
                     }
                     OP_LOGOUT => rsp[0] = OP_LOGOUT_RSP,
@@ -424,6 +446,21 @@ mod tests {
         assert!(seen.contains("SessionType=Discovery"), "{seen}");
         assert!(seen.contains(&format!("InitiatorName={me}")), "{seen}");
         assert!(seen.contains("SendTargets=All"), "{seen}");
+    }
+
+    #[test]
+    fn an_answer_over_the_bound_is_refused_not_buffered() {
+        // 1.5 MiB of target names, in parts of 200 KiB.
+        let one = format!("TargetName={T1}\0");
+        let answer = one.repeat((3 << 19) / one.len());
+        let (portal, _h) = fake_target(answer.into_bytes(), None);
+        let me: Iqn = "iqn.1993-08.org.debian:01:abc".parse().unwrap();
+        let e = match TcpSendTargets.send_targets(&portal, &me, Duration::from_secs(10)) {
+            Ok(all) => panic!("an answer of {} entries was taken", all.len()),
+            Err(e) => e,
+        };
+        assert!(e.contains("larger than 1024 KiB"), "{e}");
+        assert!(e.contains(&portal.to_string()), "{e}");
     }
 
     #[test]

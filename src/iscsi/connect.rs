@@ -15,8 +15,8 @@ use crate::multipath::{self, DmMap};
 use crate::props::{ConnectionProperties, DeviceInfo, Target};
 use crate::retry::Pause;
 use crate::scsi::{self, ScsiDisk};
-use crate::types::{Iqn, Lun, Portal};
 use crate::tuning::Tuning;
+use crate::types::{Iqn, Lun, Portal};
 
 /// iscsiadm's exit code when the session exists already.
 const ISCSI_ERR_SESS_EXISTS: i32 = 15;
@@ -594,7 +594,7 @@ fn set_discovery_chap(
             ),
         ],
     );
-    std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))
+    node::write_private(host, &file, &text).map_err(|e| e.to_string())
 }
 
 /// Asks the session's SCSI host to scan only `t.lun` (the node record says `scan = manual`, so

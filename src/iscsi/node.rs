@@ -191,51 +191,101 @@ pub fn set_keys(text: &str, keys: &[(&str, &str)]) -> String {
     out
 }
 
-/// Replaces `path` (a file of the node database) atomically with `text`, readable by root only.
-/// The temporary file is written in the configuration folder, outside the database that
-/// iscsiadm walks; beside `path` only when that folder is on another filesystem.
-fn write_private(host: &Host, path: &Path, text: &str) -> Result<()> {
+/// What brick's temporary files in the open-iscsi folders start with.
+const TMP_PREFIX: &str = ".brick-tmp-";
+
+/// How old a temporary file of brick's must be to be a leftover: a write takes milliseconds.
+const STALE_TMP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Replaces `path` (a file of the node or discovery database, which may hold CHAP secrets)
+/// atomically with `text`, readable by root only (0600, whatever mode the old file had). The
+/// temporary file is created new (`O_EXCL`, 0600) in the configuration folder, outside the
+/// database that iscsiadm walks (beside `path` only when that folder is on another filesystem),
+/// and is removed when anything fails. A crash can still leave one: temporary files of brick's
+/// older than a minute are removed before each write.
+pub fn write_private(host: &Host, path: &Path, text: &str) -> Result<()> {
+    remove_stale_temporaries(host);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let unique = format!(
-        ".brick-{}-{:?}-{name}",
+        "{TMP_PREFIX}{}-{}-{name}",
         std::process::id(),
-        std::thread::current().id()
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     )
     .replace(
         |c: char| !(c.is_ascii_alphanumeric() || ".,-_".contains(c)),
         "_",
     );
     let tmp = host.iscsi_conf(&unique);
-    write_file_private(&tmp, text)?;
+    write_new_private(&tmp, text)?;
     match fs::rename(&tmp, path) {
-        Ok(()) => Ok(()),
+        Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
             let _ = fs::remove_file(&tmp);
-            let beside = path.with_file_name(format!(".{name}.brick-tmp"));
-            write_file_private(&beside, text)?;
-            fs::rename(&beside, path).map_err(|e| Error::io(path, e))
+            let beside = path.with_file_name(&unique);
+            write_new_private(&beside, text)?;
+            fs::rename(&beside, path).map_err(|e| {
+                let _ = fs::remove_file(&beside);
+                Error::io(path, e)
+            })?;
         }
         Err(e) => {
             let _ = fs::remove_file(&tmp);
-            Err(Error::io(path, e))
+            return Err(Error::io(path, e));
         }
     }
+    // The rename itself reaches the disk.
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
 }
 
-fn write_file_private(tmp: &Path, text: &str) -> Result<()> {
+/// Writes `text` to the new file `tmp` (0600, `O_EXCL`: never into a file or link that is there
+/// already) and syncs it; removes it when that fails.
+fn write_new_private(tmp: &Path, text: &str) -> Result<()> {
     let mut f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .write(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(tmp)
         .map_err(|e| Error::io(tmp, e))?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| Error::io(tmp, e))?;
-    f.sync_all().map_err(|e| Error::io(tmp, e))
+    let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
+    if let Err(e) = written {
+        drop(f);
+        let _ = fs::remove_file(tmp);
+        return Err(Error::io(tmp, e));
+    }
+    Ok(())
+}
+
+/// Removes brick's temporary files that a crash left in the configuration folder (they may hold
+/// a CHAP secret). Best effort: a file it cannot remove is left for the next time.
+fn remove_stale_temporaries(host: &Host) {
+    let dir = host.iscsi_conf("");
+    let Ok(names) = host.list(&dir) else {
+        return;
+    };
+    for n in names.iter().filter(|n| n.starts_with(TMP_PREFIX)) {
+        let p = dir.join(n);
+        let old = fs::symlink_metadata(&p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_TMP_AGE);
+        if old {
+            match fs::remove_file(&p) {
+                Ok(()) => tracing::info!(file = %p.display(), "removed a leftover temporary file"),
+                Err(e) => tracing::debug!(file = %p.display(), error = %e, "leftover not removed"),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -386,6 +436,52 @@ mod tests {
                 .as_deref(),
             Some("manual")
         );
+    }
+
+    #[test]
+    fn private_writes_are_0600_whatever_the_old_mode_and_clear_leftovers_of_a_crash() {
+        use std::os::unix::fs::PermissionsExt;
+        let f = crate::testing::FakeHost::new();
+        let host = f.host();
+        // A discovery record as iscsiadm left it, world-readable.
+        let dir = host.iscsi_conf("send_targets/127.0.0.1,3260");
+        fs::create_dir_all(&dir).unwrap();
+        let st = dir.join("st_config");
+        fs::write(&st, "discovery.sendtargets.address = 127.0.0.1\n").unwrap();
+        fs::set_permissions(&st, fs::Permissions::from_mode(0o644)).unwrap();
+        // What a crash two minutes ago left, and what another brick is writing right now.
+        let stale = host.iscsi_conf(format!("{TMP_PREFIX}999-0-st_config"));
+        let fresh = host.iscsi_conf(format!("{TMP_PREFIX}998-0-st_config"));
+        for t in [&stale, &fresh] {
+            fs::write(t, "discovery.sendtargets.auth.password = old-secret\n").unwrap();
+        }
+        let two_minutes_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+        fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(two_minutes_ago)
+            .unwrap();
+        let text = set_keys(
+            &fs::read_to_string(&st).unwrap(),
+            &[("discovery.sendtargets.auth.password", "s3cret")],
+        );
+        write_private(&host, &st, &text).unwrap();
+        assert_eq!(fs::read_to_string(&st).unwrap(), text);
+        assert_eq!(
+            fs::metadata(&st).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(!stale.exists(), "a crash's leftover stays");
+        assert!(fresh.exists(), "another write in progress lost its file");
+        let left: Vec<String> = host
+            .list(&host.iscsi_conf(""))
+            .unwrap()
+            .into_iter()
+            .chain(host.list(&dir).unwrap())
+            .filter(|n| n.contains("brick") && !fresh.ends_with(n))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]

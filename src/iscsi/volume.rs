@@ -14,8 +14,8 @@ use crate::multipath::{self, DmMap};
 use crate::props::{ConnectionProperties, DeviceInfo};
 use crate::report::{Thing, Untouched};
 use crate::scsi::{self, ScsiDisk};
-use crate::types::Wwid;
 use crate::tuning::Tuning;
+use crate::types::Wwid;
 
 /// The volume's devices on this host.
 #[derive(Debug, Clone, Default)]

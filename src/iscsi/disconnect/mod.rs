@@ -290,7 +290,9 @@ impl<'a> Disconnect<'a> {
                 continue;
             }
             // A disk the transport has already taken offline refuses this; that is fine.
-            if let Err(e) = scsi::set_offline(host, &d.name, tuning.delete_timeout) {
+            // set_offline_checked reads its address and WWN once more right before the write.
+            let wwn = self.plan.wwn.as_ref();
+            if let Err(e) = scsi::set_offline_checked(host, d, wwn, tuning.delete_timeout) {
                 debug!(device = %d.name, error = %e, "not set offline");
             }
         }

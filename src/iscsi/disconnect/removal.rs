@@ -27,7 +27,7 @@ pub(super) fn stop_queueing(
     m: &DmMap,
     tuning: &Tuning,
 ) -> std::result::Result<(), String> {
-    multipath::disable_queueing(host, &m.name, tuning.command_timeout)
+    multipath::disable_queueing(host, m, tuning.command_timeout)
         .map_err(|e| format!("cannot disable queueing on multipath map {}: {e}", m.name))?;
     let cmd = format!("disablequeueing map {}", m.name);
     match host.multipathd_cmd(&cmd, tuning.command_timeout) {
@@ -61,11 +61,13 @@ pub(super) fn delete_disks(
         }
     }
     let names: Vec<String> = doomed.iter().map(|d| d.name.clone()).collect();
-    let errors: Vec<String> =
-        crate::par::par_map(&names, |n| scsi::delete(host, n, tuning.delete_timeout))
-            .into_iter()
-            .filter_map(Result::err)
-            .collect();
+    // delete_checked reads the disk's address and WWN once more right before the write.
+    let errors: Vec<String> = crate::par::par_map(&doomed, |d| {
+        scsi::delete_checked(host, d, wwn, tuning.delete_timeout)
+    })
+    .into_iter()
+    .filter_map(Result::err)
+    .collect();
     for e in errors {
         report.fail(None, e);
     }
