@@ -82,13 +82,19 @@ pub fn connect_volume(
     // them: it only confirms what a login finds out anyway, and under load it takes longer than
     // both. A path whose portal does not offer the target fails (and is undone, out of the map
     // first) whatever its login said.
+    // The sessions to the volume's targets that exist before any login of this connect.
+    let sessions_before: Vec<(Iqn, Portal)> = topology::list_sessions(host)?
+        .into_iter()
+        .map(|s| (s.iqn, s.portal))
+        .filter(|(i, p)| props.targets.iter().any(|t| t.iqn == *i && t.portal == *p))
+        .collect();
     let (offered, mut attempts, wwid, map, registered, no_map) = std::thread::scope(|s| {
         let span = tracing::Span::current();
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
         let check = (!props.discovered).then(|| {
             s.spawn(move || {
                 tracing::dispatcher::with_default(&dispatch, || {
-                    span.in_scope(|| check_offered(host, props, tuning))
+                    span.in_scope(|| check_offered(host, props, &sessions_before, tuning))
                 })
             })
         });
@@ -522,10 +528,13 @@ fn discover(
 /// discovery lists every portal of a target, so a portal already listed is not asked again.
 /// Discoveries are serialised host-wide: LIO drops a discovery session when the same initiator
 /// opens another one to the same target at the same time (seen in the lab: exit code 11, "iSCSI
-/// PDU timed out"). Portals that already have a session to the target need no discovery.
+/// PDU timed out"). Portals that had a session to the target before this connect began
+/// (`sessions_before`) need no discovery; a session this connect's own login made meanwhile
+/// proves nothing the discovery would.
 fn check_offered(
     host: &Host,
     props: &ConnectionProperties,
+    sessions_before: &[(Iqn, Portal)],
     tuning: &Tuning,
 ) -> Result<Vec<std::result::Result<(), String>>> {
     let mut known: Vec<(Portal, Iqn)> = Vec::new();
@@ -533,9 +542,10 @@ fn check_offered(
     let mut results = Vec::new();
     let mut lock = None;
     for t in &props.targets {
-        if topology::find_session(host, &t.iqn, &t.portal)?.is_some()
-            || known.iter().any(|(p, i)| *p == t.portal && *i == t.iqn)
-        {
+        let had_session = sessions_before
+            .iter()
+            .any(|(i, p)| *i == t.iqn && *p == t.portal);
+        if had_session || known.iter().any(|(p, i)| *p == t.portal && *i == t.iqn) {
             results.push(Ok(()));
             continue;
         }
