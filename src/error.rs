@@ -6,6 +6,7 @@ use crate::host::CmdError;
 
 /// Everything that can go wrong in brick.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The connection properties or device_info are malformed; nothing on the host was touched.
     #[error("invalid {field}: {reason}")]
@@ -45,6 +46,12 @@ pub enum Error {
     #[error("{volume} not touched: {detail}")]
     NotTheVolume { volume: String, detail: String },
 
+    /// Something brick needs on this host is missing or not running (multipathd for a multipath
+    /// connect, a program such as iscsiadm); found before anything on the host was changed, or
+    /// when a program could not be started.
+    #[error("{what}")]
+    Prerequisite { what: String },
+
     /// A disconnect stopped or finished with failures; the report says what was done and what is
     /// left on the host.
     #[error("{message}")]
@@ -54,7 +61,69 @@ pub enum Error {
     },
 }
 
+/// What kind of failure an error is, for a script: the command line gives each its own exit
+/// status, and `--json` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Bad input (connection properties, device_info, arguments): nothing on the host was
+    /// changed. Exit status 2.
+    InvalidInput,
+    /// Refused to protect data or another volume's devices: nothing of the volume was removed
+    /// (or only paths that could not answer, whose I/O went to a live path), and the kernel
+    /// still holds its data. Exit status 3.
+    Refused,
+    /// Went as far as it could, and something is left on the host: the report names it. Exit
+    /// status 4.
+    Incomplete,
+    /// A prerequisite is missing (multipathd not running, a program not installed). Exit
+    /// status 5.
+    Prerequisite,
+    /// Anything else: a connect that attached nothing (and undid what it made), a command or
+    /// file that failed. Exit status 1.
+    Failed,
+}
+
+impl ErrorKind {
+    /// The exit status of `brick` for this kind of error.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::Failed => 1,
+            ErrorKind::InvalidInput => 2,
+            ErrorKind::Refused => 3,
+            ErrorKind::Incomplete => 4,
+            ErrorKind::Prerequisite => 5,
+        }
+    }
+}
+
 impl Error {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        use crate::report::Outcome;
+        match self {
+            Error::InvalidInput { .. } => ErrorKind::InvalidInput,
+            Error::NotTheVolume { .. } => ErrorKind::Refused,
+            Error::Disconnect { report, .. } => match report.outcome {
+                Outcome::Refused | Outcome::Stopped => ErrorKind::Refused,
+                _ => ErrorKind::Incomplete,
+            },
+            Error::Prerequisite { .. } | Error::Command(CmdError::Spawn { .. }) => {
+                ErrorKind::Prerequisite
+            }
+            _ => ErrorKind::Failed,
+        }
+    }
+
+    /// The input field at fault, for bad input.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::InvalidInput { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
     /// An I/O error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Error {
         Error::Io {

@@ -21,7 +21,7 @@ pub mod testing;
 pub mod tuning;
 pub mod types;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use iscsi::{
     connect_volume, disconnect_plan, disconnect_volume, ConnectOptions, Connected,
     DisconnectOptions,

@@ -19,6 +19,10 @@ struct Cli {
     /// Show debug logs (each command run, with secrets masked, and its duration).
     #[arg(short, long, global = true)]
     verbose: bool,
+    /// Print the result as JSON, errors too (`{"error": {"kind", "field", "message", ...}}` on
+    /// standard output).
+    #[arg(long, global = true)]
+    json: bool,
     /// Test builds only (debug assertions on, as `cargo test` builds it): the roots of a fake
     /// host, and where programs are looked for. A release build has none of these: the
     /// environment of the root process that runs brick cannot redirect what it writes or runs.
@@ -139,20 +143,13 @@ enum Command {
         /// With --force: exit 0 even when something failed (failures are still reported).
         #[arg(long, requires = "force")]
         ignore_errors: bool,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
         /// Change nothing: print what the disconnect would do now (from the code it runs), what
         /// would stop it, and what --force would do.
         #[arg(long)]
         dry_run: bool,
     },
     /// Show every iSCSI session with its devices, LUNs, WWNs, states and multipath maps.
-    Inspect {
-        /// Print JSON instead of a tree.
-        #[arg(long)]
-        json: bool,
-    },
+    Inspect,
 }
 
 fn main() -> ExitCode {
@@ -183,17 +180,42 @@ fn main() -> ExitCode {
 
     let host = host_of(&cli);
     let mut out = String::new();
-    let result = run(&host, cli.command, &mut out);
-    finish(&out, result)
+    let json = cli.json;
+    let result = run(&host, cli.command, json, &mut out);
+    finish(&out, result, json)
 }
 
-/// Writes what `run` printed to standard output, then the error, if any, to standard error, and
-/// gives the exit status. A closed standard output ends brick with 141 (what a shell reports for
-/// a process that SIGPIPE killed), quietly; a closed standard error loses the message only.
-fn finish(out: &str, result: Result<(), Error>) -> ExitCode {
+/// Writes what `run` printed to standard output, then the error, if any: to standard error, or
+/// with `--json` as `{"error": {...}}` on standard output (with the report of a disconnect
+/// that stopped or failed). Gives the exit status of the error's kind (see README: 0 done,
+/// 1 failed, 2 bad input, 3 refused to protect data, 4 done with something left, 5 missing
+/// prerequisite). A closed standard output ends brick with 141 (what a shell reports for a
+/// process that SIGPIPE killed), quietly; a closed standard error loses the message only.
+fn finish(out: &str, result: Result<(), Error>, json: bool) -> ExitCode {
+    let mut text = out.to_string();
+    let code = match &result {
+        Ok(()) => 0,
+        Err(e) => e.kind().exit_code(),
+    };
+    if let (Err(e), true) = (&result, json) {
+        let report = match e {
+            Error::Disconnect { report, .. } => serde_json::to_value(report).ok(),
+            _ => None,
+        };
+        let value = serde_json::json!({
+            "error": {
+                "kind": e.kind(),
+                "field": e.field(),
+                "message": e.to_string(),
+                "exit_code": code,
+            },
+            "report": report,
+        });
+        text = format!("{}\n", to_json(&value));
+    }
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = stdout
-        .write_all(out.as_bytes())
+        .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
     {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -202,16 +224,10 @@ fn finish(out: &str, result: Result<(), Error>) -> ExitCode {
         say(&format!("brick: cannot write the output: {e}"));
         return ExitCode::FAILURE;
     }
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            say(&format!("brick: {e}"));
-            match e {
-                Error::InvalidInput { .. } => ExitCode::from(2),
-                _ => ExitCode::FAILURE,
-            }
-        }
+    if let Err(e) = &result {
+        say(&format!("brick: {e}"));
     }
+    ExitCode::from(code)
 }
 
 /// Writes a line to standard error, if it is still open (`eprintln!` panics when it is not).
@@ -240,11 +256,11 @@ fn read_device_info(path: Option<PathBuf>) -> Result<Option<DeviceInfo>, Error> 
     }
 }
 
-fn json(v: &impl serde::Serialize) -> String {
+fn to_json(v: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
-fn run(host: &Host, command: Command, out: &mut String) -> Result<(), Error> {
+fn run(host: &Host, command: Command, json: bool, out: &mut String) -> Result<(), Error> {
     let tuning = Tuning::default();
     match command {
         Command::Connect {
@@ -259,17 +275,18 @@ fn run(host: &Host, command: Command, out: &mut String) -> Result<(), Error> {
             for f in &c.failed_paths {
                 say(&format!("brick: warning: path not attached: {f}"));
             }
-            let _ = writeln!(out, "{}", json(&c.device_info));
+            let _ = writeln!(out, "{}", to_json(&c.device_info));
             Ok(())
         }
         Command::Extend { props, device_info } => {
             let props = ConnectionProperties::from_json(&read_input(&props)?)?;
             let info = read_device_info(device_info)?;
-            let _ = writeln!(
-                out,
-                "{}",
-                iscsi::volume::extend_volume(host, &props, info.as_ref(), &tuning)?
-            );
+            let bytes = iscsi::volume::extend_volume(host, &props, info.as_ref(), &tuning)?;
+            if json {
+                let _ = writeln!(out, "{}", to_json(&serde_json::json!({ "size": bytes })));
+            } else {
+                let _ = writeln!(out, "{bytes}");
+            }
             Ok(())
         }
         Command::Paths { props, device_info } => {
@@ -278,7 +295,7 @@ fn run(host: &Host, command: Command, out: &mut String) -> Result<(), Error> {
             let _ = writeln!(
                 out,
                 "{}",
-                json(&iscsi::volume::volume_paths(host, &props, info.as_ref())?)
+                to_json(&iscsi::volume::volume_paths(host, &props, info.as_ref())?)
             );
             Ok(())
         }
@@ -286,7 +303,7 @@ fn run(host: &Host, command: Command, out: &mut String) -> Result<(), Error> {
             let _ = writeln!(
                 out,
                 "{}",
-                json(&brick::connector::connector_properties(host, ip)?)
+                to_json(&brick::connector::connector_properties(host, ip)?)
             );
             Ok(())
         }
@@ -295,7 +312,6 @@ fn run(host: &Host, command: Command, out: &mut String) -> Result<(), Error> {
             device_info,
             force,
             ignore_errors,
-            json,
             dry_run,
         } => {
             let props = ConnectionProperties::from_json(&read_input(&props)?)?;
@@ -306,9 +322,9 @@ fn run(host: &Host, command: Command, out: &mut String) -> Result<(), Error> {
             if dry_run {
                 let plan = iscsi::disconnect_plan(host, &props, info.as_ref())?;
                 if json {
-                    println!("{}", self::json(&plan));
+                    let _ = writeln!(out, "{}", to_json(&plan));
                 } else {
-                    print!("{plan}");
+                    let _ = write!(out, "{plan}");
                 }
                 return Ok(());
             }
@@ -322,13 +338,16 @@ fn run(host: &Host, command: Command, out: &mut String) -> Result<(), Error> {
                     Ok(())
                 }
                 Err(Error::Disconnect { message, report }) => {
-                    print_report(&report, json, out);
+                    // With --json the report goes with the error (see `finish`).
+                    if !json {
+                        print_report(&report, json, out);
+                    }
                     Err(Error::Disconnect { message, report })
                 }
                 Err(e) => Err(e),
             }
         }
-        Command::Inspect { json } => {
+        Command::Inspect => {
             let sessions = iscsi::list_sessions(host)?;
             let mut topo = Vec::new();
             for s in &sessions {
@@ -350,7 +369,7 @@ fn run(host: &Host, command: Command, out: &mut String) -> Result<(), Error> {
 
 fn print_report(r: &brick::DisconnectReport, json: bool, out: &mut String) {
     if json {
-        let _ = writeln!(out, "{}", self::json(r));
+        let _ = writeln!(out, "{}", to_json(r));
     } else {
         let _ = write!(out, "{r}");
     }

@@ -253,3 +253,147 @@ fn a_closed_standard_output_ends_brick_quietly_with_141() {
     assert_eq!(out.status.code(), Some(141), "{:?}", out.status);
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+/// Two paths of LUN 1 (WWID1) on two sessions, in map dm-0, and the volume's props.
+fn two_path_host() -> (FakeHost, std::path::PathBuf) {
+    let f = FakeHost::new();
+    f.session(1, "127.0.0.1:3260", IQN)
+        .session(2, "127.0.0.2:3260", IQN);
+    f.disk(1, 1, "sda", WWID1)
+        .disk(2, 1, "sdb", WWID1)
+        .map("dm-0", &["sda", "sdb"]);
+    let props = f.root().join("vol.json");
+    std::fs::write(
+        &props,
+        format!(
+            r#"{{"target_portal":"127.0.0.1:3260","target_iqn":"{IQN}","target_lun":1,"volume_id":"v1",
+                "target_portals":["127.0.0.1:3260","127.0.0.2:3260"],"target_iqns":["{IQN}","{IQN}"],
+                "target_luns":[1,1]}}"#
+        ),
+    )
+    .unwrap();
+    (f, props)
+}
+
+#[test]
+fn a_lun_given_to_another_volume_is_refused_with_exit_3_and_a_json_error() {
+    let (f, props) = two_path_host();
+    let info = f.root().join("di.json");
+    std::fs::write(
+        &info,
+        r#"{"type":"block","scsi_wwn":"36001405deadbeef00090000000000000"}"#,
+    )
+    .unwrap();
+    let args = [
+        "disconnect",
+        props.to_str().unwrap(),
+        "--device-info",
+        info.to_str().unwrap(),
+    ];
+    let out = brick(&f, "", &args, None);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let out = brick(&f, "", &json_args, None);
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "refused", "{v}");
+    assert_eq!(v["error"]["exit_code"], 3);
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("36001405deadbeef00090000000000000"));
+    assert!(f.has_block("dm-0") && f.has_block("sda") && !ran_iscsiadm(&f));
+}
+
+#[test]
+fn bad_input_with_json_names_the_field() {
+    let f = FakeHost::new();
+    let out = brick(
+        &f,
+        "",
+        &["connect", "-", "--json"],
+        Some(r#"{"target_portal":"127.0.0.1:3260","target_iqn":"iqn.bad","target_lun":1}"#),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "invalid_input", "{v}");
+    assert_eq!(v["error"]["field"], "target_iqn", "{v}");
+}
+
+#[test]
+fn multipath_connect_without_multipathd_is_a_missing_prerequisite_exit_5() {
+    // This machine runs no multipathd (its kernel has no dm-multipath): nothing answers on its
+    // socket, and the connect stops before any login.
+    let (f, props) = two_path_host();
+    let out = brick(
+        &f,
+        "",
+        &["connect", props.to_str().unwrap(), "--json"],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "prerequisite", "{v}");
+    assert!(!ran_iscsiadm(&f), "iscsiadm ran before the check");
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_changes_nothing() {
+    let (f, props) = two_path_host();
+    let out = brick(
+        &f,
+        "",
+        &["disconnect", props.to_str().unwrap(), "--dry-run"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("dry run, nothing was changed"), "{text}");
+    assert!(text.contains("1. flush: /dev/dm-0"), "{text}");
+    let out = brick(
+        &f,
+        "",
+        &["disconnect", props.to_str().unwrap(), "--dry-run", "--json"],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["log_out"].as_array().unwrap().len(), 2, "{v}");
+    assert!(f.has_block("dm-0") && f.has_block("sda") && f.has_block("sdb"));
+    assert_eq!(f.session_ids(), [1, 2]);
+    assert!(!ran_iscsiadm(&f));
+}
+
+#[test]
+fn extend_json_gives_the_size() {
+    // One path, no map: extend rescans the disk (a plain write on the fake tree) and reads its
+    // size, 131072 sectors.
+    let f = FakeHost::new();
+    f.session(1, "127.0.0.1:3260", IQN).disk(1, 1, "sda", WWID1);
+    let props =
+        format!(r#"{{"target_portal":"127.0.0.1:3260","target_iqn":"{IQN}","target_lun":1}}"#);
+    let out = brick(&f, "", &["extend", "-", "--json"], Some(&props));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["size"], 131072 * 512, "{v}");
+    let out = brick(&f, "", &["extend", "-"], Some(&props));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "67108864");
+}

@@ -416,7 +416,11 @@ fn paths_are_handed_to_multipathd_when_udev_does_not_tell_it() {
     let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
     assert_eq!(c.device_info.path.as_deref(), Some("/dev/dm-0"));
     let cmds = f.multipathd_cmds();
-    let mut first = cmds[..2].to_vec();
+    assert_eq!(
+        cmds[0], "show daemon",
+        "multipathd asked first whether it runs"
+    );
+    let mut first = cmds[1..3].to_vec();
     first.sort();
     assert_eq!(first, ["add path sda", "add path sdb"]);
     assert!(cmds.contains(&format!("add map {WWN1}")), "{cmds:?}");
@@ -509,15 +513,17 @@ fn failed_connect_keeps_the_wwid_while_a_map_of_it_stays_in_use() {
 }
 
 #[test]
-fn without_multipathd_a_multipath_connect_fails_at_once_and_leaves_nothing() {
+fn without_multipathd_a_multipath_connect_fails_before_any_login() {
     // A bare path handed out as a multipath volume could be taken by a map later, and a caller
     // writing to it would bypass the map: a multipath connect returns a map or fails.
     let f = lab();
     f.multipathd_down();
     let e = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("multipathd took none of the paths"), "{msg}");
+    assert_eq!(e.kind(), brick::ErrorKind::Prerequisite, "{msg}");
+    assert!(msg.contains("multipathd does not answer"), "{msg}");
     assert!(msg.contains("--single-path"), "{msg}");
+    assert!(f.calls().is_empty(), "nothing was run: {:?}", f.calls());
     assert_host_as_before(&f);
     let waited: std::time::Duration = f.clock().sleeps().iter().sum();
     assert!(

@@ -82,6 +82,19 @@ pub fn connect_volume(
     // them: it only confirms what a login finds out anyway, and under load it takes longer than
     // both. A path whose portal does not offer the target fails (and is undone, out of the map
     // first) whatever its login said.
+    // A multipath connect needs multipathd: without it no map can come, so say so before any
+    // login rather than after every path was attached and undone.
+    if opts.multipath {
+        if let Err(e) = host.multipathd_cmd("show daemon", tuning.command_timeout) {
+            return Err(Error::Prerequisite {
+                what: format!(
+                    "{} not connected, nothing was changed: multipathd does not answer ({e}); a \
+                     multipath connect needs it: start multipathd, or connect with --single-path",
+                    props.label()
+                ),
+            });
+        }
+    }
     // The sessions to the volume's targets that exist before any login of this connect.
     let sessions_before: Vec<(Iqn, Portal)> = topology::list_sessions(host)?
         .into_iter()
