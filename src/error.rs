@@ -98,6 +98,14 @@ impl ErrorKind {
     }
 }
 
+impl From<crate::host::HostError> for Error {
+    fn from(e: crate::host::HostError) -> Error {
+        match e {
+            crate::host::HostError::Io { path, source } => Error::Io { path, source },
+        }
+    }
+}
+
 impl Error {
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {

@@ -18,6 +18,7 @@ pub mod retry;
 pub mod scsi;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod time;
 pub mod tuning;
 pub mod types;
 

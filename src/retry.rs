@@ -5,7 +5,8 @@
 use std::fmt::Display;
 use std::time::Duration;
 
-use crate::host::Clock;
+use crate::time::Clock;
+pub use crate::time::Pause;
 
 /// An exponential backoff: `tries` attempts, waiting `first`, then `first * factor`, and so on,
 /// never more than `max_delay`, between them.
@@ -26,29 +27,6 @@ impl Backoff {
             next = next.saturating_mul(self.factor.max(1));
             d
         })
-    }
-}
-
-/// The pause between two polls of something that is not there yet (a disk in sysfs, a lock):
-/// short at first, so that what comes quickly is seen at once, then doubling up to `cap`, so
-/// that a long wait does not spin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pause {
-    next: Duration,
-    cap: Duration,
-}
-
-impl Pause {
-    /// Pauses of `first`, then twice that, and so on, never more than `cap`.
-    pub fn new(first: Duration, cap: Duration) -> Pause {
-        Pause { next: first, cap }
-    }
-
-    /// The pause to make now; the next one is twice as long, up to the cap.
-    pub fn take(&mut self) -> Duration {
-        let now = self.next.min(self.cap);
-        self.next = now.saturating_mul(2).min(self.cap);
-        now
     }
 }
 
@@ -107,7 +85,7 @@ pub fn retry<T, E: Display>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::FakeClock;
+    use crate::time::FakeClock;
 
     const POLICY: Backoff = Backoff {
         tries: 5,

@@ -54,7 +54,7 @@ impl ScsiDisk {
     /// The current SCSI device state of the disk called `name` (`running`, `blocked` while its
     /// session is in recovery, `transport-offline`, ...), read again from sysfs.
     pub fn current_state(host: &Host, name: &str) -> Result<Option<String>> {
-        host.read_attr_opt(&host.sys(format!("block/{name}/device/state")))
+        Ok(host.read_attr_opt(&host.sys(format!("block/{name}/device/state")))?)
     }
 }
 
@@ -280,10 +280,8 @@ pub fn disk_by_name(host: &Host, name: &str) -> Result<Option<ScsiDisk>> {
     // Gone, or going while we look: no disk.
     let target = match host.resolve(&link) {
         Ok(target) => target,
-        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(None)
-        }
-        Err(e) => return Err(e),
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e.into()),
     };
     let address = target
         .file_name()

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
-use crate::retry::Pause;
+use crate::time::Pause;
 
 /// `BLKFLSBUF` from linux/fs.h: `_IO(0x12, 97)`.
 const BLKFLSBUF: libc::c_ulong = 0x1261;

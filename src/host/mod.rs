@@ -4,7 +4,6 @@
 //! Nothing in this module knows about iSCSI. Every layer above takes a `&Host`, so the same code
 //! runs on a real host ([`Host::real`]), on a fake tree in a temporary directory, and in the lab.
 
-pub mod clock;
 pub mod cmd;
 pub mod kernel;
 pub mod multipathd;
@@ -16,13 +15,45 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use clock::{Clock, FakeClock, SystemClock};
+pub use crate::time::{Clock, FakeClock, SystemClock};
 pub use cmd::{Cmd, CmdError, Output, Runner, SystemRunner};
 pub use kernel::{DmRequest, Kernel, KernelError, RealKernel};
 pub use multipathd::{Multipathd, SocketMultipathd};
 pub use sendtargets::{SendTargets, TcpSendTargets};
 
-use crate::error::Error;
+/// A failure at the host boundary: a file of sysfs, /dev, the open-iscsi configuration or the
+/// run folder that could not be read, written or locked, with its path. The crate's
+/// [`crate::Error`] wraps it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// An I/O error on `path`.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl HostError {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> HostError {
+        HostError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Whether the file is not there (or its device is gone).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            HostError::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,
+        }
+    }
+}
+
+/// What the functions of the host boundary return.
+type Error = HostError;
 
 /// How long [`Host::lock`] waits by default: longer than any one operation of brick holds a
 /// lock when its host is healthy (a login, a disconnect), short enough that a lock kept by a
@@ -173,7 +204,7 @@ impl Host {
         // real time, and a fake clock advanced by this polling would run out while it works.
         let deadline = std::time::Instant::now() + self.lock_timeout;
         let mut pause =
-            crate::retry::Pause::new(Duration::from_millis(2), Duration::from_millis(100));
+            crate::time::Pause::new(Duration::from_millis(2), Duration::from_millis(100));
         loop {
             match nix::fcntl::Flock::lock(file, how) {
                 Ok(flock) => return Ok(HostLock { _flock: flock }),

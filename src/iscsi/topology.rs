@@ -148,12 +148,8 @@ pub fn scsi_host_of(host: &Host, id: u32) -> Result<Option<u32>> {
     // Gone, or going while we look (a concurrent logout): no SCSI host.
     let real = match host.resolve(&link) {
         Ok(real) => real,
-        Err(crate::error::Error::Io { source, .. })
-            if source.kind() == std::io::ErrorKind::NotFound =>
-        {
-            return Ok(None)
-        }
-        Err(e) => return Err(e),
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e.into()),
     };
     Ok(real
         .components()
@@ -165,7 +161,7 @@ pub fn scsi_host_of(host: &Host, id: u32) -> Result<Option<u32>> {
 /// The state of session `id` (`/sys/class/iscsi_session/sessionN/state`: `LOGGED_IN`, `FAILED`
 /// while it is in recovery, `FREE`), if the session is there.
 pub fn session_state(host: &Host, id: u32) -> Result<Option<String>> {
-    host.read_attr_opt(&host.sys(format!("class/iscsi_session/session{id}/state")))
+    Ok(host.read_attr_opt(&host.sys(format!("class/iscsi_session/session{id}/state")))?)
 }
 
 /// Reads everything sysfs shows of `session`.

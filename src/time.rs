@@ -1,5 +1,6 @@
 //! Time as a parameter: retries and waits sleep through a [`Clock`], so tests run them in
-//! microseconds and check the exact delays.
+//! microseconds and check the exact delays; and the [`Pause`] between two polls. A leaf: it
+//! imports nothing of brick.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -58,5 +59,28 @@ impl Clock for FakeClock {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.0 += d;
         s.1.push(d);
+    }
+}
+
+/// The pause between two polls of something that is not there yet (a disk in sysfs, a lock):
+/// short at first, so that what comes quickly is seen at once, then doubling up to `cap`, so
+/// that a long wait does not spin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pause {
+    next: Duration,
+    cap: Duration,
+}
+
+impl Pause {
+    /// Pauses of `first`, then twice that, and so on, never more than `cap`.
+    pub fn new(first: Duration, cap: Duration) -> Pause {
+        Pause { next: first, cap }
+    }
+
+    /// The pause to make now; the next one is twice as long, up to the cap.
+    pub fn take(&mut self) -> Duration {
+        let now = self.next.min(self.cap);
+        self.next = now.saturating_mul(2).min(self.cap);
+        now
     }
 }
