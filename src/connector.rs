@@ -9,23 +9,31 @@ use crate::host::Host;
 /// The connector properties a volume service needs to export a volume to this host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConnectorProperties {
+    /// The machine's architecture (`x86_64`), as os-brick's `platform`.
     pub platform: String,
+    /// The operating system (`linux`).
     pub os_type: String,
     /// The address the caller gave (os-brick's `my_ip`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
+    /// The host name.
     pub host: String,
     /// Whether multipathd is running.
     pub multipath: bool,
+    /// Whether the caller asked to enforce multipath (os-brick's `enforce_multipath`).
     pub enforce_multipath: bool,
     /// The initiator IQN, from `initiatorname.iscsi`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub initiator: Option<String>,
+    /// Always false: brick attaches on this host (os-brick's `do_local_attach`).
     pub do_local_attach: bool,
 }
 
 /// Reads this host's connector properties: the initiator name from
 /// `/etc/iscsi/initiatorname.iscsi`, the host name, and whether multipathd runs (from /proc).
+///
+/// # Errors
+/// [`crate::Error::Io`] when `initiatorname.iscsi` exists but cannot be read.
 pub fn connector_properties(host: &Host, ip: Option<String>) -> Result<ConnectorProperties> {
     let initiator = initiator_name(host)?;
     let hostname = host

@@ -10,12 +10,19 @@ use crate::host::CmdError;
 pub enum Error {
     /// The connection properties or device_info are malformed; nothing on the host was touched.
     #[error("invalid {field}: {reason}")]
-    InvalidInput { field: String, reason: String },
+    InvalidInput {
+        /// The field at fault (`target_iqn`, `device_info.scsi_wwn`, `JSON`).
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// A file in sysfs, /dev or the iSCSI configuration could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         source: std::io::Error,
     },
 
@@ -26,37 +33,60 @@ pub enum Error {
     /// An external command exited with a failure, or multipathd refused a command.
     #[error("`{cmd}` failed{}: {detail}", code.map_or(String::new(), |c| format!(" (exit code {c})")))]
     CommandFailed {
+        /// The command, secrets masked.
         cmd: String,
+        /// Its exit code, when it has one.
         code: Option<i32>,
+        /// The end of what it said.
         detail: String,
     },
 
     /// A command's output could not be understood.
     #[error("cannot understand the output of `{cmd}`: {detail}")]
-    Unparsable { cmd: String, detail: String },
+    Unparsable {
+        /// The command.
+        cmd: String,
+        /// What could not be understood.
+        detail: String,
+    },
 
     /// No path of a volume could be attached, or a multipath connect got no map; what the
     /// connect had set up was undone.
     #[error("{volume} not connected: {detail}")]
-    Connect { volume: String, detail: String },
+    Connect {
+        /// The volume.
+        volume: String,
+        /// Each path and why it did not attach, or why no map came.
+        detail: String,
+    },
 
     /// The volume's LUN shows another WWN than the one device_info gives for the volume (the
     /// array gave the LUN number to another volume), or the WWN device_info gives is on devices
     /// the volume's targets and LUN do not show. Nothing on the host was touched.
     #[error("{volume} not touched: {detail}")]
-    NotTheVolume { volume: String, detail: String },
+    NotTheVolume {
+        /// The volume.
+        volume: String,
+        /// Both WWNs, and the devices found.
+        detail: String,
+    },
 
     /// Something brick needs on this host is missing or not running (multipathd for a multipath
     /// connect, a program such as iscsiadm); found before anything on the host was changed, or
     /// when a program could not be started.
     #[error("{what}")]
-    Prerequisite { what: String },
+    Prerequisite {
+        /// What is missing, and what to do.
+        what: String,
+    },
 
     /// A disconnect stopped or finished with failures; the report says what was done and what is
     /// left on the host.
     #[error("{message}")]
     Disconnect {
+        /// The sentence for a person.
         message: String,
+        /// What was done and what is left, typed.
         report: Box<crate::report::DisconnectReport>,
     },
 }

@@ -1,32 +1,44 @@
+#![warn(missing_docs)]
 //! brick attaches and detaches network block volumes (iSCSI, single path and dm-multipath) on a
 //! Linux host, without losing data and without leaving stale devices behind.
 //!
 //! Every operation takes a [`host::Host`]: the sysfs and /dev roots, the command runner, the
 //! kernel operations and the clock. [`host::Host::real`] is this machine; tests build one on a
 //! temporary directory with `testing::FakeHost` (the `testing` feature).
+//!
+//! The operations, all at the crate's root: [`connect_volume`], [`disconnect_volume`] (and its
+//! dry run, [`disconnect_plan`]), [`extend_volume`], [`volume_paths`], [`inspect`] and
+//! [`connector_properties`]. They take os-brick's connection properties
+//! ([`ConnectionProperties::from_json`]) and give os-brick's device_info ([`DeviceInfo`]).
 
-pub mod connector;
-pub mod error;
+mod connector;
+mod error;
 pub mod host;
-pub mod iscsi;
-pub mod multipath;
-pub mod openers;
+mod iscsi;
+mod multipath;
+mod openers;
 mod par;
-pub mod props;
+mod props;
 pub mod report;
-pub mod retry;
-pub mod scsi;
+mod retry;
+mod scsi;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
-pub mod time;
-pub mod tuning;
+mod time;
+mod tuning;
 pub mod types;
 
+pub use connector::{connector_properties, ConnectorProperties};
 pub use error::{Error, ErrorKind, Result};
+pub use iscsi::topology::{DiskTopology, SessionTopology};
+pub use iscsi::volume::{extend_volume, volume_paths};
 pub use iscsi::{
-    connect_volume, disconnect_plan, disconnect_volume, ConnectOptions, Connected,
-    DisconnectOptions,
+    connect_volume, disconnect_plan, disconnect_volume, inspect, ConnectOptions, Connected,
+    DisconnectOptions, Session,
 };
-pub use props::{ConnectionProperties, DeviceInfo};
+pub use multipath::DmMap;
+pub use props::{Chap, ConnectionProperties, DeviceInfo, Target};
 pub use report::{DisconnectPlan, DisconnectReport, Failure, Outcome, Thing, Untouched};
+pub use retry::Backoff;
+pub use scsi::ScsiDisk;
 pub use tuning::Tuning;

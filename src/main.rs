@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use brick::host::Host;
-use brick::iscsi::{self, DisconnectOptions, Tuning};
 use brick::{ConnectionProperties, DeviceInfo, Error};
+use brick::{DisconnectOptions, Tuning};
 
 /// Attach and detach iSCSI volumes (single path and dm-multipath) without losing data or leaving
 /// stale devices behind.
@@ -269,7 +269,7 @@ fn run(host: &Host, command: Command, json: bool, out: &mut String) -> Result<()
             single_path,
         } => {
             let props = ConnectionProperties::from_json(&read_input(&props)?)?;
-            let multipath = multipath || (!single_path && props.targets.len() > 1);
+            let multipath = multipath || (!single_path && props.targets().len() > 1);
             let c =
                 brick::connect_volume(host, &props, brick::ConnectOptions { multipath }, &tuning)?;
             for f in &c.failed_paths {
@@ -281,7 +281,7 @@ fn run(host: &Host, command: Command, json: bool, out: &mut String) -> Result<()
         Command::Extend { props, device_info } => {
             let props = ConnectionProperties::from_json(&read_input(&props)?)?;
             let info = read_device_info(device_info)?;
-            let bytes = iscsi::volume::extend_volume(host, &props, info.as_ref(), &tuning)?;
+            let bytes = brick::extend_volume(host, &props, info.as_ref(), &tuning)?;
             if json {
                 let _ = writeln!(out, "{}", to_json(&serde_json::json!({ "size": bytes })));
             } else {
@@ -295,16 +295,12 @@ fn run(host: &Host, command: Command, json: bool, out: &mut String) -> Result<()
             let _ = writeln!(
                 out,
                 "{}",
-                to_json(&iscsi::volume::volume_paths(host, &props, info.as_ref())?)
+                to_json(&brick::volume_paths(host, &props, info.as_ref())?)
             );
             Ok(())
         }
         Command::Properties { ip } => {
-            let _ = writeln!(
-                out,
-                "{}",
-                to_json(&brick::connector::connector_properties(host, ip)?)
-            );
+            let _ = writeln!(out, "{}", to_json(&brick::connector_properties(host, ip)?));
             Ok(())
         }
         Command::Disconnect {
@@ -320,7 +316,7 @@ fn run(host: &Host, command: Command, json: bool, out: &mut String) -> Result<()
                 None => None,
             };
             if dry_run {
-                let plan = iscsi::disconnect_plan(host, &props, info.as_ref())?;
+                let plan = brick::disconnect_plan(host, &props, info.as_ref())?;
                 if json {
                     let _ = writeln!(out, "{}", to_json(&plan));
                 } else {
@@ -332,7 +328,7 @@ fn run(host: &Host, command: Command, json: bool, out: &mut String) -> Result<()
                 force,
                 ignore_errors,
             };
-            match iscsi::disconnect_volume(host, &props, info.as_ref(), opts, &Tuning::default()) {
+            match brick::disconnect_volume(host, &props, info.as_ref(), opts, &Tuning::default()) {
                 Ok(report) => {
                     print_report(&report, json, out);
                     Ok(())
@@ -348,11 +344,7 @@ fn run(host: &Host, command: Command, json: bool, out: &mut String) -> Result<()
             }
         }
         Command::Inspect => {
-            let sessions = iscsi::list_sessions(host)?;
-            let mut topo = Vec::new();
-            for s in &sessions {
-                topo.push(iscsi::session_topology(host, s)?);
-            }
+            let topo = brick::inspect(host)?;
             if json {
                 let _ = writeln!(
                     out,
@@ -375,7 +367,7 @@ fn print_report(r: &brick::DisconnectReport, json: bool, out: &mut String) {
     }
 }
 
-fn print_tree(topo: &[iscsi::SessionTopology], out: &mut String) {
+fn print_tree(topo: &[brick::SessionTopology], out: &mut String) {
     if topo.is_empty() {
         let _ = writeln!(out, "no iSCSI sessions");
         return;

@@ -31,39 +31,54 @@ impl std::fmt::Debug for Secret {
 /// CHAP credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chap {
-    pub username: String,
-    pub password: Secret,
+    pub(crate) username: String,
+    pub(crate) password: Secret,
 }
 
 /// One path to the volume: a portal, the target's IQN there, and the LUN.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Target {
+    /// The portal.
     pub portal: Portal,
+    /// The target's name there.
     pub iqn: Iqn,
+    /// The LUN of the volume there.
     pub lun: Lun,
 }
 
-/// The connection properties of one iSCSI volume.
+/// The connection properties of one iSCSI volume, as os-brick's callers give them. Built only by
+/// parsing ([`ConnectionProperties::from_json`]), which checks every field: it always names at
+/// least one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionProperties {
     /// Every path: from `target_portals`/`target_iqns`/`target_luns` when given, else the one
     /// from `target_portal`/`target_iqn`/`target_lun`. Never empty, no duplicates.
-    pub targets: Vec<Target>,
+    pub(crate) targets: Vec<Target>,
     /// `volume_id`, for logs.
-    pub volume_id: Option<String>,
+    pub(crate) volume_id: Option<String>,
     /// Session CHAP (`auth_method: CHAP`), with mutual CHAP's reverse credentials when given.
-    pub auth: Option<Chap>,
+    pub(crate) auth: Option<Chap>,
     /// `auth_reverse_username`/`auth_reverse_password` for mutual CHAP.
-    pub auth_reverse: Option<Chap>,
+    pub(crate) auth_reverse: Option<Chap>,
     /// Discovery CHAP (`discovery_auth_method: CHAP`).
-    pub discovery_auth: Option<Chap>,
+    pub(crate) discovery_auth: Option<Chap>,
     /// `target_discovered`: the node records exist already.
-    pub discovered: bool,
+    pub(crate) discovered: bool,
     /// `encrypted`: brick passes the device on; encryption is the caller's layer.
-    pub encrypted: bool,
+    pub(crate) encrypted: bool,
 }
 
 impl ConnectionProperties {
+    /// Every path of the volume (portal, target, LUN): never empty, no duplicates.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// The caller's `volume_id`, if given.
+    pub fn volume_id(&self) -> Option<&str> {
+        self.volume_id.as_deref()
+    }
+
     /// Parses JSON text: the properties themselves, or a whole `connection_info`
     /// (`{"driver_volume_type": "iscsi", "data": {...}}`).
     pub fn from_json(text: &str) -> Result<ConnectionProperties> {
@@ -356,6 +371,7 @@ fn reverse_chap(obj: &Map<String, Value>) -> Result<Option<Chap>> {
 /// What a connect returns and a disconnect may be given back: os-brick's `device_info`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DeviceInfo {
+    /// `type`: `block`.
     #[serde(rename = "type", default = "block")]
     pub kind: String,
     /// `/dev/dm-N` for a multipath volume, `/dev/sdX` for a single path.

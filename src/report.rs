@@ -15,18 +15,40 @@ use crate::types::{Iqn, Portal, ScsiAddress, Wwid};
 #[non_exhaustive]
 pub enum Thing {
     /// A device-mapper multipath map: its kernel name `dm-N` and its map name.
-    Map { dev: String, name: String },
+    Map {
+        /// `dm-N`.
+        dev: String,
+        /// The map's name (multipath: the WWID).
+        name: String,
+    },
     /// A SCSI disk `sdX` (a path of the volume), with its address H:C:T:L when known.
     Disk {
+        /// `sdX`.
         dev: String,
+        /// H:C:T:L, when known.
         address: Option<ScsiAddress>,
     },
     /// A block device known by its kernel name only.
-    Device { dev: String },
+    Device {
+        /// The kernel name.
+        dev: String,
+    },
     /// An iSCSI session.
-    Session { id: u32, iqn: Iqn, portal: Portal },
+    Session {
+        /// N of `/sys/class/iscsi_session/sessionN`.
+        id: u32,
+        /// The target.
+        iqn: Iqn,
+        /// The portal.
+        portal: Portal,
+    },
     /// An open-iscsi node record (what logs in to a target at a portal).
-    NodeRecord { iqn: Iqn, portal: Portal },
+    NodeRecord {
+        /// The target.
+        iqn: Iqn,
+        /// The portal.
+        portal: Portal,
+    },
 }
 
 impl Thing {
@@ -73,7 +95,9 @@ impl fmt::Display for Thing {
 /// A thing a disconnect did not touch, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Untouched {
+    /// The thing.
     pub thing: Thing,
+    /// Why it was not touched.
     pub why: String,
 }
 
@@ -86,7 +110,9 @@ impl fmt::Display for Untouched {
 /// A step that failed, on which thing when it concerns one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
+    /// The thing it concerns, if one.
     pub thing: Option<Thing>,
+    /// What failed, for a person.
     pub message: String,
 }
 
@@ -121,6 +147,7 @@ pub struct DisconnectReport {
     pub volume: String,
     /// The volume's WWN, when known.
     pub wwn: Option<Wwid>,
+    /// How it ended.
     pub outcome: Outcome,
     /// Whether the caller forced the disconnect.
     pub forced: bool,

@@ -12,9 +12,13 @@ pub use crate::time::Pause;
 /// never more than `max_delay`, between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
+    /// Attempts in all (at least one is made).
     pub tries: u32,
+    /// The first wait.
     pub first: Duration,
+    /// What each wait is multiplied by for the next.
     pub factor: u32,
+    /// The longest wait.
     pub max_delay: Duration,
 }
 

@@ -16,6 +16,7 @@ use crate::types::{ScsiAddress, Wwid};
 pub struct ScsiDisk {
     /// The kernel name, `sdX`.
     pub name: String,
+    /// H:C:T:L, from the folder its sysfs entry lives in.
     pub address: ScsiAddress,
     /// From `device/wwid`; `None` when the kernel shows none.
     pub wwid: Option<Wwid>,

@@ -14,18 +14,22 @@ pub struct Tuning {
     pub map_sync_timeout: Duration,
     /// Deadline of each attempt to flush a path device, and the retries of failed attempts.
     pub path_flush_timeout: Duration,
+    /// The retries of a path flush that failed.
     pub path_flush_backoff: Backoff,
     /// Deadline of each removal of a multipath map (device-mapper `DM_DEV_REMOVE`), and the
     /// retries of one the kernel refuses as in use.
     pub map_flush_timeout: Duration,
+    /// The retries of a map removal the kernel refused as in use.
     pub map_flush_backoff: Backoff,
     /// How long a device's `delete` may block, and how long to wait for the kernel to drop it.
     pub delete_timeout: Duration,
+    /// How long to wait for the kernel to drop deleted devices.
     pub removal_deadline: Duration,
     /// Login bounds written into each node record (`node.session.initial_login_retry_max`,
     /// `node.conn[0].timeo.login_timeout`): iscsid itself gives up on a dead portal, so no
     /// session appears later by itself.
     pub login_retries: u32,
+    /// The login timeout written into each node record.
     pub login_timeout: Duration,
     /// Deadline of the `iscsiadm --login` process (above what the bounds above allow).
     pub login_deadline: Duration,
@@ -34,9 +38,11 @@ pub struct Tuning {
     /// How long a LUN scan may block, and how long to wait for the disk to show (scanning again
     /// while the target does not offer the LUN).
     pub scan_timeout: Duration,
+    /// How long to wait for the LUN's disk, from the session on.
     pub device_deadline: Duration,
     /// How long to wait for the multipath map, and then for every path to join it.
     pub map_deadline: Duration,
+    /// How long, once the map shows, to wait for every path to join it.
     pub map_paths_grace: Duration,
 }
 

@@ -137,7 +137,9 @@ serialize_as_display!(Iqn);
 /// in brackets, `[fd00::1]:3260`, as iscsiadm prints them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Portal {
+    /// The address.
     pub ip: IpAddr,
+    /// The TCP port.
     pub port: u16,
 }
 
@@ -247,9 +249,13 @@ impl fmt::Display for Lun {
 /// A SCSI device address, host:channel:target:lun, as sysfs names the device's directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ScsiAddress {
+    /// The SCSI host (H): for iSCSI, one per session.
     pub host: u32,
+    /// The channel (C).
     pub channel: u32,
+    /// The target id (T).
     pub target: u32,
+    /// The LUN (L).
     pub lun: Lun,
 }
 

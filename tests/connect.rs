@@ -1,8 +1,8 @@
 //! Connect, extend and paths on fake hosts: a fake target behind a scripted iscsiadm, and a
 //! fake kernel that makes a LUN's disk appear only when it is scanned.
 
-use brick::iscsi::volume::{extend_volume, volume_paths};
 use brick::testing::FakeHost;
+use brick::{extend_volume, volume_paths};
 use std::time::Duration;
 
 use brick::host::Clock;
@@ -59,6 +59,17 @@ fn disconnect(f: &FakeHost, lun: u64, c: &Connected) -> DisconnectReport {
         &Tuning::default(),
     )
     .unwrap()
+}
+
+/// The multipath map of WWN1 as the fake's sysfs shows it (the first one, if several).
+fn map_of_wwn1(f: &FakeHost) -> brick::DmMap {
+    brick::inspect(&f.host())
+        .unwrap()
+        .into_iter()
+        .flat_map(|s| s.disks)
+        .filter_map(|d| d.map)
+        .find(|m| m.uuid == format!("mpath-{WWN1}"))
+        .expect("a map of WWN1")
 }
 
 fn assert_host_as_before(f: &FakeHost) {
@@ -332,9 +343,10 @@ fn session_in_recovery_fails_its_path_at_once_and_the_volume_attaches_on_the_oth
     f.auto_multipath();
     let c1 = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
     // P2's portal stops answering: its session goes into recovery.
-    let s2 = brick::iscsi::list_sessions(&f.host())
+    let s2 = brick::inspect(&f.host())
         .unwrap()
         .into_iter()
+        .map(|t| t.session)
         .find(|s| s.portal.to_string() == P2)
         .unwrap();
     f.session_state(s2.id, "FAILED");
@@ -435,10 +447,7 @@ fn paths_are_handed_to_multipathd_when_udev_does_not_tell_it() {
     }
     // multipathd held the second path back until told the map was there: both are in it now.
     assert_eq!(c.paths.len(), 2);
-    let mut slaves = brick::multipath::maps_of(&f.host(), &WWN1.parse().unwrap())
-        .unwrap()
-        .remove(0)
-        .slaves;
+    let mut slaves = map_of_wwn1(&f).slaves;
     slaves.sort();
     assert_eq!(slaves, ["sda", "sdb"]);
     assert!(
@@ -576,9 +585,7 @@ fn multipath_path_refused_by_discovery_leaves_the_map_and_the_host() {
     assert_eq!(c.paths.len(), 1, "{c:?}");
     assert_eq!(c.failed_paths.len(), 1, "{c:?}");
     assert!(c.failed_paths[0].contains("does not offer target"), "{c:?}");
-    let map = brick::multipath::maps_of(&f.host(), &WWN1.parse().unwrap())
-        .unwrap()
-        .remove(0);
+    let map = map_of_wwn1(&f);
     assert_eq!(map.slaves, c.paths);
     assert_eq!(f.session_ids().len(), 1);
     assert!(f.has_node(IQN, P1) && !f.has_node(IQN, P2));
@@ -695,9 +702,7 @@ fn failed_connect_leaves_a_map_that_holds_another_attachs_path() {
     connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap_err();
     assert!(f.has_block("dm-0"), "the other attach's map was removed");
     assert!(f.has_block("sdz"));
-    let map = brick::multipath::maps_of(&f.host(), &WWN1.parse().unwrap())
-        .unwrap()
-        .remove(0);
+    let map = map_of_wwn1(&f);
     assert_eq!(map.slaves, ["sdz"]);
     assert_eq!(f.session_ids(), [9]);
 }

@@ -693,9 +693,10 @@ fn device_info_of_another_volume_never_leads_to_its_devices() {
 fn sessions_are_listed_from_sysfs_without_iscsiadm() {
     let f = FakeHost::new();
     f.session(3, P2, IQN2).session(1, P1, IQN);
-    let got: Vec<(u32, String, String, u32, String)> = brick::iscsi::list_sessions(&f.host())
+    let got: Vec<(u32, String, String, u32, String)> = brick::inspect(&f.host())
         .unwrap()
         .into_iter()
+        .map(|t| t.session)
         .map(|s| {
             (
                 s.id,

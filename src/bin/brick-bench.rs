@@ -63,7 +63,7 @@ fn handle(host: &Host, tuning: &Tuning, req: &Value) -> Value {
             };
             let multipath = req["multipath"]
                 .as_bool()
-                .unwrap_or(props.targets.len() > 1);
+                .unwrap_or(props.targets().len() > 1);
             let t0 = Instant::now();
             let r =
                 brick::connect_volume(host, &props, brick::ConnectOptions { multipath }, tuning);

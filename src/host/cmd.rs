@@ -101,8 +101,11 @@ impl fmt::Debug for Cmd {
 /// with the command's secrets masked.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Output {
+    /// The exit code; `None` when a signal ended the program.
     pub code: Option<i32>,
+    /// Standard output, secrets masked.
     pub stdout: String,
+    /// Standard error, secrets masked.
     pub stderr: String,
 }
 
@@ -137,10 +140,22 @@ impl Output {
 /// A command that could not run to its end.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CmdError {
+    /// The program could not be started (not installed, not executable).
     #[error("could not start `{cmd}`: {reason}")]
-    Spawn { cmd: String, reason: String },
+    Spawn {
+        /// The command line, secrets masked.
+        cmd: String,
+        /// Why, as the system said.
+        reason: String,
+    },
+    /// The program did not finish in time; its whole process group was killed.
     #[error("`{cmd}` did not finish within {timeout:?} and was killed")]
-    TimedOut { cmd: String, timeout: Duration },
+    TimedOut {
+        /// The command line, secrets masked.
+        cmd: String,
+        /// The deadline it had.
+        timeout: Duration,
+    },
 }
 
 /// Runs commands. The real one is [`SystemRunner`]; tests script one.

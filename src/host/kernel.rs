@@ -25,11 +25,13 @@ const BLKFLSBUF: libc::c_ulong = 0x1261;
 /// Why a kernel operation did not complete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KernelError {
+    /// Anything else, in words (the helper process could not be made, a path with a NUL).
     #[error("{0}")]
     Os(String),
     /// A system call failed with this errno.
     #[error("{}", io::Error::from_raw_os_error(*.0))]
     Errno(i32),
+    /// Still blocked in the kernel at the deadline; it goes on in the background.
     #[error("still blocked in the kernel after {0:?} (it goes on in the background)")]
     TimedOut(Duration),
 }

@@ -30,7 +30,9 @@ pub enum HostError {
     /// An I/O error on `path`.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         source: std::io::Error,
     },
 }

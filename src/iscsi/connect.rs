@@ -69,6 +69,12 @@ struct PathAttempt {
 /// that holds them. Succeeds when at least one path works; whatever the failed paths created
 /// (node records, sessions, disks) is removed, and a connect that fails altogether leaves the
 /// host as it was (the WWID it registered goes too, unless a map of it remains).
+///
+/// # Errors
+/// [`Error::Prerequisite`] when multipath is asked for and multipathd does not answer (before
+/// anything changes); [`Error::Connect`] when no path attached, or no multipath map came, with
+/// every path's reason (what the connect made is undone); [`Error::Io`] when sysfs or the node
+/// records cannot be read.
 pub fn connect_volume(
     host: &Host,
     props: &ConnectionProperties,

@@ -1,17 +1,30 @@
 //! iSCSI: sessions and their topology in sysfs, connecting and disconnecting a volume.
 
-pub mod adm;
-pub mod connect;
-pub mod disconnect;
-pub mod node;
-pub mod session;
-pub mod topology;
-pub mod volume;
+pub(crate) mod adm;
+pub(crate) mod connect;
+pub(crate) mod disconnect;
+pub(crate) mod node;
+pub(crate) mod session;
+pub(crate) mod topology;
+pub(crate) mod volume;
 
-pub use crate::tuning::Tuning;
 pub use connect::{connect_volume, ConnectOptions, Connected};
-pub use disconnect::{
-    disconnect_plan, disconnect_volume, DisconnectOptions, DisconnectReport, Outcome, Thing,
-};
+pub use disconnect::{disconnect_plan, disconnect_volume, DisconnectOptions};
 pub use session::Session;
-pub use topology::{list_sessions, session_topology, SessionTopology};
+
+use crate::error::Result;
+use crate::host::Host;
+
+/// Every iSCSI session of this host with what sysfs shows under it (its SCSI host, disks, their
+/// LUNs, WWNs and states, and the multipath maps that hold them), as `brick inspect` shows it.
+/// Reads sysfs only; changes nothing.
+///
+/// # Errors
+/// A sysfs file that cannot be read ([`crate::Error::Io`]).
+pub fn inspect(host: &Host) -> Result<Vec<topology::SessionTopology>> {
+    let mut out = Vec::new();
+    for s in &topology::list_sessions(host)? {
+        out.push(topology::session_topology(host, s)?);
+    }
+    Ok(out)
+}

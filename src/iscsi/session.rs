@@ -11,9 +11,11 @@ pub struct Session {
     pub id: u32,
     /// The transport (`tcp`, `iser`, ...).
     pub transport: String,
+    /// The target portal (address and port) the session is connected to.
     pub portal: Portal,
     /// The target portal group tag.
     pub tpgt: u32,
+    /// The target's name.
     pub iqn: Iqn,
 }
 

@@ -13,20 +13,24 @@ use crate::scsi::{self, ScsiDisk};
 /// A session with what sysfs shows under it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionTopology {
+    /// The session.
     #[serde(flatten)]
     pub session: Session,
     /// `/sys/class/iscsi_session/sessionN/state`: `LOGGED_IN`, `FAILED`, `FREE`.
     pub state: Option<String>,
     /// The SCSI host number (H of H:C:T:L).
     pub scsi_host: Option<u32>,
+    /// Its disks, each with the map that holds it.
     pub disks: Vec<DiskTopology>,
 }
 
 /// A disk and the map that holds it, if any.
 #[derive(Debug, Clone, Serialize)]
 pub struct DiskTopology {
+    /// The disk.
     #[serde(flatten)]
     pub disk: ScsiDisk,
+    /// The device-mapper device that holds it, if any.
     pub map: Option<DmMap>,
 }
 

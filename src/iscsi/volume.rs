@@ -296,7 +296,12 @@ fn find_maps(host: &Host, v: &mut VolumeDevices) -> Result<()> {
 }
 
 /// The block devices of the volume: its disks (`/dev/sdX`) and, when it has one, its multipath
-/// map (`/dev/dm-N`) first.
+/// map (`/dev/dm-N`) first. Reads sysfs only.
+///
+/// # Errors
+/// As the disconnect before it changes anything: [`Error::NotTheVolume`] when device_info's WWN
+/// is not what the volume's LUN shows, [`Error::InvalidInput`] when the LUN's disks disagree and
+/// no device_info says which is right, [`Error::Io`] when sysfs cannot be read.
 pub fn volume_paths(
     host: &Host,
     props: &ConnectionProperties,
@@ -313,6 +318,11 @@ pub fn volume_paths(
 /// Makes the host see the volume's new size after it grew on the target: rescans each of its
 /// disks (`device/rescan`), resizes its multipath map (`multipathd resize map NAME`), and returns
 /// the new size in bytes (of the map when there is one, else of the largest disk).
+///
+/// # Errors
+/// As [`volume_paths`]; [`Error::InvalidInput`] when the volume has no device on this host;
+/// [`Error::Io`] when a rescan fails; [`Error::CommandFailed`] when multipathd does not resize the
+/// map.
 pub fn extend_volume(
     host: &Host,
     props: &ConnectionProperties,

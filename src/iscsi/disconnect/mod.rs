@@ -29,10 +29,10 @@ use crate::iscsi::topology;
 use crate::iscsi::volume::{devices_of, find_volume};
 use crate::multipath::{self, DmMap};
 use crate::props::{ConnectionProperties, DeviceInfo};
-pub use crate::report::{DisconnectReport, Failure, Outcome, Thing, Untouched};
+pub(crate) use crate::report::{DisconnectReport, Failure, Outcome, Thing, Untouched};
 use crate::retry::Backoff;
 use crate::scsi::{self, ScsiDisk};
-pub use crate::tuning::Tuning;
+pub(crate) use crate::tuning::Tuning;
 
 pub use dry_run::disconnect_plan;
 use plan::{disk_thing, map_thing, paths_to_delete_early, records_to_forget, session_thing, Plan};
