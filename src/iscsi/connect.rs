@@ -83,13 +83,8 @@ pub fn connect_volume(
 ) -> Result<Connected> {
     let span = tracing::info_span!("connect", volume = %props.label(), multipath = opts.multipath);
     let _enter = span.enter();
-
-    // The sendtargets check runs beside the logins and the wait for the map rather than before
-    // them: it only confirms what a login finds out anyway, and under load it takes longer than
-    // both. A path whose portal does not offer the target fails (and is undone, out of the map
-    // first) whatever its login said.
-    // A multipath connect needs multipathd: without it no map can come, so say so before any
-    // login rather than after every path was attached and undone.
+    // 0. A multipath connect needs multipathd: without it no map can come, so say so before
+    // any login rather than after every path was attached and undone.
     if opts.multipath {
         if let Err(e) = host.multipathd_cmd("show daemon", tuning.command_timeout) {
             return Err(Error::Prerequisite {
@@ -107,7 +102,11 @@ pub fn connect_volume(
         .map(|s| (s.iqn, s.portal))
         .filter(|(i, p)| props.targets.iter().any(|t| t.iqn == *i && t.portal == *p))
         .collect();
-    let (offered, mut attempts, wwid, map, registered, no_map) = std::thread::scope(|s| {
+    // 1. The paths and the map, with the sendtargets check beside them rather than before:
+    // it only confirms what a login finds out anyway, and under load it takes longer than
+    // both. A path whose portal does not offer the target fails (and is undone, out of the
+    // map first) whatever its login said.
+    let (mut c, offered) = std::thread::scope(|s| {
         let span = tracing::Span::current();
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
         let check = (!props.discovered).then(|| {
@@ -117,102 +116,175 @@ pub fn connect_volume(
                 })
             })
         });
-        let mut attempts = attach_paths(host, props, opts, tuning);
-        let wwid = volume_wwid(&mut attempts);
-        let paths = up_paths(&attempts);
-        let mut registered = false;
-        // Why no map came, when one was asked for.
-        let mut no_map = None;
-        let map = match &wwid {
-            Some(w) if opts.multipath => {
-                registered = register_wwid(host, w, tuning);
-                match hand_paths_to_multipathd(host, w, &paths, tuning) {
-                    Some(built_from) => match wait_for_map(host, w, &paths, tuning) {
-                        Ok(Some(m)) => {
-                            tell_udev_of_the_map(host, &m, &built_from, registered);
-                            Some(m)
-                        }
-                        Ok(None) => {
-                            no_map = Some(format!(
-                                "multipathd built no map of WWN {w} within {:?}",
-                                tuning.map_deadline
-                            ));
-                            None
-                        }
-                        Err(e) => {
-                            no_map = Some(format!("cannot look for the map of WWN {w}: {e}"));
-                            None
-                        }
-                    },
-                    None => {
-                        no_map = Some(format!(
-                            "multipathd took none of the paths of WWN {w} (is multipathd \
-                             running? does it blacklist the device?); connect with a single \
-                             path (--single-path) to use the bare disk"
-                        ));
-                        None
-                    }
-                }
-            }
-            _ => None,
+        let mut c = Connect {
+            host,
+            props,
+            tuning,
+            attempts: attach_paths(host, props, opts, tuning),
+            wwid: None,
+            map: None,
+            registered: false,
         };
+        c.wwid = volume_wwid(&mut c.attempts);
+        // 2. A multipath connect returns a map or fails: a bare path handed out now could be
+        // taken by a map later, and a caller writing to it would bypass that map.
+        if opts.multipath {
+            if let Err(why) = c.build_map() {
+                c.fail_every_path(&why);
+            }
+        }
         let offered = match check.map(|h| h.join().expect("discovery thread does not panic")) {
             None => vec![Ok(()); props.targets.len()],
             Some(Ok(offered)) => offered,
             Some(Err(e)) => vec![Err(format!("sendtargets discovery: {e}")); props.targets.len()],
         };
-        (offered, attempts, wwid, map, registered, no_map)
+        (c, offered)
     });
-    let mut map = map;
-    // A multipath connect returns a map or fails: a bare path handed out now could be taken by a
-    // map later, and a caller writing to it would bypass that map.
-    if let Some(why) = &no_map {
-        for a in attempts.iter_mut().filter(|a| a.result.is_ok()) {
-            a.result = Err(why.clone());
+    // 3. Paths whose portal does not offer the target go.
+    c.apply_discovery(&offered);
+    // 4. Done, or undone.
+    c.finish()
+}
+
+/// One connect under way: its path attempts, the volume's WWN and its map.
+struct Connect<'a> {
+    host: &'a Host,
+    props: &'a ConnectionProperties,
+    tuning: &'a Tuning,
+    attempts: Vec<PathAttempt>,
+    /// The volume's WWN (that of the first path up).
+    wwid: Option<crate::types::Wwid>,
+    map: Option<DmMap>,
+    /// Whether this connect added the WWID to multipath's wwids file.
+    registered: bool,
+}
+
+impl Connect<'_> {
+    /// Registers the volume's WWID, hands the paths to multipathd and waits for the map. `Err`
+    /// says why no map came.
+    fn build_map(&mut self) -> std::result::Result<(), String> {
+        let (host, tuning) = (self.host, self.tuning);
+        let Some(w) = self.wwid.clone() else {
+            return Ok(());
+        };
+        let paths = up_paths(&self.attempts);
+        self.registered = register_wwid(host, &w, tuning);
+        let Some(built_from) = hand_paths_to_multipathd(host, &w, &paths, tuning) else {
+            return Err(format!(
+                "multipathd took none of the paths of WWN {w} (is multipathd running? does it \
+                 blacklist the device?); connect with a single path (--single-path) to use the \
+                 bare disk"
+            ));
+        };
+        match wait_for_map(host, &w, &paths, tuning) {
+            Ok(Some(m)) => {
+                tell_udev_of_the_map(host, &m, &built_from, self.registered);
+                self.map = Some(m);
+                Ok(())
+            }
+            Ok(None) => Err(format!(
+                "multipathd built no map of WWN {w} within {:?}",
+                tuning.map_deadline
+            )),
+            Err(e) => Err(format!("cannot look for the map of WWN {w}: {e}")),
         }
     }
-    for a in &mut attempts {
-        let i = props
-            .targets
-            .iter()
-            .position(|t| *t == a.target)
-            .expect("an attempt is for one of the volume's targets");
-        let Err(why) = &offered[i] else {
-            continue;
-        };
-        a.result = match &a.result {
-            Ok((_, disk)) => {
-                if map.as_ref().is_some_and(|m| m.slaves.contains(&disk.name)) {
-                    let cmd = format!("del path {}", disk.name);
-                    if let Err(e) = host.multipathd_cmd(&cmd, tuning.command_timeout) {
-                        warn!(path = %disk.name, error = %e, "multipathd not told to drop the path");
-                    }
-                }
-                Err(why.clone())
-            }
-            Err(e) => Err(format!("{why}; {e}")),
-        };
+
+    fn fail_every_path(&mut self, why: &str) {
+        for a in self.attempts.iter_mut().filter(|a| a.result.is_ok()) {
+            a.result = Err(why.to_string());
+        }
     }
 
-    let failed: Vec<String> = attempts
-        .iter()
-        .filter_map(|a| {
-            a.result
-                .as_ref()
-                .err()
-                .map(|e| format!("{} ({}): {e}", a.target.portal, a.target.iqn))
+    /// Fails the paths whose portal does not offer the target (sendtargets), out of the map
+    /// first.
+    fn apply_discovery(&mut self, offered: &[std::result::Result<(), String>]) {
+        let (host, tuning) = (self.host, self.tuning);
+        for a in &mut self.attempts {
+            let i = self
+                .props
+                .targets
+                .iter()
+                .position(|t| *t == a.target)
+                .expect("an attempt is for one of the volume's targets");
+            let Err(why) = &offered[i] else {
+                continue;
+            };
+            a.result = match &a.result {
+                Ok((_, disk)) => {
+                    if self
+                        .map
+                        .as_ref()
+                        .is_some_and(|m| m.slaves.contains(&disk.name))
+                    {
+                        let cmd = format!("del path {}", disk.name);
+                        if let Err(e) = host.multipathd_cmd(&cmd, tuning.command_timeout) {
+                            warn!(path = %disk.name, error = %e, "multipathd not told to drop the path");
+                        }
+                    }
+                    Err(why.clone())
+                }
+                Err(e) => Err(format!("{why}; {e}")),
+            };
+        }
+    }
+
+    /// The connected volume, once the failed paths are undone; or, when no path is up, the
+    /// error, once everything this connect made is undone.
+    fn finish(mut self) -> Result<Connected> {
+        let failed: Vec<String> = self
+            .attempts
+            .iter()
+            .filter_map(|a| {
+                a.result
+                    .as_ref()
+                    .err()
+                    .map(|e| format!("{} ({}): {e}", a.target.portal, a.target.iqn))
+            })
+            .collect();
+        let paths = up_paths(&self.attempts);
+        let Some(wwid) = self.wwid.clone().filter(|_| !paths.is_empty()) else {
+            self.undo_all();
+            return Err(Error::Connect {
+                volume: self.props.label(),
+                detail: failed.join("; "),
+            });
+        };
+        for a in self.attempts.iter().filter(|a| a.result.is_err()) {
+            warn!(portal = %a.target.portal, reason = %a.result.as_ref().err().map_or("", |e| e.as_str()), "path not attached");
+            undo(self.host, a, self.tuning);
+        }
+        let path = match &self.map {
+            Some(m) => format!("/dev/{}", m.dev),
+            None => format!("/dev/{}", paths[0]),
+        };
+        info!(%path, wwn = %wwid, paths = ?paths, "volume connected");
+        Ok(Connected {
+            device_info: DeviceInfo {
+                kind: "block".into(),
+                path: Some(path),
+                scsi_wwn: Some(wwid.to_string()),
+                multipath_id: self.map.map(|m| m.name),
+            },
+            paths,
+            failed_paths: failed,
         })
-        .collect();
-    let paths = up_paths(&attempts);
-    let Some(wwid) = wwid.clone().filter(|_| !paths.is_empty()) else {
-        // The map goes before its paths (a map left without a path queues I/O, and a udev probe
-        // of it would hang), but only when every path in it is one this connect made: a
-        // concurrent attach of the same volume may have its paths in the same map.
-        let made: Vec<&String> = attempts
+    }
+
+    /// Undoes everything a connect that failed made: its map (before the paths: a map left
+    /// without a path queues I/O, and a udev probe of it would hang; and only when every path
+    /// in it is one this connect made, since a concurrent attach of the same volume may have
+    /// its paths in the same map), the paths, a map multipathd built late, and the WWID it
+    /// registered (unless a map of it is still there, in use by a concurrent attach).
+    fn undo_all(&mut self) {
+        let (host, tuning) = (self.host, self.tuning);
+        let made: Vec<&String> = self
+            .attempts
             .iter()
             .filter_map(|a| a.created.disk.as_ref())
             .collect();
-        if let Some(m) = map
+        if let Some(m) = self
+            .map
             .take()
             .filter(|m| m.slaves.iter().all(|s| made.contains(&s)))
         {
@@ -225,48 +297,22 @@ pub fn connect_volume(
                 warn!(map = %m.name, error = %e, "map of a failed connect left behind");
             }
         }
-        for a in &attempts {
+        for a in &self.attempts {
             undo(host, a, tuning);
         }
-        if let Some(w) = &wwid {
-            // A map multipathd built late, from paths that are gone now, goes too.
-            remove_pathless_maps(host, w, tuning);
-            // The WWID this connect registered goes again, unless a map of it is still there
-            // (in use by a concurrent attach of the same volume, which needs it).
-            if registered {
-                let unused = multipath::maps_of(host, w).is_ok_and(|maps| maps.is_empty());
-                if !unused {
-                    warn!(wwn = %w, "a map of the volume remains: its WWID stays in multipath's wwids file");
-                } else if let Err(e) = multipath::forget_wwid(host, w, tuning.command_timeout) {
-                    warn!(wwn = %w, error = %e, "WWID of a failed connect left in multipath's wwids file");
-                }
+        let Some(w) = &self.wwid else {
+            return;
+        };
+        remove_pathless_maps(host, w, tuning);
+        if self.registered {
+            let unused = multipath::maps_of(host, w).is_ok_and(|maps| maps.is_empty());
+            if !unused {
+                warn!(wwn = %w, "a map of the volume remains: its WWID stays in multipath's wwids file");
+            } else if let Err(e) = multipath::forget_wwid(host, w, tuning.command_timeout) {
+                warn!(wwn = %w, error = %e, "WWID of a failed connect left in multipath's wwids file");
             }
         }
-        return Err(Error::Connect {
-            volume: props.label(),
-            detail: failed.join("; "),
-        });
-    };
-    for a in attempts.iter().filter(|a| a.result.is_err()) {
-        warn!(portal = %a.target.portal, reason = %a.result.as_ref().err().map_or("", |e| e.as_str()), "path not attached");
-        undo(host, a, tuning);
     }
-
-    let path = match &map {
-        Some(m) => format!("/dev/{}", m.dev),
-        None => format!("/dev/{}", paths[0]),
-    };
-    info!(%path, wwn = %wwid, paths = ?paths, "volume connected");
-    Ok(Connected {
-        device_info: DeviceInfo {
-            kind: "block".into(),
-            path: Some(path),
-            scsi_wwn: Some(wwid.to_string()),
-            multipath_id: map.map(|m| m.name),
-        },
-        paths,
-        failed_paths: failed,
-    })
 }
 
 /// The volume's WWN: that of the first path up. A path showing another (or none) is not the
@@ -346,39 +392,59 @@ fn attach_path(
 ) -> std::result::Result<(u32, ScsiDisk), String> {
     let span = tracing::debug_span!("path", portal = %t.portal, iqn = %t.iqn, lun = %t.lun);
     let _enter = span.enter();
-    let sid = {
-        // Held until the LUN's SCSI device exists, so that a disconnect of another volume on the
-        // same session cannot log out in between.
-        let _lock = host
-            .lock(&target_lock_name(&t.iqn, &t.portal))
-            .map_err(|e| e.to_string())?;
-        let sid =
-            match topology::find_session(host, &t.iqn, &t.portal).map_err(|e| e.to_string())? {
-                Some(sid) => {
-                    debug!(session = sid, "reusing session");
-                    sid
-                }
-                None => login(host, props, t, tuning, created)?,
-            };
-        // The device deadline counts from the session, not from the wait for the lock or the
-        // login.
-        let deadline = host.time().now() + tuning.device_deadline;
-        let present = lun_on_session(host, sid, t.lun)?;
-        if present {
-            rescan_present_disk(host, sid, t, tuning)?;
-        } else {
-            scan_until_present(host, sid, t, deadline, tuning)?;
-        }
-        (sid, !present, deadline)
-    };
-    let (sid, scanned, deadline) = sid;
-    let disk = wait_for_disk(host, sid, t, deadline, tuning)?;
+    let lun = lun_under_lock(host, props, t, tuning, created)?;
+    let disk = wait_for_disk(host, lun.session, t, lun.deadline, tuning)?;
     // A disk that was there before this connect (another attach of the same volume) is not ours
     // to remove if the connect fails; one we scanned, or found on a session we made, is.
-    if scanned || created.session.is_some() {
+    if lun.scanned || created.session.is_some() {
         created.disk = Some(disk.name.clone());
     }
-    Ok((sid, disk))
+    Ok((lun.session, disk))
+}
+
+/// The LUN's SCSI device on a session to the target, as [`lun_under_lock`] leaves it.
+struct LunOnSession {
+    session: u32,
+    /// Whether this connect scanned the LUN (its disk is this connect's to remove on failure).
+    scanned: bool,
+    /// Until when the disk may take to show.
+    deadline: Instant,
+}
+
+/// Under the target's lock, held until the LUN's SCSI device exists so that a disconnect of
+/// another volume on the same session cannot log out in between: reuses the session to the
+/// target or logs in, then rescans the LUN's disk when it was there already, or scans for it.
+fn lun_under_lock(
+    host: &Host,
+    props: &ConnectionProperties,
+    t: &Target,
+    tuning: &Tuning,
+    created: &mut Created,
+) -> std::result::Result<LunOnSession, String> {
+    let _lock = host
+        .lock(&target_lock_name(&t.iqn, &t.portal))
+        .map_err(|e| e.to_string())?;
+    let session =
+        match topology::find_session(host, &t.iqn, &t.portal).map_err(|e| e.to_string())? {
+            Some(sid) => {
+                debug!(session = sid, "reusing session");
+                sid
+            }
+            None => login(host, props, t, tuning, created)?,
+        };
+    // The device deadline counts from the session, not from the wait for the lock or the login.
+    let deadline = host.time().now() + tuning.device_deadline;
+    let present = lun_on_session(host, session, t.lun)?;
+    if present {
+        rescan_present_disk(host, session, t, tuning)?;
+    } else {
+        scan_until_present(host, session, t, deadline, tuning)?;
+    }
+    Ok(LunOnSession {
+        session,
+        scanned: !present,
+        deadline,
+    })
 }
 
 fn login(
