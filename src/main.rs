@@ -382,7 +382,9 @@ fn print_tree(topo: &[brick::SessionTopology], out: &mut String) {
             s.session.portal,
             s.session.tpgt,
             s.session.iqn,
-            s.state.as_deref().unwrap_or("?")
+            s.state
+                .as_ref()
+                .map_or("?".to_string(), ToString::to_string)
         );
         let n = s.disks.len();
         for (i, d) in s.disks.iter().enumerate() {
@@ -404,7 +406,10 @@ fn print_tree(topo: &[brick::SessionTopology], out: &mut String) {
                 d.disk.address.lun,
                 d.disk.address,
                 d.disk.name,
-                d.disk.state.as_deref().unwrap_or("?"),
+                d.disk
+                    .state
+                    .as_ref()
+                    .map_or("?".to_string(), ToString::to_string),
                 d.disk.wwid.as_ref().map_or("?", |w| w.as_str()),
             );
         }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::host::{Host, KernelError};
 use crate::retry::{retry, Backoff, Pause, Retried};
-use crate::types::{ScsiAddress, Wwid};
+use crate::types::{DiskState, ScsiAddress, Wwid};
 
 /// A SCSI disk as sysfs shows it under `/sys/block/sdX`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -21,7 +21,7 @@ pub struct ScsiDisk {
     /// From `device/wwid`; `None` when the kernel shows none.
     pub wwid: Option<Wwid>,
     /// `device/state`: `running`, `offline`, `transport-offline`, `blocked`, ...
-    pub state: Option<String>,
+    pub state: Option<DiskState>,
     /// The device-mapper devices that hold it (`dm-N`), from `holders/`.
     pub holders: Vec<String>,
     /// Size in bytes, from `size` (512-byte sectors).
@@ -54,8 +54,10 @@ impl ScsiDisk {
 
     /// The current SCSI device state of the disk called `name` (`running`, `blocked` while its
     /// session is in recovery, `transport-offline`, ...), read again from sysfs.
-    pub fn current_state(host: &Host, name: &str) -> Result<Option<String>> {
-        Ok(host.read_attr_opt(&host.sys(format!("block/{name}/device/state")))?)
+    pub fn current_state(host: &Host, name: &str) -> Result<Option<DiskState>> {
+        Ok(host
+            .read_attr_opt(&host.sys(format!("block/{name}/device/state")))?
+            .map(|s| s.parse().unwrap_or_else(|never| match never {})))
     }
 }
 
@@ -376,8 +378,8 @@ mod tests {
         assert!(e.contains("another device took the name"), "{e}");
         assert_eq!(fake.attr_writes().len(), before, "{:?}", fake.attr_writes());
         assert_eq!(
-            ScsiDisk::current_state(&host, "sdb").unwrap().as_deref(),
-            Some("running")
+            ScsiDisk::current_state(&host, "sdb").unwrap(),
+            Some(DiskState::Running)
         );
     }
 }

@@ -367,8 +367,114 @@ impl fmt::Display for Wwid {
 }
 serialize_as_display!(Wwid);
 
+/// The state of a SCSI device, as the kernel shows it in `/sys/block/sdX/device/state`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DiskState {
+    /// `running`: the device answers.
+    Running,
+    /// `blocked`: its session is in recovery; I/O waits in the device's queue.
+    Blocked,
+    /// `transport-offline`: the session gave up (past `replacement_timeout`); I/O fails.
+    TransportOffline,
+    /// `offline`: set offline (by brick's forced disconnect, or by error handling).
+    Offline,
+    /// Any other state, in the kernel's words.
+    Other(String),
+}
+
+impl FromStr for DiskState {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim() {
+            "running" => DiskState::Running,
+            "blocked" => DiskState::Blocked,
+            "transport-offline" => DiskState::TransportOffline,
+            "offline" => DiskState::Offline,
+            other => DiskState::Other(other.to_string()),
+        })
+    }
+}
+
+impl fmt::Display for DiskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DiskState::Running => "running",
+            DiskState::Blocked => "blocked",
+            DiskState::TransportOffline => "transport-offline",
+            DiskState::Offline => "offline",
+            DiskState::Other(s) => s,
+        })
+    }
+}
+serialize_as_display!(DiskState);
+
+/// The state of an iSCSI session, as the kernel shows it in
+/// `/sys/class/iscsi_session/sessionN/state`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SessionState {
+    /// `LOGGED_IN`: the session works.
+    LoggedIn,
+    /// `FAILED`: in recovery, its portal does not answer; the kernel scans nothing through it.
+    Failed,
+    /// `FREE`: being set up or torn down.
+    Free,
+    /// Any other state, in the kernel's words.
+    Other(String),
+}
+
+impl FromStr for SessionState {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim() {
+            "LOGGED_IN" => SessionState::LoggedIn,
+            "FAILED" => SessionState::Failed,
+            "FREE" => SessionState::Free,
+            other => SessionState::Other(other.to_string()),
+        })
+    }
+}
+
+impl fmt::Display for SessionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SessionState::LoggedIn => "LOGGED_IN",
+            SessionState::Failed => "FAILED",
+            SessionState::Free => "FREE",
+            SessionState::Other(s) => s,
+        })
+    }
+}
+serialize_as_display!(SessionState);
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn states_read_as_the_kernel_spells_them_and_print_back_the_same() {
+        for (text, state) in [
+            ("running", DiskState::Running),
+            ("blocked", DiskState::Blocked),
+            ("transport-offline", DiskState::TransportOffline),
+            ("offline", DiskState::Offline),
+            ("created", DiskState::Other("created".into())),
+        ] {
+            assert_eq!(text.parse::<DiskState>().unwrap(), state);
+            assert_eq!(state.to_string(), text);
+        }
+        for (text, state) in [
+            ("LOGGED_IN", SessionState::LoggedIn),
+            ("FAILED", SessionState::Failed),
+            ("FREE", SessionState::Free),
+            ("ODD", SessionState::Other("ODD".into())),
+        ] {
+            assert_eq!(text.parse::<SessionState>().unwrap(), state);
+            assert_eq!(state.to_string(), text);
+        }
+    }
+
     use super::*;
 
     #[test]

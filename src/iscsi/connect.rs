@@ -16,7 +16,7 @@ use crate::props::{ConnectionProperties, DeviceInfo, Target};
 use crate::retry::Pause;
 use crate::scsi::{self, ScsiDisk};
 use crate::tuning::Tuning;
-use crate::types::{Iqn, Lun, Portal};
+use crate::types::{Iqn, Lun, Portal, SessionState};
 
 /// iscsiadm's exit code when the session exists already.
 const ISCSI_ERR_SESS_EXISTS: i32 = 15;
@@ -723,7 +723,7 @@ fn rescan_present_disk(
     tuning: &Tuning,
 ) -> std::result::Result<(), String> {
     let state = topology::session_state(host, sid).map_err(|e| e.to_string())?;
-    if state.as_deref() != Some("LOGGED_IN") {
+    if state != Some(SessionState::LoggedIn) {
         return Ok(());
     }
     let addresses = topology::session_addresses(host, sid).map_err(|e| e.to_string())?;
@@ -780,7 +780,7 @@ fn scan_until_present(
     let mut scans = 0u32;
     loop {
         let state = topology::session_state(host, sid).map_err(|e| e.to_string())?;
-        if let Some(state) = state.filter(|s| s != "LOGGED_IN") {
+        if let Some(state) = state.filter(|s| *s != SessionState::LoggedIn) {
             return Err(format!(
                 "session {sid} is {state} (in recovery: the portal does not answer), and the \
                  kernel scans no LUN through it; retry once the portal is back"

@@ -9,6 +9,7 @@ use crate::host::Host;
 use crate::iscsi::session::Session;
 use crate::multipath::DmMap;
 use crate::scsi::{self, ScsiDisk};
+use crate::types::SessionState;
 
 /// A session with what sysfs shows under it.
 #[derive(Debug, Clone, Serialize)]
@@ -17,7 +18,7 @@ pub struct SessionTopology {
     #[serde(flatten)]
     pub session: Session,
     /// `/sys/class/iscsi_session/sessionN/state`: `LOGGED_IN`, `FAILED`, `FREE`.
-    pub state: Option<String>,
+    pub state: Option<SessionState>,
     /// The SCSI host number (H of H:C:T:L).
     pub scsi_host: Option<u32>,
     /// Its disks, each with the map that holds it.
@@ -164,8 +165,10 @@ pub fn scsi_host_of(host: &Host, id: u32) -> Result<Option<u32>> {
 
 /// The state of session `id` (`/sys/class/iscsi_session/sessionN/state`: `LOGGED_IN`, `FAILED`
 /// while it is in recovery, `FREE`), if the session is there.
-pub fn session_state(host: &Host, id: u32) -> Result<Option<String>> {
-    Ok(host.read_attr_opt(&host.sys(format!("class/iscsi_session/session{id}/state")))?)
+pub fn session_state(host: &Host, id: u32) -> Result<Option<SessionState>> {
+    Ok(host
+        .read_attr_opt(&host.sys(format!("class/iscsi_session/session{id}/state")))?
+        .map(|s| s.parse().unwrap_or_else(|never| match never {})))
 }
 
 /// Reads everything sysfs shows of `session`.

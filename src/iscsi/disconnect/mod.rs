@@ -33,6 +33,7 @@ pub(crate) use crate::report::{DisconnectReport, Failure, Outcome, Thing, Untouc
 use crate::retry::Backoff;
 use crate::scsi::{self, ScsiDisk};
 pub(crate) use crate::tuning::Tuning;
+use crate::types::DiskState;
 
 pub use dry_run::disconnect_plan;
 use plan::{disk_thing, map_thing, paths_to_delete_early, records_to_forget, session_thing, Plan};
@@ -285,8 +286,7 @@ impl<'a> Disconnect<'a> {
                 .filter(|n| is_stuck(n)),
         );
         for d in self.plan.disks.iter().filter(|d| offline.contains(&d.name)) {
-            let state = ScsiDisk::current_state(host, &d.name);
-            if matches!(state.as_ref().map(Option::as_deref), Ok(Some("running"))) {
+            if let Ok(Some(DiskState::Running)) = ScsiDisk::current_state(host, &d.name) {
                 continue;
             }
             // A disk the transport has already taken offline refuses this; that is fine.
@@ -425,7 +425,7 @@ impl<'a> Disconnect<'a> {
         let (host, tuning) = (self.host, self.tuning);
         let mut live = false;
         for s in &m.slaves {
-            live |= ScsiDisk::current_state(host, s)?.as_deref() == Some("running");
+            live |= ScsiDisk::current_state(host, s)? == Some(DiskState::Running);
         }
         warn!(map = %m.name, dev = %m.dev, held_by = ?held_by, live, "forced: the map is held open");
         if !live {

@@ -9,7 +9,7 @@ use crate::multipath::DmMap;
 use crate::props::ConnectionProperties;
 use crate::report::{Thing, Untouched};
 use crate::scsi::ScsiDisk;
-use crate::types::{Iqn, Portal, Wwid};
+use crate::types::{DiskState, Iqn, Portal, Wwid};
 
 /// What the host shows of the volume, before anything is changed.
 pub(super) struct Plan {
@@ -51,9 +51,11 @@ pub(super) fn paths_to_delete_early(host: &Host, plan: &Plan) -> Result<Vec<Scsi
         let mut live = false;
         let mut waiting = Vec::new();
         for name in &m.slaves {
-            match ScsiDisk::current_state(host, name)?.as_deref() {
-                Some("running") => live = true,
-                Some("blocked") => waiting.extend(plan.disks.iter().find(|d| &d.name == name)),
+            match ScsiDisk::current_state(host, name)? {
+                Some(DiskState::Running) => live = true,
+                Some(DiskState::Blocked) => {
+                    waiting.extend(plan.disks.iter().find(|d| &d.name == name))
+                }
                 _ => {}
             }
         }
