@@ -15,6 +15,7 @@ const IQN: &str = "iqn.2003-01.org.linux-iscsi.lab:tgt1";
 const WWID1: &str = "naa.6001405deadbeef00010000000000000";
 const WWN1: &str = "36001405deadbeef00010000000000000";
 const WWID2: &str = "naa.6001405deadbeef00020000000000000";
+const WWN2: &str = "36001405deadbeef00020000000000000";
 const P1: &str = "127.0.0.1:3260";
 const P2: &str = "127.0.0.2:3260";
 const MP: ConnectOptions = ConnectOptions { multipath: true };
@@ -630,4 +631,64 @@ fn single_path_connect_asks_udev_nothing() {
     let f = lab();
     connect_volume(&f.host(), &single_props(1), SP, &Tuning::default()).unwrap();
     assert_eq!(f.uevents_asked(), Vec::<String>::new());
+}
+
+fn multipath_tool_runs(f: &FakeHost) -> Vec<String> {
+    f.calls()
+        .iter()
+        .filter(|c| c[0] == "multipath")
+        .map(|c| c[1..].join(" "))
+        .collect()
+}
+
+#[test]
+fn without_udevd_multipath_connect_returns_the_map_with_both_paths_never_the_bare_disk() {
+    // Issue 15: no udevd, multipathd at its default uid_attribute: it answers "fail" to each
+    // `add path` (no WWID in udev's record) and never builds the map by itself.
+    let f = lab();
+    f.without_udevd();
+    let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(c.device_info.path.as_deref(), Some("/dev/dm-0"));
+    let mut slaves = brick::multipath::maps_of(&f.host(), &WWN1.parse().unwrap())
+        .unwrap()
+        .remove(0)
+        .slaves;
+    slaves.sort();
+    assert_eq!(slaves, ["sda", "sdb"]);
+    // The multipath tool built it once, and multipathd was told to adopt it (it then watches
+    // the paths).
+    let runs = multipath_tool_runs(&f);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(
+        f.multipathd_cmds().contains(&format!("add map {WWN1}")),
+        "{:?}",
+        f.multipathd_cmds()
+    );
+}
+
+#[test]
+fn without_udevd_each_of_two_volumes_gets_its_own_map() {
+    let f = lab();
+    f.without_udevd();
+    let c1 = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    let c2 = connect_volume(&f.host(), &props(2, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(c1.device_info.path.as_deref(), Some("/dev/dm-0"));
+    assert_eq!(c2.device_info.path.as_deref(), Some("/dev/dm-1"));
+    for (wwn, want) in [(WWN1, ["sda", "sdb"]), (WWN2, ["sdc", "sdd"])] {
+        let mut slaves = brick::multipath::maps_of(&f.host(), &wwn.parse().unwrap())
+            .unwrap()
+            .remove(0)
+            .slaves;
+        slaves.sort();
+        assert_eq!(slaves, want, "{wwn}");
+    }
+}
+
+#[test]
+fn with_udevd_the_multipath_tool_is_not_run() {
+    // The normal path: multipathd builds the map from `add path`; no extra process.
+    let f = lab();
+    let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(c.device_info.path.as_deref(), Some("/dev/dm-0"));
+    assert!(multipath_tool_runs(&f).is_empty());
 }
