@@ -34,11 +34,9 @@ progress "guest up (kernel $(uname -r)), setting up"
 # LAB_UDEV=0 it is stopped: faster, but multipathd then never adds paths by itself (the lab hands
 # them over with "multipathd add path"), waits ~30 s for each new map's "creation uevent", and
 # keeps deleted paths in its tables (it later rebuilt a map from stale device numbers).
-if [ "${LAB_UDEV:-1}" != 1 ] && pidof systemd-udevd udevd >/dev/null 2>&1; then
-    udevadm control --exit 2>/dev/null || true
-    for _ in $(seq 50); do pidof systemd-udevd udevd >/dev/null 2>&1 || break; sleep 0.1; done
-    log "udevd stopped"
-fi
+# A scenario whose header has the line "# lab: udev=0" runs without udevd in any run: it is
+# stopped before that scenario and started again after it (when LAB_UDEV is not 0).
+[ "${LAB_UDEV:-1}" = 1 ] || udev_stop
 
 # --- kernel modules and configfs
 modprobe configfs
@@ -91,12 +89,22 @@ for scen in "$@"; do
         dirty=" dirty"
         log "state before $name is not clean"; dump_state
     fi
+    no_udev=""
+    if [ "${LAB_UDEV:-1}" = 1 ] && [ "$(udev_wanted "$scen")" = 0 ]; then
+        no_udev=1; udev_stop
+    fi
     progress "$name: start"
     t0=$(date +%s%N)
     set +e
     ( cd "$LAB_STATE" && exec timeout -k 10 "$SCEN_TIMEOUT" bash "$scen" ) >"$RESULTS/$name.log" 2>&1 </dev/null
     rc=$?
     set -e
+    # The harness's cleanup (lab_reset, before the next scenario) runs without udevd too: it
+    # removes what the scenario made; udevd comes back for the scenarios after it.
+    if [ -n "$no_udev" ]; then
+        lab_reset >>"$RESULTS/guest.log" 2>&1 || { log "state after $name is not clean"; dump_state; }
+        udev_start || log "udevd did not come back after $name"
+    fi
     secs=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN{printf "%.1f", (b-a)/1e9}')
     if [ $rc -eq 0 ]; then
         echo "PASS $secs$dirty" >"$RESULTS/$name.status"

@@ -362,6 +362,17 @@ multipathd_strict() {
     wait_until 30 "multipathd to run with find_multipaths strict" \
         sh -c 'multipathd show config 2>/dev/null | grep -Eq "find_multipaths \"?strict"'
 }
+# multipathd_host_uid: run multipathd with the default uid_attribute (ID_SERIAL, read from udev's
+# database, as on any host) until the scenario exits, instead of the lab's uid_attribute "" (WWID
+# read from sysfs), which hides what a host without udevd goes through.
+multipathd_host_uid() {
+    cp /etc/multipath.conf "$LAB_STATE/multipath.conf.orig"
+    trap _multipathd_restore EXIT
+    sed -i '/^ *uid_attribute ""/d' /etc/multipath.conf
+    multipathd reconfigure >/dev/null
+    wait_until 30 "multipathd to run with uid_attribute ID_SERIAL" \
+        sh -c 'multipathd show config 2>/dev/null | grep -Eq "^[[:space:]]*uid_attribute \"?ID_SERIAL"'
+}
 _multipathd_restore() {
     cp "$LAB_STATE/multipath.conf.orig" /etc/multipath.conf
     multipathd reconfigure >/dev/null 2>&1 || true
@@ -371,6 +382,30 @@ _multipathd_restore() {
 # multipath map, which the other rules leave alone; 0 or empty: a disk of its own).
 udev_mp_flag() {
     udevadm info -q property -n "/dev/$1" 2>/dev/null | sed -n 's/^DM_MULTIPATH_DEVICE_PATH=//p'
+}
+
+# udev_stop: stop udevd (as on a host whose udevd is stuck, or in a container); guest.sh does it
+# before a scenario whose header has the line "# lab: udev=0", and udev_start after it.
+udev_stop() {
+    pidof systemd-udevd udevd >/dev/null 2>&1 || return 0
+    udevadm control --exit 2>/dev/null || true
+    local _
+    for _ in $(seq 100); do pidof systemd-udevd udevd >/dev/null 2>&1 || { log "udevd stopped"; return 0; }; sleep 0.1; done
+    log "udevd did not stop"; return 1
+}
+# udev_start: start udevd again if it is not running, and wait until it answers.
+udev_start() {
+    pidof systemd-udevd udevd >/dev/null 2>&1 && return 0
+    local d _
+    for d in /lib/systemd/systemd-udevd /usr/lib/systemd/systemd-udevd; do
+        [ -x "$d" ] && { "$d" --daemon; break; }
+    done
+    for _ in $(seq 100); do udevadm control --ping >/dev/null 2>&1 && { log "udevd started"; return 0; }; sleep 0.2; done
+    log "udevd does not answer"; return 1
+}
+# udev_wanted SCENARIO: 0 when the scenario's header asks to run without udevd, else 1.
+udev_wanted() {
+    if sed -n '1,20p' "$1" | grep -q '^# lab: udev=0$'; then echo 0; else echo 1; fi
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::host::{DmRequest, Host, KernelError};
+use crate::host::{Cmd, DmRequest, Host, KernelError};
 use crate::retry::{retry, Backoff, Pause, Retried};
 use crate::types::Wwid;
 
@@ -215,6 +215,38 @@ pub fn forget_wwid(host: &Host, wwid: &Wwid, timeout: Duration) -> Result<bool> 
         .and_then(|()| f.file.sync_data())
         .map_err(|e| f.err(e))?;
     Ok(true)
+}
+
+/// Builds the multipath map of `disk`'s WWID with multipath-tools' own `multipath DEVNODE`, for
+/// when multipathd cannot: without udevd, multipathd (0.9.4, default `uid_attribute`) takes a
+/// path's WWID only from udev's record, which a disk that appeared since udevd stopped does not
+/// have, and it reads sysfs instead only after udev has failed to answer three "change" uevents
+/// (`retrigger_tries`), which without udevd never happens; `add path` then answers "fail" and no
+/// map ever comes. The `multipath` tool reads the WWID from sysfs at once (it allows that
+/// fallback from the first try) and builds the map with the host's own configuration (features,
+/// hardware handler, path grouping, name), taking every disk of the WWID. `add map NAME` then
+/// has multipathd adopt the map, which gives the paths the map's WWID. Returns the map.
+pub fn build_map_without_udev(
+    host: &Host,
+    wwid: &Wwid,
+    disk: &str,
+    timeout: Duration,
+) -> Result<Option<DmMap>> {
+    let node = host.dev_node(disk);
+    let cmd = Cmd::new("multipath")
+        .arg(node.to_string_lossy().into_owned())
+        .timeout(timeout);
+    let out = host.run(&cmd)?;
+    if !out.success() {
+        tracing::warn!(path = %disk, output = %out.tail(), "multipath did not build the map");
+    }
+    let Some(map) = maps_of(host, wwid)?.into_iter().next() else {
+        return Ok(None);
+    };
+    if let Err(e) = host.multipathd_cmd(&format!("add map {}", map.name), timeout) {
+        tracing::warn!(map = %map.name, error = %e, "multipathd not told of the map multipath built: it does not watch its paths");
+    }
+    Ok(Some(map))
 }
 
 /// What udev concluded about `disk` when it last ran its rules on it: whether multipath-tools'

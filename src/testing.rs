@@ -103,6 +103,13 @@ struct World {
     /// udev has described each new disk by the time brick sees it, with this
     /// DM_MULTIPATH_DEVICE_PATH (None: udev is slower than brick, no record yet).
     udev_describes_new_disks: Option<bool>,
+    /// No udevd runs, and multipathd takes a path's WWID from udev's record (its default
+    /// `uid_attribute`): it gets none for a disk udev never described.
+    no_udevd: bool,
+    /// Paths multipathd holds with no WWID (no udev record): it builds no map of them, and a
+    /// second `add path` does not look again (0.9.4's cli_add_path); only a map that holds
+    /// them, adopted with `add map`, gives them its WWID.
+    no_wwid_paths: Vec<String>,
 }
 
 /// A fake host that owns its temporary directory.
@@ -163,6 +170,8 @@ impl FakeHost {
             &dir.path().join("etc/iscsi/initiatorname.iscsi"),
             "InitiatorName=iqn.1993-08.org.debian:01:fakehost\n",
         );
+        // udevd runs: its control socket is there (what libudev checks).
+        write(&dir.path().join("run/udev/control"), "");
         FakeHost {
             dir,
             world: Arc::new(Mutex::new(World::default())),
@@ -384,6 +393,17 @@ impl FakeHost {
     /// strict`.
     pub fn find_multipaths_strict(&self) -> &Self {
         lock(&self.world).find_multipaths_strict = true;
+        self
+    }
+
+    /// Stops udevd, with multipathd left at its default `uid_attribute` (ID_SERIAL from udev's
+    /// record): `run/udev/control` goes, no new disk gets a udev record, and multipathd answers
+    /// `add path` of a disk udev never described with "fail" and builds no map of it, as 0.9.4
+    /// does (pathinfo finds no WWID; the sysfs fallback waits for retriggers udev never answers).
+    /// `multipath DEVNODE` still builds the map (the tool reads the WWID from sysfs).
+    pub fn without_udevd(&self) -> &Self {
+        let _ = fs::remove_file(self.root().join("run/udev/control"));
+        lock(&self.world).no_udevd = true;
         self
     }
 
@@ -687,6 +707,12 @@ fn write_udev_record(root: &Path, name: &str, multipath_path: bool) {
     );
 }
 
+/// Whether udev has a record of block device `name`.
+fn has_udev_record(root: &Path, name: &str) -> bool {
+    root.join(format!("run/udev/data/b{}", dev_t(name)))
+        .exists()
+}
+
 fn add_dm(root: &Path, dev: &str, name: &str, uuid: &str, slaves: &[&str]) {
     let sys = root.join("sys");
     let ddir = sys.join(format!("devices/virtual/block/{dev}"));
@@ -934,6 +960,34 @@ impl FakeRunner {
     fn default_response(&self, w: &mut World, argv: &[String]) -> Result<Output, CmdError> {
         let a: Vec<&str> = argv.iter().map(String::as_str).collect();
         match a.as_slice() {
+            // The multipath tool builds the map of the device's WWID from every disk that has
+            // it, reading the WWIDs from sysfs, whatever udev knows.
+            ["multipath", dev] => {
+                let name = Path::new(dev)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let sys = self.root.join("sys/block");
+                let Ok(wwid) = fs::read_to_string(sys.join(format!("{name}/device/wwid"))) else {
+                    return Ok(Output::exit(1, "", &format!("{dev}: no such device\n")));
+                };
+                let mut disks: Vec<String> = fs::read_dir(&sys)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|d| {
+                        d.starts_with("sd")
+                            && fs::read_to_string(sys.join(format!("{d}/device/wwid")))
+                                .is_ok_and(|x| x == wwid)
+                    })
+                    .collect();
+                disks.sort();
+                for d in &disks {
+                    join_map(&self.root, d);
+                }
+                Ok(Output::exit(0, "", ""))
+            }
             ["iscsiadm", "-m", "session"] => {
                 if w.sessions.is_empty() {
                     return Ok(Output::exit(21, "", "iscsiadm: No active sessions.\n"));
@@ -1112,6 +1166,13 @@ impl crate::host::Multipathd for FakeMultipathd {
         match words.as_slice() {
             ["add", "path", name] => {
                 let sys = self.root.join("sys/block");
+                if w.no_wwid_paths.iter().any(|p| p == name) {
+                    return Ok("fail".into());
+                }
+                if w.no_udevd && !has_udev_record(&self.root, name) {
+                    w.no_wwid_paths.push(name.to_string());
+                    return Ok("fail".into());
+                }
                 let wwid = fs::read_to_string(sys.join(format!("{name}/device/wwid")))
                     .ok()
                     .and_then(|raw| Wwid::from_sysfs(&raw).ok());
@@ -1145,9 +1206,18 @@ impl crate::host::Multipathd for FakeMultipathd {
                 Ok("ok".into())
             }
             ["add", "map", map] => {
-                if dm_by_name(&self.root, map).is_none() {
+                let Some(dev) = dm_by_name(&self.root, map) else {
                     return Ok("fail".into());
-                }
+                };
+                // Adopting the map, multipathd gives its paths the map's WWID.
+                let slaves: Vec<String> =
+                    fs::read_dir(self.root.join(format!("sys/block/{dev}/slaves")))
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect();
+                w.no_wwid_paths.retain(|p| !slaves.contains(p));
                 w.maps_waiting_for_udev.retain(|m| m != map);
                 join_waiting(&self.root, &mut w.delayed_paths, map);
                 Ok("ok".into())

@@ -15,6 +15,7 @@ const IQN: &str = "iqn.2003-01.org.linux-iscsi.lab:tgt1";
 const WWID1: &str = "naa.6001405deadbeef00010000000000000";
 const WWN1: &str = "36001405deadbeef00010000000000000";
 const WWID2: &str = "naa.6001405deadbeef00020000000000000";
+const WWN2: &str = "36001405deadbeef00020000000000000";
 const P1: &str = "127.0.0.1:3260";
 const P2: &str = "127.0.0.2:3260";
 const MP: ConnectOptions = ConnectOptions { multipath: true };
@@ -61,15 +62,20 @@ fn disconnect(f: &FakeHost, lun: u64, c: &Connected) -> DisconnectReport {
     .unwrap()
 }
 
-/// The multipath map of WWN1 as the fake's sysfs shows it (the first one, if several).
-fn map_of_wwn1(f: &FakeHost) -> brick::DmMap {
+/// The multipath map of `wwn` as the fake's sysfs shows it (the first one, if several).
+fn map_of(f: &FakeHost, wwn: &str) -> brick::DmMap {
     brick::inspect(&f.host())
         .unwrap()
         .into_iter()
         .flat_map(|s| s.disks)
         .filter_map(|d| d.map)
-        .find(|m| m.uuid == format!("mpath-{WWN1}"))
-        .expect("a map of WWN1")
+        .find(|m| m.uuid == format!("mpath-{wwn}"))
+        .unwrap_or_else(|| panic!("no map of {wwn}"))
+}
+
+/// The multipath map of WWN1.
+fn map_of_wwn1(f: &FakeHost) -> brick::DmMap {
+    map_of(f, WWN1)
 }
 
 fn assert_host_as_before(f: &FakeHost) {
@@ -705,4 +711,58 @@ fn failed_connect_leaves_a_map_that_holds_another_attachs_path() {
     let map = map_of_wwn1(&f);
     assert_eq!(map.slaves, ["sdz"]);
     assert_eq!(f.session_ids(), [9]);
+}
+
+fn multipath_tool_runs(f: &FakeHost) -> Vec<String> {
+    f.calls()
+        .iter()
+        .filter(|c| c[0] == "multipath")
+        .map(|c| c[1..].join(" "))
+        .collect()
+}
+
+#[test]
+fn without_udevd_multipath_connect_returns_the_map_with_both_paths_never_the_bare_disk() {
+    // Issue 15: no udevd, multipathd at its default uid_attribute: it answers "fail" to each
+    // `add path` (no WWID in udev's record) and never builds the map by itself.
+    let f = lab();
+    f.without_udevd();
+    let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(c.device_info.path.as_deref(), Some("/dev/dm-0"));
+    let mut slaves = map_of_wwn1(&f).slaves;
+    slaves.sort();
+    assert_eq!(slaves, ["sda", "sdb"]);
+    // The multipath tool built it once, and multipathd was told to adopt it (it then watches
+    // the paths).
+    let runs = multipath_tool_runs(&f);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(
+        f.multipathd_cmds().contains(&format!("add map {WWN1}")),
+        "{:?}",
+        f.multipathd_cmds()
+    );
+}
+
+#[test]
+fn without_udevd_each_of_two_volumes_gets_its_own_map() {
+    let f = lab();
+    f.without_udevd();
+    let c1 = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    let c2 = connect_volume(&f.host(), &props(2, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(c1.device_info.path.as_deref(), Some("/dev/dm-0"));
+    assert_eq!(c2.device_info.path.as_deref(), Some("/dev/dm-1"));
+    for (wwn, want) in [(WWN1, ["sda", "sdb"]), (WWN2, ["sdc", "sdd"])] {
+        let mut slaves = map_of(&f, wwn).slaves;
+        slaves.sort();
+        assert_eq!(slaves, want, "{wwn}");
+    }
+}
+
+#[test]
+fn with_udevd_the_multipath_tool_is_not_run() {
+    // The normal path: multipathd builds the map from `add path`; no extra process.
+    let f = lab();
+    let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(c.device_info.path.as_deref(), Some("/dev/dm-0"));
+    assert!(multipath_tool_runs(&f).is_empty());
 }

@@ -152,6 +152,15 @@ impl Host {
         self.udev_data.join(format!("b{dev_t}"))
     }
 
+    /// Whether udevd runs: its control socket (`control` beside udev's records, `/run/udev/control`)
+    /// is there, which is what libudev and libdevmapper ask too. udevd takes it away when it
+    /// stops; it is never there in a container without udevd.
+    pub fn udevd_runs(&self) -> bool {
+        self.udev_data
+            .parent()
+            .is_some_and(|run_udev| run_udev.join("control").exists())
+    }
+
     /// Sets where procfs is (default `/proc`).
     pub fn proc_root(mut self, dir: impl Into<PathBuf>) -> Host {
         self.proc = dir.into();

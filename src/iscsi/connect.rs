@@ -867,10 +867,15 @@ fn hand_paths_to_multipathd(
     tuning: &Tuning,
 ) -> Option<Vec<String>> {
     let mut built_from = None;
+    let mut no_wwid = None;
     for p in paths {
         match host.multipathd_cmd(&format!("add path {p}"), tuning.command_timeout) {
             Ok(reply) if reply.contains("blacklisted") => {
                 debug!(path = %p, "multipathd blacklists the path")
+            }
+            // Without udevd, multipathd finds no WWID for the path (see build_map_without_udev).
+            Ok(reply) if reply == "fail" && !host.udevd_runs() => {
+                no_wwid.get_or_insert(p);
             }
             Ok(_) if built_from.is_none() => {
                 let map = multipath::maps_of(host, wwid)
@@ -886,7 +891,16 @@ fn hand_paths_to_multipathd(
             Err(e) => warn!(path = %p, error = %e, "multipathd not told of the path"),
         }
     }
-    built_from
+    match no_wwid.map(|p| multipath::build_map_without_udev(host, wwid, p, tuning.command_timeout))
+    {
+        Some(Ok(Some(map))) => Some(map.slaves),
+        Some(Ok(None)) => built_from,
+        Some(Err(e)) => {
+            warn!(error = %e, "no udevd, and multipath did not build the map");
+            built_from
+        }
+        None => built_from,
+    }
 }
 
 /// Makes sure udev knows the map's paths as paths of a map: its rules leave such a disk to the
