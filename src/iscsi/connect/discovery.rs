@@ -1,0 +1,165 @@
+//! The sendtargets check: does each portal offer the volume's target? In-process (no node
+//! record), or with discovery CHAP through a discovery record deleted again.
+
+use tracing::warn;
+
+use crate::error::Result;
+use crate::host::{Cmd, Host};
+use crate::iscsi::node;
+use crate::iscsi::session::ISCSI_ERR_NO_OBJS_FOUND;
+use crate::props::{ConnectionProperties, Target};
+use crate::tuning::Tuning;
+use crate::types::{Iqn, Portal};
+
+/// Asks `t.portal` with a sendtargets discovery which targets it offers, as (portal, IQN). The
+/// discovery stores no node record (in-process; with discovery CHAP, `--op nonpersistent` and
+/// the discovery record deleted after), so targets we did not ask for leave no trace.
+pub(super) fn discover(
+    host: &Host,
+    props: &ConnectionProperties,
+    t: &Target,
+    tuning: &Tuning,
+) -> std::result::Result<Vec<(Portal, Iqn)>, String> {
+    let portal = t.portal.to_string();
+    let out = match &props.discovery_auth {
+        None => {
+            // In-process: no process, no node database, a few milliseconds.
+            let initiator = crate::connector::initiator_name(host)
+                .map_err(|e| e.to_string())?
+                .ok_or("no InitiatorName in initiatorname.iscsi")?;
+            let initiator: Iqn = initiator
+                .parse()
+                .map_err(|e| format!("the host's initiator name {initiator:?}: {e}"))?;
+            return host
+                .send_targets(&t.portal, &initiator, tuning.discovery_timeout)
+                .map_err(|e| format!("sendtargets discovery on {portal} failed: {e}"));
+        }
+        Some(chap) => {
+            // Discovery CHAP lives in a discovery record: create it, set the secret in it (never
+            // on a command line), discover, and delete the record again.
+            let base = ["-m", "discoverydb", "-t", "sendtargets", "-p", &portal];
+            let new = Cmd::new("iscsiadm")
+                .args(base)
+                .args(["--op", "new"])
+                .timeout(tuning.command_timeout);
+            let out = host.run(&new).map_err(|e| e.to_string())?;
+            if !out.success() {
+                return Err(format!("`{new}` failed: {}", out.tail()));
+            }
+            let result = set_discovery_chap(host, t, chap).and_then(|()| {
+                let cmd = Cmd::new("iscsiadm")
+                    .args(base)
+                    .args(["--discover", "--op", "nonpersistent"])
+                    .timeout(tuning.discovery_timeout);
+                host.run(&cmd).map_err(|e| e.to_string())
+            });
+            let del = Cmd::new("iscsiadm")
+                .args(base)
+                .args(["--op", "delete"])
+                .timeout(tuning.command_timeout);
+            if let Err(e) = host.run(&del) {
+                warn!(portal = %t.portal, error = %e, "discovery record not deleted");
+            }
+            result?
+        }
+    };
+    if !out.success() && out.code != Some(ISCSI_ERR_NO_OBJS_FOUND) {
+        return Err(format!(
+            "sendtargets discovery on {portal} failed: {}",
+            out.tail()
+        ));
+    }
+    // Lines look like `127.0.0.1:3260,1 iqn.2003-01.org.linux-iscsi.lab:tgt1`.
+    Ok(out
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let portal = w.next()?.rsplit_once(',')?.0.parse().ok()?;
+            Some((portal, w.next()?.parse().ok()?))
+        })
+        .collect())
+}
+
+/// Checks, before any login, that each portal of the volume offers its target: one sendtargets
+/// discovery lists every portal of a target, so a portal already listed is not asked again.
+/// Discoveries are serialised host-wide: LIO drops a discovery session when the same initiator
+/// opens another one to the same target at the same time (seen in the lab: exit code 11, "iSCSI
+/// PDU timed out"). Portals that had a session to the target before this connect began
+/// (`sessions_before`) need no discovery; a session this connect's own login made meanwhile
+/// proves nothing the discovery would.
+pub(super) fn check_offered(
+    host: &Host,
+    props: &ConnectionProperties,
+    sessions_before: &[(Iqn, Portal)],
+    tuning: &Tuning,
+) -> Result<Vec<std::result::Result<(), String>>> {
+    let mut known: Vec<(Portal, Iqn)> = Vec::new();
+    let mut asked: Vec<Portal> = Vec::new();
+    let mut results = Vec::new();
+    let mut lock = None;
+    for t in &props.targets {
+        let had_session = sessions_before
+            .iter()
+            .any(|(i, p)| *i == t.iqn && *p == t.portal);
+        if had_session || known.iter().any(|(p, i)| *p == t.portal && *i == t.iqn) {
+            results.push(Ok(()));
+            continue;
+        }
+        if asked.contains(&t.portal) {
+            results.push(Err(format!(
+                "portal {} does not offer target {} (sendtargets discovery)",
+                t.portal, t.iqn
+            )));
+            continue;
+        }
+        // Discovery CHAP goes through a discovery record in open-iscsi's database, which
+        // concurrent connects must not share; the in-process discovery touches nothing.
+        if lock.is_none() && props.discovery_auth.is_some() {
+            lock = Some(host.lock("iscsi-discovery")?);
+        }
+        asked.push(t.portal);
+        match discover(host, props, t, tuning) {
+            Ok(found) => {
+                let offered = found.iter().any(|(p, i)| *p == t.portal && *i == t.iqn);
+                known.extend(found);
+                results.push(if offered {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "portal {} does not offer target {} (sendtargets discovery)",
+                        t.portal, t.iqn
+                    ))
+                });
+            }
+            Err(e) => results.push(Err(e)),
+        }
+    }
+    Ok(results)
+}
+
+pub(super) fn set_discovery_chap(
+    host: &Host,
+    t: &Target,
+    chap: &crate::props::Chap,
+) -> std::result::Result<(), String> {
+    let dir = host.iscsi_conf(format!(
+        "send_targets/{},{}",
+        t.portal.address(),
+        t.portal.port
+    ));
+    let file = dir.join("st_config");
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let text = node::set_keys(
+        &text,
+        &[
+            ("discovery.sendtargets.auth.authmethod", "CHAP"),
+            ("discovery.sendtargets.auth.username", &chap.username),
+            (
+                "discovery.sendtargets.auth.password",
+                chap.password.expose(),
+            ),
+        ],
+    );
+    node::write_private(host, &file, &text).map_err(|e| e.to_string())
+}

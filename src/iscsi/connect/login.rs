@@ -1,0 +1,109 @@
+//! Logging in to a target at a portal: the node record (iscsid.conf's defaults, manual startup
+//! and scan, bounded login retries, CHAP), then `iscsiadm --login`, bounded.
+
+use tracing::info;
+
+use crate::host::{Cmd, Host};
+use crate::iscsi::{adm, node, topology};
+use crate::props::{ConnectionProperties, Target};
+use crate::tuning::Tuning;
+
+use super::Created;
+
+/// iscsiadm's exit code when the session exists already.
+const ISCSI_ERR_SESS_EXISTS: i32 = 15;
+/// iscsiadm's exit codes for a login the target refused for good, and for refused credentials.
+const ISCSI_ERR_FATAL_LOGIN: i32 = 19;
+const ISCSI_ERR_LOGIN_AUTH_FAILED: i32 = 24;
+
+pub(super) fn login(
+    host: &Host,
+    props: &ConnectionProperties,
+    t: &Target,
+    tuning: &Tuning,
+    created: &mut Created,
+) -> std::result::Result<u32, String> {
+    let retries = tuning.login_retries.to_string();
+    let login_timeout = tuning.login_timeout.as_secs().max(1).to_string();
+    let mut keys: Vec<(&str, &str)> = vec![
+        ("node.startup", "manual"),
+        ("node.conn[0].startup", "manual"),
+        ("node.session.scan", "manual"),
+        ("node.session.initial_login_retry_max", &retries),
+        ("node.conn[0].timeo.login_timeout", &login_timeout),
+    ];
+    match &props.auth {
+        Some(chap) => {
+            keys.push(("node.session.auth.authmethod", "CHAP"));
+            keys.push(("node.session.auth.username", &chap.username));
+            keys.push(("node.session.auth.password", chap.password.expose()));
+            if let Some(rev) = &props.auth_reverse {
+                keys.push(("node.session.auth.username_in", &rev.username));
+                keys.push(("node.session.auth.password_in", rev.password.expose()));
+            }
+        }
+        None => keys.push(("node.session.auth.authmethod", "None")),
+    }
+    if adm::node_exists(host, &t.iqn, &t.portal).map_err(|e| e.to_string())? {
+        node::set(host, &t.iqn, &t.portal, &keys).map_err(|e| e.to_string())?;
+    } else {
+        node::create(host, &t.iqn, &t.portal, &keys).map_err(|e| e.to_string())?;
+        created.node_record = true;
+    }
+
+    let cmd = Cmd::new("iscsiadm")
+        .args([
+            "-m",
+            "node",
+            "-T",
+            t.iqn.as_str(),
+            "-p",
+            &t.portal.to_string(),
+            "--login",
+        ])
+        .timeout(tuning.login_deadline);
+    let outcome = {
+        let _db = host.lock_shared(node::DB_LOCK).map_err(|e| e.to_string())?;
+        host.run(&cmd)
+    };
+    // Whatever happened, a session may exist now: note it, so a failure removes it.
+    let sid = topology::find_session(host, &t.iqn, &t.portal).map_err(|e| e.to_string())?;
+    created.session = sid;
+    let out = outcome.map_err(|e| e.to_string())?;
+    match (out.code, sid) {
+        (Some(0) | Some(ISCSI_ERR_SESS_EXISTS), Some(sid)) => {
+            info!(session = sid, "logged in");
+            Ok(sid)
+        }
+        (Some(0) | Some(ISCSI_ERR_SESS_EXISTS), None) => {
+            Err(format!("`{cmd}` succeeded but no session shows in sysfs"))
+        }
+        (code, _) => Err(format!(
+            "login failed ({}): {}",
+            match (code, login_hint(code, props)) {
+                (Some(c), Some(hint)) => format!("exit code {c}: {hint}"),
+                (Some(c), None) => format!("exit code {c}"),
+                (None, _) => "no exit code".into(),
+            },
+            out.tail()
+        )),
+    }
+}
+
+/// What a failed login's exit code most likely means for the user, where iscsiadm's own words
+/// do not say it.
+fn login_hint(code: Option<i32>, props: &ConnectionProperties) -> Option<&'static str> {
+    match code? {
+        ISCSI_ERR_LOGIN_AUTH_FAILED => {
+            Some("the target refused the CHAP credentials (auth_username, auth_password)")
+        }
+        ISCSI_ERR_FATAL_LOGIN if props.auth_reverse.is_some() => Some(
+            "the target refused the login for good, or could not prove itself with the \
+             mutual CHAP credentials (auth_reverse_username, auth_reverse_password)",
+        ),
+        ISCSI_ERR_FATAL_LOGIN => {
+            Some("the target refused the login for good (is this host's initiator name allowed?)")
+        }
+        _ => None,
+    }
+}

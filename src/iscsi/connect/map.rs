@@ -1,0 +1,161 @@
+//! The multipath map of a connect: the WWID registered with multipath-tools, the paths handed to
+//! multipathd, the wait for the map, and udev told of its paths.
+
+use std::time::Duration;
+
+use tracing::{debug, warn};
+
+use crate::error::Result;
+use crate::host::Host;
+use crate::multipath::{self, DmMap};
+use crate::retry::Pause;
+use crate::tuning::Tuning;
+
+/// Registers the volume's WWID with multipath-tools before any path is handed over, as
+/// `multipath -a` (and os-brick) would: multipathd then builds the map whatever `find_multipaths`
+/// says, and does not send a "change" uevent on the path it builds it from (udev would run every
+/// disk rule on it again, about 0.65 s of CPU per volume in the lab); brick sends one where it is
+/// needed ([`tell_udev_of_the_map`]). Returns whether brick added it (a connect that fails takes
+/// it out again). A failure is logged, not fatal: with
+/// `find_multipaths no` or `greedy` the map comes anyway.
+pub(super) fn register_wwid(host: &Host, wwid: &crate::types::Wwid, tuning: &Tuning) -> bool {
+    match multipath::remember_wwid(host, wwid, tuning.command_timeout) {
+        Ok(added) => {
+            debug!(wwn = %wwid, added, "WWID registered in multipath's wwids file");
+            added
+        }
+        Err(e) => {
+            warn!(wwn = %wwid, error = %e, "WWID not registered with multipath: with find_multipaths strict or yes, no map may come");
+            false
+        }
+    }
+}
+
+/// Tells multipathd about each new path (`add path sdX` on its control socket) instead of waiting
+/// for it to learn of them from udev: it is faster, and works where udev is slow or absent. A path
+/// multipathd knows already is not harmed. Returns the paths multipathd built the map from: those
+/// in the map of `wwid` right after it took the first path (a new map takes every path of the
+/// WWID multipathd holds already), or that path alone when no map shows yet. `None` when no map
+/// will come: multipathd is unreachable or blacklists every path.
+pub(super) fn hand_paths_to_multipathd(
+    host: &Host,
+    wwid: &crate::types::Wwid,
+    paths: &[String],
+    tuning: &Tuning,
+) -> Option<Vec<String>> {
+    let mut built_from = None;
+    let mut no_wwid = None;
+    for p in paths {
+        match host.multipathd_cmd(&format!("add path {p}"), tuning.command_timeout) {
+            Ok(reply) if reply.contains("blacklisted") => {
+                debug!(path = %p, "multipathd blacklists the path")
+            }
+            // Without udevd, multipathd finds no WWID for the path (see build_map_without_udev).
+            Ok(reply) if reply == "fail" && !host.udevd_runs() => {
+                no_wwid.get_or_insert(p);
+            }
+            Ok(_) if built_from.is_none() => {
+                let map = multipath::maps_of(host, wwid)
+                    .ok()
+                    .and_then(|m| m.into_iter().next());
+                built_from = Some(match map {
+                    Some(m) if m.slaves.contains(p) => m.slaves,
+                    _ => vec![p.clone()],
+                });
+            }
+            Ok(_) => {}
+            // Without multipathd no map comes: the volume is the bare disk.
+            Err(e) => warn!(path = %p, error = %e, "multipathd not told of the path"),
+        }
+    }
+    match no_wwid.map(|p| multipath::build_map_without_udev(host, wwid, p, tuning.command_timeout))
+    {
+        Some(Ok(Some(map))) => Some(map.slaves),
+        Some(Ok(None)) => built_from,
+        Some(Err(e)) => {
+            warn!(error = %e, "no udevd, and multipath did not build the map");
+            built_from
+        }
+        None => built_from,
+    }
+}
+
+/// Makes sure udev knows the map's paths as paths of a map: its rules leave such a disk to the
+/// map (no file system or LVM scan of it, no /dev/disk links to it instead of the map), and they
+/// learn it from `multipath -u`, which says so only once the WWID is registered or the map
+/// exists. multipathd asks udev to look again ("change") at each path it adds to a map that
+/// exists, unless udev calls it a path of a map already, and at the paths of a map it builds for
+/// a WWID it records itself. brick records the WWID, so the paths the map was built from
+/// (`built_from`) are brick's to ask about: one udev called no path of a map, and one udev has
+/// not finished with yet when brick registered the WWID just now (its `multipath -u` may have
+/// run before). Nothing else: each look costs every disk rule once more (about 0.65 s of CPU in
+/// the lab). Failures are logged, not fatal.
+pub(super) fn tell_udev_of_the_map(
+    host: &Host,
+    map: &DmMap,
+    built_from: &[String],
+    registered: bool,
+) {
+    for p in map.slaves.iter().filter(|p| built_from.contains(p)) {
+        let ask = match multipath::udev_calls_it_a_path(host, p) {
+            Ok(Some(said)) => !said,
+            Ok(None) => registered,
+            Err(e) => {
+                debug!(path = %p, error = %e, "udev's record of the path not read");
+                false
+            }
+        };
+        if ask {
+            match multipath::ask_udev_to_look_again(host, p) {
+                Ok(()) => debug!(path = %p, map = %map.dev, "udev asked to look at the path again"),
+                Err(e) => {
+                    warn!(path = %p, error = %e, "udev not asked to look at the path again: it may not know the disk is a path of a map")
+                }
+            }
+        }
+    }
+}
+
+/// Waits for the multipath map of `wwid`, then briefly for every path to join it.
+pub(super) fn wait_for_map(
+    host: &Host,
+    wwid: &crate::types::Wwid,
+    paths: &[String],
+    tuning: &Tuning,
+) -> Result<Option<DmMap>> {
+    let deadline = host.time().now() + tuning.map_deadline;
+    let mut pause = Pause::new(Duration::from_millis(5), Duration::from_millis(50));
+    let mut grace_end = None;
+    loop {
+        let map = multipath::maps_of(host, wwid)?.into_iter().next();
+        let now = host.time().now();
+        if let Some(m) = &map {
+            if paths.iter().all(|p| m.slaves.contains(p)) {
+                return Ok(map);
+            }
+            if grace_end.is_none() {
+                // multipathd built the map from the first path it saw, and holds the others back
+                // until udev has announced the new map (under TCG with udevd, 1-2 s later).
+                // `add map NAME` is that announcement: multipathd then does its delayed actions
+                // at once (adds the held-back paths), as its own timeout would much later. The
+                // held-back paths are not handed over again: multipathd answers each `add path`
+                // of a path it holds with a "change" uevent on it (udev has not described the
+                // path yet), and udev then runs every disk rule once more (about 0.9 s of CPU
+                // per volume in the lab).
+                if let Err(e) =
+                    host.multipathd_cmd(&format!("add map {}", m.name), tuning.command_timeout)
+                {
+                    debug!(map = %m.name, error = %e, "multipathd not told of the map");
+                }
+            }
+            let end = *grace_end.get_or_insert(now + tuning.map_paths_grace);
+            if now >= end || now >= deadline {
+                debug!(map = %m.dev, slaves = ?m.slaves, "not every path joined the map yet");
+                return Ok(map);
+            }
+        } else if now >= deadline {
+            return Ok(None);
+        }
+        host.time().sleep(pause.take());
+    }
+}

@@ -1,0 +1,453 @@
+//! Connecting an iSCSI volume: node records with manual startup and manual scans, bounded logins
+//! to every portal in parallel, a scan of only the volume's LUN, and waiting in sysfs for the
+//! disk and its multipath map. A failed connect removes what it created.
+
+mod discovery;
+mod login;
+mod map;
+mod scan;
+mod undo;
+
+use discovery::check_offered;
+use login::login;
+use map::{hand_paths_to_multipathd, register_wwid, tell_udev_of_the_map, wait_for_map};
+use scan::{lun_on_session, rescan_present_disk, scan_until_present, wait_for_disk};
+use undo::{remove_pathless_maps, undo};
+
+use std::time::Instant;
+
+use serde::Serialize;
+use tracing::{debug, info, warn};
+
+use crate::error::{Error, Result};
+use crate::host::Host;
+use crate::iscsi::session::target_lock_name;
+use crate::iscsi::topology;
+use crate::multipath::{self, DmMap};
+use crate::props::{ConnectionProperties, DeviceInfo, Target};
+use crate::scsi::ScsiDisk;
+use crate::tuning::Tuning;
+use crate::types::{Iqn, Portal};
+
+/// How to connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Log in to every portal and wait for the multipath map; without it, portals are tried in
+    /// turn until one works and the volume is the bare disk.
+    pub multipath: bool,
+}
+
+/// A connected volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Connected {
+    /// What os-brick's `connect_volume` returns; give it back to disconnect.
+    pub device_info: DeviceInfo,
+    /// The disks of the volume (`sdX`).
+    pub paths: Vec<String>,
+    /// The portals that did not work, with the reason.
+    pub failed_paths: Vec<String>,
+}
+
+/// What one portal's attempt created, to undo it if the connect fails.
+#[derive(Debug, Default)]
+struct Created {
+    node_record: bool,
+    session: Option<u32>,
+    disk: Option<String>,
+}
+
+struct PathAttempt {
+    target: Target,
+    created: Created,
+    result: std::result::Result<(u32, ScsiDisk), String>,
+}
+
+/// Connects the volume described by `props` and returns its `device_info`.
+///
+/// For each portal (all at once with `multipath`): reuses the session to the target if there is
+/// one; else checks with a sendtargets discovery that the portal offers the target (unless
+/// `target_discovered`; discovery stores no node record), creates the node record with manual
+/// startup and manual scan, sets CHAP and bounded login retries in it, and logs in. Then scans
+/// only the volume's LUN (again, with growing pauses, while the target does not offer it, up to
+/// `device_deadline`) and waits for its disk in sysfs; with `multipath`, registers the
+/// volume's WWID in multipath's wwids file, hands the paths to multipathd and waits for the map
+/// that holds them. Succeeds when at least one path works; whatever the failed paths created
+/// (node records, sessions, disks) is removed, and a connect that fails altogether leaves the
+/// host as it was (the WWID it registered goes too, unless a map of it remains).
+///
+/// # Errors
+/// [`Error::Prerequisite`] when multipath is asked for and multipathd does not answer (before
+/// anything changes); [`Error::Connect`] when no path attached, or no multipath map came, with
+/// every path's reason (what the connect made is undone); [`Error::Io`] when sysfs or the node
+/// records cannot be read.
+pub fn connect_volume(
+    host: &Host,
+    props: &ConnectionProperties,
+    opts: ConnectOptions,
+    tuning: &Tuning,
+) -> Result<Connected> {
+    let span = tracing::info_span!("connect", volume = %props.label(), multipath = opts.multipath);
+    let _enter = span.enter();
+    // 0. A multipath connect needs multipathd: without it no map can come, so say so before
+    // any login rather than after every path was attached and undone.
+    if opts.multipath {
+        if let Err(e) = host.multipathd_cmd("show daemon", tuning.command_timeout) {
+            return Err(Error::Prerequisite {
+                what: format!(
+                    "{} not connected, nothing was changed: multipathd does not answer ({e}); a \
+                     multipath connect needs it: start multipathd, or connect with --single-path",
+                    props.label()
+                ),
+            });
+        }
+    }
+    // The sessions to the volume's targets that exist before any login of this connect.
+    let sessions_before: Vec<(Iqn, Portal)> = topology::list_sessions(host)?
+        .into_iter()
+        .map(|s| (s.iqn, s.portal))
+        .filter(|(i, p)| props.targets.iter().any(|t| t.iqn == *i && t.portal == *p))
+        .collect();
+    // 1. The paths and the map, with the sendtargets check beside them rather than before:
+    // it only confirms what a login finds out anyway, and under load it takes longer than
+    // both. A path whose portal does not offer the target fails (and is undone, out of the
+    // map first) whatever its login said.
+    let (mut c, offered) = std::thread::scope(|s| {
+        let span = tracing::Span::current();
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        let check = (!props.discovered).then(|| {
+            s.spawn(move || {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    span.in_scope(|| check_offered(host, props, &sessions_before, tuning))
+                })
+            })
+        });
+        let mut c = Connect {
+            host,
+            props,
+            tuning,
+            attempts: attach_paths(host, props, opts, tuning),
+            wwid: None,
+            map: None,
+            registered: false,
+        };
+        c.wwid = volume_wwid(&mut c.attempts);
+        // 2. A multipath connect returns a map or fails: a bare path handed out now could be
+        // taken by a map later, and a caller writing to it would bypass that map.
+        if opts.multipath {
+            if let Err(why) = c.build_map() {
+                c.fail_every_path(&why);
+            }
+        }
+        let offered = match check.map(|h| h.join().expect("discovery thread does not panic")) {
+            None => vec![Ok(()); props.targets.len()],
+            Some(Ok(offered)) => offered,
+            Some(Err(e)) => vec![Err(format!("sendtargets discovery: {e}")); props.targets.len()],
+        };
+        (c, offered)
+    });
+    // 3. Paths whose portal does not offer the target go.
+    c.apply_discovery(&offered);
+    // 4. Done, or undone.
+    c.finish()
+}
+
+/// One connect under way: its path attempts, the volume's WWN and its map.
+struct Connect<'a> {
+    host: &'a Host,
+    props: &'a ConnectionProperties,
+    tuning: &'a Tuning,
+    attempts: Vec<PathAttempt>,
+    /// The volume's WWN (that of the first path up).
+    wwid: Option<crate::types::Wwid>,
+    map: Option<DmMap>,
+    /// Whether this connect added the WWID to multipath's wwids file.
+    registered: bool,
+}
+
+impl Connect<'_> {
+    /// Registers the volume's WWID, hands the paths to multipathd and waits for the map. `Err`
+    /// says why no map came.
+    fn build_map(&mut self) -> std::result::Result<(), String> {
+        let (host, tuning) = (self.host, self.tuning);
+        let Some(w) = self.wwid.clone() else {
+            return Ok(());
+        };
+        let paths = up_paths(&self.attempts);
+        self.registered = register_wwid(host, &w, tuning);
+        let Some(built_from) = hand_paths_to_multipathd(host, &w, &paths, tuning) else {
+            return Err(format!(
+                "multipathd took none of the paths of WWN {w} (is multipathd running? does it \
+                 blacklist the device?); connect with a single path (--single-path) to use the \
+                 bare disk"
+            ));
+        };
+        match wait_for_map(host, &w, &paths, tuning) {
+            Ok(Some(m)) => {
+                tell_udev_of_the_map(host, &m, &built_from, self.registered);
+                self.map = Some(m);
+                Ok(())
+            }
+            Ok(None) => Err(format!(
+                "multipathd built no map of WWN {w} within {:?}",
+                tuning.map_deadline
+            )),
+            Err(e) => Err(format!("cannot look for the map of WWN {w}: {e}")),
+        }
+    }
+
+    fn fail_every_path(&mut self, why: &str) {
+        for a in self.attempts.iter_mut().filter(|a| a.result.is_ok()) {
+            a.result = Err(why.to_string());
+        }
+    }
+
+    /// Fails the paths whose portal does not offer the target (sendtargets), out of the map
+    /// first.
+    fn apply_discovery(&mut self, offered: &[std::result::Result<(), String>]) {
+        let (host, tuning) = (self.host, self.tuning);
+        for a in &mut self.attempts {
+            let i = self
+                .props
+                .targets
+                .iter()
+                .position(|t| *t == a.target)
+                .expect("an attempt is for one of the volume's targets");
+            let Err(why) = &offered[i] else {
+                continue;
+            };
+            a.result = match &a.result {
+                Ok((_, disk)) => {
+                    if self
+                        .map
+                        .as_ref()
+                        .is_some_and(|m| m.slaves.contains(&disk.name))
+                    {
+                        let cmd = format!("del path {}", disk.name);
+                        if let Err(e) = host.multipathd_cmd(&cmd, tuning.command_timeout) {
+                            warn!(path = %disk.name, error = %e, "multipathd not told to drop the path");
+                        }
+                    }
+                    Err(why.clone())
+                }
+                Err(e) => Err(format!("{why}; {e}")),
+            };
+        }
+    }
+
+    /// The connected volume, once the failed paths are undone; or, when no path is up, the
+    /// error, once everything this connect made is undone.
+    fn finish(mut self) -> Result<Connected> {
+        let failed: Vec<String> = self
+            .attempts
+            .iter()
+            .filter_map(|a| {
+                a.result
+                    .as_ref()
+                    .err()
+                    .map(|e| format!("{} ({}): {e}", a.target.portal, a.target.iqn))
+            })
+            .collect();
+        let paths = up_paths(&self.attempts);
+        let Some(wwid) = self.wwid.clone().filter(|_| !paths.is_empty()) else {
+            self.undo_all();
+            return Err(Error::Connect {
+                volume: self.props.label(),
+                detail: failed.join("; "),
+            });
+        };
+        for a in self.attempts.iter().filter(|a| a.result.is_err()) {
+            warn!(portal = %a.target.portal, reason = %a.result.as_ref().err().map_or("", |e| e.as_str()), "path not attached");
+            undo(self.host, a, self.tuning);
+        }
+        let path = match &self.map {
+            Some(m) => format!("/dev/{}", m.dev),
+            None => format!("/dev/{}", paths[0]),
+        };
+        info!(%path, wwn = %wwid, paths = ?paths, "volume connected");
+        Ok(Connected {
+            device_info: DeviceInfo {
+                kind: "block".into(),
+                path: Some(path),
+                scsi_wwn: Some(wwid.to_string()),
+                multipath_id: self.map.map(|m| m.name),
+            },
+            paths,
+            failed_paths: failed,
+        })
+    }
+
+    /// Undoes everything a connect that failed made: its map (before the paths: a map left
+    /// without a path queues I/O, and a udev probe of it would hang; and only when every path
+    /// in it is one this connect made, since a concurrent attach of the same volume may have
+    /// its paths in the same map), the paths, a map multipathd built late, and the WWID it
+    /// registered (unless a map of it is still there, in use by a concurrent attach).
+    fn undo_all(&mut self) {
+        let (host, tuning) = (self.host, self.tuning);
+        let made: Vec<&String> = self
+            .attempts
+            .iter()
+            .filter_map(|a| a.created.disk.as_ref())
+            .collect();
+        if let Some(m) = self
+            .map
+            .take()
+            .filter(|m| m.slaves.iter().all(|s| made.contains(&s)))
+        {
+            if let Err(e) = multipath::remove_map(
+                host,
+                &m,
+                &tuning.map_flush_backoff,
+                tuning.map_flush_timeout,
+            ) {
+                warn!(map = %m.name, error = %e, "map of a failed connect left behind");
+            }
+        }
+        for a in &self.attempts {
+            undo(host, a, tuning);
+        }
+        let Some(w) = &self.wwid else {
+            return;
+        };
+        remove_pathless_maps(host, w, tuning);
+        if self.registered {
+            let unused = multipath::maps_of(host, w).is_ok_and(|maps| maps.is_empty());
+            if !unused {
+                warn!(wwn = %w, "a map of the volume remains: its WWID stays in multipath's wwids file");
+            } else if let Err(e) = multipath::forget_wwid(host, w, tuning.command_timeout) {
+                warn!(wwn = %w, error = %e, "WWID of a failed connect left in multipath's wwids file");
+            }
+        }
+    }
+}
+
+/// The volume's WWN: that of the first path up. A path showing another (or none) is not the
+/// volume: its attempt fails.
+fn volume_wwid(attempts: &mut [PathAttempt]) -> Option<crate::types::Wwid> {
+    let wwid = attempts
+        .iter()
+        .find_map(|a| a.result.as_ref().ok().and_then(|(_, d)| d.wwid.clone()));
+    for a in attempts.iter_mut() {
+        if let Ok((_, d)) = &a.result {
+            if d.wwid.is_none() || d.wwid != wwid {
+                let msg = format!(
+                    "{} at {} LUN {} shows WWN {}, not the volume's",
+                    a.target.iqn,
+                    a.target.portal,
+                    a.target.lun,
+                    d.wwid.as_ref().map_or("none", |w| w.as_str())
+                );
+                a.result = Err(msg);
+            }
+        }
+    }
+    wwid
+}
+
+/// The disks (`sdX`) of the attempts that worked.
+fn up_paths(attempts: &[PathAttempt]) -> Vec<String> {
+    attempts
+        .iter()
+        .filter_map(|a| a.result.as_ref().ok().map(|(_, d)| d.name.clone()))
+        .collect()
+}
+
+/// With `multipath`, every path at once; else one portal after the other until one works.
+fn attach_paths(
+    host: &Host,
+    props: &ConnectionProperties,
+    opts: ConnectOptions,
+    tuning: &Tuning,
+) -> Vec<PathAttempt> {
+    if opts.multipath {
+        return crate::par::par_map(&props.targets, |t| connect_path(host, props, t, tuning));
+    }
+    let mut attempts = Vec::new();
+    for t in &props.targets {
+        let a = connect_path(host, props, t, tuning);
+        let done = a.result.is_ok();
+        attempts.push(a);
+        if done {
+            break;
+        }
+    }
+    attempts
+}
+
+fn connect_path(
+    host: &Host,
+    props: &ConnectionProperties,
+    target: &Target,
+    tuning: &Tuning,
+) -> PathAttempt {
+    let mut created = Created::default();
+    let result = attach_path(host, props, target, tuning, &mut created);
+    PathAttempt {
+        target: target.clone(),
+        created,
+        result,
+    }
+}
+
+fn attach_path(
+    host: &Host,
+    props: &ConnectionProperties,
+    t: &Target,
+    tuning: &Tuning,
+    created: &mut Created,
+) -> std::result::Result<(u32, ScsiDisk), String> {
+    let span = tracing::debug_span!("path", portal = %t.portal, iqn = %t.iqn, lun = %t.lun);
+    let _enter = span.enter();
+    let lun = lun_under_lock(host, props, t, tuning, created)?;
+    let disk = wait_for_disk(host, lun.session, t, lun.deadline, tuning)?;
+    // A disk that was there before this connect (another attach of the same volume) is not ours
+    // to remove if the connect fails; one we scanned, or found on a session we made, is.
+    if lun.scanned || created.session.is_some() {
+        created.disk = Some(disk.name.clone());
+    }
+    Ok((lun.session, disk))
+}
+
+/// The LUN's SCSI device on a session to the target, as [`lun_under_lock`] leaves it.
+struct LunOnSession {
+    session: u32,
+    /// Whether this connect scanned the LUN (its disk is this connect's to remove on failure).
+    scanned: bool,
+    /// Until when the disk may take to show.
+    deadline: Instant,
+}
+
+/// Under the target's lock, held until the LUN's SCSI device exists so that a disconnect of
+/// another volume on the same session cannot log out in between: reuses the session to the
+/// target or logs in, then rescans the LUN's disk when it was there already, or scans for it.
+fn lun_under_lock(
+    host: &Host,
+    props: &ConnectionProperties,
+    t: &Target,
+    tuning: &Tuning,
+    created: &mut Created,
+) -> std::result::Result<LunOnSession, String> {
+    let _lock = host
+        .lock(&target_lock_name(&t.iqn, &t.portal))
+        .map_err(|e| e.to_string())?;
+    let session =
+        match topology::find_session(host, &t.iqn, &t.portal).map_err(|e| e.to_string())? {
+            Some(sid) => {
+                debug!(session = sid, "reusing session");
+                sid
+            }
+            None => login(host, props, t, tuning, created)?,
+        };
+    // The device deadline counts from the session, not from the wait for the lock or the login.
+    let deadline = host.time().now() + tuning.device_deadline;
+    let present = lun_on_session(host, session, t.lun)?;
+    if present {
+        rescan_present_disk(host, session, t, tuning)?;
+    } else {
+        scan_until_present(host, session, t, deadline, tuning)?;
+    }
+    Ok(LunOnSession {
+        session,
+        scanned: !present,
+        deadline,
+    })
+}
