@@ -748,3 +748,75 @@ lab_reset() {
     rm -rf "$LAB_STATE"/work 2>/dev/null || true
     (assert_host_clean) 2>/dev/null
 }
+
+# ---------------------------------------------------------------------------------------------
+# a LUN number reused for another volume (scenario 23)
+
+# lun_reuse NAME LUN: the array gives LUN number LUN of target NAME to another volume, as arrays
+# do once the old volume is unmapped: a new fileio backstore (new HBA, new serial, so a new WWN;
+# new backing file) replaces the old one at that LUN in every portal group. The old backstore
+# stays (unmapped); its backing file is renamed NAME-lunLUN.was.N.img (LIO keeps it open). From
+# then on lun_serial, lun_wwid, lun_wwn, lun_sds, lun_dm and lun_backing name the new volume: keep
+# what the old one needs (lun_wwn) before calling this. lab_reset removes both backstores.
+lun_reuse() {
+    local name=$1 lun=$2 td old_hba hba iqn tpg dev size x
+    td=$(_tdir "$name"); iqn=$(tiqn "$name")
+    old_hba=$(cat "$td/lun$lun.hba" 2>/dev/null || _tget "$name" hba)
+    size=$(stat -c %s "$(lun_backing "$name" "$lun")")
+    hba=$(_next_id)
+    mv "$(lun_backing "$name" "$lun")" "$LAB_STATE/$name-lun$lun.was.$old_hba.img"
+    mv "$td/lun$lun.serial" "$td/lun$lun.serial.was.$old_hba"
+    dev=$C/core/fileio_$hba/${name}_lun$lun
+    truncate -s "$size" "$(lun_backing "$name" "$lun")"
+    mkdir -p "$dev"
+    echo "fd_dev_name=$(lun_backing "$name" "$lun"),fd_dev_size=$size" >"$dev/control"
+    printf 'b51c%04x%04x' "$hba" "$lun" >"$td/lun$lun.serial"
+    lun_serial "$name" "$lun" >"$dev/wwn/vpd_unit_serial"
+    echo 1 >"$dev/enable"
+    echo "$hba" >"$td/lun$lun.hba"
+    for tpg in "$C/iscsi/$iqn"/tpgt_*; do
+        for x in "$tpg/lun/lun_$lun"/*; do if [ -L "$x" ]; then rm -f "$x"; fi; done
+        rmdir "$tpg/lun/lun_$lun"
+        mkdir "$tpg/lun/lun_$lun"
+        ln -s "$dev" "$tpg/lun/lun_$lun/${name}_lun$lun"
+    done
+    log "target $name: LUN $lun now maps another volume (fileio_$hba, wwn $(lun_wwn "$name" "$lun")); the old one (fileio_$old_hba) is unmapped"
+}
+
+# remove_lun_by_hand NAME LUN: what an admin or another tool does to drop a volume from the host
+# behind brick's back: flush and remove the LUN's multipath map, delete its disks; the sessions
+# stay. Waits until the kernel shows neither.
+remove_lun_by_hand() {
+    local wwn d
+    wwn=$(lun_wwn "$1" "$2")
+    if [ -n "$(lun_dm "$1" "$2")" ]; then
+        timeout 30 multipath -f "$wwn" >/dev/null || fail "multipath -f $wwn failed"
+    fi
+    for d in $(lun_sds "$1" "$2"); do echo 1 >"/sys/block/$d/device/delete"; done
+    wait_until 30 "the disks of $1 LUN $2 to go" _lun_no_sds "$1" "$2"
+    [ -z "$(lun_dm "$1" "$2")" ] || fail "map of $1 LUN $2 came back: $(lun_dm "$1" "$2")"
+    log "$1 LUN $2 removed by hand (map $wwn and its disks); sessions kept: $(target_sids "$1" | tr '\n' ' ')"
+}
+
+_lun_no_sds() { [ -z "$(lun_sds "$1" "$2")" ]; }
+
+# run_brick_err ERRFILE [--timeout S] ARGS...: run_brick, also keeping brick's own error lines
+# ("brick: ..." on standard error, which is what a caller sees; not the -v debug log, nor the
+# "brick: warning: ..." lines) in ERRFILE.
+run_brick_err() {
+    local errfile=$1 t=${BRICK_TIMEOUT:-180}; shift
+    if [ "${1:-}" = --timeout ]; then t=$2; shift 2; fi
+    local t0 out err
+    out=$(mktemp "$LAB_STATE/brick-out.XXXXXX"); err=$(mktemp "$LAB_STATE/brick-err.XXXXXX")
+    log "run: brick -v $*"
+    t0=$(date +%s%N)
+    set +e
+    NO_COLOR=1 bounded "$t" "$BRICK" -v "$@" >"$out" 2>"$err"
+    BRICK_RC=$?
+    set -e
+    BRICK_SECS=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN{printf "%.2f", (b-a)/1e9}')
+    sed 's/\x1b\[[0-9;]*m//g; s/^/    brick| /' "$err" "$out" >&2
+    { grep '^brick: ' "$err" | grep -v '^brick: warning:' || true; } >"$errfile"
+    rm -f "$out" "$err"
+    log "brick exited $BRICK_RC after ${BRICK_SECS}s; its error: $(cat "$errfile")"
+}
