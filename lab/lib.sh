@@ -820,3 +820,55 @@ run_brick_err() {
     rm -f "$out" "$err"
     log "brick exited $BRICK_RC after ${BRICK_SECS}s; its error: $(cat "$errfile")"
 }
+
+# ---------------------------------------------------------------------------------------------
+# writers queued on dead paths (scenarios 04, 05, 08)
+
+# io_counters DM: "dm-N:R/W sdX:R/W ...", the in-flight reads/writes of the map and its paths.
+io_counters() {
+    local d out s
+    d=/sys/block/$1
+    out="$1:$(tr -s ' ' '/' <"$d/inflight" | sed 's/^\///')"
+    for s in "$d"/slaves/*; do
+        [ -e "$s" ] || continue
+        out="$out ${s##*/}:$(tr -s ' ' '/' <"/sys/block/${s##*/}/inflight" | sed 's/^\///')"
+    done
+    echo "$out"
+}
+
+# start_queued_writer DM FILE OFFSET_MIB: with every path of the map down, start a writer of FILE
+# to /dev/DM at OFFSET with O_DIRECT (its write cannot complete before a path is back, and it
+# never sits in a page cache), and wait until it is really queued: the writer is blocked in the
+# kernel (state D in /proc/PID/stat) for a whole second; with every path down its write cannot
+# complete, so it waits in the map's or the paths' queues (wchan: submit_bio_wait). Fails if the
+# writer ends (its write failed or went through: nothing was queued) or never blocks within
+# 30 s. Sets WRITER_PID. The in-flight counters are only logged: they read 0 while the request
+# waits in a blocked path's queue (seen in the lab).
+start_queued_writer() {
+    local dm=$1 file=$2 off=$3 n=0 st i
+    dd if="$file" of="/dev/$dm" bs=1M seek="$off" oflag=direct status=none &
+    WRITER_PID=$!
+    for i in $(seq 150); do
+        if ! kill -0 "$WRITER_PID" 2>/dev/null; then
+            local rc=0; wait "$WRITER_PID" || rc=$?
+            fail "the O_DIRECT writer to /dev/$dm ended (exit $rc) with all paths down: its write was not queued"
+        fi
+        st=$(awk '{print $3}' "/proc/$WRITER_PID/stat" 2>/dev/null || echo '?')
+        if [ "$st" = D ]; then n=$((n + 1)); else n=0; fi
+        if [ $n -ge 5 ]; then
+            log "writer (pid $WRITER_PID) queued on /dev/$dm: state D, wchan $(cat "/proc/$WRITER_PID/wchan" 2>/dev/null), in flight $(io_counters "$dm")"
+            return 0
+        fi
+        sleep 0.2
+    done
+    fail "the writer (pid $WRITER_PID) to /dev/$dm never blocked in 30 s (state $st): not queued"
+}
+
+# write_dirty DM FILE OFFSET_MIB: a buffered write of FILE to /dev/DM at OFFSET that must return
+# at once, its data left dirty in the map's page cache (another opener, a queued writer, keeps the
+# close from syncing): only a flush (brick's) can push it to the target.
+write_dirty() {
+    bounded 20 dd if="$2" of="/dev/$1" bs=1M seek="$3" status=none ||
+        fail "buffered write to /dev/$1 did not return at once (rc $?)"
+    log "wrote $(($(stat -c %s "$2") / 1024)) KiB buffered to /dev/$1 at $3 MiB (dirty: $(grep -E '^(Dirty|Writeback):' /proc/meminfo | tr -s ' ' | tr '\n' ' '))"
+}
