@@ -783,3 +783,127 @@ lab_reset() {
     rm -rf "$LAB_STATE"/work 2>/dev/null || true
     (assert_host_clean) 2>/dev/null
 }
+
+# ---------------------------------------------------------------------------------------------
+# a LUN number reused for another volume (scenario 23)
+
+# lun_reuse NAME LUN: the array gives LUN number LUN of target NAME to another volume, as arrays
+# do once the old volume is unmapped: a new fileio backstore (new HBA, new serial, so a new WWN;
+# new backing file) replaces the old one at that LUN in every portal group. The old backstore
+# stays (unmapped); its backing file is renamed NAME-lunLUN.was.N.img (LIO keeps it open). From
+# then on lun_serial, lun_wwid, lun_wwn, lun_sds, lun_dm and lun_backing name the new volume: keep
+# what the old one needs (lun_wwn) before calling this. lab_reset removes both backstores.
+lun_reuse() {
+    local name=$1 lun=$2 td old_hba hba iqn tpg dev size x
+    td=$(_tdir "$name"); iqn=$(tiqn "$name")
+    old_hba=$(cat "$td/lun$lun.hba" 2>/dev/null || _tget "$name" hba)
+    size=$(stat -c %s "$(lun_backing "$name" "$lun")")
+    hba=$(_next_id)
+    mv "$(lun_backing "$name" "$lun")" "$LAB_STATE/$name-lun$lun.was.$old_hba.img"
+    mv "$td/lun$lun.serial" "$td/lun$lun.serial.was.$old_hba"
+    dev=$C/core/fileio_$hba/${name}_lun$lun
+    truncate -s "$size" "$(lun_backing "$name" "$lun")"
+    mkdir -p "$dev"
+    echo "fd_dev_name=$(lun_backing "$name" "$lun"),fd_dev_size=$size" >"$dev/control"
+    printf 'b51c%04x%04x' "$hba" "$lun" >"$td/lun$lun.serial"
+    lun_serial "$name" "$lun" >"$dev/wwn/vpd_unit_serial"
+    echo 1 >"$dev/enable"
+    echo "$hba" >"$td/lun$lun.hba"
+    for tpg in "$C/iscsi/$iqn"/tpgt_*; do
+        for x in "$tpg/lun/lun_$lun"/*; do if [ -L "$x" ]; then rm -f "$x"; fi; done
+        rmdir "$tpg/lun/lun_$lun"
+        mkdir "$tpg/lun/lun_$lun"
+        ln -s "$dev" "$tpg/lun/lun_$lun/${name}_lun$lun"
+    done
+    log "target $name: LUN $lun now maps another volume (fileio_$hba, wwn $(lun_wwn "$name" "$lun")); the old one (fileio_$old_hba) is unmapped"
+}
+
+# remove_lun_by_hand NAME LUN: what an admin or another tool does to drop a volume from the host
+# behind brick's back: flush and remove the LUN's multipath map, delete its disks; the sessions
+# stay. Waits until the kernel shows neither.
+remove_lun_by_hand() {
+    local wwn d
+    wwn=$(lun_wwn "$1" "$2")
+    if [ -n "$(lun_dm "$1" "$2")" ]; then
+        timeout 30 multipath -f "$wwn" >/dev/null || fail "multipath -f $wwn failed"
+    fi
+    for d in $(lun_sds "$1" "$2"); do echo 1 >"/sys/block/$d/device/delete"; done
+    wait_until 30 "the disks of $1 LUN $2 to go" _lun_no_sds "$1" "$2"
+    [ -z "$(lun_dm "$1" "$2")" ] || fail "map of $1 LUN $2 came back: $(lun_dm "$1" "$2")"
+    log "$1 LUN $2 removed by hand (map $wwn and its disks); sessions kept: $(target_sids "$1" | tr '\n' ' ')"
+}
+
+_lun_no_sds() { [ -z "$(lun_sds "$1" "$2")" ]; }
+
+# run_brick_err ERRFILE [--timeout S] ARGS...: run_brick, also keeping brick's own error lines
+# ("brick: ..." on standard error, which is what a caller sees; not the -v debug log, nor the
+# "brick: warning: ..." lines) in ERRFILE.
+run_brick_err() {
+    local errfile=$1 t=${BRICK_TIMEOUT:-180}; shift
+    if [ "${1:-}" = --timeout ]; then t=$2; shift 2; fi
+    local t0 out err
+    out=$(mktemp "$LAB_STATE/brick-out.XXXXXX"); err=$(mktemp "$LAB_STATE/brick-err.XXXXXX")
+    log "run: brick -v $*"
+    t0=$(date +%s%N)
+    set +e
+    NO_COLOR=1 bounded "$t" "$BRICK" -v "$@" >"$out" 2>"$err"
+    BRICK_RC=$?
+    set -e
+    BRICK_SECS=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN{printf "%.2f", (b-a)/1e9}')
+    sed 's/\x1b\[[0-9;]*m//g; s/^/    brick| /' "$err" "$out" >&2
+    { grep '^brick: ' "$err" | grep -v '^brick: warning:' || true; } >"$errfile"
+    rm -f "$out" "$err"
+    log "brick exited $BRICK_RC after ${BRICK_SECS}s; its error: $(cat "$errfile")"
+}
+
+# ---------------------------------------------------------------------------------------------
+# writers queued on dead paths (scenarios 04, 05, 08)
+
+# io_counters DM: "dm-N:R/W sdX:R/W ...", the in-flight reads/writes of the map and its paths.
+io_counters() {
+    local d out s
+    d=/sys/block/$1
+    out="$1:$(tr -s ' ' '/' <"$d/inflight" | sed 's/^\///')"
+    for s in "$d"/slaves/*; do
+        [ -e "$s" ] || continue
+        out="$out ${s##*/}:$(tr -s ' ' '/' <"/sys/block/${s##*/}/inflight" | sed 's/^\///')"
+    done
+    echo "$out"
+}
+
+# start_queued_writer DM FILE OFFSET_MIB: with every path of the map down, start a writer of FILE
+# to /dev/DM at OFFSET with O_DIRECT (its write cannot complete before a path is back, and it
+# never sits in a page cache), and wait until it is really queued: the writer is blocked in the
+# kernel (state D in /proc/PID/stat) for a whole second; with every path down its write cannot
+# complete, so it waits in the map's or the paths' queues (wchan: submit_bio_wait). Fails if the
+# writer ends (its write failed or went through: nothing was queued) or never blocks within
+# 30 s. Sets WRITER_PID. The in-flight counters are only logged: they read 0 while the request
+# waits in a blocked path's queue (seen in the lab).
+start_queued_writer() {
+    local dm=$1 file=$2 off=$3 n=0 st i
+    dd if="$file" of="/dev/$dm" bs=1M seek="$off" oflag=direct status=none &
+    WRITER_PID=$!
+    for i in $(seq 150); do
+        if ! kill -0 "$WRITER_PID" 2>/dev/null; then
+            local rc=0; wait "$WRITER_PID" || rc=$?
+            fail "the O_DIRECT writer to /dev/$dm ended (exit $rc) with all paths down: its write was not queued"
+        fi
+        st=$(awk '{print $3}' "/proc/$WRITER_PID/stat" 2>/dev/null || echo '?')
+        if [ "$st" = D ]; then n=$((n + 1)); else n=0; fi
+        if [ $n -ge 5 ]; then
+            log "writer (pid $WRITER_PID) queued on /dev/$dm: state D, wchan $(cat "/proc/$WRITER_PID/wchan" 2>/dev/null), in flight $(io_counters "$dm")"
+            return 0
+        fi
+        sleep 0.2
+    done
+    fail "the writer (pid $WRITER_PID) to /dev/$dm never blocked in 30 s (state $st): not queued"
+}
+
+# write_dirty DM FILE OFFSET_MIB: a buffered write of FILE to /dev/DM at OFFSET that must return
+# at once, its data left dirty in the map's page cache (another opener, a queued writer, keeps the
+# close from syncing): only a flush (brick's) can push it to the target.
+write_dirty() {
+    bounded 20 dd if="$2" of="/dev/$1" bs=1M seek="$3" status=none ||
+        fail "buffered write to /dev/$1 did not return at once (rc $?)"
+    log "wrote $(($(stat -c %s "$2") / 1024)) KiB buffered to /dev/$1 at $3 MiB (dirty: $(grep -E '^(Dirty|Writeback):' /proc/meminfo | tr -s ' ' | tr '\n' ' '))"
+}

@@ -1,6 +1,8 @@
 #!/bin/bash
 # All paths down with a writer's data queued: --force must leave a clean host in bounded time
 # (exiting non-zero: data was lost), and --force --ignore-errors must do the same and exit 0.
+# The writer (O_DIRECT) is waited for until it is really queued (blocked in the kernel); a
+# buffered write sits dirty in the map's page cache beside it.
 set -euo pipefail
 . "$LAB_DIR/lib.sh"
 BOUND=${LAB_FORCE_BOUND:-90}
@@ -13,12 +15,14 @@ one_case() {
     iscsi_login "$name"
     local dm; dm=$(wait_lun_map "$name" 1 2)
     make_pattern "$LAB_STATE/pat-$name" 1
+    make_pattern "$LAB_STATE/pat2-$name" 1
     target_down "$name"
     wait_sessions_failed "$name"
-    dd if="$LAB_STATE/pat-$name" of="/dev/$dm" bs=1M seek=2 status=none &
-    local dd_pid=$!
-    sleep 2
-    log "writer dd pid $dd_pid: $(kill -0 $dd_pid 2>/dev/null && echo running || echo finished)"
+    # an O_DIRECT writer really queued (blocked in the kernel), and a buffered write left dirty
+    # in the map's page cache
+    start_queued_writer "$dm" "$LAB_STATE/pat-$name" 2
+    local dd_pid=$WRITER_PID
+    write_dirty "$dm" "$LAB_STATE/pat2-$name" 6
     props_json "$name" 1 >"props-$name.json"
     device_info_json "/dev/$dm" "$(lun_wwn "$name" 1)" "$(lun_wwn "$name" 1)" >"device_info-$name.json"
     run_brick --timeout 150 disconnect "props-$name.json" --device-info "device_info-$name.json" "$@"
@@ -33,7 +37,8 @@ one_case() {
     assert_lun_gone "$name" 1
     assert_target_gone "$name"
     wait_until 30 "the writer to be released" sh -c "! kill -0 $dd_pid"
-    log "ok: writer released"
+    local rc=0; wait "$dd_pid" || rc=$?
+    log "ok: writer released (dd exit $rc)"
     target_destroy "$name"
 }
 
