@@ -352,26 +352,30 @@ wait_lun_map() {
     lun_dm "$1" "$2"
 }
 
+# _multipathd_reconfigured SED_EXPR WHAT PATTERN: edit /etc/multipath.conf with SED_EXPR until the
+# scenario exits (then as before), have multipathd reread it, and wait until its configuration
+# shows PATTERN (an extended regex).
+_multipathd_reconfigured() {
+    cp /etc/multipath.conf "$LAB_STATE/multipath.conf.orig"
+    trap _multipathd_restore EXIT
+    sed -i "$1" /etc/multipath.conf
+    multipathd reconfigure >/dev/null
+    wait_until 30 "multipathd to run with $2" \
+        sh -c "multipathd show config 2>/dev/null | grep -Eq '$3'"
+}
+
 # multipathd_strict: run multipathd with find_multipaths "strict" (upstream's default: a map
 # only for a WWID in /etc/multipath/wwids) until the scenario exits, then as before.
 multipathd_strict() {
-    cp /etc/multipath.conf "$LAB_STATE/multipath.conf.orig"
-    trap _multipathd_restore EXIT
-    sed -i 's/find_multipaths no/find_multipaths strict/' /etc/multipath.conf
-    multipathd reconfigure >/dev/null
-    wait_until 30 "multipathd to run with find_multipaths strict" \
-        sh -c 'multipathd show config 2>/dev/null | grep -Eq "find_multipaths \"?strict"'
+    _multipathd_reconfigured 's/find_multipaths no/find_multipaths strict/' \
+        "find_multipaths strict" 'find_multipaths "?strict'
 }
 # multipathd_host_uid: run multipathd with the default uid_attribute (ID_SERIAL, read from udev's
 # database, as on any host) until the scenario exits, instead of the lab's uid_attribute "" (WWID
 # read from sysfs), which hides what a host without udevd goes through.
 multipathd_host_uid() {
-    cp /etc/multipath.conf "$LAB_STATE/multipath.conf.orig"
-    trap _multipathd_restore EXIT
-    sed -i '/^ *uid_attribute ""/d' /etc/multipath.conf
-    multipathd reconfigure >/dev/null
-    wait_until 30 "multipathd to run with uid_attribute ID_SERIAL" \
-        sh -c 'multipathd show config 2>/dev/null | grep -Eq "^[[:space:]]*uid_attribute \"?ID_SERIAL"'
+    _multipathd_reconfigured '/^ *uid_attribute ""/d' \
+        "uid_attribute ID_SERIAL" '^[[:space:]]*uid_attribute "?ID_SERIAL'
 }
 _multipathd_restore() {
     cp "$LAB_STATE/multipath.conf.orig" /etc/multipath.conf

@@ -233,10 +233,7 @@ pub fn delete_checked(
     wwid: Option<&Wwid>,
     timeout: Duration,
 ) -> Result<(), String> {
-    if !still_the_same(host, disk, wwid)? {
-        return Ok(());
-    }
-    delete(host, &disk.name, timeout)
+    if_still_the_same(host, disk, wwid, |name| delete(host, name, timeout))
 }
 
 /// Sets the SCSI disk `disk` offline (see [`set_offline`]) after checking, right before, that its
@@ -248,10 +245,20 @@ pub fn set_offline_checked(
     wwid: Option<&Wwid>,
     timeout: Duration,
 ) -> Result<(), String> {
+    if_still_the_same(host, disk, wwid, |name| set_offline(host, name, timeout))
+}
+
+/// Runs `act` on the disk's name when the name still belongs to it (see `still_the_same`).
+fn if_still_the_same(
+    host: &Host,
+    disk: &ScsiDisk,
+    wwid: Option<&Wwid>,
+    act: impl FnOnce(&str) -> Result<(), String>,
+) -> Result<(), String> {
     if !still_the_same(host, disk, wwid)? {
         return Ok(());
     }
-    set_offline(host, &disk.name, timeout)
+    act(&disk.name)
 }
 
 /// Sets the SCSI disk offline so that I/O queued on it fails at once instead of waiting for the

@@ -45,6 +45,16 @@ fn brick(fake: &FakeHost, args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// What brick printed, once it is sure it exited 0.
+fn stdout_of_success(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn ran_iscsiadm(fake: &FakeHost) -> bool {
     Path::new(&fake.root().join("iscsiadm.log")).exists()
 }
@@ -113,19 +123,8 @@ fn missing_props_file_names_the_file() {
 
 #[test]
 fn inspect_shows_sessions_disks_and_maps() {
-    let f = FakeHost::new();
-    f.session(1, "127.0.0.1:3260", IQN)
-        .session(2, "127.0.0.2:3260", IQN);
-    f.disk(1, 1, "sda", WWID1)
-        .disk(2, 1, "sdb", WWID1)
-        .map("dm-0", &["sda", "sdb"]);
-    let out = brick(&f, &["inspect"], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (f, _) = two_path_host();
+    let text = stdout_of_success(&brick(&f, &["inspect"], None));
     assert!(text.contains("session 1 tcp 127.0.0.1:3260,1"), "{text}");
     assert!(
         text.contains("6:0:0:1 /dev/sda [running] wwn 36001405deadbeef00010000000000000"),
@@ -351,17 +350,11 @@ fn multipath_connect_without_multipathd_is_a_missing_prerequisite_exit_5() {
 #[test]
 fn dry_run_prints_the_plan_and_changes_nothing() {
     let (f, props) = two_path_host();
-    let out = brick(
+    let text = stdout_of_success(&brick(
         &f,
         &["disconnect", props.to_str().unwrap(), "--dry-run"],
         None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    ));
     assert!(text.contains("dry run, nothing was changed"), "{text}");
     assert!(text.contains("1. flush: /dev/dm-0"), "{text}");
     let out = brick(

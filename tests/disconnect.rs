@@ -55,6 +55,15 @@ fn two_path_volume() -> FakeHost {
     f
 }
 
+/// A disconnect of the single-path volume at LUN 1, with `info`.
+fn disconnect_single(
+    f: &FakeHost,
+    info: &DeviceInfo,
+    opts: DisconnectOptions,
+) -> Result<brick::DisconnectReport, Error> {
+    disconnect_volume(&f.host(), &single(1), Some(info), opts, &Tuning::default())
+}
+
 fn cmds(f: &FakeHost, prefix: &[&str]) -> usize {
     f.calls()
         .iter()
@@ -488,14 +497,7 @@ fn stale_device_info_naming_another_volumes_device_is_ignored() {
         scsi_wwn: Some(WWN1.into()),
         ..Default::default()
     };
-    let r = disconnect_volume(
-        &f.host(),
-        &single(1),
-        Some(&info),
-        PLAIN,
-        &Tuning::default(),
-    )
-    .unwrap();
+    let r = disconnect_single(&f, &info, PLAIN).unwrap();
     assert!(!f.has_block("sda"));
     assert!(f.has_block("sdz") && f.has_block("dm-5"));
     assert_eq!(f.session_ids(), [3]);
@@ -538,14 +540,7 @@ fn map_left_without_paths_is_flushed() {
         scsi_wwn: Some(WWN1.into()),
         ..Default::default()
     };
-    disconnect_volume(
-        &f.host(),
-        &single(1),
-        Some(&info),
-        PLAIN,
-        &Tuning::default(),
-    )
-    .unwrap();
+    disconnect_single(&f, &info, PLAIN).unwrap();
     assert!(!f.has_block("dm-0") && !f.has_block("dm-3"));
 }
 
@@ -675,14 +670,7 @@ fn device_info_of_another_volume_never_leads_to_its_devices() {
     f.session(3, P1, IQN2)
         .disk(3, 7, "sdz", WWID2)
         .map("dm-5", &["sdz"]);
-    let e = disconnect_volume(
-        &f.host(),
-        &single(1),
-        Some(&info),
-        FORCE,
-        &Tuning::default(),
-    )
-    .unwrap_err();
+    let e = disconnect_single(&f, &info, FORCE).unwrap_err();
     assert!(e.to_string().contains("/dev/dm-5, /dev/sdz"), "{e}");
     assert!(f.has_block("dm-5") && f.has_block("sdz"));
     assert!(f.events().is_empty(), "{:?}", f.events());
@@ -1071,14 +1059,7 @@ fn rerun_after_a_forced_disconnect_left_an_open_map_cleans_that_map() {
         scsi_wwn: Some(WWN1.into()),
         ..Default::default()
     };
-    let r = disconnect_volume(
-        &f.host(),
-        &single(1),
-        Some(&info),
-        PLAIN,
-        &Tuning::default(),
-    )
-    .unwrap();
+    let r = disconnect_single(&f, &info, PLAIN).unwrap();
     assert_eq!(r.maps_removed().len(), 1, "{r:?}");
     assert!(!f.has_block("dm-0") && !f.has_node(IQN, P1));
 }

@@ -12,7 +12,7 @@ use discovery::check_offered;
 use login::login;
 use map::{hand_paths_to_multipathd, register_wwid, tell_udev_of_the_map, wait_for_map};
 use scan::{lun_on_session, rescan_present_disk, scan_until_present, wait_for_disk};
-use undo::{remove_pathless_maps, undo};
+use undo::{remove_map_of_failed_connect, remove_pathless_maps, undo};
 
 use std::time::Instant;
 
@@ -293,14 +293,7 @@ impl Connect<'_> {
             .take()
             .filter(|m| m.slaves.iter().all(|s| made.contains(&s)))
         {
-            if let Err(e) = multipath::remove_map(
-                host,
-                &m,
-                &tuning.map_flush_backoff,
-                tuning.map_flush_timeout,
-            ) {
-                warn!(map = %m.name, error = %e, "map of a failed connect left behind");
-            }
+            remove_map_of_failed_connect(host, &m, tuning);
         }
         for a in &self.attempts {
             undo(host, a, tuning);

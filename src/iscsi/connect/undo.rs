@@ -6,9 +6,9 @@ use crate::error::Result;
 use crate::host::Host;
 use crate::iscsi::session::target_lock_name;
 use crate::iscsi::{adm, node, topology};
-use crate::multipath::{self};
+use crate::multipath::{self, DmMap};
 use crate::props::Target;
-use crate::scsi::{self};
+use crate::scsi;
 use crate::tuning::Tuning;
 
 use super::PathAttempt;
@@ -22,14 +22,17 @@ pub(super) fn remove_pathless_maps(host: &Host, wwid: &crate::types::Wwid, tunin
         if m.slaves.iter().any(|s| scsi::exists(host, s)) {
             continue;
         }
-        if let Err(e) = multipath::remove_map(
-            host,
-            &m,
-            &tuning.map_flush_backoff,
-            tuning.map_flush_timeout,
-        ) {
-            warn!(map = %m.name, error = %e, "map of a failed connect left behind");
-        }
+        remove_map_of_failed_connect(host, &m, tuning);
+    }
+}
+
+/// Removes map `m` of a connect that failed; a failure is logged (the connect has failed
+/// already, and says so).
+pub(super) fn remove_map_of_failed_connect(host: &Host, m: &DmMap, tuning: &Tuning) {
+    if let Err(e) =
+        multipath::remove_map(host, m, &tuning.map_flush_backoff, tuning.map_flush_timeout)
+    {
+        warn!(map = %m.name, error = %e, "map of a failed connect left behind");
     }
 }
 
