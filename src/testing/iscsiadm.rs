@@ -1,0 +1,180 @@
+//! The fake command runner: iscsiadm (login, logout, discovery records) and multipath, played
+//! against the fake tree, and the scripts a test adds.
+
+use super::*;
+
+pub(super) struct FakeRunner {
+    pub(super) root: PathBuf,
+    pub(super) world: Arc<Mutex<World>>,
+}
+
+impl FakeRunner {
+    fn default_response(&self, w: &mut World, argv: &[String]) -> Result<Output, CmdError> {
+        let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+        match a.as_slice() {
+            // The multipath tool builds the map of the device's WWID from every disk that has
+            // it, reading the WWIDs from sysfs, whatever udev knows.
+            ["multipath", dev] => {
+                let name = Path::new(dev)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let sys = self.root.join("sys/block");
+                let Ok(wwid) = fs::read_to_string(sys.join(format!("{name}/device/wwid"))) else {
+                    return Ok(Output::exit(1, "", &format!("{dev}: no such device\n")));
+                };
+                let mut disks: Vec<String> = fs::read_dir(&sys)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|d| {
+                        d.starts_with("sd")
+                            && fs::read_to_string(sys.join(format!("{d}/device/wwid")))
+                                .is_ok_and(|x| x == wwid)
+                    })
+                    .collect();
+                disks.sort();
+                for d in &disks {
+                    join_map(&self.root, d);
+                }
+                Ok(Output::exit(0, "", ""))
+            }
+            ["iscsiadm", "-m", "session", "-r", id, "--logout"] => {
+                w.events.push(format!("logout {id}"));
+                let id: u32 = id.parse().unwrap_or(0);
+                let Some((portal, iqn)) = remove_session(&self.root, w, id) else {
+                    return Ok(Output::exit(21, "", "iscsiadm: No session found.\n"));
+                };
+                Ok(Output::exit(
+                    0,
+                    &format!(
+                        "Logging out of session [sid: {id}, target: {iqn}, portal: {portal}]\n"
+                    ),
+                    "",
+                ))
+            }
+            ["iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--login"] => {
+                let Ok(p) = portal.parse::<Portal>() else {
+                    return Ok(Output::exit(7, "", "bad portal"));
+                };
+                let dir = self.root.join(format!("etc/iscsi/nodes/{iqn}"));
+                let record = fs::read_dir(&dir)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .find(|e| is_record_of(&e.file_name().to_string_lossy(), &p))
+                    .and_then(|e| record_text(&e.path()));
+                let Some(record) = record else {
+                    return Ok(Output::exit(21, "", "iscsiadm: No records found\n"));
+                };
+                let Some(t) = w
+                    .targets
+                    .iter()
+                    .find(|t| t.portal == *portal && t.iqn == *iqn)
+                    .cloned()
+                else {
+                    return Ok(Output::exit(
+                        8,
+                        "",
+                        "iscsiadm: Could not login: target not found\n",
+                    ));
+                };
+                if t.dead {
+                    return Ok(Output::exit(
+                        8,
+                        "",
+                        "iscsiadm: Could not login: connection timed out\n",
+                    ));
+                }
+                let key = |k: &str| {
+                    record.lines().find_map(|l| {
+                        l.split_once('=')
+                            .filter(|(a, _)| a.trim() == k)
+                            .map(|(_, v)| v.trim().to_string())
+                    })
+                };
+                if let Some((user, pass)) = &t.chap {
+                    if key("node.session.auth.username").as_ref() != Some(user)
+                        || key("node.session.auth.password").as_ref() != Some(pass)
+                    {
+                        return Ok(Output::exit(
+                            24,
+                            "",
+                            "iscsiadm: Login failed to authenticate\n",
+                        ));
+                    }
+                }
+                if w.sessions.values().any(|s| s.1 == *portal && s.2 == *iqn) {
+                    return Ok(Output::exit(15, "", "iscsiadm: session exists\n"));
+                }
+                let id = w.sessions.keys().max().map_or(1, |m| m + 1);
+                add_session(&self.root, w, id, portal, iqn);
+                Ok(Output::exit(
+                    0,
+                    &format!(
+                        "Login to [iface: default, target: {iqn}, portal: {portal}] successful.\n"
+                    ),
+                    "",
+                ))
+            }
+            _ => Ok(Output::exit(
+                127,
+                "",
+                &format!("fake host: no script for {}\n", argv.join(" ")),
+            )),
+        }
+    }
+}
+
+pub(super) fn walk_block_names(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_symlink() {
+            continue;
+        }
+        if e.file_name() == "block" {
+            out.extend(
+                fs::read_dir(&p)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|b| b.file_name().to_string_lossy().into_owned()),
+            );
+        } else if p.is_dir() {
+            out.extend(walk_block_names(&p));
+        }
+    }
+    out
+}
+
+impl Runner for FakeRunner {
+    fn run(&self, cmd: &Cmd) -> Result<Output, CmdError> {
+        let argv = cmd.argv().to_vec();
+        let mut w = lock(&self.world);
+        w.calls.push(argv.clone());
+        let mut i = 0;
+        while i < w.scripts.len() {
+            if (w.scripts[i].matches)(&argv) {
+                let r = (w.scripts[i].respond)(&argv);
+                if let Some(n) = w.scripts[i].uses.as_mut() {
+                    *n -= 1;
+                    if *n == 0 {
+                        w.scripts.remove(i);
+                    }
+                }
+                return r.map(|o| Output {
+                    stdout: cmd.mask(&o.stdout),
+                    stderr: cmd.mask(&o.stderr),
+                    ..o
+                });
+            }
+            i += 1;
+        }
+        self.default_response(&mut w, &argv)
+    }
+}

@@ -1,0 +1,625 @@
+//! A fake host for tests: a temporary directory laid out as the real kernel lays out sysfs for
+//! iSCSI sessions, SCSI disks and multipath maps (see `lab-notes.md`), a scripted command runner
+//! that plays iscsiadm against that tree, kernel operations that act on it (a `delete` removes
+//! the disk, a device-mapper remove the map, as the kernel would), and a multipathd.
+//!
+//! ```
+//! use brick::testing::FakeHost;
+//! let fake = FakeHost::new();
+//! fake.session(1, "127.0.0.1:3260", "iqn.2003-01.org.linux-iscsi.lab:tgt1");
+//! fake.disk(1, 1, "sda", "naa.6001405deadbeef00010000000000000");
+//! let host = fake.host();
+//! assert!(host.sys("block/sda/device/wwid").exists());
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::host::{
+    Clock, Cmd, CmdError, DmRequest, FakeClock, Host, Kernel, KernelError, Output, Runner,
+};
+use crate::iscsi::node::is_record_of;
+use crate::types::{Portal, Wwid};
+
+mod iscsiadm;
+mod kernel;
+mod multipathd;
+mod sendtargets;
+mod tree;
+
+use iscsiadm::*;
+use kernel::*;
+use multipathd::*;
+use sendtargets::*;
+use tree::*;
+
+type Matcher = Box<dyn Fn(&[String]) -> bool + Send + Sync>;
+type Responder = Box<dyn Fn(&[String]) -> Result<Output, CmdError> + Send + Sync>;
+
+struct Script {
+    matches: Matcher,
+    respond: Responder,
+    /// How many more calls it answers; `None` for all.
+    uses: Option<usize>,
+}
+
+/// A target the fake initiator can discover and log in to.
+#[derive(Clone, Default)]
+struct FakeTarget {
+    portal: String,
+    iqn: String,
+    /// LUN -> the kernel's wwid text
+    luns: BTreeMap<u64, String>,
+    /// CHAP (username, password) the target requires
+    chap: Option<(String, String)>,
+    /// Nothing answers on the portal.
+    dead: bool,
+    /// LUN -> how many more scans find nothing: the target maps the LUN late.
+    late: BTreeMap<u64, usize>,
+    /// LUN a -> LUN b: the next scan of a on a session also finds b's disk there, as when
+    /// another attach scanned b on the same session meanwhile.
+    also_scanned: BTreeMap<u64, u64>,
+}
+
+#[derive(Default)]
+struct World {
+    targets: Vec<FakeTarget>,
+    /// Build a multipath map for each new disk, as multipathd does when udev tells it.
+    auto_multipath: bool,
+    /// multipathd does not answer on its socket.
+    multipathd_down: bool,
+    /// multipathd takes paths but builds no map (it cannot get their WWID: no udev).
+    multipathd_builds_no_maps: bool,
+    /// multipathd builds maps only for WWIDs listed in etc/multipath/wwids (`find_multipaths
+    /// strict`).
+    find_multipaths_strict: bool,
+    multipathd_cmds: Vec<String>,
+    /// Portals asked with SendTargets, in order.
+    discoveries: Vec<String>,
+    /// portal -> what its SendTargets answer lists instead of the targets set up: (portal, IQN)
+    discovery_answers: BTreeMap<String, Vec<(String, String)>>,
+    /// Maps multipathd created and whose udev event it has not seen yet (their name): as the
+    /// real one does, it delays adding other paths to them until then, or until `add map NAME`.
+    maps_waiting_for_udev: Vec<String>,
+    /// Paths multipathd holds back until their map's udev event: (path, map name).
+    delayed_paths: Vec<(String, String)>,
+    /// Paths multipathd holds without a map (find_multipaths strict, WWID unknown): (path, WWID).
+    held_paths: Vec<(String, String)>,
+    next_disk: usize,
+    /// session id -> (SCSI host number, portal, IQN, tpgt)
+    sessions: BTreeMap<u32, (u32, String, String, u32)>,
+    scripts: Vec<Script>,
+    calls: Vec<Vec<String>>,
+    flushes: Vec<String>,
+    /// Devices flushed with a cache flush too (`flush_and_sync`), in order.
+    syncs: Vec<String>,
+    flush_failures: Failures,
+    stuck_deletes: Vec<String>,
+    /// device-mapper requests made: (map name, "remove" or "message TEXT")
+    dm_calls: Vec<(String, String)>,
+    /// by map name
+    dm_failures: Failures,
+    /// (disk, session): the delete of the disk also logs the session out, as a concurrent
+    /// disconnect of another volume on that session would.
+    logout_on_delete: Vec<(String, u32)>,
+    attr_writes: Vec<(String, String)>,
+    /// What the host saw happen, in order: `flush NAME`, `dm remove NAME`, `dm message NAME`,
+    /// `delete NAME`, `logout SID`.
+    events: Vec<String>,
+    /// Disks a udev probe of their map is caught on (their session is in recovery): a remove of
+    /// a map that holds one of them fails with EBUSY while the disk is there.
+    probe_caught_on: Vec<String>,
+    /// udev has described each new disk by the time brick sees it, with this
+    /// DM_MULTIPATH_DEVICE_PATH (None: udev is slower than brick, no record yet).
+    udev_describes_new_disks: Option<bool>,
+    /// No udevd runs, and multipathd takes a path's WWID from udev's record (its default
+    /// `uid_attribute`): it gets none for a disk udev never described.
+    no_udevd: bool,
+    /// Paths multipathd holds with no WWID (no udev record): it builds no map of them, and a
+    /// second `add path` does not look again (0.9.4's cli_add_path); only a map that holds
+    /// them, adopted with `add map`, gives them its WWID.
+    no_wwid_paths: Vec<String>,
+}
+
+/// A fake host that owns its temporary directory.
+pub struct FakeHost {
+    dir: tempfile::TempDir,
+    world: Arc<Mutex<World>>,
+    clock: Arc<FakeClock>,
+}
+
+impl Default for FakeHost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn lock(w: &Mutex<World>) -> MutexGuard<'_, World> {
+    w.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A link at `link` to `target` (both absolute), written relative as sysfs writes its links.
+fn rel_link(target: &Path, link: &Path) {
+    let from = link.parent().expect("a link has a folder");
+    let t: Vec<Component> = target.components().collect();
+    let f: Vec<Component> = from.components().collect();
+    let common = t.iter().zip(&f).take_while(|(a, b)| a == b).count();
+    let mut rel = PathBuf::new();
+    for _ in common..f.len() {
+        rel.push("..");
+    }
+    for c in &t[common..] {
+        rel.push(c);
+    }
+    fs::create_dir_all(from).expect("create link folder");
+    let _ = fs::remove_file(link);
+    std::os::unix::fs::symlink(rel, link).expect("create link");
+}
+
+fn write(path: &Path, text: &str) {
+    fs::create_dir_all(path.parent().expect("a file has a folder")).expect("create folder");
+    fs::write(path, text).expect("write file");
+}
+
+impl FakeHost {
+    /// An empty host: no session, no disk, no map.
+    pub fn new() -> FakeHost {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        for d in [
+            "sys/block",
+            "sys/class/iscsi_session",
+            "sys/class/scsi_host",
+            "sys/devices/virtual/block",
+            "dev",
+            "etc/iscsi/nodes",
+        ] {
+            fs::create_dir_all(dir.path().join(d)).expect("create fake tree");
+        }
+        write(
+            &dir.path().join("etc/iscsi/initiatorname.iscsi"),
+            "InitiatorName=iqn.1993-08.org.debian:01:fakehost\n",
+        );
+        // udevd runs: its control socket is there (what libudev checks).
+        write(&dir.path().join("run/udev/control"), "");
+        FakeHost {
+            dir,
+            world: Arc::new(Mutex::new(World::default())),
+            clock: Arc::new(FakeClock::default()),
+        }
+    }
+
+    /// The root of the fake tree.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A [`Host`] on this tree with the scripted runner, the fake kernel and the fake clock.
+    pub fn host(&self) -> Host {
+        let root = self.dir.path();
+        Host::with_roots(root.join("sys"), root.join("dev"), root.join("etc/iscsi"))
+            .runner(Arc::new(FakeRunner {
+                root: root.to_path_buf(),
+                world: self.world.clone(),
+            }))
+            .kernel(Arc::new(FakeKernel {
+                root: root.to_path_buf(),
+                world: self.world.clone(),
+            }))
+            .clock(self.clock.clone() as Arc<dyn Clock>)
+            .multipathd(Arc::new(FakeMultipathd {
+                root: root.to_path_buf(),
+                world: self.world.clone(),
+            }))
+            .send_targets_client(Arc::new(FakeSendTargets {
+                world: self.world.clone(),
+            }))
+            .run_dir(root.join("run/brick"))
+            .proc_root(root.join("proc"))
+            .multipath_dir(root.join("etc/multipath"))
+            .udev_data(root.join("run/udev/data"))
+    }
+
+    /// The fake clock (every sleep the code under test made).
+    pub fn clock(&self) -> &FakeClock {
+        &self.clock
+    }
+
+    fn sys(&self) -> PathBuf {
+        self.dir.path().join("sys")
+    }
+
+    /// Adds session `id` to `portal` and target `iqn` (tpgt 1), on SCSI host `id + 5`, with its
+    /// node record, as a login leaves them.
+    pub fn session(&self, id: u32, portal: &str, iqn: &str) -> &Self {
+        add_session(self.root(), &mut lock(&self.world), id, portal, iqn);
+        self.node(iqn, portal)
+    }
+
+    /// Session `id` goes into recovery with its portal down, as the kernel shows it: the session
+    /// `FAILED`, its disks `blocked`; and udev's probe of the map that holds them (it probes a
+    /// map when a path fails) is caught on them: the map is busy until they are deleted.
+    pub fn session_in_recovery(&self, id: u32) -> &Self {
+        self.session_state(id, "FAILED");
+        let hostno = lock(&self.world)
+            .sessions
+            .get(&id)
+            .expect("session exists")
+            .0;
+        let disks: Vec<String> = fs::read_dir(self.sys().join("block"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let real = fs::canonicalize(e.path()).ok()?;
+                let under = real.to_string_lossy().contains(&format!("/host{hostno}/"));
+                (name.starts_with("sd") && under).then_some(name)
+            })
+            .collect();
+        for d in &disks {
+            write(
+                &self.sys().join(format!("block/{d}/device/state")),
+                "blocked\n",
+            );
+        }
+        lock(&self.world).probe_caught_on.extend(disks);
+        self
+    }
+
+    /// Sets session `id`'s state (`LOGGED_IN`, or `FAILED` while it is in recovery: the kernel
+    /// then scans nothing through it).
+    pub fn session_state(&self, id: u32, state: &str) -> &Self {
+        write(
+            &self
+                .sys()
+                .join(format!("class/iscsi_session/session{id}/state")),
+            &format!("{state}\n"),
+        );
+        self
+    }
+
+    /// Adds an open-iscsi node record of `iqn` at `portal` (tpgt 1).
+    pub fn node(&self, iqn: &str, portal: &str) -> &Self {
+        add_node(self.root(), iqn, portal);
+        self
+    }
+
+    /// Adds disk `name` (`sdX`) at LUN `lun` of session `session`, with the kernel's `wwid` text
+    /// (`naa.6001405...`), in state `running`.
+    pub fn disk(&self, session: u32, lun: u64, name: &str, wwid: &str) -> &Self {
+        let hostno = lock(&self.world)
+            .sessions
+            .get(&session)
+            .expect("session exists")
+            .0;
+        add_disk(self.root(), hostno, session, lun, name, wwid);
+        self
+    }
+
+    /// Adds multipath map `dev` (`dm-N`) over `slaves`, named and identified after the WWID of
+    /// the first slave, as multipathd builds it.
+    pub fn map(&self, dev: &str, slaves: &[&str]) -> &Self {
+        let raw = fs::read_to_string(self.sys().join(format!("block/{}/device/wwid", slaves[0])))
+            .expect("slave wwid");
+        let wwid = Wwid::from_sysfs(&raw).expect("wwid");
+        self.dm(dev, wwid.as_str(), &wwid.mpath_uuid(), slaves)
+    }
+
+    /// Adds any device-mapper device `dev` with a name, a uuid and slaves.
+    pub fn dm(&self, dev: &str, name: &str, uuid: &str, slaves: &[&str]) -> &Self {
+        add_dm(self.root(), dev, name, uuid, slaves);
+        self
+    }
+
+    /// Offers target `iqn` at `portal` with `luns` (LUN, kernel wwid text), for discovery and
+    /// login. A login scans nothing; a write to the SCSI host's `scan` makes the LUN's disk appear.
+    pub fn target(&self, portal: &str, iqn: &str, luns: &[(u64, &str)]) -> &Self {
+        let t = FakeTarget {
+            portal: portal.to_string(),
+            iqn: iqn.to_string(),
+            luns: luns.iter().map(|(l, w)| (*l, w.to_string())).collect(),
+            ..Default::default()
+        };
+        lock(&self.world).targets.push(t);
+        self
+    }
+
+    /// Requires CHAP with `user` and `password` on every target.
+    pub fn target_chap(&self, user: &str, password: &str) -> &Self {
+        for t in &mut lock(&self.world).targets {
+            t.chap = Some((user.to_string(), password.to_string()));
+        }
+        self
+    }
+
+    /// Makes target `iqn` map LUN `lun` late: on each portal, its first `misses` scans of the LUN
+    /// find nothing (as when an array maps the LUN to the initiator after the attach began).
+    pub fn lun_mapped_late(&self, iqn: &str, lun: u64, misses: usize) -> &Self {
+        for t in lock(&self.world)
+            .targets
+            .iter_mut()
+            .filter(|t| t.iqn == iqn)
+        {
+            t.late.insert(lun, misses);
+        }
+        self
+    }
+
+    /// Makes `portal` dead: discovery and login there fail.
+    pub fn portal_dead(&self, portal: &str) -> &Self {
+        for t in lock(&self.world)
+            .targets
+            .iter_mut()
+            .filter(|t| t.portal == portal)
+        {
+            t.dead = true;
+        }
+        self
+    }
+
+    /// Builds a multipath map for every disk that appears from now on, as multipathd would.
+    pub fn auto_multipath(&self) -> &Self {
+        lock(&self.world).auto_multipath = true;
+        self
+    }
+
+    /// Makes udev describe each new disk before brick looks at it, saying whether
+    /// `multipath -u` called it a path of a map (`DM_MULTIPATH_DEVICE_PATH`).
+    pub fn udev_describes_new_disks(&self, multipath_path: bool) -> &Self {
+        lock(&self.world).udev_describes_new_disks = Some(multipath_path);
+        self
+    }
+
+    /// Writes udev's record of an existing disk, as above.
+    pub fn udev_record(&self, name: &str, multipath_path: bool) -> &Self {
+        write_udev_record(self.root(), name, multipath_path);
+        self
+    }
+
+    /// The "change" uevents asked for: the devices whose `uevent` attribute was written.
+    pub fn uevents_asked(&self) -> Vec<String> {
+        let sys = self.root().join("sys/block");
+        let mut asked = Vec::new();
+        for disk in fs::read_dir(&sys).into_iter().flatten().flatten() {
+            let dir = disk.path();
+            let parts = fs::read_dir(&dir).into_iter().flatten().flatten();
+            let devices = std::iter::once(dir.clone()).chain(
+                parts
+                    .map(|e| e.path())
+                    .filter(|p| p.join("partition").exists()),
+            );
+            for d in devices {
+                if fs::read_to_string(d.join("uevent")).is_ok_and(|t| t == "change") {
+                    asked.push(d.file_name().unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        asked.sort();
+        asked
+    }
+
+    /// Makes multipathd build maps only for WWIDs in its wwids file, as with `find_multipaths
+    /// strict`.
+    pub fn find_multipaths_strict(&self) -> &Self {
+        lock(&self.world).find_multipaths_strict = true;
+        self
+    }
+
+    /// Stops udevd, with multipathd left at its default `uid_attribute` (ID_SERIAL from udev's
+    /// record): `run/udev/control` goes, no new disk gets a udev record, and multipathd answers
+    /// `add path` of a disk udev never described with "fail" and builds no map of it, as 0.9.4
+    /// does (pathinfo finds no WWID; the sysfs fallback waits for retriggers udev never answers).
+    /// `multipath DEVNODE` still builds the map (the tool reads the WWID from sysfs).
+    pub fn without_udevd(&self) -> &Self {
+        let _ = fs::remove_file(self.root().join("run/udev/control"));
+        lock(&self.world).no_udevd = true;
+        self
+    }
+
+    /// Makes multipathd unreachable.
+    pub fn multipathd_down(&self) -> &Self {
+        lock(&self.world).multipathd_down = true;
+        self
+    }
+
+    /// Every command sent to multipathd's socket so far.
+    pub fn multipathd_cmds(&self) -> Vec<String> {
+        lock(&self.world).multipathd_cmds.clone()
+    }
+
+    /// Sets the size of block device `name` in bytes.
+    pub fn set_size(&self, name: &str, bytes: u64) -> &Self {
+        let dir =
+            fs::canonicalize(self.sys().join(format!("block/{name}"))).expect("device exists");
+        write(&dir.join("size"), &format!("{}\n", bytes / 512));
+        self
+    }
+
+    /// The text of the first node record of `iqn` at `portal`, if any.
+    pub fn node_record(&self, iqn: &str, portal: &str) -> Option<String> {
+        let p: Portal = portal.parse().expect("a portal");
+        let dir = self.root().join(format!("etc/iscsi/nodes/{iqn}"));
+        let entry = fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .find(|e| is_record_of(&e.file_name().to_string_lossy(), &p))?;
+        record_text(&entry.path())
+    }
+
+    /// Answers commands for which `matches` is true with `respond`, `uses` times (`None`: always),
+    /// before the fake's default behaviour.
+    pub fn script(
+        &self,
+        matches: impl Fn(&[String]) -> bool + Send + Sync + 'static,
+        respond: impl Fn(&[String]) -> Result<Output, CmdError> + Send + Sync + 'static,
+        uses: Option<usize>,
+    ) -> &Self {
+        lock(&self.world).scripts.push(Script {
+            matches: Box::new(matches),
+            respond: Box::new(respond),
+            uses,
+        });
+        self
+    }
+
+    /// Makes every flush of `/dev/NAME` fail with `error`.
+    pub fn fail_flush(&self, name: &str, error: KernelError) -> &Self {
+        lock(&self.world)
+            .flush_failures
+            .insert(name.to_string(), (error, None));
+        self
+    }
+
+    /// Makes the next `times` flushes of `/dev/NAME` fail with `error`.
+    pub fn fail_flush_times(&self, name: &str, error: KernelError, times: usize) -> &Self {
+        lock(&self.world)
+            .flush_failures
+            .insert(name.to_string(), (error, Some(times)));
+        self
+    }
+
+    /// Makes every device-mapper request on the map `name` fail with `error`.
+    pub fn fail_dm(&self, name: &str, error: KernelError) -> &Self {
+        lock(&self.world)
+            .dm_failures
+            .insert(name.to_string(), (error, None));
+        self
+    }
+
+    /// Makes the next `times` device-mapper requests on the map `name` fail with `error`.
+    pub fn fail_dm_times(&self, name: &str, error: KernelError, times: usize) -> &Self {
+        lock(&self.world)
+            .dm_failures
+            .insert(name.to_string(), (error, Some(times)));
+        self
+    }
+
+    /// The device-mapper requests made so far: (map name, `remove` or `message TEXT`).
+    pub fn dm_calls(&self) -> Vec<(String, String)> {
+        lock(&self.world).dm_calls.clone()
+    }
+
+    /// Makes the `delete` of disk `name` hang (it times out and the disk stays).
+    pub fn stuck_delete(&self, name: &str) -> &Self {
+        lock(&self.world).stuck_deletes.push(name.to_string());
+        self
+    }
+
+    /// When disk `name` is deleted, session `session` is logged out and its node record deleted
+    /// at once, as a concurrent disconnect of another volume on that session would.
+    pub fn logout_on_delete(&self, name: &str, session: u32) -> &Self {
+        lock(&self.world)
+            .logout_on_delete
+            .push((name.to_string(), session));
+        self
+    }
+
+    /// Makes `portal`'s SendTargets answer list `entries` (portal, IQN), whatever targets it has.
+    pub fn discovery_answer(&self, portal: &str, entries: &[(&str, &str)]) -> &Self {
+        lock(&self.world).discovery_answers.insert(
+            portal.to_string(),
+            entries
+                .iter()
+                .map(|(p, i)| (p.to_string(), i.to_string()))
+                .collect(),
+        );
+        self
+    }
+
+    /// The portals asked with SendTargets so far (in-process discovery).
+    pub fn discoveries(&self) -> Vec<String> {
+        lock(&self.world).discoveries.clone()
+    }
+
+    /// Every command run so far, as argv.
+    pub fn calls(&self) -> Vec<Vec<String>> {
+        lock(&self.world).calls.clone()
+    }
+
+    /// Every device flushed so far (`sda`, `dm-0`), in order.
+    pub fn flushes(&self) -> Vec<String> {
+        lock(&self.world).flushes.clone()
+    }
+
+    /// Every sysfs attribute write so far, as (path under sys/, value).
+    pub fn attr_writes(&self) -> Vec<(String, String)> {
+        lock(&self.world).attr_writes.clone()
+    }
+
+    /// Whether block device `name` (`sdX`, `dm-N`) exists.
+    pub fn has_block(&self, name: &str) -> bool {
+        self.sys().join(format!("block/{name}")).exists()
+    }
+
+    /// The ids of the sessions that exist.
+    pub fn session_ids(&self) -> Vec<u32> {
+        lock(&self.world).sessions.keys().copied().collect()
+    }
+
+    /// Whether a node record of `iqn` at `portal` exists.
+    pub fn has_node(&self, iqn: &str, portal: &str) -> bool {
+        self.node_record(iqn, portal).is_some()
+    }
+
+    /// multipathd takes the paths handed to it but builds no map, as when it cannot get their
+    /// WWID (no udev, and its sysfs fallback not yet due).
+    pub fn multipathd_builds_no_maps(&self) -> &Self {
+        lock(&self.world).multipathd_builds_no_maps = true;
+        self
+    }
+
+    /// What happened on the host, in order: `flush NAME`, `dm remove NAME`, `dm message NAME`,
+    /// `delete NAME`, `logout SID`.
+    pub fn events(&self) -> Vec<String> {
+        lock(&self.world).events.clone()
+    }
+
+    /// Sets disk `name`'s SCSI device state (`running`, `blocked` while its session is in
+    /// recovery, `transport-offline` once the session gave up, `offline`).
+    pub fn disk_state(&self, name: &str, state: &str) -> &Self {
+        write(
+            &self.sys().join(format!("block/{name}/device/state")),
+            &format!("{state}\n"),
+        );
+        self
+    }
+
+    /// Disk `name` shows no WWID (`device/wwid` missing: the device gave no usable
+    /// identification page).
+    pub fn disk_without_wwid(&self, name: &str) -> &Self {
+        fs::remove_file(self.sys().join(format!("block/{name}/device/wwid"))).expect("wwid");
+        self
+    }
+
+    /// Process `pid` (`comm`) has block device `dev` open, as /proc shows it: `PID/comm`, and a
+    /// descriptor in `PID/fd` that leads to `/dev/DEV`.
+    pub fn opened_by(&self, pid: u32, comm: &str, dev: &str) -> &Self {
+        let dir = self.root().join(format!("proc/{pid}"));
+        write(&dir.join("comm"), &format!("{comm}\n"));
+        fs::create_dir_all(dir.join("fd")).expect("fd");
+        std::os::unix::fs::symlink(self.root().join(format!("dev/{dev}")), dir.join("fd/3"))
+            .expect("fd link");
+        self
+    }
+
+    /// On target `iqn`, the next scan of LUN `scanned` on a session also finds LUN `other`'s
+    /// disk there, as when another attach scanned `other` on the same session meanwhile.
+    pub fn another_attach_scans(&self, iqn: &str, scanned: u64, other: u64) -> &Self {
+        for t in lock(&self.world)
+            .targets
+            .iter_mut()
+            .filter(|t| t.iqn == iqn)
+        {
+            t.also_scanned.insert(scanned, other);
+        }
+        self
+    }
+
+    /// The devices flushed with a cache flush too (device-mapper maps), in order.
+    pub fn syncs(&self) -> Vec<String> {
+        lock(&self.world).syncs.clone()
+    }
+}
