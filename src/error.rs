@@ -52,12 +52,12 @@ pub enum Error {
 
     /// No path of a volume could be attached, or a multipath connect got no map; what the
     /// connect had set up was undone.
-    #[error("{volume} not connected: {detail}")]
+    #[error("{volume} not connected: {}", PathFailure::join(paths))]
     Connect {
         /// The volume.
         volume: String,
-        /// Each path and why it did not attach, or why no map came.
-        detail: String,
+        /// Each path, and why it did not attach (or why no map came).
+        paths: Vec<PathFailure>,
     },
 
     /// The volume's LUN shows another WWN than the one device_info gives for the volume (the
@@ -89,6 +89,124 @@ pub enum Error {
         /// What was done and what is left, typed.
         report: Box<crate::report::DisconnectReport>,
     },
+}
+
+/// Why one path of a volume did not attach.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PathError {
+    /// The host could not be read, or a lock taken (sysfs, node records, the target's lock).
+    #[error("{0}")]
+    Host(String),
+    /// The portal does not offer the target (sendtargets discovery), or the discovery failed.
+    #[error("{0}")]
+    Discovery(String),
+    /// The login failed; `hint` says what iscsiadm's exit code most likely means.
+    #[error("login failed ({}): {detail}", match (code, hint) {
+        (Some(c), Some(h)) => format!("exit code {c}: {h}"),
+        (Some(c), None) => format!("exit code {c}"),
+        (None, _) => "no exit code".to_string(),
+    })]
+    Login {
+        /// iscsiadm's exit code.
+        code: Option<i32>,
+        /// What the code most likely means for the user.
+        hint: Option<&'static str>,
+        /// The end of what iscsiadm said.
+        detail: String,
+    },
+    /// The session is in recovery (its portal does not answer): the kernel scans nothing
+    /// through it.
+    #[error(
+        "session {session} is {state} (in recovery: the portal does not answer), and the \
+             kernel scans no LUN through it; retry once the portal is back"
+    )]
+    SessionInRecovery {
+        /// The session.
+        session: u32,
+        /// Its state.
+        state: crate::types::SessionState,
+    },
+    /// The target does not offer the LUN on the session, after scans until the deadline.
+    #[error(
+        "the target offers no LUN {lun} on session {session} ({scans} scans in {waited:.0?}): \
+             check target_lun and that the target maps that LUN to this initiator"
+    )]
+    LunNotOffered {
+        /// The LUN.
+        lun: crate::types::Lun,
+        /// The session.
+        session: u32,
+        /// How many scans.
+        scans: u32,
+        /// For how long.
+        waited: std::time::Duration,
+    },
+    /// A scan or rescan of the LUN through sysfs failed, or the LUN's disk did not show in time.
+    #[error("{0}")]
+    Scan(String),
+    /// The path shows another WWN than the volume's (that of its first path): not the volume.
+    #[error("{0}")]
+    OtherVolume(String),
+    /// A multipath connect got no map.
+    #[error("{0}")]
+    NoMap(String),
+}
+
+impl PathError {
+    /// A failure at the host boundary, in words.
+    pub(crate) fn host(e: impl std::fmt::Display) -> PathError {
+        PathError::Host(e.to_string())
+    }
+}
+
+/// A path that did not attach: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathFailure {
+    /// The portal.
+    pub portal: crate::types::Portal,
+    /// The target there.
+    pub iqn: crate::types::Iqn,
+    /// Why.
+    pub error: PathError,
+}
+
+impl PathFailure {
+    fn join(paths: &[PathFailure]) -> String {
+        paths
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+impl std::fmt::Display for PathFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.portal, self.iqn, self.error)
+    }
+}
+
+impl serde::Serialize for PathFailure {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let kind = match &self.error {
+            PathError::Host(_) => "host",
+            PathError::Discovery(_) => "discovery",
+            PathError::Login { .. } => "login",
+            PathError::SessionInRecovery { .. } => "session_in_recovery",
+            PathError::LunNotOffered { .. } => "lun_not_offered",
+            PathError::Scan(_) => "scan",
+            PathError::OtherVolume(_) => "other_volume",
+            PathError::NoMap(_) => "no_map",
+        };
+        let mut st = s.serialize_struct("PathFailure", 4)?;
+        st.serialize_field("portal", &self.portal)?;
+        st.serialize_field("iqn", &self.iqn)?;
+        st.serialize_field("kind", kind)?;
+        st.serialize_field("message", &self.error.to_string())?;
+        st.end()
+    }
 }
 
 /// What kind of failure an error is, for a script: the command line gives each its own exit

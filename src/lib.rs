@@ -29,7 +29,7 @@ mod tuning;
 pub mod types;
 
 pub use connector::{connector_properties, ConnectorProperties};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, PathError, PathFailure, Result};
 pub use iscsi::topology::{DiskTopology, SessionTopology};
 pub use iscsi::volume::{extend_volume, volume_paths};
 pub use iscsi::{

@@ -266,11 +266,7 @@ fn unreachable_portal_among_two_still_connects_and_leaves_no_record_for_it() {
     .unwrap();
     assert_eq!(c.paths.len(), 1);
     assert_eq!(c.failed_paths.len(), 1);
-    assert!(
-        c.failed_paths[0].contains("127.0.0.2"),
-        "{:?}",
-        c.failed_paths
-    );
+    assert_eq!(c.failed_paths[0].portal.to_string(), "127.0.0.2:3260");
     assert_eq!(f.session_ids().len(), 1);
     assert!(
         f.node_record(IQN, P2).is_none(),
@@ -362,9 +358,15 @@ fn session_in_recovery_fails_its_path_at_once_and_the_volume_attaches_on_the_oth
     assert_eq!(c2.paths.len(), 1, "{:?}", c2.failed_paths);
     assert_eq!(c2.failed_paths.len(), 1);
     let why = &c2.failed_paths[0];
+    assert_eq!(why.portal.to_string(), P2);
     assert!(
-        why.contains(P2) && why.contains("FAILED") && why.contains("in recovery"),
+        matches!(why.error, brick::PathError::SessionInRecovery { .. }),
         "{why}"
+    );
+    let text = why.to_string();
+    assert!(
+        text.contains(P2) && text.contains("FAILED") && text.contains("in recovery"),
+        "{text}"
     );
     // No waiting for a scan that cannot work, and no scan through the failed session.
     let waited = f.clock().now() - t0;
@@ -590,7 +592,16 @@ fn multipath_path_refused_by_discovery_leaves_the_map_and_the_host() {
     let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
     assert_eq!(c.paths.len(), 1, "{c:?}");
     assert_eq!(c.failed_paths.len(), 1, "{c:?}");
-    assert!(c.failed_paths[0].contains("does not offer target"), "{c:?}");
+    assert!(
+        matches!(c.failed_paths[0].error, brick::PathError::Discovery(_)),
+        "{c:?}"
+    );
+    assert!(
+        c.failed_paths[0]
+            .to_string()
+            .contains("does not offer target"),
+        "{c:?}"
+    );
     let map = map_of_wwn1(&f);
     assert_eq!(map.slaves, c.paths);
     assert_eq!(f.session_ids().len(), 1);

@@ -3,6 +3,7 @@
 
 use tracing::warn;
 
+use crate::error::PathError;
 use crate::error::Result;
 use crate::host::{Cmd, Host};
 use crate::iscsi::node;
@@ -93,7 +94,7 @@ pub(super) fn check_offered(
     props: &ConnectionProperties,
     sessions_before: &[(Iqn, Portal)],
     tuning: &Tuning,
-) -> Result<Vec<std::result::Result<(), String>>> {
+) -> Result<Vec<std::result::Result<(), PathError>>> {
     let mut known: Vec<(Portal, Iqn)> = Vec::new();
     let mut asked: Vec<Portal> = Vec::new();
     let mut results = Vec::new();
@@ -107,10 +108,7 @@ pub(super) fn check_offered(
             continue;
         }
         if asked.contains(&t.portal) {
-            results.push(Err(format!(
-                "portal {} does not offer target {} (sendtargets discovery)",
-                t.portal, t.iqn
-            )));
+            results.push(Err(not_offered(t)));
             continue;
         }
         // Discovery CHAP goes through a discovery record in open-iscsi's database, which
@@ -123,19 +121,19 @@ pub(super) fn check_offered(
             Ok(found) => {
                 let offered = found.iter().any(|(p, i)| *p == t.portal && *i == t.iqn);
                 known.extend(found);
-                results.push(if offered {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "portal {} does not offer target {} (sendtargets discovery)",
-                        t.portal, t.iqn
-                    ))
-                });
+                results.push(if offered { Ok(()) } else { Err(not_offered(t)) });
             }
-            Err(e) => results.push(Err(e)),
+            Err(e) => results.push(Err(PathError::Discovery(e))),
         }
     }
     Ok(results)
+}
+
+fn not_offered(t: &Target) -> PathError {
+    PathError::Discovery(format!(
+        "portal {} does not offer target {} (sendtargets discovery)",
+        t.portal, t.iqn
+    ))
 }
 
 pub(super) fn set_discovery_chap(

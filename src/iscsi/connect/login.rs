@@ -3,6 +3,7 @@
 
 use tracing::info;
 
+use crate::error::PathError;
 use crate::host::{Cmd, Host};
 use crate::iscsi::{adm, node, topology};
 use crate::props::{ConnectionProperties, Target};
@@ -22,7 +23,7 @@ pub(super) fn login(
     t: &Target,
     tuning: &Tuning,
     created: &mut Created,
-) -> std::result::Result<u32, String> {
+) -> std::result::Result<u32, PathError> {
     let retries = tuning.login_retries.to_string();
     let login_timeout = tuning.login_timeout.as_secs().max(1).to_string();
     let mut keys: Vec<(&str, &str)> = vec![
@@ -44,10 +45,10 @@ pub(super) fn login(
         }
         None => keys.push(("node.session.auth.authmethod", "None")),
     }
-    if adm::node_exists(host, &t.iqn, &t.portal).map_err(|e| e.to_string())? {
-        node::set(host, &t.iqn, &t.portal, &keys).map_err(|e| e.to_string())?;
+    if adm::node_exists(host, &t.iqn, &t.portal).map_err(PathError::host)? {
+        node::set(host, &t.iqn, &t.portal, &keys).map_err(PathError::host)?;
     } else {
-        node::create(host, &t.iqn, &t.portal, &keys).map_err(|e| e.to_string())?;
+        node::create(host, &t.iqn, &t.portal, &keys).map_err(PathError::host)?;
         created.node_record = true;
     }
 
@@ -63,30 +64,28 @@ pub(super) fn login(
         ])
         .timeout(tuning.login_deadline);
     let outcome = {
-        let _db = host.lock_shared(node::DB_LOCK).map_err(|e| e.to_string())?;
+        let _db = host.lock_shared(node::DB_LOCK).map_err(PathError::host)?;
         host.run(&cmd)
     };
     // Whatever happened, a session may exist now: note it, so a failure removes it.
-    let sid = topology::find_session(host, &t.iqn, &t.portal).map_err(|e| e.to_string())?;
+    let sid = topology::find_session(host, &t.iqn, &t.portal).map_err(PathError::host)?;
     created.session = sid;
-    let out = outcome.map_err(|e| e.to_string())?;
+    let out = outcome.map_err(PathError::host)?;
     match (out.code, sid) {
         (Some(0) | Some(ISCSI_ERR_SESS_EXISTS), Some(sid)) => {
             info!(session = sid, "logged in");
             Ok(sid)
         }
-        (Some(0) | Some(ISCSI_ERR_SESS_EXISTS), None) => {
-            Err(format!("`{cmd}` succeeded but no session shows in sysfs"))
-        }
-        (code, _) => Err(format!(
-            "login failed ({}): {}",
-            match (code, login_hint(code, props)) {
-                (Some(c), Some(hint)) => format!("exit code {c}: {hint}"),
-                (Some(c), None) => format!("exit code {c}"),
-                (None, _) => "no exit code".into(),
-            },
-            out.tail()
-        )),
+        (Some(0) | Some(ISCSI_ERR_SESS_EXISTS), None) => Err(PathError::Login {
+            code: out.code,
+            hint: None,
+            detail: format!("`{cmd}` succeeded but no session shows in sysfs"),
+        }),
+        (code, _) => Err(PathError::Login {
+            code,
+            hint: login_hint(code, props),
+            detail: out.tail(),
+        }),
     }
 }
 

@@ -19,7 +19,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PathError, PathFailure, Result};
 use crate::host::Host;
 use crate::iscsi::session::target_lock_name;
 use crate::iscsi::topology;
@@ -44,8 +44,8 @@ pub struct Connected {
     pub device_info: DeviceInfo,
     /// The disks of the volume (`sdX`).
     pub paths: Vec<String>,
-    /// The portals that did not work, with the reason.
-    pub failed_paths: Vec<String>,
+    /// The paths that did not attach, with the reason.
+    pub failed_paths: Vec<PathFailure>,
 }
 
 /// What one portal's attempt created, to undo it if the connect fails.
@@ -59,7 +59,7 @@ struct Created {
 struct PathAttempt {
     target: Target,
     created: Created,
-    result: std::result::Result<(u32, ScsiDisk), String>,
+    result: std::result::Result<(u32, ScsiDisk), PathError>,
 }
 
 /// Connects the volume described by `props` and returns its `device_info`.
@@ -141,7 +141,10 @@ pub fn connect_volume(
         let offered = match check.map(|h| h.join().expect("discovery thread does not panic")) {
             None => vec![Ok(()); props.targets.len()],
             Some(Ok(offered)) => offered,
-            Some(Err(e)) => vec![Err(format!("sendtargets discovery: {e}")); props.targets.len()],
+            Some(Err(e)) => {
+                let e = PathError::Discovery(format!("sendtargets discovery: {e}"));
+                vec![Err(e); props.targets.len()]
+            }
         };
         (c, offered)
     });
@@ -167,7 +170,7 @@ struct Connect<'a> {
 impl Connect<'_> {
     /// Registers the volume's WWID, hands the paths to multipathd and waits for the map. `Err`
     /// says why no map came.
-    fn build_map(&mut self) -> std::result::Result<(), String> {
+    fn build_map(&mut self) -> std::result::Result<(), PathError> {
         let (host, tuning) = (self.host, self.tuning);
         let Some(w) = self.wwid.clone() else {
             return Ok(());
@@ -175,11 +178,11 @@ impl Connect<'_> {
         let paths = up_paths(&self.attempts);
         self.registered = register_wwid(host, &w, tuning);
         let Some(built_from) = hand_paths_to_multipathd(host, &w, &paths, tuning) else {
-            return Err(format!(
+            return Err(PathError::NoMap(format!(
                 "multipathd took none of the paths of WWN {w} (is multipathd running? does it \
                  blacklist the device?); connect with a single path (--single-path) to use the \
                  bare disk"
-            ));
+            )));
         };
         match wait_for_map(host, &w, &paths, tuning) {
             Ok(Some(m)) => {
@@ -187,23 +190,25 @@ impl Connect<'_> {
                 self.map = Some(m);
                 Ok(())
             }
-            Ok(None) => Err(format!(
+            Ok(None) => Err(PathError::NoMap(format!(
                 "multipathd built no map of WWN {w} within {:?}",
                 tuning.map_deadline
-            )),
-            Err(e) => Err(format!("cannot look for the map of WWN {w}: {e}")),
+            ))),
+            Err(e) => Err(PathError::NoMap(format!(
+                "cannot look for the map of WWN {w}: {e}"
+            ))),
         }
     }
 
-    fn fail_every_path(&mut self, why: &str) {
+    fn fail_every_path(&mut self, why: &PathError) {
         for a in self.attempts.iter_mut().filter(|a| a.result.is_ok()) {
-            a.result = Err(why.to_string());
+            a.result = Err(why.clone());
         }
     }
 
     /// Fails the paths whose portal does not offer the target (sendtargets), out of the map
     /// first.
-    fn apply_discovery(&mut self, offered: &[std::result::Result<(), String>]) {
+    fn apply_discovery(&mut self, offered: &[std::result::Result<(), PathError>]) {
         let (host, tuning) = (self.host, self.tuning);
         for a in &mut self.attempts {
             let i = self
@@ -229,7 +234,7 @@ impl Connect<'_> {
                     }
                     Err(why.clone())
                 }
-                Err(e) => Err(format!("{why}; {e}")),
+                Err(e) => Err(PathError::Discovery(format!("{why}; {e}"))),
             };
         }
     }
@@ -237,14 +242,15 @@ impl Connect<'_> {
     /// The connected volume, once the failed paths are undone; or, when no path is up, the
     /// error, once everything this connect made is undone.
     fn finish(mut self) -> Result<Connected> {
-        let failed: Vec<String> = self
+        let failed: Vec<PathFailure> = self
             .attempts
             .iter()
             .filter_map(|a| {
-                a.result
-                    .as_ref()
-                    .err()
-                    .map(|e| format!("{} ({}): {e}", a.target.portal, a.target.iqn))
+                a.result.as_ref().err().map(|e| PathFailure {
+                    portal: a.target.portal,
+                    iqn: a.target.iqn.clone(),
+                    error: e.clone(),
+                })
             })
             .collect();
         let paths = up_paths(&self.attempts);
@@ -252,11 +258,13 @@ impl Connect<'_> {
             self.undo_all();
             return Err(Error::Connect {
                 volume: self.props.label(),
-                detail: failed.join("; "),
+                paths: failed,
             });
         };
         for a in self.attempts.iter().filter(|a| a.result.is_err()) {
-            warn!(portal = %a.target.portal, reason = %a.result.as_ref().err().map_or("", |e| e.as_str()), "path not attached");
+            if let Err(e) = &a.result {
+                warn!(portal = %a.target.portal, reason = %e, "path not attached");
+            }
             undo(self.host, a, self.tuning);
         }
         let path = match &self.map {
@@ -329,7 +337,7 @@ fn volume_wwid(attempts: &mut [PathAttempt]) -> Option<crate::types::Wwid> {
                     a.target.lun,
                     d.wwid.as_ref().map_or("none", |w| w.as_str())
                 );
-                a.result = Err(msg);
+                a.result = Err(PathError::OtherVolume(msg));
             }
         }
     }
@@ -387,7 +395,7 @@ fn attach_path(
     t: &Target,
     tuning: &Tuning,
     created: &mut Created,
-) -> std::result::Result<(u32, ScsiDisk), String> {
+) -> std::result::Result<(u32, ScsiDisk), PathError> {
     let span = tracing::debug_span!("path", portal = %t.portal, iqn = %t.iqn, lun = %t.lun);
     let _enter = span.enter();
     let lun = lun_under_lock(host, props, t, tuning, created)?;
@@ -418,18 +426,17 @@ fn lun_under_lock(
     t: &Target,
     tuning: &Tuning,
     created: &mut Created,
-) -> std::result::Result<LunOnSession, String> {
+) -> std::result::Result<LunOnSession, PathError> {
     let _lock = host
         .lock(&target_lock_name(&t.iqn, &t.portal))
-        .map_err(|e| e.to_string())?;
-    let session =
-        match topology::find_session(host, &t.iqn, &t.portal).map_err(|e| e.to_string())? {
-            Some(sid) => {
-                debug!(session = sid, "reusing session");
-                sid
-            }
-            None => login(host, props, t, tuning, created)?,
-        };
+        .map_err(PathError::host)?;
+    let session = match topology::find_session(host, &t.iqn, &t.portal).map_err(PathError::host)? {
+        Some(sid) => {
+            debug!(session = sid, "reusing session");
+            sid
+        }
+        None => login(host, props, t, tuning, created)?,
+    };
     // The device deadline counts from the session, not from the wait for the lock or the login.
     let deadline = host.time().now() + tuning.device_deadline;
     let present = lun_on_session(host, session, t.lun)?;

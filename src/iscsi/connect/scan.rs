@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
+use crate::error::PathError;
 use crate::host::Host;
 use crate::iscsi::topology;
 use crate::props::Target;
@@ -20,19 +21,19 @@ pub(super) fn scan_lun(
     sid: u32,
     t: &Target,
     tuning: &Tuning,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), PathError> {
     let h = topology::scsi_host_of(host, sid)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("session {sid} has no SCSI host in sysfs"))?;
+        .map_err(PathError::host)?
+        .ok_or_else(|| PathError::Scan(format!("session {sid} has no SCSI host in sysfs")))?;
     let attr = host.sys(format!("class/scsi_host/host{h}/scan"));
     host.kern()
         .write_attr(&attr, &format!("- - {}", t.lun), tuning.scan_timeout)
         .map_err(|e| {
-            format!(
+            PathError::Scan(format!(
                 "scan of LUN {} through {} failed: {e}",
                 t.lun,
                 attr.display()
-            )
+            ))
         })
 }
 
@@ -47,12 +48,12 @@ pub(super) fn rescan_present_disk(
     sid: u32,
     t: &Target,
     tuning: &Tuning,
-) -> std::result::Result<(), String> {
-    let state = topology::session_state(host, sid).map_err(|e| e.to_string())?;
+) -> std::result::Result<(), PathError> {
+    let state = topology::session_state(host, sid).map_err(PathError::host)?;
     if state != Some(SessionState::LoggedIn) {
         return Ok(());
     }
-    let addresses = topology::session_addresses(host, sid).map_err(|e| e.to_string())?;
+    let addresses = topology::session_addresses(host, sid).map_err(PathError::host)?;
     let Some(name) = addresses
         .into_iter()
         .find(|(a, _)| a.lun == t.lun)
@@ -64,11 +65,11 @@ pub(super) fn rescan_present_disk(
     host.kern()
         .write_attr(&attr, "1", tuning.scan_timeout)
         .map_err(|e| {
-            format!(
+            PathError::Scan(format!(
                 "cannot read the identity of /dev/{name} (LUN {}) again through {}: {e}",
                 t.lun,
                 attr.display()
-            )
+            ))
         })?;
     debug!(device = %name, "identity read again");
     Ok(())
@@ -76,9 +77,13 @@ pub(super) fn rescan_present_disk(
 
 /// Whether the kernel shows a SCSI device of LUN `lun` on session `sid` (with or without its
 /// block device yet).
-pub(super) fn lun_on_session(host: &Host, sid: u32, lun: Lun) -> std::result::Result<bool, String> {
+pub(super) fn lun_on_session(
+    host: &Host,
+    sid: u32,
+    lun: Lun,
+) -> std::result::Result<bool, PathError> {
     Ok(topology::session_addresses(host, sid)
-        .map_err(|e| e.to_string())?
+        .map_err(PathError::host)?
         .iter()
         .any(|(a, _)| a.lun == lun))
 }
@@ -100,17 +105,17 @@ pub(super) fn scan_until_present(
     t: &Target,
     deadline: Instant,
     tuning: &Tuning,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), PathError> {
     let start = host.time().now();
     let mut pause = Pause::new(Duration::from_secs(1), Duration::from_secs(4));
     let mut scans = 0u32;
     loop {
-        let state = topology::session_state(host, sid).map_err(|e| e.to_string())?;
+        let state = topology::session_state(host, sid).map_err(PathError::host)?;
         if let Some(state) = state.filter(|s| *s != SessionState::LoggedIn) {
-            return Err(format!(
-                "session {sid} is {state} (in recovery: the portal does not answer), and the \
-                 kernel scans no LUN through it; retry once the portal is back"
-            ));
+            return Err(PathError::SessionInRecovery {
+                session: sid,
+                state,
+            });
         }
         scans += 1;
         scan_lun(host, sid, t, tuning)?;
@@ -122,13 +127,12 @@ pub(super) fn scan_until_present(
         }
         let now = host.time().now();
         if now >= deadline {
-            return Err(format!(
-                "the target offers no LUN {} on session {sid} ({} scans in {:.0?}): check \
-                 target_lun and that the target maps that LUN to this initiator",
-                t.lun,
+            return Err(PathError::LunNotOffered {
+                lun: t.lun,
+                session: sid,
                 scans,
-                now - start
-            ));
+                waited: now - start,
+            });
         }
         host.time().sleep(pause.take().min(deadline - now));
     }
@@ -140,10 +144,10 @@ pub(super) fn wait_for_disk(
     t: &Target,
     deadline: Instant,
     tuning: &Tuning,
-) -> std::result::Result<ScsiDisk, String> {
+) -> std::result::Result<ScsiDisk, PathError> {
     let mut pause = Pause::new(Duration::from_millis(5), Duration::from_millis(50));
     loop {
-        let disks = topology::session_disks(host, sid).map_err(|e| e.to_string())?;
+        let disks = topology::session_disks(host, sid).map_err(PathError::host)?;
         if let Some(d) = disks
             .into_iter()
             .find(|d| d.address.lun == t.lun && d.wwid.is_some())
@@ -151,10 +155,10 @@ pub(super) fn wait_for_disk(
             return Ok(d);
         }
         if host.time().now() >= deadline {
-            return Err(format!(
+            return Err(PathError::Scan(format!(
                 "LUN {} did not appear on session {sid} within {:?}",
                 t.lun, tuning.device_deadline
-            ));
+            )));
         }
         host.time().sleep(pause.take());
     }
