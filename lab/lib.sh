@@ -150,7 +150,7 @@ target_create() {
         mkdir -p "$dev"
         echo "fd_dev_name=$(lun_backing "$name" "$l"),fd_dev_size=$((size * 1024 * 1024))" >"$dev/control"
         printf '%s%04x%04x' "$prefix" "$hba" "$l" >"$td/lun$l.serial"
-        echo "$(lun_serial "$name" "$l")" >"$dev/wwn/vpd_unit_serial"
+        lun_serial "$name" "$l" >"$dev/wwn/vpd_unit_serial"
         echo 1 >"$dev/enable"
     done
     if [ "$per_portal" = 1 ]; then tpgs=$portals; else tpgs=1; fi
@@ -600,6 +600,7 @@ connect_refused() {
 start_brick() {
     log "start in background: brick -v $*"
     NO_COLOR=1 "$BRICK" -v "$@" > >(sed -u 's/\x1b\[[0-9;]*m//g; s/^/    brick(bg)| /' >&2) 2>&1 &
+    # shellcheck disable=SC2034 # read by the scenario that called start_brick
     BRICK_PID=$!
 }
 
@@ -624,7 +625,7 @@ _sessions_not_in_state() {
 }
 _session_states() {
     local s
-    for s in $(target_sids "$1"); do printf 'session%s=%s ' "$s" "$(cat /sys/class/iscsi_session/session$s/state)"; done
+    for s in $(target_sids "$1"); do printf 'session%s=%s ' "$s" "$(cat "/sys/class/iscsi_session/session$s/state")"; done
 }
 _one_session_not_in_state() {
     local bad=$1 name=$2 sid

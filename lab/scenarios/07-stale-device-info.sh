@@ -41,9 +41,9 @@ check_b
 check_a_if_ok a1
 
 log "=== case 2: A2's props, device_info with A2's WWN and B's path device"
-set -- $sdsb
+b_path=${sdsb%% *}
 props_json a2 1 >props-a2.json
-device_info_json "/dev/$1" "$(lun_wwn a2 1)" >di-a2.json
+device_info_json "/dev/$b_path" "$(lun_wwn a2 1)" >di-a2.json
 run_brick disconnect props-a2.json --device-info di-a2.json
 check_b
 check_a_if_ok a2

@@ -16,10 +16,10 @@ kill_after() {   # kill_after MS: SIGKILL the background brick after MS millisec
     if kill -KILL "$BRICK_PID" 2>/dev/null; then log "killed brick (pid $BRICK_PID) after $1 ms"
     else log "brick (pid $BRICK_PID) had finished before $1 ms"; fi
     # a process blocked in the kernel dies only when its I/O ends: do not wait for it forever
-    local i
-    for i in $(seq 30); do kill -0 "$BRICK_PID" 2>/dev/null || break; sleep 0.1; done
+    local _
+    for _ in $(seq 30); do kill -0 "$BRICK_PID" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$BRICK_PID" 2>/dev/null; then
-        log "brick (pid $BRICK_PID) is stuck in the kernel after SIGKILL ($(cat /proc/$BRICK_PID/wchan 2>/dev/null)); going on"
+        log "brick (pid $BRICK_PID) is stuck in the kernel after SIGKILL ($(cat "/proc/$BRICK_PID/wchan" 2>/dev/null)); going on"
         STUCK_PID=$BRICK_PID
     else
         wait "$BRICK_PID" 2>/dev/null || true

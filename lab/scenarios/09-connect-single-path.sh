@@ -23,7 +23,8 @@ log "ok: node record with manual startup and scan; only LUN 1 scanned"
 
 make_pattern "$LAB_STATE/pat" 2
 write_pattern "$dev" "$LAB_STATE/pat" 1 buffered
-paths=$("$BRICK" paths props.json) && echo "$paths" | grep -q "/dev/$dev" || fail "brick paths does not list /dev/$dev"
+paths=$("$BRICK" paths props.json) || fail "brick paths failed"
+echo "$paths" | grep -q "/dev/$dev" || fail "brick paths does not list /dev/$dev"
 
 disconnect_clean
 assert_backing_has v1 1 "$LAB_STATE/pat" 1

@@ -32,16 +32,17 @@ cat >props.json <<JSON
 JSON
 "$BRICK" connect props.json >device_info.json || fail "connect failed"
 dm=$(sed -n 's/.*"path": *"\/dev\/\([^"]*\)".*/\1/p' device_info.json)
-[ "$(($(cat /sys/block/$dm/size) * 512))" = $((32 << 20)) ] || fail "map is not 32 MiB before the growth"
+[ "$(($(cat "/sys/block/$dm/size") * 512))" = $((32 << 20)) ] || fail "map is not 32 MiB before the growth"
 
 truncate -s 48M "$img"
 losetup -c "$loopdev"
 log "backing device grown to 48 MiB"
 size=$("$BRICK" extend props.json --device-info device_info.json) || fail "brick extend failed"
 [ "$size" = $((48 << 20)) ] || fail "brick extend printed $size, expected $((48 << 20))"
-[ "$(($(cat /sys/block/$dm/size) * 512))" = $((48 << 20)) ] || fail "the kernel shows the map at $(cat /sys/block/$dm/size) sectors"
-for sd in $(ls /sys/block/$dm/slaves); do
-    [ "$(($(cat /sys/block/$sd/size) * 512))" = $((48 << 20)) ] || fail "path $sd was not rescanned"
+[ "$(($(cat "/sys/block/$dm/size") * 512))" = $((48 << 20)) ] || fail "the kernel shows the map at $(cat "/sys/block/$dm/size") sectors"
+for slave in "/sys/block/$dm/slaves"/*; do
+    sd=${slave##*/}
+    [ "$(($(cat "/sys/block/$sd/size") * 512))" = $((48 << 20)) ] || fail "path $sd was not rescanned"
 done
 log "ok: extend reported $size bytes; map and both paths show 48 MiB"
 

@@ -23,12 +23,13 @@ for v in "${vols[@]}"; do
     grep -q "\"scsi_wwn\": *\"$(lun_wwn "$t" "$l")\"" "$v.dev" || fail "$v: device_info has a wrong WWN: $(cat "$v.dev")"
     grep -q '"path": *"/dev/dm-' "$v.dev" || fail "$v: no map in device_info: $(cat "$v.dev")"
 done
+# shellcheck disable=SC2016 # expanded by the inner sh
 wait_until 60 "every map with both paths" sh -c '
     for d in /sys/block/dm-*; do [ "$(ls $d/slaves | wc -l)" = 2 ] || exit 1; done'
 n=$(ls -d /sys/block/dm-* | wc -l); [ "$n" = 10 ] || fail "$n maps, expected 10"
 n=$(ls /sys/class/iscsi_session | wc -l); [ "$n" = 10 ] || fail "$n sessions, expected 10 (one per target and portal)"
 paths=$(cat /sys/block/dm-*/slaves/*/dev 2>/dev/null | wc -l)
-log "ok: 10 volumes, 10 maps, 10 sessions, $(ls -d /sys/block/sd* | wc -l) disks"
+log "ok: 10 volumes, 10 maps ($paths paths), 10 sessions, $(ls -d /sys/block/sd* | wc -l) disks"
 
 pids=()
 for v in "${vols[@]}"; do

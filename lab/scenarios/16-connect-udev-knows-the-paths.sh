@@ -20,7 +20,7 @@ for d in $sds; do
     [ "$f" != 1 ] || fail "before brick: udev calls $d a multipath path already"
 done
 [ -z "$(lun_dm u1 1)" ] || fail "before brick: multipathd built a map for an unknown WWID"
-log "before brick: udev calls $(echo $sds) plain disks, no map"
+log "before brick: udev calls ${sds//$'\n'/ } plain disks, no map"
 
 dm=$(connect_map u1 1)
 n=$(ls "/sys/block/$dm/slaves" | wc -l)
@@ -30,6 +30,6 @@ for d in $sds; do
     f=$(udev_mp_flag "$d")
     [ "$f" = 1 ] || fail "udev still calls $d a plain disk (DM_MULTIPATH_DEVICE_PATH=$f) although it is a path of $dm"
 done
-log "ok: map $dm; udev calls both paths ($(echo $sds)) multipath paths"
+log "ok: map $dm; udev calls both paths (${sds//$'\n'/ }) multipath paths"
 
 write_disconnect_keeps u1 1 "$dm"

@@ -9,7 +9,7 @@ set -euo pipefail
 secret=Lab-Chap-S3cret
 mutual=Lab-Mutual-S3cret
 target_create m1 --portals 2 --luns 1 --chap "labuser:$secret" --chap-mutual "labtarget:$mutual"
-[ "$(cat /sys/kernel/config/target/iscsi/$(tiqn m1)/tpgt_1/auth/authenticate_target)" = 1 ] ||
+[ "$(cat "/sys/kernel/config/target/iscsi/$(tiqn m1)/tpgt_1/auth/authenticate_target")" = 1 ] ||
     fail "the target does not authenticate itself (mutual CHAP not set up)"
 props_json m1 1 >props.json
 grep -q "\"auth_reverse_password\":\"$mutual\"" props.json || fail "props carry no reverse secret"

@@ -28,6 +28,7 @@ for r in a["results"]:
         sys.exit(1)
 print(json.dumps([r["device_info"] for r in a["results"]]))
 PY
+# shellcheck disable=SC2016 # expanded by the inner sh
 wait_until 60 "every map with both paths" sh -c '
     for d in /sys/block/dm-*; do [ "$(ls $d/slaves | wc -l)" = 2 ] || exit 1; done'
 n=$(ls -d /sys/block/dm-* | wc -l); [ "$n" = 8 ] || fail "$n maps, expected 8"

@@ -10,6 +10,7 @@ set -euo pipefail
 
 target_create v1 --portals 2 --luns 2 --tpg-per-portal
 dm1=$(connect_map v1 1)
+log "LUN 1 on map $dm1"
 cp props.json props1.json; cp device_info.json device_info1.json
 
 portal_down v1 2
