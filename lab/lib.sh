@@ -102,6 +102,8 @@ _next_id() {
 lun_serial() { cat "$(_tdir "$1")/lun$2.serial"; }
 # lun_backing NAME LUN: the fileio backing file of the LUN.
 lun_backing() { echo "$LAB_STATE/$1-lun$2.img"; }
+# lun_backstore NAME LUN: the LUN's backstore folder in LIO's configfs.
+lun_backstore() { echo "$C/core/fileio_$(_tget "$1" hba)/${1}_lun$2"; }
 
 # lun_wwid NAME LUN: the wwid the initiator reads in /sys/block/sdX/device/wwid.
 # LIO builds an NAA type 6 designator: "6", the company id 001405, then the hex digits of
@@ -145,7 +147,7 @@ target_create() {
     echo "$portals" >"$td/portals"; echo "$luns" >"$td/luns"; echo "$per_portal" >"$td/per_portal"
     hba=$(_next_id); echo "$hba" >"$td/hba"
     for ((l = 1; l <= luns; l++)); do
-        dev=$C/core/fileio_$hba/${name}_lun$l
+        dev=$C/core/fileio_$hba/${name}_lun$l # lun_backstore NAME L once the hba is recorded
         truncate -s "${size}M" "$(lun_backing "$name" "$l")"
         mkdir -p "$dev"
         echo "fd_dev_name=$(lun_backing "$name" "$l"),fd_dev_size=$((size * 1024 * 1024))" >"$dev/control"
@@ -322,8 +324,8 @@ lun_dm() {
     return 0
 }
 
-_count_lines() { grep -c . || true; }
-_lun_has_sds() { [ "$(lun_sds "$1" "$2" | _count_lines)" -ge "$3" ]; }
+count_lines() { grep -c . || true; }
+_lun_has_sds() { [ "$(lun_sds "$1" "$2" | count_lines)" -ge "$3" ]; }
 # Without udevd, multipathd hears of no new path: hand it the LUN's unclaimed paths.
 _mp_add_missing() {
     pidof systemd-udevd udevd >/dev/null 2>&1 && return 0
@@ -336,7 +338,7 @@ _mp_add_missing() {
 _lun_map_ready() {
     _mp_add_missing "$1" "$2"
     local dm; dm=$(lun_dm "$1" "$2")
-    [ -n "$dm" ] && [ "$(ls "/sys/block/$dm/slaves" | _count_lines)" -ge "$3" ]
+    [ -n "$dm" ] && [ "$(ls "/sys/block/$dm/slaves" | count_lines)" -ge "$3" ]
 }
 
 # wait_lun_sds NAME LUN COUNT [TIMEOUT]: wait for COUNT sd devices of the LUN; print them.
@@ -715,7 +717,7 @@ assert_target_gone() {
 # slaves when MAP=1.
 assert_lun_present() {
     local n d
-    n=$(lun_sds "$1" "$2" | _count_lines)
+    n=$(lun_sds "$1" "$2" | count_lines)
     [ "$n" -eq "$3" ] || fail "$1 LUN $2 has $n SCSI device(s), expected $3"
     for d in $(lun_sds "$1" "$2"); do
         [ "$(cat "/sys/block/$d/device/state")" = running ] || fail "$d is $(cat "/sys/block/$d/device/state")"
@@ -723,7 +725,7 @@ assert_lun_present() {
     if [ "${4:-1}" = 1 ]; then
         d=$(lun_dm "$1" "$2")
         [ -n "$d" ] || fail "$1 LUN $2 has no multipath map"
-        n=$(ls "/sys/block/$d/slaves" | _count_lines)
+        n=$(ls "/sys/block/$d/slaves" | count_lines)
         [ "$n" -eq "$3" ] || fail "map $d of $1 LUN $2 has $n path(s), expected $3"
     fi
     log "ok: $1 LUN $2 present with $3 path(s)$([ "${4:-1}" = 1 ] && echo " in map $(lun_dm "$1" "$2")")"

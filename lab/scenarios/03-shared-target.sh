@@ -28,7 +28,7 @@ assert_backing_has v1 1 "$LAB_STATE/pat1" 1
 assert_lun_present v1 2 2
 [ "$(lun_dm v1 2)" = "$dm2" ] || fail "LUN 2's map changed from $dm2 to $(lun_dm v1 2)"
 [ "$(lun_sds v1 2 | tr '\n' ' ')" = "$sds2" ] || fail "LUN 2's paths changed from $sds2 to $(lun_sds v1 2 | tr '\n' ' ')"
-n=$(target_sids v1 | _count_lines)
+n=$(target_sids v1 | count_lines)
 [ "$n" = 2 ] || fail "expected 2 sessions to v1 after disconnecting LUN 1, found $n"
 n=$(iscsiadm -m node 2>/dev/null | grep -cF "$(tiqn v1)" || true)
 [ "$n" = 2 ] || fail "expected 2 node records for v1 after disconnecting LUN 1, found $n"

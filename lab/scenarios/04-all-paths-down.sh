@@ -33,8 +33,8 @@ awk -v s="$BRICK_SECS" -v b="$BOUND" 'BEGIN{exit !(s < b)}' || fail "brick took 
 log "ok: plain disconnect failed (rc $BRICK_RC) in ${BRICK_SECS}s"
 [ "$(lun_dm v1 1)" = "$dm" ] || fail "map $dm is gone (now: '$(lun_dm v1 1)')"
 [ "$(lun_sds v1 1 | tr '\n' ' ')" = "$sds" ] || fail "paths changed from $sds to $(lun_sds v1 1 | tr '\n' ' ')"
-[ "$(ls "/sys/block/$dm/slaves" | _count_lines)" = 2 ] || fail "map $dm lost paths: $(ls "/sys/block/$dm/slaves")"
-[ "$(target_sids v1 | _count_lines)" = 2 ] || fail "sessions to v1 were removed"
+[ "$(ls "/sys/block/$dm/slaves" | count_lines)" = 2 ] || fail "map $dm lost paths: $(ls "/sys/block/$dm/slaves")"
+[ "$(target_sids v1 | count_lines)" = 2 ] || fail "sessions to v1 were removed"
 log "ok: map $dm, its 2 paths and both sessions are still there"
 
 target_up v1

@@ -19,7 +19,7 @@ check_b() {
     assert_lun_present b 1 2
     [ "$(lun_dm b 1)" = "$dmb" ] || fail "B's map changed from $dmb to $(lun_dm b 1)"
     [ "$(lun_sds b 1 | tr '\n' ' ')" = "$sdsb" ] || fail "B's paths changed from $sdsb to $(lun_sds b 1 | tr '\n' ' ')"
-    [ "$(target_sids b | _count_lines)" = 2 ] || fail "B lost a session"
+    [ "$(target_sids b | count_lines)" = 2 ] || fail "B lost a session"
     [ "$(iscsiadm -m node 2>/dev/null | grep -cF "$(tiqn b)")" = 2 ] || fail "B lost a node record"
     wait_paths_active b 1 2 20
     assert_dev_reads "$dmb" "$LAB_STATE/patb" 1

@@ -75,7 +75,7 @@ rc=0; wait "$DD_PID" || rc=$?
 [ "$rc" = 0 ] || fail "the queued write failed (dd exit $rc) though the paths came back: its data was lost"
 log "ok: the queued write completed once the paths were back"
 if [ -n "$(lun_dm v4 1)" ]; then
-    wait_paths_active v4 1 "$(lun_sds v4 1 | _count_lines)"
+    wait_paths_active v4 1 "$(lun_sds v4 1 | count_lines)"
 fi
 run_brick disconnect props4.json --device-info di4.json
 [ "$BRICK_RC" = 0 ] || fail "the disconnect after the killed one (paths back) exited $BRICK_RC"

@@ -10,7 +10,7 @@ set -euo pipefail
 target_create v1 --portals 2 --luns 1
 iqn=$(tiqn v1)
 lun_dir=$C/iscsi/$iqn/tpgt_1/lun/lun_1
-backstore=$C/core/fileio_$(_tget v1 hba)/v1_lun1
+backstore=$(lun_backstore v1 1)
 # The target and its portals are up; LUN 1 is not mapped yet.
 rm "$lun_dir/v1_lun1"
 rmdir "$lun_dir"
@@ -20,7 +20,7 @@ log "LUN 1 of $iqn unmapped"
 # each login) has found nothing by then.
 (
     for _ in $(seq 300); do
-        [ "$(target_sids v1 | _count_lines)" -ge 2 ] && break
+        [ "$(target_sids v1 | count_lines)" -ge 2 ] && break
         sleep 0.1
     done
     sleep 1.5

@@ -29,7 +29,7 @@ sed 's/^/    brick| /' recovery.log >&2
 awk -v s="$secs" 'BEGIN{exit !(s < 12)}' || fail "connect with a session in recovery took ${secs}s"
 grep -q "path not attached.*127.0.0.2:3260.*in recovery" recovery.log ||
     fail "the warning does not name the path whose session is in recovery"
-[ "$(lun_sds v1 2 | _count_lines)" -ge 1 ] || fail "LUN 2 has no SCSI device"
+[ "$(lun_sds v1 2 | count_lines)" -ge 1 ] || fail "LUN 2 has no SCSI device"
 dm2=$(lun_dm v1 2)
 [ -n "$dm2" ] || fail "LUN 2 has no multipath map"
 log "ok: LUN 2 attached in ${secs}s as $dm2 while a session was in recovery"

@@ -10,7 +10,7 @@ set -euo pipefail
 . "$LAB_DIR/lib.sh"
 
 target_create v1 --portals 2 --luns 1 --tpg-per-portal
-echo 1 >"$C/core/fileio_$(_tget v1 hba)/v1_lun1/attrib/emulate_write_cache"
+echo 1 >"$(lun_backstore v1 1)/attrib/emulate_write_cache"
 dm=$(connect_map v1 1)
 for d in $(lun_sds v1 1); do
     log "$d: $(cat "/sys/block/$d/device/scsi_disk/"*/cache_type)"

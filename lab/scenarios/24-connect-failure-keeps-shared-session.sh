@@ -44,7 +44,7 @@ dm=$(lun_dm s1 1)
 [ -n "$dm" ] || fail "Y's map is gone after X's failed connect"
 grep -q "\"path\": *\"/dev/$dm\"" device_info.json || fail "Y's device_info does not name its map /dev/$dm"
 assert_lun_present s1 1 2
-n=$(target_sids s1 | _count_lines)
+n=$(target_sids s1 | count_lines)
 [ "$n" = 2 ] || fail "$n session(s) to s1 after X failed, expected Y's 2 (X's were $sidsx, now $(target_sids s1 | tr '\n' ' '))"
 n=$(iscsiadm -m node 2>/dev/null | grep -cF "$(tiqn s1)" || true)
 [ "$n" = 2 ] || fail "$n node record(s) for s1 after X failed, expected 2"
