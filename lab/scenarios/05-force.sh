@@ -16,13 +16,17 @@ one_case() {
     local dm; dm=$(wait_lun_map "$name" 1 2)
     make_pattern "$LAB_STATE/pat-$name" 1
     make_pattern "$LAB_STATE/pat2-$name" 1
+    # A buffered write left dirty in the map's page cache, made while the paths still answer:
+    # once they are down, udev's probe of the failed map can hold the block device (seen: a
+    # udev worker stuck in folio_wait, every later open's lseek waiting behind it), and a
+    # buffered write then blocks instead of returning.
+    udevadm settle -t 30 >/dev/null 2>&1 || true
+    write_dirty "$dm" "$LAB_STATE/pat2-$name" 6
     target_down "$name"
     wait_sessions_failed "$name"
-    # an O_DIRECT writer really queued (blocked in the kernel), and a buffered write left dirty
-    # in the map's page cache
+    # an O_DIRECT writer really queued (blocked in the kernel)
     start_queued_writer "$dm" "$LAB_STATE/pat-$name" 2
     local dd_pid=$WRITER_PID
-    write_dirty "$dm" "$LAB_STATE/pat2-$name" 6
     props_json "$name" 1 >"props-$name.json"
     device_info_json "/dev/$dm" "$(lun_wwn "$name" 1)" "$(lun_wwn "$name" 1)" >"device_info-$name.json"
     run_brick --timeout 150 disconnect "props-$name.json" --device-info "device_info-$name.json" "$@"
