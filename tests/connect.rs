@@ -777,3 +777,14 @@ fn with_udevd_the_multipath_tool_is_not_run() {
     assert_eq!(c.device_info.path.as_deref(), Some("/dev/dm-0"));
     assert!(multipath_tool_runs(&f).is_empty());
 }
+
+#[test]
+fn without_udevd_a_leftover_udev_control_socket_does_not_hide_it() {
+    // Seen in the lab: `udevadm control --exit` left /run/udev/control behind.
+    let f = lab();
+    f.without_udevd();
+    std::fs::create_dir_all(f.root().join("run/udev")).unwrap();
+    std::fs::write(f.root().join("run/udev/control"), "").unwrap();
+    let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(c.device_info.path.as_deref(), Some("/dev/dm-0"));
+}

@@ -30,7 +30,10 @@ log "multipathd's paths (dev, wwid, init state, map):"; multipathd show paths fo
 [ "$bad" = 0 ] || fail "a concurrent connect failed"
 for v in "${vols[@]}"; do
     l=${v#nu-}
-    grep -q '"path": *"/dev/sd' "$v.dev" && fail "$v: connect returned a bare disk, not a map: $(cat "$v.dev")"
+    if grep -q '"path": *"/dev/sd' "$v.dev"; then
+        sed 's/^/    brick| /' "$v.err" >&2
+        fail "$v: connect returned a bare disk, not a map: $(cat "$v.dev")"
+    fi
     grep -q "\"scsi_wwn\": *\"$(lun_wwn nu "$l")\"" "$v.dev" || fail "$v: device_info has a wrong WWN: $(cat "$v.dev")"
     dm=$(lun_dm nu "$l")
     [ -n "$dm" ] || fail "$v: no map for LUN $l"

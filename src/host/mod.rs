@@ -152,13 +152,19 @@ impl Host {
         self.udev_data.join(format!("b{dev_t}"))
     }
 
-    /// Whether udevd runs: its control socket (`control` beside udev's records, `/run/udev/control`)
-    /// is there, which is what libudev and libdevmapper ask too. udevd takes it away when it
-    /// stops; it is never there in a container without udevd.
+    /// Whether udevd runs: a process named `systemd-udevd` or `udevd` (read from procfs). Its
+    /// control socket (`/run/udev/control`, which libudev asks about) is no sign: it stayed in
+    /// the lab after `udevadm control --exit`. When procfs cannot be read, says it runs.
     pub fn udevd_runs(&self) -> bool {
-        self.udev_data
-            .parent()
-            .is_some_and(|run_udev| run_udev.join("control").exists())
+        let Ok(pids) = self.list(&self.proc) else {
+            return true;
+        };
+        pids.iter()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            .any(|pid| {
+                std::fs::read_to_string(self.proc(format!("{pid}/comm")))
+                    .is_ok_and(|c| matches!(c.trim(), "systemd-udevd" | "udevd"))
+            })
     }
 
     /// Sets where procfs is (default `/proc`).

@@ -182,8 +182,8 @@ impl FakeHost {
             &dir.path().join("etc/iscsi/initiatorname.iscsi"),
             "InitiatorName=iqn.1993-08.org.debian:01:fakehost\n",
         );
-        // udevd runs: its control socket is there (what libudev checks).
-        write(&dir.path().join("run/udev/control"), "");
+        // udevd runs.
+        write(&dir.path().join("proc/100/comm"), "systemd-udevd\n");
         FakeHost {
             dir,
             world: Arc::new(Mutex::new(World::default())),
@@ -409,12 +409,12 @@ impl FakeHost {
     }
 
     /// Stops udevd, with multipathd left at its default `uid_attribute` (ID_SERIAL from udev's
-    /// record): `run/udev/control` goes, no new disk gets a udev record, and multipathd answers
+    /// record): its process goes, no new disk gets a udev record, and multipathd answers
     /// `add path` of a disk udev never described with "fail" and builds no map of it, as 0.9.4
     /// does (pathinfo finds no WWID; the sysfs fallback waits for retriggers udev never answers).
     /// `multipath DEVNODE` still builds the map (the tool reads the WWID from sysfs).
     pub fn without_udevd(&self) -> &Self {
-        let _ = fs::remove_file(self.root().join("run/udev/control"));
+        let _ = fs::remove_dir_all(self.root().join("proc/100"));
         lock(&self.world).no_udevd = true;
         self
     }
