@@ -6,6 +6,8 @@
 set -euo pipefail
 . "$LAB_DIR/lib.sh"
 BOUND=${LAB_FORCE_BOUND:-90}
+# udev never stays paused after this scenario, however it ends (see one_case).
+trap 'udevadm control --start-exec-queue 2>/dev/null || true' EXIT
 
 # one_case NAME EXPECT_RC ARGS...: a volume with all paths down and a writer queued on its map,
 # then "brick disconnect ARGS".
@@ -16,17 +18,20 @@ one_case() {
     local dm; dm=$(wait_lun_map "$name" 1 2)
     make_pattern "$LAB_STATE/pat-$name" 1
     make_pattern "$LAB_STATE/pat2-$name" 1
-    # A buffered write left dirty in the map's page cache, made while the paths still answer:
-    # once they are down, udev's probe of the failed map can hold the block device (seen: a
-    # udev worker stuck in folio_wait, every later open's lseek waiting behind it), and a
-    # buffered write then blocks instead of returning.
+    # udev's probe of a map whose paths just failed gets stuck on the dead paths, and every
+    # lseek of the map then waits behind it (seen: a udev worker in folio_wait, the writers in
+    # blkdev_llseek): the writers would never get their I/O queued. udev runs no event while
+    # they are set up, then runs the probe, stuck as on any host, before brick runs.
     udevadm settle -t 30 >/dev/null 2>&1 || true
-    write_dirty "$dm" "$LAB_STATE/pat2-$name" 6
+    udevadm control --stop-exec-queue 2>/dev/null || true
     target_down "$name"
     wait_sessions_failed "$name"
-    # an O_DIRECT writer really queued (blocked in the kernel)
+    # an O_DIRECT writer really queued (blocked in the kernel), and a buffered write left dirty
+    # in the map's page cache (the writer holds the map open: its close syncs nothing)
     start_queued_writer "$dm" "$LAB_STATE/pat-$name" 2
     local dd_pid=$WRITER_PID
+    write_dirty "$dm" "$LAB_STATE/pat2-$name" 6
+    udevadm control --start-exec-queue 2>/dev/null || true
     props_json "$name" 1 >"props-$name.json"
     device_info_json "/dev/$dm" "$(lun_wwn "$name" 1)" "$(lun_wwn "$name" 1)" >"device_info-$name.json"
     run_brick --timeout 150 disconnect "props-$name.json" --device-info "device_info-$name.json" "$@"

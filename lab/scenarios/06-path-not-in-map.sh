@@ -7,7 +7,8 @@ set -euo pipefail
 target_create v1 --portals 2 --luns 1
 iscsi_login v1
 dm=$(wait_lun_map v1 1 2)
-read -r out kept < <(lun_sds v1 1 | tr '\n' ' ')
+# (a here-string ends in a newline: read's status stays 0)
+read -r out kept <<<"$(lun_sds v1 1 | tr '\n' ' ')"
 multipathd del path "$out" >/dev/null
 _path_left() { [ -z "$(ls "/sys/block/$out/holders")" ] && [ "$(ls "/sys/block/$dm/slaves" | tr -d '\n')" = "$kept" ]; }
 wait_until 20 "$out to leave map $dm" _path_left
