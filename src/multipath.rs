@@ -229,16 +229,22 @@ pub fn forget_wwid(host: &Host, wwid: &Wwid, timeout: Duration) -> Result<bool> 
 pub fn build_map_without_udev(
     host: &Host,
     wwid: &Wwid,
-    disk: &str,
+    disks: &[String],
     timeout: Duration,
 ) -> Result<Option<DmMap>> {
-    let node = host.dev_node(disk);
-    let cmd = Cmd::new("multipath")
-        .arg(node.to_string_lossy().into_owned())
-        .timeout(timeout);
-    let out = host.run(&cmd)?;
-    if !out.success() {
-        tracing::warn!(path = %disk, output = %out.tail(), "multipath did not build the map");
+    // The tool lists only the disks udev has described: it takes the one it is given (and the
+    // map's own paths), so it runs once per path. With udevd gone its control socket may stay,
+    // and libdevmapper would wait for udev for ever after creating the map: DM_DISABLE_UDEV.
+    for disk in disks {
+        let node = host.dev_node(disk);
+        let cmd = Cmd::new("env")
+            .args(["DM_DISABLE_UDEV=1", "multipath"])
+            .arg(node.to_string_lossy().into_owned())
+            .timeout(timeout);
+        let out = host.run(&cmd)?;
+        if !out.success() {
+            tracing::warn!(path = %disk, output = %out.tail(), "multipath did not take the path");
+        }
     }
     let Some(map) = maps_of(host, wwid)?.into_iter().next() else {
         return Ok(None);

@@ -12,32 +12,22 @@ impl FakeRunner {
     fn default_response(&self, w: &mut World, argv: &[String]) -> Result<Output, CmdError> {
         let a: Vec<&str> = argv.iter().map(String::as_str).collect();
         match a.as_slice() {
-            // The multipath tool builds the map of the device's WWID from every disk that has
-            // it, reading the WWIDs from sysfs, whatever udev knows.
-            ["multipath", dev] => {
+            // The multipath tool, without udev: it lists only the disks udev has described,
+            // so it builds (or grows) the map of the device's WWID from that device alone,
+            // reading the WWID from sysfs; libdevmapper must not wait for udev (DM_DISABLE_UDEV).
+            ["env", "DM_DISABLE_UDEV=1", "multipath", dev] => {
                 let name = Path::new(dev)
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let sys = self.root.join("sys/block");
-                let Ok(wwid) = fs::read_to_string(sys.join(format!("{name}/device/wwid"))) else {
+                if !self
+                    .root
+                    .join(format!("sys/block/{name}/device/wwid"))
+                    .exists()
+                {
                     return Ok(Output::exit(1, "", &format!("{dev}: no such device\n")));
-                };
-                let mut disks: Vec<String> = fs::read_dir(&sys)
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|d| {
-                        d.starts_with("sd")
-                            && fs::read_to_string(sys.join(format!("{d}/device/wwid")))
-                                .is_ok_and(|x| x == wwid)
-                    })
-                    .collect();
-                disks.sort();
-                for d in &disks {
-                    join_map(&self.root, d);
                 }
+                join_map(&self.root, &name);
                 Ok(Output::exit(0, "", ""))
             }
             ["iscsiadm", "-m", "session", "-r", id, "--logout"] => {

@@ -44,7 +44,7 @@ pub(super) fn hand_paths_to_multipathd(
     tuning: &Tuning,
 ) -> Option<Vec<String>> {
     let mut built_from = None;
-    let mut no_wwid = None;
+    let mut no_wwid = Vec::new();
     for p in paths {
         match host.multipathd_cmd(&format!("add path {p}"), tuning.command_timeout) {
             Ok(reply) if reply.contains("blacklisted") => {
@@ -52,7 +52,7 @@ pub(super) fn hand_paths_to_multipathd(
             }
             // Without udevd, multipathd finds no WWID for the path (see build_map_without_udev).
             Ok(reply) if reply == "fail" && !host.udevd_runs() => {
-                no_wwid.get_or_insert(p);
+                no_wwid.push(p.clone());
             }
             Ok(_) if built_from.is_none() => {
                 let map = multipath::maps_of(host, wwid)
@@ -68,8 +68,9 @@ pub(super) fn hand_paths_to_multipathd(
             Err(e) => warn!(path = %p, error = %e, "multipathd not told of the path"),
         }
     }
-    match no_wwid.map(|p| multipath::build_map_without_udev(host, wwid, p, tuning.command_timeout))
-    {
+    let built = (!no_wwid.is_empty())
+        .then(|| multipath::build_map_without_udev(host, wwid, paths, tuning.command_timeout));
+    match built {
         Some(Ok(Some(map))) => Some(map.slaves),
         Some(Ok(None)) => built_from,
         Some(Err(e)) => {
