@@ -62,14 +62,16 @@ pub fn find_volume(
         Some(d) => d.wwn()?,
         None => None,
     };
-    let sessions: Vec<Session> = topology::list_sessions(host)?
-        .into_iter()
+    let all_sessions = topology::list_sessions(host)?;
+    let sessions: Vec<Session> = all_sessions
+        .iter()
         .filter(|s| {
             props
                 .targets
                 .iter()
                 .any(|t| t.iqn == s.iqn && t.portal == s.portal)
         })
+        .cloned()
         .collect();
     let candidates = disks_at_lun(host, props, &sessions)?;
     let wwn = volume_wwn(host, props, &candidates, claimed)?;
@@ -94,7 +96,7 @@ pub fn find_volume(
         warn!(device = %line, "not the volume's device, left alone");
     }
     if let Some(own) = wwn.as_ref().filter(|_| !v.disks.is_empty()) {
-        add_disks_elsewhere(host, own, &mut v)?;
+        add_disks_elsewhere(host, own, &all_sessions, &mut v)?;
     }
     note_stale_device_info(host, device_info, &mut v)?;
     find_maps(host, &mut v)?;
@@ -168,7 +170,7 @@ fn volume_wwn(
             if disks.is_empty() && maps.iter().all(|m| m.slaves.is_empty()) {
                 return Ok(Some(c));
             }
-            let elsewhere = devices_of(host, &c)?;
+            let elsewhere = device_paths(&maps, &disks);
             Err(Error::NotTheVolume {
                 volume: props.label(),
                 detail: format!(
@@ -195,20 +197,28 @@ fn volume_wwn(
 
 /// The block devices of the host with WWN `wwn` (its maps, then its disks), as `/dev/NAME`.
 pub fn devices_of(host: &Host, wwn: &Wwid) -> Result<Vec<String>> {
-    Ok(multipath::maps_of(host, wwn)?
-        .into_iter()
+    Ok(device_paths(
+        &multipath::maps_of(host, wwn)?,
+        &topology::disks_with_wwid(host, wwn)?,
+    ))
+}
+
+/// `/dev/NAME` of each map, then of each disk.
+fn device_paths(maps: &[DmMap], disks: &[(Option<u32>, ScsiDisk)]) -> Vec<String> {
+    maps.iter()
         .map(|m| format!("/dev/{}", m.dev))
-        .chain(
-            topology::disks_with_wwid(host, wwn)?
-                .into_iter()
-                .map(|(_, d)| format!("/dev/{}", d.name)),
-        )
-        .collect())
+        .chain(disks.iter().map(|(_, d)| format!("/dev/{}", d.name)))
+        .collect()
 }
 
 /// The disks of the volume's WWN that are not at its LUN on its sessions (a portal the
 /// properties do not list), and their sessions.
-fn add_disks_elsewhere(host: &Host, wwn: &Wwid, v: &mut VolumeDevices) -> Result<()> {
+fn add_disks_elsewhere(
+    host: &Host,
+    wwn: &Wwid,
+    all_sessions: &[Session],
+    v: &mut VolumeDevices,
+) -> Result<()> {
     let mut extra_sessions = Vec::new();
     for (sid, d) in topology::disks_with_wwid(host, wwn)? {
         if v.disks.iter().any(|x| x.name == d.name) {
@@ -223,9 +233,9 @@ fn add_disks_elsewhere(host: &Host, wwn: &Wwid, v: &mut VolumeDevices) -> Result
         v.disks.push(d);
     }
     if !extra_sessions.is_empty() {
-        for s in topology::list_sessions(host)? {
+        for s in all_sessions {
             if extra_sessions.contains(&s.id) {
-                v.sessions.push(s);
+                v.sessions.push(s.clone());
             }
         }
     }

@@ -64,10 +64,13 @@ pub fn disconnect_plan(
             });
         }
     }
+    // The sessions that stay: those of the host that the disconnect does not log out.
+    let staying: Vec<_> = topology::list_sessions(host)?
+        .into_iter()
+        .filter(|s| !plan.sessions.iter().any(|p| p.id == s.id))
+        .collect();
     for (iqn, portal) in records_to_forget(props, plan, &kept) {
-        let session_stays = topology::list_sessions(host)?.iter().any(|s| {
-            s.iqn == iqn && s.portal == portal && !plan.sessions.iter().any(|p| p.id == s.id)
-        });
+        let session_stays = staying.iter().any(|s| s.iqn == iqn && s.portal == portal);
         if adm::node_exists(host, &iqn, &portal)? && !session_stays {
             out.delete.push(Thing::NodeRecord { iqn, portal });
         }
