@@ -143,16 +143,30 @@ fn remove_dm(
     })
 }
 
-/// Stops a multipath map from queueing I/O while it has no path (the target message
-/// `fail_if_no_path`, in-process), so that I/O waiting on it fails and the map can go. Used by a
-/// forced disconnect only: queued data is lost. The map is addressed by its uuid.
+/// Stops a multipath map from queueing I/O while it has no path, so that I/O waiting on it fails
+/// and the map can go: at once in the kernel (the target message `fail_if_no_path`, in-process,
+/// the map addressed by its uuid), and for multipathd too (`disablequeueing map NAME`):
+/// multipathd reloads a map when one of its paths goes, and a reload restores the features of
+/// its configuration (`queue_if_no_path`), which would make the opener of a map whose paths are
+/// gone wait for ever. multipathd not answering is logged, not a failure: the map may not be one
+/// multipathd knows. Used by a forced disconnect only: queued data is lost.
 pub fn disable_queueing(host: &Host, m: &DmMap, timeout: Duration) -> Result<(), KernelError> {
     host.kern().dm(
         &host.dev_node("mapper/control"),
         &m.uuid,
         DmRequest::Message("fail_if_no_path"),
         timeout,
-    )
+    )?;
+    match host.multipathd_cmd(&format!("disablequeueing map {}", m.name), timeout) {
+        Ok(reply) if reply.trim() == "ok" => {}
+        Ok(reply) => {
+            tracing::debug!(map = %m.name, reply = %reply.trim(), "multipathd did not disable queueing")
+        }
+        Err(e) => {
+            tracing::debug!(map = %m.name, error = %e, "multipathd not told to disable queueing")
+        }
+    }
+    Ok(())
 }
 
 /// Registers `wwid` in multipath-tools' wwids file (`wwids` in [`Host::multipath_state`]), in

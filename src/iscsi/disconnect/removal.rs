@@ -16,28 +16,15 @@ use crate::types::Wwid;
 
 use super::plan::{disk_thing, session_users, Plan};
 
-/// Forced only: stops map `m` from queueing I/O while it has no path, at once in the kernel
-/// (the target message `fail_if_no_path`), and for multipathd too (`disablequeueing map NAME`):
-/// multipathd reloads a map when one of its paths goes, and a reload restores the features of
-/// its configuration (`queue_if_no_path`), which would make the opener of a map whose paths
-/// are gone wait for ever. multipathd not answering is logged, not a failure: the map may not be
-/// one multipathd knows.
+/// Forced only: stops map `m` from queueing I/O while it has no path (see
+/// [`multipath::disable_queueing`]); the failure in words for the report.
 pub(super) fn stop_queueing(
     host: &Host,
     m: &DmMap,
     tuning: &Tuning,
 ) -> std::result::Result<(), String> {
     multipath::disable_queueing(host, m, tuning.command_timeout)
-        .map_err(|e| format!("cannot disable queueing on multipath map {}: {e}", m.name))?;
-    let cmd = format!("disablequeueing map {}", m.name);
-    match host.multipathd_cmd(&cmd, tuning.command_timeout) {
-        Ok(reply) if reply.trim() == "ok" => {}
-        Ok(reply) => {
-            debug!(map = %m.name, reply = %reply.trim(), "multipathd did not disable queueing")
-        }
-        Err(e) => debug!(map = %m.name, error = %e, "multipathd not told to disable queueing"),
-    }
-    Ok(())
+        .map_err(|e| format!("cannot disable queueing on multipath map {}: {e}", m.name))
 }
 
 pub(super) fn delete_disks(
