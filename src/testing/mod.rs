@@ -327,37 +327,40 @@ impl FakeHost {
         self
     }
 
-    /// Requires CHAP with `user` and `password` on every target.
-    pub fn target_chap(&self, user: &str, password: &str) -> &Self {
-        for t in &mut lock(&self.world).targets {
-            t.chap = Some((user.to_string(), password.to_string()));
+    /// Changes, with `change`, every target set up so far that `which` picks.
+    fn each_target(
+        &self,
+        which: impl Fn(&FakeTarget) -> bool,
+        mut change: impl FnMut(&mut FakeTarget),
+    ) -> &Self {
+        for t in lock(&self.world).targets.iter_mut().filter(|t| which(t)) {
+            change(t);
         }
         self
+    }
+
+    /// Requires CHAP with `user` and `password` on every target.
+    pub fn target_chap(&self, user: &str, password: &str) -> &Self {
+        self.each_target(
+            |_| true,
+            |t| t.chap = Some((user.to_string(), password.to_string())),
+        )
     }
 
     /// Makes target `iqn` map LUN `lun` late: on each portal, its first `misses` scans of the LUN
     /// find nothing (as when an array maps the LUN to the initiator after the attach began).
     pub fn lun_mapped_late(&self, iqn: &str, lun: u64, misses: usize) -> &Self {
-        for t in lock(&self.world)
-            .targets
-            .iter_mut()
-            .filter(|t| t.iqn == iqn)
-        {
-            t.late.insert(lun, misses);
-        }
-        self
+        self.each_target(
+            |t| t.iqn == iqn,
+            |t| {
+                t.late.insert(lun, misses);
+            },
+        )
     }
 
     /// Makes `portal` dead: discovery and login there fail.
     pub fn portal_dead(&self, portal: &str) -> &Self {
-        for t in lock(&self.world)
-            .targets
-            .iter_mut()
-            .filter(|t| t.portal == portal)
-        {
-            t.dead = true;
-        }
-        self
+        self.each_target(|t| t.portal == portal, |t| t.dead = true)
     }
 
     /// Builds a multipath map for every disk that appears from now on, as multipathd would.
@@ -608,14 +611,12 @@ impl FakeHost {
     /// On target `iqn`, the next scan of LUN `scanned` on a session also finds LUN `other`'s
     /// disk there, as when another attach scanned `other` on the same session meanwhile.
     pub fn another_attach_scans(&self, iqn: &str, scanned: u64, other: u64) -> &Self {
-        for t in lock(&self.world)
-            .targets
-            .iter_mut()
-            .filter(|t| t.iqn == iqn)
-        {
-            t.also_scanned.insert(scanned, other);
-        }
-        self
+        self.each_target(
+            |t| t.iqn == iqn,
+            |t| {
+                t.also_scanned.insert(scanned, other);
+            },
+        )
     }
 
     /// The devices flushed with a cache flush too (device-mapper maps), in order.
