@@ -1,6 +1,7 @@
 //! The whole disconnect on fake hosts laid out as the real kernel lays out sysfs.
 
-use std::sync::{Arc, Mutex};
+mod common;
+use common::Capture;
 use std::time::Duration;
 
 use brick::host::{CmdError, KernelError};
@@ -572,19 +573,6 @@ fn device_that_will_not_go_is_named_as_left_behind() {
     assert!(report.disks_removed().contains(&"sda"));
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn chap_password_never_reaches_a_log_line_or_an_error() {
     const SECRET: &str = "Sup3r-S3cret-PW";
@@ -606,7 +594,7 @@ fn chap_password_never_reaches_a_log_line_or_an_error() {
     let result = tracing::subscriber::with_default(subscriber, || {
         disconnect_volume(&f.host(), &props, None, FORCE, &Tuning::default())
     });
-    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let logs = buf.text();
     assert!(logs.contains("disconnect"), "logs were captured: {logs}");
     let e = result.unwrap_err();
     assert!(!logs.contains(SECRET), "{logs}");

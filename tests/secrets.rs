@@ -3,8 +3,10 @@
 //! whether anyone listens, which other tests running at the same time in the same process would
 //! decide first.
 
+mod common;
 use brick::testing::FakeHost;
 use brick::{connect_volume, ConnectOptions, ConnectionProperties, Tuning};
+use common::Capture;
 
 const IQN: &str = "iqn.2003-01.org.linux-iscsi.lab:tgt1";
 const WWID1: &str = "naa.6001405deadbeef00010000000000000";
@@ -34,7 +36,7 @@ fn chap_secrets_never_reach_a_connects_debug_logs_or_its_result() {
         .with_writer(move || sink.clone())
         .init();
     let result = connect_volume(&f.host(), &p, MP, &Tuning::default());
-    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let logs = buf.text();
     assert!(
         logs.contains("logged in"),
         "the path threads' logs were captured: {logs}"
@@ -44,18 +46,5 @@ fn chap_secrets_never_reach_a_connects_debug_logs_or_its_result() {
         assert!(!logs.contains(secret), "{logs}");
         assert!(!format!("{c:?}").contains(secret));
         assert!(!format!("{p:?}").contains(secret));
-    }
-}
-
-#[derive(Clone, Default)]
-struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
