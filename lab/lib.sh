@@ -914,3 +914,11 @@ write_dirty() {
         fail "buffered write to /dev/$1 did not return at once (rc $?)"
     log "wrote $(($(stat -c %s "$2") / 1024)) KiB buffered to /dev/$1 at $3 MiB (dirty: $(grep -E '^(Dirty|Writeback):' /proc/meminfo | tr -s ' ' | tr '\n' ' '))"
 }
+
+# ---------------------------------------------------------------------------------------------
+# helpers by subject, one file each (lab/lib/*.sh), sourced in name order
+for _lab_lib in "$(dirname "${BASH_SOURCE[0]}")"/lib/*.sh; do
+    # shellcheck source=/dev/null
+    [ -e "$_lab_lib" ] && . "$_lab_lib"
+done
+unset _lab_lib
