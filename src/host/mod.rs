@@ -1,13 +1,12 @@
 //! The machine brick acts on, as a value: where sysfs, /dev and the open-iscsi configuration
 //! are, how commands run, how the kernel is asked to flush or delete, and what time it is.
 //!
-//! Nothing in this module knows about iSCSI. Every layer above takes a `&Host`, so the same code
+//! Nothing in this module speaks iSCSI. Every layer above takes a `&Host`, so the same code
 //! runs on a real host ([`Host::real`]), on a fake tree in a temporary directory, and in the lab.
 
 pub mod cmd;
 pub mod kernel;
 pub mod multipathd;
-pub mod sendtargets;
 
 use std::fs;
 use std::io;
@@ -19,7 +18,6 @@ pub use crate::time::{Clock, FakeClock, SystemClock};
 pub use cmd::{Cmd, CmdError, Output, Runner, SystemRunner};
 pub use kernel::{DmRequest, Kernel, KernelError, RealKernel};
 pub use multipathd::{Multipathd, SocketMultipathd};
-pub use sendtargets::{SendTargets, TcpSendTargets};
 
 /// A failure at the host boundary: a file of sysfs, /dev, the open-iscsi configuration or the
 /// run folder that could not be read, written or locked, with its path. The crate's
@@ -62,6 +60,12 @@ type Error = HostError;
 /// stuck process is reported rather than waited on for ever.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Services the layers above put on a host ([`Host::with_service`]), by type.
+#[derive(Clone, Default)]
+struct Services(
+    Arc<std::collections::HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>>,
+);
+
 /// The machine: filesystem roots and the means to act on it.
 #[derive(Clone)]
 pub struct Host {
@@ -76,7 +80,7 @@ pub struct Host {
     runner: Arc<dyn Runner>,
     kernel: Arc<dyn Kernel>,
     multipathd: Arc<dyn Multipathd>,
-    send_targets: Arc<dyn SendTargets>,
+    services: Services,
     clock: Arc<dyn Clock>,
 }
 
@@ -115,7 +119,7 @@ impl Host {
             runner: Arc::new(SystemRunner::default()),
             kernel: Arc::new(RealKernel),
             multipathd: Arc::new(SocketMultipathd::default()),
-            send_targets: Arc::new(TcpSendTargets),
+            services: Services::default(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -278,20 +282,23 @@ impl Host {
         self.multipathd.command(cmd, timeout)
     }
 
-    /// Replaces the SendTargets discovery client.
-    pub fn send_targets_client(mut self, d: Arc<dyn SendTargets>) -> Host {
-        self.send_targets = d;
+    /// Puts a service on the host for the layers above, replacing one of the same type: how a
+    /// protocol's network client is replaced by a fake in tests without this module knowing the
+    /// protocol (the iSCSI layer asks for its SendTargets client with [`Host::service`]).
+    pub fn with_service<T: Clone + Send + Sync + 'static>(mut self, service: T) -> Host {
+        let mut map = (*self.services.0).clone();
+        map.insert(std::any::TypeId::of::<T>(), Arc::new(service));
+        self.services = Services(Arc::new(map));
         self
     }
 
-    /// Asks `portal` which targets it offers (see [`SendTargets::send_targets`]).
-    pub fn send_targets(
-        &self,
-        portal: &crate::types::Portal,
-        initiator: &crate::types::Iqn,
-        timeout: std::time::Duration,
-    ) -> Result<Vec<(crate::types::Portal, crate::types::Iqn)>, String> {
-        self.send_targets.send_targets(portal, initiator, timeout)
+    /// The service of type `T` put on the host with [`Host::with_service`], if any.
+    pub fn service<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.services
+            .0
+            .get(&std::any::TypeId::of::<T>())
+            .and_then(|s| s.downcast_ref::<T>())
+            .cloned()
     }
 
     /// Replaces the clock.

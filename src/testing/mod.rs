@@ -213,9 +213,10 @@ impl FakeHost {
                 root: root.to_path_buf(),
                 world: self.world.clone(),
             }))
-            .send_targets_client(Arc::new(FakeSendTargets {
+            .with_service(Arc::new(FakeSendTargets {
                 world: self.world.clone(),
-            }))
+            })
+                as Arc<dyn crate::iscsi::sendtargets::SendTargets>)
             .run_dir(root.join("run/brick"))
             .proc_root(root.join("proc"))
             .multipath_dir(root.join("etc/multipath"))

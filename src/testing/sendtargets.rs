@@ -1,18 +1,19 @@
 //! The fake SendTargets discovery: what the fake targets offer.
 
 use super::*;
+use crate::iscsi::sendtargets::{DiscoveryError, SendTargets};
 
 pub(super) struct FakeSendTargets {
     pub(super) world: Arc<Mutex<World>>,
 }
 
-impl crate::host::SendTargets for FakeSendTargets {
+impl SendTargets for FakeSendTargets {
     fn send_targets(
         &self,
         portal: &Portal,
         _initiator: &crate::types::Iqn,
         _timeout: Duration,
-    ) -> Result<Vec<(Portal, crate::types::Iqn)>, String> {
+    ) -> Result<Vec<(Portal, crate::types::Iqn)>, DiscoveryError> {
         let mut w = lock(&self.world);
         let key = portal.to_string();
         w.discoveries.push(key.clone());
@@ -21,7 +22,10 @@ impl crate::host::SendTargets for FakeSendTargets {
             None => {
                 let here: Vec<&FakeTarget> = w.targets.iter().filter(|t| t.portal == key).collect();
                 if here.is_empty() || here.iter().any(|t| t.dead) {
-                    return Err(format!("cannot connect to {key}: Connection refused"));
+                    return Err(DiscoveryError::Connect {
+                        portal: *portal,
+                        source: std::io::ErrorKind::ConnectionRefused.into(),
+                    });
                 }
                 here.iter()
                     .map(|t| (t.portal.clone(), t.iqn.clone()))

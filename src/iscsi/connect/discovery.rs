@@ -31,7 +31,7 @@ pub(super) fn discover(
             let initiator: Iqn = initiator
                 .parse()
                 .map_err(|e| format!("the host's initiator name {initiator:?}: {e}"))?;
-            return host
+            return crate::iscsi::sendtargets::client(host)
                 .send_targets(&t.portal, &initiator, tuning.discovery_timeout)
                 .map_err(|e| format!("sendtargets discovery on {portal} failed: {e}"));
         }

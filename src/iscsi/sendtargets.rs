@@ -13,9 +13,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::host::Host;
 use crate::types::{Iqn, Portal};
 
-/// Asks portals which targets they offer. The real one is [`TcpSendTargets`]; tests use a fake.
+/// Asks portals which targets they offer. The real one is [`TcpSendTargets`]; tests put a fake
+/// on the host ([`Host::with_service`]).
 pub trait SendTargets: Send + Sync {
     /// The targets `portal` offers, as (portal, IQN) pairs, asking as `initiator`.
     fn send_targets(
@@ -23,7 +25,93 @@ pub trait SendTargets: Send + Sync {
         portal: &Portal,
         initiator: &Iqn,
         timeout: Duration,
-    ) -> Result<Vec<(Portal, Iqn)>, String>;
+    ) -> Result<Vec<(Portal, Iqn)>, DiscoveryError>;
+}
+
+/// The SendTargets client of `host`: the one set on it, else [`TcpSendTargets`].
+pub fn client(host: &Host) -> std::sync::Arc<dyn SendTargets> {
+    host.service::<std::sync::Arc<dyn SendTargets>>()
+        .unwrap_or_else(|| std::sync::Arc::new(TcpSendTargets))
+}
+
+/// Why an in-process SendTargets discovery failed, with the portal asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// No TCP connection to the portal.
+    #[error("cannot connect to {portal}: {source}")]
+    Connect {
+        /// The portal asked.
+        portal: Portal,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The connection failed during the exchange.
+    #[error("{portal}: discovery: {source}")]
+    Io {
+        /// The portal asked.
+        portal: Portal,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The deadline passed.
+    #[error("{portal}: discovery timed out")]
+    TimedOut {
+        /// The portal asked.
+        portal: Portal,
+    },
+    /// The target wants discovery CHAP (brick speaks it through iscsiadm, when the connection
+    /// properties carry discovery credentials).
+    #[error("{portal}: the target wants authentication for discovery (discovery CHAP)")]
+    NeedsAuthentication {
+        /// The portal asked.
+        portal: Portal,
+    },
+    /// The target refused the discovery login.
+    #[error("{portal}: discovery login refused: {why} (status {status:#06x})")]
+    LoginRefused {
+        /// The portal asked.
+        portal: Portal,
+        /// The status class, in words.
+        why: &'static str,
+        /// Status class and detail, as RFC 7143 numbers them.
+        status: u16,
+    },
+    /// The target did not let the discovery session reach its full feature phase.
+    #[error("{portal}: discovery login did not complete")]
+    LoginIncomplete {
+        /// The portal asked.
+        portal: Portal,
+    },
+    /// The target rejected a request.
+    #[error("{portal}: the target rejected the discovery request (reason {reason:#04x})")]
+    Rejected {
+        /// The portal asked.
+        portal: Portal,
+        /// The Reject PDU's reason code.
+        reason: u8,
+    },
+    /// The target answered with a PDU that does not belong here.
+    #[error("{portal}: unexpected iSCSI answer (opcode {opcode:#04x}, wanted {wanted:#04x})")]
+    Unexpected {
+        /// The portal asked.
+        portal: Portal,
+        /// The opcode received.
+        opcode: u8,
+        /// The opcode expected.
+        wanted: u8,
+    },
+    /// The answer is larger than brick takes.
+    #[error(
+        "{portal}: the SendTargets answer is larger than {limit} bytes; brick takes no more \
+         (a target that lists this much is misconfigured, or not a target)"
+    )]
+    TooLarge {
+        /// The portal asked.
+        portal: Portal,
+        /// The limit it went over.
+        limit: usize,
+    },
 }
 
 /// SendTargets over TCP to the portal itself.
@@ -48,11 +136,15 @@ impl SendTargets for TcpSendTargets {
         portal: &Portal,
         initiator: &Iqn,
         timeout: Duration,
-    ) -> Result<Vec<(Portal, Iqn)>, String> {
+    ) -> Result<Vec<(Portal, Iqn)>, DiscoveryError> {
         let deadline = Instant::now() + timeout;
         let addr = SocketAddr::new(portal.ip, portal.port);
-        let stream = TcpStream::connect_timeout(&addr, timeout)
-            .map_err(|e| format!("cannot connect to {portal}: {e}"))?;
+        let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|source| {
+            DiscoveryError::Connect {
+                portal: *portal,
+                source,
+            }
+        })?;
         let mut s = Session {
             stream,
             deadline,
@@ -117,15 +209,14 @@ const MAX_ANSWER: usize = 1 << 20;
 const MAX_SEGMENT: usize = 262_144;
 
 impl Session {
-    fn discover(&mut self, initiator: &Iqn) -> Result<Vec<u8>, String> {
+    fn discover(&mut self, initiator: &Iqn) -> Result<Vec<u8>, DiscoveryError> {
         // Security stage, no authentication: CSG 0 -> NSG 1.
         let keys = format!("InitiatorName={initiator}\0SessionType=Discovery\0AuthMethod=None\0");
         let rsp = self.login(FINAL | 1, keys.as_bytes())?;
         if rsp.flags() & FINAL == 0 || rsp.flags() & 0x03 != 1 {
-            return Err(format!(
-                "{}: the target wants authentication for discovery (discovery CHAP)",
-                self.portal
-            ));
+            return Err(DiscoveryError::NeedsAuthentication {
+                portal: self.portal,
+            });
         }
         let tsih = [rsp.bhs[14], rsp.bhs[15]];
         // Operational stage: CSG 1 -> NSG 3 (full feature phase).
@@ -139,7 +230,9 @@ impl Session {
             rsp = self.login_with(FINAL | (1 << 2) | 3, &[], tsih)?;
         }
         if rsp.flags() & FINAL == 0 || rsp.flags() & 0x03 != 3 {
-            return Err(format!("{}: discovery login did not complete", self.portal));
+            return Err(DiscoveryError::LoginIncomplete {
+                portal: self.portal,
+            });
         }
 
         // SendTargets=All, following continuations. Text requests are numbered commands: the
@@ -160,12 +253,10 @@ impl Session {
             self.send(bhs, payload)?;
             let rsp = self.expect(OP_TEXT_RSP)?;
             if text.len() + rsp.data.len() > MAX_ANSWER {
-                return Err(format!(
-                    "{}: the SendTargets answer is larger than {} KiB; brick takes no more \
-                     (a target that lists this much is misconfigured, or not a target)",
-                    self.portal,
-                    MAX_ANSWER >> 10
-                ));
+                return Err(DiscoveryError::TooLarge {
+                    portal: self.portal,
+                    limit: MAX_ANSWER,
+                });
             }
             text.extend_from_slice(&rsp.data);
             if rsp.flags() & FINAL != 0 && rsp.flags() & CONTINUE == 0 {
@@ -188,11 +279,11 @@ impl Session {
         Ok(text)
     }
 
-    fn login(&mut self, flags: u8, keys: &[u8]) -> Result<Pdu, String> {
+    fn login(&mut self, flags: u8, keys: &[u8]) -> Result<Pdu, DiscoveryError> {
         self.login_with(flags, keys, [0, 0])
     }
 
-    fn login_with(&mut self, flags: u8, keys: &[u8], tsih: [u8; 2]) -> Result<Pdu, String> {
+    fn login_with(&mut self, flags: u8, keys: &[u8], tsih: [u8; 2]) -> Result<Pdu, DiscoveryError> {
         let mut bhs = [0u8; BHS];
         bhs[0] = OP_LOGIN | IMMEDIATE;
         bhs[1] = flags;
@@ -212,15 +303,16 @@ impl Session {
                 (3, _) => "target error",
                 _ => "refused",
             };
-            return Err(format!(
-                "{}: discovery login refused: {why} (status {class:#04x}{detail:02x})",
-                self.portal
-            ));
+            return Err(DiscoveryError::LoginRefused {
+                portal: self.portal,
+                why,
+                status: u16::from_be_bytes([class, detail]),
+            });
         }
         Ok(rsp)
     }
 
-    fn send(&mut self, mut bhs: [u8; BHS], data: &[u8]) -> Result<(), String> {
+    fn send(&mut self, mut bhs: [u8; BHS], data: &[u8]) -> Result<(), DiscoveryError> {
         let len = data.len() as u32;
         bhs[5..8].copy_from_slice(&len.to_be_bytes()[1..]);
         let mut pdu = bhs.to_vec();
@@ -229,42 +321,50 @@ impl Session {
         self.arm()?;
         self.stream
             .write_all(&pdu)
-            .map_err(|e| format!("{}: discovery: {e}", self.portal))
+            .map_err(|source| self.io(source))
     }
 
-    fn expect(&mut self, opcode: u8) -> Result<Pdu, String> {
+    fn io(&self, source: std::io::Error) -> DiscoveryError {
+        DiscoveryError::Io {
+            portal: self.portal,
+            source,
+        }
+    }
+
+    fn expect(&mut self, opcode: u8) -> Result<Pdu, DiscoveryError> {
         let pdu = self.recv()?;
         if pdu.opcode() == OP_REJECT {
-            return Err(format!(
-                "{}: the target rejected the discovery request (reason {:#04x})",
-                self.portal, pdu.bhs[2]
-            ));
+            return Err(DiscoveryError::Rejected {
+                portal: self.portal,
+                reason: pdu.bhs[2],
+            });
         }
         if pdu.opcode() != opcode {
-            return Err(format!(
-                "{}: unexpected iSCSI answer (opcode {:#04x}, wanted {opcode:#04x})",
-                self.portal,
-                pdu.opcode()
-            ));
+            return Err(DiscoveryError::Unexpected {
+                portal: self.portal,
+                opcode: pdu.opcode(),
+                wanted: opcode,
+            });
         }
         // StatSN sits at the same place in every answer we expect.
         self.stat_sn = pdu.u32_at(24);
         Ok(pdu)
     }
 
-    fn recv(&mut self) -> Result<Pdu, String> {
-        let io = |e: std::io::Error| format!("discovery: {e}");
+    fn recv(&mut self) -> Result<Pdu, DiscoveryError> {
+        let portal = self.portal;
+        let io = |source| DiscoveryError::Io { portal, source };
         let mut bhs = [0u8; BHS];
         self.arm()?;
         self.stream.read_exact(&mut bhs).map_err(io)?;
         let ahs = bhs[4] as usize * 4;
         let len = u32::from_be_bytes([0, bhs[5], bhs[6], bhs[7]]) as usize;
         if len > MAX_SEGMENT {
-            return Err(format!(
-                "{}: a discovery answer of {len} bytes in one PDU, over the {MAX_SEGMENT} brick \
-                 announced (MaxRecvDataSegmentLength)",
-                self.portal
-            ));
+            // Over the MaxRecvDataSegmentLength brick announced.
+            return Err(DiscoveryError::TooLarge {
+                portal: self.portal,
+                limit: MAX_SEGMENT,
+            });
         }
         let mut rest = vec![0u8; ahs + len.div_ceil(4) * 4];
         self.arm()?;
@@ -274,15 +374,17 @@ impl Session {
     }
 
     /// Bounds the next read or write by what is left of the deadline.
-    fn arm(&mut self) -> Result<(), String> {
+    fn arm(&mut self) -> Result<(), DiscoveryError> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!("{}: discovery timed out", self.portal));
+            return Err(DiscoveryError::TimedOut {
+                portal: self.portal,
+            });
         }
         self.stream
             .set_read_timeout(Some(left))
             .and_then(|()| self.stream.set_write_timeout(Some(left)))
-            .map_err(|e| format!("{}: discovery: {e}", self.portal))
+            .map_err(|source| self.io(source))
     }
 }
 
@@ -459,8 +561,11 @@ mod tests {
             Ok(all) => panic!("an answer of {} entries was taken", all.len()),
             Err(e) => e,
         };
-        assert!(e.contains("larger than 1024 KiB"), "{e}");
-        assert!(e.contains(&portal.to_string()), "{e}");
+        assert!(
+            matches!(e, DiscoveryError::TooLarge { portal: p, limit: MAX_ANSWER } if p == portal),
+            "{e}"
+        );
+        assert!(e.to_string().contains(&portal.to_string()), "{e}");
     }
 
     #[test]
@@ -496,7 +601,11 @@ mod tests {
         let e = TcpSendTargets
             .send_targets(&portal, &me, Duration::from_secs(10))
             .unwrap_err();
-        assert!(e.contains("authentication failed"), "{e}");
+        assert!(
+            matches!(e, DiscoveryError::LoginRefused { status: 0x0201, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("authentication failed"), "{e}");
         h.join().unwrap();
     }
 
@@ -509,6 +618,6 @@ mod tests {
         let e = TcpSendTargets
             .send_targets(&portal, &me, Duration::from_secs(5))
             .unwrap_err();
-        assert!(e.contains("cannot connect"), "{e}");
+        assert!(matches!(e, DiscoveryError::Connect { .. }), "{e}");
     }
 }
