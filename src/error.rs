@@ -41,6 +41,10 @@ pub enum Error {
         detail: String,
     },
 
+    /// multipathd could not be asked (its socket), or gave no reply.
+    #[error(transparent)]
+    Multipathd(#[from] crate::host::MultipathdError),
+
     /// A command's output could not be understood.
     #[error("cannot understand the output of `{cmd}`: {detail}")]
     Unparsable {

@@ -11,6 +11,54 @@ use crate::host::{Host, KernelError};
 use crate::retry::{retry, Backoff, Pause, Retried};
 use crate::types::{DiskState, ScsiAddress, Wwid};
 
+/// Why brick did not act on a SCSI disk, naming it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiskError {
+    /// The kernel refused a write to one of the disk's sysfs attributes (or it did not return
+    /// in time).
+    #[error("cannot {action} {name} through {}: {source}", attr.display())]
+    Write {
+        /// The disk, `sdX`.
+        name: String,
+        /// What brick tried: `delete`, `set offline`.
+        action: &'static str,
+        /// The attribute written.
+        attr: PathBuf,
+        /// What the kernel said.
+        #[source]
+        source: KernelError,
+    },
+    /// The disk could not be read again right before the action.
+    #[error("cannot check /dev/{name} again: {source}")]
+    Recheck {
+        /// The disk, `sdX`.
+        name: String,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
+    /// Another device took the name since brick read it: left alone.
+    #[error(
+        "/dev/{name} is now {now} with wwn {} (expected {was} with wwn {}): another device took \
+         the name, left alone",
+        now_wwid.as_ref().map_or("none", |w| w.as_str()),
+        was_wwid.as_ref().map_or("none", |w| w.as_str())
+    )]
+    Replaced {
+        /// The disk's name, `sdX`.
+        name: String,
+        /// The address the name has now.
+        now: ScsiAddress,
+        /// The WWN the name has now.
+        now_wwid: Option<Wwid>,
+        /// The address brick read.
+        was: ScsiAddress,
+        /// The WWN brick expected.
+        was_wwid: Option<Wwid>,
+    },
+}
+
 /// A SCSI disk as sysfs shows it under `/sys/block/sdX`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ScsiDisk {
@@ -188,16 +236,18 @@ fn partition_maps(host: &Host, dev: &str) -> Vec<String> {
 /// Asks the kernel to remove the SCSI disk `name` (`device/delete`). The write can block while the
 /// kernel syncs the device's cache; after `timeout` it goes on in the background. Checks nothing:
 /// see [`delete_checked`].
-pub fn delete(host: &Host, name: &str, timeout: Duration) -> Result<(), String> {
+pub fn delete(host: &Host, name: &str, timeout: Duration) -> Result<(), DiskError> {
     let attr = host.sys(format!("block/{name}/device/delete"));
     match host.kern().write_attr(&attr, "1", timeout) {
         Ok(()) => Ok(()),
         // Gone already: what we wanted.
         Err(_) if !exists(host, name) => Ok(()),
-        Err(e) => Err(format!(
-            "cannot delete {name} through {}: {e}",
-            attr.display()
-        )),
+        Err(source) => Err(DiskError::Write {
+            name: name.to_string(),
+            action: "delete",
+            attr,
+            source,
+        }),
     }
 }
 
@@ -205,22 +255,26 @@ pub fn delete(host: &Host, name: &str, timeout: Duration) -> Result<(), String> 
 /// and the WWN `wwid`. A name the kernel gave to another device meanwhile fails either check (the
 /// same volume seen through another session has another address). `Ok(false)` when the device
 /// is gone.
-fn still_the_same(host: &Host, disk: &ScsiDisk, wwid: Option<&Wwid>) -> Result<bool, String> {
+fn still_the_same(host: &Host, disk: &ScsiDisk, wwid: Option<&Wwid>) -> Result<bool, DiskError> {
     let name = &disk.name;
     let current = match disk_by_name(host, name) {
         Ok(Some(d)) => d,
         Ok(None) => return Ok(false),
-        Err(e) => return Err(format!("cannot check /dev/{name} again: {e}")),
+        Err(e) => {
+            return Err(DiskError::Recheck {
+                name: name.clone(),
+                source: Box::new(e),
+            })
+        }
     };
     if current.address != disk.address || current.wwid.as_ref() != wwid {
-        return Err(format!(
-            "/dev/{name} is now {} with wwn {} (expected {} with wwn {}): another device took the \
-             name, left alone",
-            current.address,
-            current.wwid.as_ref().map_or("none", |w| w.as_str()),
-            disk.address,
-            wwid.map_or("none", |w| w.as_str()),
-        ));
+        return Err(DiskError::Replaced {
+            name: name.clone(),
+            now: current.address,
+            now_wwid: current.wwid,
+            was: disk.address,
+            was_wwid: wwid.cloned(),
+        });
     }
     Ok(true)
 }
@@ -232,7 +286,7 @@ pub fn delete_checked(
     disk: &ScsiDisk,
     wwid: Option<&Wwid>,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), DiskError> {
     if_still_the_same(host, disk, wwid, |name| delete(host, name, timeout))
 }
 
@@ -244,7 +298,7 @@ pub fn set_offline_checked(
     disk: &ScsiDisk,
     wwid: Option<&Wwid>,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), DiskError> {
     if_still_the_same(host, disk, wwid, |name| set_offline(host, name, timeout))
 }
 
@@ -253,8 +307,8 @@ fn if_still_the_same(
     host: &Host,
     disk: &ScsiDisk,
     wwid: Option<&Wwid>,
-    act: impl FnOnce(&str) -> Result<(), String>,
-) -> Result<(), String> {
+    act: impl FnOnce(&str) -> Result<(), DiskError>,
+) -> Result<(), DiskError> {
     if !still_the_same(host, disk, wwid)? {
         return Ok(());
     }
@@ -263,11 +317,16 @@ fn if_still_the_same(
 
 /// Sets the SCSI disk offline so that I/O queued on it fails at once instead of waiting for the
 /// transport (used by a forced disconnect only). Checks nothing: see [`set_offline_checked`].
-pub fn set_offline(host: &Host, name: &str, timeout: Duration) -> Result<(), String> {
+pub fn set_offline(host: &Host, name: &str, timeout: Duration) -> Result<(), DiskError> {
     let attr = host.sys(format!("block/{name}/device/state"));
     host.kern()
         .write_attr(&attr, "offline", timeout)
-        .map_err(|e| format!("cannot set {name} offline through {}: {e}", attr.display()))
+        .map_err(|source| DiskError::Write {
+            name: name.to_string(),
+            action: "set offline",
+            attr,
+            source,
+        })
 }
 
 /// Waits until none of `names` exists any more, polling sysfs until `deadline`. Returns those
@@ -337,7 +396,11 @@ mod tests {
         let (fake, planned, w) = name_reused(W1);
         let host = fake.host();
         let e = delete_checked(&host, &planned, Some(&w), Duration::from_secs(1)).unwrap_err();
-        assert!(e.contains("7:0:0:1") && e.contains("6:0:0:1"), "{e}");
+        assert!(
+            matches!(&e, DiskError::Replaced { now, was, .. }
+                if now.to_string() == "7:0:0:1" && was.to_string() == "6:0:0:1"),
+            "{e}"
+        );
         assert!(fake.has_block("sdb"));
         // The real one is deleted.
         let now = disk_by_name(&host, "sdb").unwrap().unwrap();
@@ -382,7 +445,11 @@ mod tests {
         let host = fake.host();
         let before = fake.attr_writes().len();
         let e = set_offline_checked(&host, &planned, Some(&w), Duration::from_secs(1)).unwrap_err();
-        assert!(e.contains("another device took the name"), "{e}");
+        assert!(matches!(e, DiskError::Replaced { .. }), "{e}");
+        assert!(
+            e.to_string().contains("another device took the name"),
+            "{e}"
+        );
         assert_eq!(fake.attr_writes().len(), before, "{:?}", fake.attr_writes());
         assert_eq!(
             ScsiDisk::current_state(&host, "sdb").unwrap(),

@@ -17,7 +17,7 @@ use std::time::Duration;
 pub use crate::time::{Clock, FakeClock, SystemClock};
 pub use cmd::{Cmd, CmdError, Output, Runner, SystemRunner};
 pub use kernel::{DmRequest, Kernel, KernelError, RealKernel};
-pub use multipathd::{Multipathd, SocketMultipathd};
+pub use multipathd::{Multipathd, MultipathdError, SocketMultipathd};
 
 /// A failure at the host boundary: a file of sysfs, /dev, the open-iscsi configuration or the
 /// run folder that could not be read, written or locked, with its path. The crate's
@@ -278,7 +278,7 @@ impl Host {
         &self,
         cmd: &str,
         timeout: std::time::Duration,
-    ) -> Result<String, String> {
+    ) -> Result<String, MultipathdError> {
         self.multipathd.command(cmd, timeout)
     }
 

@@ -16,7 +16,38 @@ pub const SOCKET_NAME: &[u8] = b"/org/kernel/linux/storage/multipathd";
 /// Sends commands to multipathd. The real one is [`SocketMultipathd`]; tests use a fake.
 pub trait Multipathd: Send + Sync {
     /// Sends `cmd` (`add path sdb`, `resize map NAME`) and returns multipathd's reply text.
-    fn command(&self, cmd: &str, timeout: Duration) -> Result<String, String>;
+    fn command(&self, cmd: &str, timeout: Duration) -> Result<String, MultipathdError>;
+}
+
+/// Why a command did not reach multipathd or got no reply. A reply that refuses the command
+/// (`fail`) is a reply, not an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MultipathdError {
+    /// Nothing listens on multipathd's socket.
+    #[error("cannot reach multipathd (is it running?): {source}")]
+    Unreachable {
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The exchange failed or timed out.
+    #[error("multipathd `{cmd}`: {source}")]
+    Io {
+        /// The command sent.
+        cmd: String,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The reply's length is not believable (over 16 MiB).
+    #[error("multipathd `{cmd}`: a {len}-byte reply is not believable")]
+    ReplyTooLong {
+        /// The command sent.
+        cmd: String,
+        /// The length multipathd announced.
+        len: usize,
+    },
 }
 
 /// multipathd on this host, through its control socket.
@@ -43,26 +74,28 @@ impl SocketMultipathd {
 }
 
 impl Multipathd for SocketMultipathd {
-    fn command(&self, cmd: &str, timeout: Duration) -> Result<String, String> {
-        let addr = SocketAddr::from_abstract_name(&self.name).map_err(|e| e.to_string())?;
+    fn command(&self, cmd: &str, timeout: Duration) -> Result<String, MultipathdError> {
+        let io = |source| MultipathdError::Io {
+            cmd: cmd.to_string(),
+            source,
+        };
+        let addr = SocketAddr::from_abstract_name(&self.name).map_err(io)?;
         let mut s = UnixStream::connect_addr(&addr)
-            .map_err(|e| format!("cannot reach multipathd (is it running?): {e}"))?;
-        s.set_read_timeout(Some(timeout))
-            .map_err(|e| e.to_string())?;
-        s.set_write_timeout(Some(timeout))
-            .map_err(|e| e.to_string())?;
+            .map_err(|source| MultipathdError::Unreachable { source })?;
+        s.set_read_timeout(Some(timeout)).map_err(io)?;
+        s.set_write_timeout(Some(timeout)).map_err(io)?;
         let mut msg = cmd.as_bytes().to_vec();
         msg.push(0);
-        let io = |e: std::io::Error| format!("multipathd `{cmd}`: {e}");
         s.write_all(&msg.len().to_ne_bytes()).map_err(io)?;
         s.write_all(&msg).map_err(io)?;
         let mut len = [0u8; std::mem::size_of::<usize>()];
         s.read_exact(&mut len).map_err(io)?;
         let len = usize::from_ne_bytes(len);
         if len > 16 << 20 {
-            return Err(format!(
-                "multipathd `{cmd}`: a {len}-byte reply is not believable"
-            ));
+            return Err(MultipathdError::ReplyTooLong {
+                cmd: cmd.to_string(),
+                len,
+            });
         }
         let mut reply = vec![0u8; len];
         s.read_exact(&mut reply).map_err(io)?;
@@ -113,6 +146,7 @@ mod tests {
         let e = client
             .command("add path sdb", Duration::from_secs(1))
             .unwrap_err();
-        assert!(e.contains("is it running"), "{e}");
+        assert!(matches!(e, MultipathdError::Unreachable { .. }), "{e}");
+        assert!(e.to_string().contains("is it running"), "{e}");
     }
 }

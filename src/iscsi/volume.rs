@@ -374,13 +374,7 @@ pub fn extend_volume(
         return Ok(disk_size);
     };
     let cmd = format!("resize map {}", map.name);
-    let reply = host
-        .multipathd_cmd(&cmd, tuning.command_timeout)
-        .map_err(|e| Error::CommandFailed {
-            cmd: format!("multipathd {cmd}"),
-            code: None,
-            detail: e,
-        })?;
+    let reply = host.multipathd_cmd(&cmd, tuning.command_timeout)?;
     if reply.trim() != "ok" {
         return Err(Error::CommandFailed {
             cmd: format!("multipathd {cmd}"),

@@ -8,11 +8,17 @@ pub(super) struct FakeMultipathd {
 }
 
 impl crate::host::Multipathd for FakeMultipathd {
-    fn command(&self, cmd: &str, _timeout: Duration) -> Result<String, String> {
+    fn command(
+        &self,
+        cmd: &str,
+        _timeout: Duration,
+    ) -> Result<String, crate::host::MultipathdError> {
         let mut w = lock(&self.world);
         w.multipathd_cmds.push(cmd.to_string());
         if w.multipathd_down {
-            return Err("cannot reach multipathd (is it running?): Connection refused".into());
+            return Err(crate::host::MultipathdError::Unreachable {
+                source: std::io::ErrorKind::ConnectionRefused.into(),
+            });
         }
         let words: Vec<&str> = cmd.split_whitespace().collect();
         match words.as_slice() {

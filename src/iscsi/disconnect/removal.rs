@@ -49,14 +49,13 @@ pub(super) fn delete_disks(
     }
     let names: Vec<String> = doomed.iter().map(|d| d.name.clone()).collect();
     // delete_checked reads the disk's address and WWN once more right before the write.
-    let errors: Vec<String> = crate::par::par_map(&doomed, |d| {
+    let results = crate::par::par_map(&doomed, |d| {
         scsi::delete_checked(host, d, wwn, tuning.delete_timeout)
-    })
-    .into_iter()
-    .filter_map(Result::err)
-    .collect();
-    for e in errors {
-        report.fail(None, e);
+    });
+    for (d, result) in doomed.iter().zip(results) {
+        if let Err(e) = result {
+            report.fail(Some(disk_thing(d)), e.to_string());
+        }
     }
     let deadline = host.time().now() + tuning.removal_deadline;
     let left = scsi::wait_gone(host, &names, deadline);
