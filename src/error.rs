@@ -127,7 +127,7 @@ pub enum PathError {
     )]
     SessionInRecovery {
         /// The session.
-        session: u32,
+        session: crate::types::SessionId,
         /// Its state.
         state: crate::types::SessionState,
     },
@@ -140,7 +140,7 @@ pub enum PathError {
         /// The LUN.
         lun: crate::types::Lun,
         /// The session.
-        session: u32,
+        session: crate::types::SessionId,
         /// How many scans.
         scans: u32,
         /// For how long.

@@ -36,7 +36,7 @@ pub enum Thing {
     /// An iSCSI session.
     Session {
         /// N of `/sys/class/iscsi_session/sessionN`.
-        id: u32,
+        id: crate::types::SessionId,
         /// The target.
         iqn: Iqn,
         /// The portal.
@@ -351,7 +351,7 @@ mod tests {
             removed: vec![
                 Thing::disk("sdb", Some("6:0:0:1".parse().unwrap())),
                 Thing::Session {
-                    id: 3,
+                    id: crate::types::SessionId(3),
                     iqn: iqn.clone(),
                     portal,
                 },

@@ -246,6 +246,45 @@ impl fmt::Display for Lun {
     }
 }
 
+/// An iSCSI session of this host: N in `/sys/class/iscsi_session/sessionN` (and the `[N]` that
+/// `iscsiadm -m session` prints, and its `-r N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct SessionId(pub u32);
+
+impl SessionId {
+    /// The session's folder name in sysfs: `sessionN`.
+    pub fn sysfs_name(self) -> String {
+        format!("session{}", self.0)
+    }
+}
+
+impl From<u32> for SessionId {
+    fn from(n: u32) -> SessionId {
+        SessionId(n)
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = ParseError;
+
+    /// Reads `N` or `sessionN`.
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        let n = s.trim();
+        n.strip_prefix("session")
+            .unwrap_or(n)
+            .parse::<u32>()
+            .map(SessionId)
+            .map_err(|_| bad(format!("{s:?} is not an iSCSI session (N or sessionN)")))
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// A SCSI device address, host:channel:target:lun, as sysfs names the device's directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ScsiAddress {
@@ -588,5 +627,15 @@ mod tests {
         assert_eq!("7".parse::<Lun>(), Ok(Lun(7)));
         assert!("-1".parse::<Lun>().is_err());
         assert!("one".parse::<Lun>().is_err());
+    }
+
+    #[test]
+    fn session_ids_read_from_sysfs_names_and_numbers() {
+        assert_eq!("session12".parse::<SessionId>(), Ok(SessionId(12)));
+        assert_eq!("12".parse::<SessionId>(), Ok(SessionId(12)));
+        assert_eq!(SessionId(12).sysfs_name(), "session12");
+        assert_eq!(SessionId(12).to_string(), "12");
+        assert!("sessionx".parse::<SessionId>().is_err());
+        assert!("connection1:0".parse::<SessionId>().is_err());
     }
 }

@@ -675,7 +675,7 @@ fn sessions_are_listed_from_sysfs_without_iscsiadm() {
         .map(|t| t.session)
         .map(|s| {
             (
-                s.id,
+                s.id.0,
                 s.transport,
                 s.portal.to_string(),
                 s.tpgt,

@@ -9,7 +9,7 @@ use crate::iscsi::session::ISCSI_ERR_NO_OBJS_FOUND;
 use crate::types::{Iqn, Portal};
 
 /// Logs out of session `id`. A session that is already gone is not an error.
-pub fn logout_session(host: &Host, id: u32, timeout: Duration) -> Result<()> {
+pub fn logout_session(host: &Host, id: crate::types::SessionId, timeout: Duration) -> Result<()> {
     let cmd = Cmd::new("iscsiadm")
         .args(["-m", "session", "-r", &id.to_string(), "--logout"])
         .timeout(timeout);

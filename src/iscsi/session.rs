@@ -2,13 +2,13 @@
 
 use serde::Serialize;
 
-use crate::types::{Iqn, Portal};
+use crate::types::{Iqn, Portal, SessionId};
 
 /// One iSCSI session: what `iscsiadm -m session` would list, read from sysfs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Session {
     /// The session number (N in `/sys/class/iscsi_session/sessionN`).
-    pub id: u32,
+    pub id: SessionId,
     /// The transport (`tcp`, `iser`, ...).
     pub transport: String,
     /// The target portal (address and port) the session is connected to.

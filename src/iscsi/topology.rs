@@ -9,6 +9,7 @@ use crate::host::Host;
 use crate::iscsi::session::Session;
 use crate::multipath::DmMap;
 use crate::scsi::{self, ScsiDisk};
+use crate::types::SessionId;
 use crate::types::SessionState;
 
 /// A session with what sysfs shows under it.
@@ -36,7 +37,7 @@ pub struct DiskTopology {
 }
 
 /// The disks of session `id`: `/sys/class/iscsi_session/sessionN/device/targetH:C:T/H:C:T:L/block/sdX`.
-pub fn session_disks(host: &Host, id: u32) -> Result<Vec<ScsiDisk>> {
+pub fn session_disks(host: &Host, id: SessionId) -> Result<Vec<ScsiDisk>> {
     scsi::disks_under(
         host,
         &host.sys(format!("class/iscsi_session/session{id}/device")),
@@ -46,7 +47,7 @@ pub fn session_disks(host: &Host, id: u32) -> Result<Vec<ScsiDisk>> {
 /// Every SCSI address of session `id`, with its block device name when it has one.
 pub fn session_addresses(
     host: &Host,
-    id: u32,
+    id: SessionId,
 ) -> Result<Vec<(crate::types::ScsiAddress, Option<String>)>> {
     scsi::addresses_under(
         host,
@@ -70,6 +71,7 @@ fn sessions_to(host: &Host, iqn: Option<&crate::types::Iqn>) -> Result<Vec<Sessi
         let Some(id) = name
             .strip_prefix("session")
             .and_then(|n| n.parse::<u32>().ok())
+            .map(SessionId)
         else {
             continue;
         };
@@ -81,7 +83,11 @@ fn sessions_to(host: &Host, iqn: Option<&crate::types::Iqn>) -> Result<Vec<Sessi
     Ok(sessions)
 }
 
-fn read_session(host: &Host, id: u32, want: Option<&crate::types::Iqn>) -> Result<Option<Session>> {
+fn read_session(
+    host: &Host,
+    id: SessionId,
+    want: Option<&crate::types::Iqn>,
+) -> Result<Option<Session>> {
     let dir = host.sys(format!("class/iscsi_session/session{id}"));
     let Some(iqn) = host
         .read_attr_opt(&dir.join("targetname"))?
@@ -130,7 +136,7 @@ fn read_session(host: &Host, id: u32, want: Option<&crate::types::Iqn>) -> Resul
 
 /// Session `id` as sysfs shows it now, `None` when it is gone (the kernel may give its number to
 /// a new session later: compare its target and portal).
-pub fn session_by_id(host: &Host, id: u32) -> Result<Option<Session>> {
+pub fn session_by_id(host: &Host, id: SessionId) -> Result<Option<Session>> {
     read_session(host, id, None)
 }
 
@@ -140,7 +146,7 @@ pub fn find_session(
     host: &Host,
     iqn: &crate::types::Iqn,
     portal: &crate::types::Portal,
-) -> Result<Option<u32>> {
+) -> Result<Option<SessionId>> {
     Ok(sessions_to(host, Some(iqn))?
         .into_iter()
         .find(|s| &s.portal == portal)
@@ -148,7 +154,7 @@ pub fn find_session(
 }
 
 /// The SCSI host number of session `id`, from the `hostH` folder its sysfs entry lives in.
-pub fn scsi_host_of(host: &Host, id: u32) -> Result<Option<u32>> {
+pub fn scsi_host_of(host: &Host, id: SessionId) -> Result<Option<u32>> {
     let link = host.sys(format!("class/iscsi_session/session{id}"));
     // Gone, or going while we look (a concurrent logout): no SCSI host.
     let real = match host.resolve(&link) {
@@ -165,7 +171,7 @@ pub fn scsi_host_of(host: &Host, id: u32) -> Result<Option<u32>> {
 
 /// The state of session `id` (`/sys/class/iscsi_session/sessionN/state`: `LOGGED_IN`, `FAILED`
 /// while it is in recovery, `FREE`), if the session is there.
-pub fn session_state(host: &Host, id: u32) -> Result<Option<SessionState>> {
+pub fn session_state(host: &Host, id: SessionId) -> Result<Option<SessionState>> {
     Ok(host
         .read_attr_opt(&host.sys(format!("class/iscsi_session/session{id}/state")))?
         .map(|s| s.parse().unwrap_or_else(|never| match never {})))
@@ -197,7 +203,7 @@ pub fn session_topology(host: &Host, session: &Session) -> Result<SessionTopolog
 pub fn disks_with_wwid(
     host: &Host,
     wwid: &crate::types::Wwid,
-) -> Result<Vec<(Option<u32>, ScsiDisk)>> {
+) -> Result<Vec<(Option<SessionId>, ScsiDisk)>> {
     let mut found = Vec::new();
     for name in host
         .list(&host.sys("block"))?

@@ -15,6 +15,7 @@ use crate::props::{ConnectionProperties, DeviceInfo};
 use crate::report::{Thing, Untouched};
 use crate::scsi::{self, ScsiDisk};
 use crate::tuning::Tuning;
+use crate::types::SessionId;
 use crate::types::Wwid;
 
 /// The volume's devices on this host.
@@ -204,7 +205,7 @@ pub fn devices_of(host: &Host, wwn: &Wwid) -> Result<Vec<String>> {
 }
 
 /// `/dev/NAME` of each map, then of each disk.
-fn device_paths(maps: &[DmMap], disks: &[(Option<u32>, ScsiDisk)]) -> Vec<String> {
+fn device_paths(maps: &[DmMap], disks: &[(Option<SessionId>, ScsiDisk)]) -> Vec<String> {
     maps.iter()
         .map(|m| format!("/dev/{}", m.dev))
         .chain(disks.iter().map(|(_, d)| format!("/dev/{}", d.name)))

@@ -22,7 +22,7 @@ use crate::host::{
     Clock, Cmd, CmdError, DmRequest, FakeClock, Host, Kernel, KernelError, Output, Runner,
 };
 use crate::iscsi::node::is_record_of;
-use crate::types::{Portal, Wwid};
+use crate::types::{Portal, SessionId, Wwid};
 
 mod iscsiadm;
 mod kernel;
@@ -272,7 +272,8 @@ impl FakeHost {
 
     /// Sets session `id`'s state (`LOGGED_IN`, or `FAILED` while it is in recovery: the kernel
     /// then scans nothing through it).
-    pub fn session_state(&self, id: u32, state: &str) -> &Self {
+    pub fn session_state(&self, id: impl Into<SessionId>, state: &str) -> &Self {
+        let id = id.into();
         write(
             &self
                 .sys()

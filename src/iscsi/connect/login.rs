@@ -8,6 +8,7 @@ use crate::host::{Cmd, Host};
 use crate::iscsi::{adm, node, topology};
 use crate::props::{ConnectionProperties, Target};
 use crate::tuning::Tuning;
+use crate::types::SessionId;
 
 use super::Created;
 
@@ -23,7 +24,7 @@ pub(super) fn login(
     t: &Target,
     tuning: &Tuning,
     created: &mut Created,
-) -> std::result::Result<u32, PathError> {
+) -> std::result::Result<SessionId, PathError> {
     let retries = tuning.login_retries.to_string();
     let login_timeout = tuning.login_timeout.as_secs().max(1).to_string();
     let mut keys: Vec<(&str, &str)> = vec![
@@ -73,7 +74,7 @@ pub(super) fn login(
     let out = outcome.map_err(PathError::host)?;
     match (out.code, sid) {
         (Some(0) | Some(ISCSI_ERR_SESS_EXISTS), Some(sid)) => {
-            info!(session = sid, "logged in");
+            info!(session = %sid, "logged in");
             Ok(sid)
         }
         (Some(0) | Some(ISCSI_ERR_SESS_EXISTS), None) => Err(PathError::Login {

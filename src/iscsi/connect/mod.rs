@@ -27,6 +27,7 @@ use crate::multipath::{self, DmMap};
 use crate::props::{ConnectionProperties, DeviceInfo, Target};
 use crate::scsi::ScsiDisk;
 use crate::tuning::Tuning;
+use crate::types::SessionId;
 use crate::types::{Iqn, Portal};
 
 /// How to connect.
@@ -52,14 +53,14 @@ pub struct Connected {
 #[derive(Debug, Default)]
 struct Created {
     node_record: bool,
-    session: Option<u32>,
+    session: Option<SessionId>,
     disk: Option<String>,
 }
 
 struct PathAttempt {
     target: Target,
     created: Created,
-    result: std::result::Result<(u32, ScsiDisk), PathError>,
+    result: std::result::Result<(SessionId, ScsiDisk), PathError>,
 }
 
 /// Connects the volume described by `props` and returns its `device_info`.
@@ -395,7 +396,7 @@ fn attach_path(
     t: &Target,
     tuning: &Tuning,
     created: &mut Created,
-) -> std::result::Result<(u32, ScsiDisk), PathError> {
+) -> std::result::Result<(SessionId, ScsiDisk), PathError> {
     let span = tracing::debug_span!("path", portal = %t.portal, iqn = %t.iqn, lun = %t.lun);
     let _enter = span.enter();
     let lun = lun_under_lock(host, props, t, tuning, created)?;
@@ -410,7 +411,7 @@ fn attach_path(
 
 /// The LUN's SCSI device on a session to the target, as [`lun_under_lock`] leaves it.
 struct LunOnSession {
-    session: u32,
+    session: SessionId,
     /// Whether this connect scanned the LUN (its disk is this connect's to remove on failure).
     scanned: bool,
     /// Until when the disk may take to show.
@@ -432,7 +433,7 @@ fn lun_under_lock(
         .map_err(PathError::host)?;
     let session = match topology::find_session(host, &t.iqn, &t.portal).map_err(PathError::host)? {
         Some(sid) => {
-            debug!(session = sid, "reusing session");
+            debug!(session = %sid, "reusing session");
             sid
         }
         None => login(host, props, t, tuning, created)?,

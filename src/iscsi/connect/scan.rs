@@ -12,13 +12,14 @@ use crate::props::Target;
 use crate::retry::Pause;
 use crate::scsi::ScsiDisk;
 use crate::tuning::Tuning;
+use crate::types::SessionId;
 use crate::types::{Lun, SessionState};
 
 /// Asks the session's SCSI host to scan only `t.lun` (the node record says `scan = manual`, so
 /// the kernel scans nothing by itself).
 pub(super) fn scan_lun(
     host: &Host,
-    sid: u32,
+    sid: SessionId,
     t: &Target,
     tuning: &Tuning,
 ) -> std::result::Result<(), PathError> {
@@ -45,7 +46,7 @@ pub(super) fn scan_lun(
 /// fails fails the path: the disk's identity cannot be trusted.
 pub(super) fn rescan_present_disk(
     host: &Host,
-    sid: u32,
+    sid: SessionId,
     t: &Target,
     tuning: &Tuning,
 ) -> std::result::Result<(), PathError> {
@@ -79,7 +80,7 @@ pub(super) fn rescan_present_disk(
 /// block device yet).
 pub(super) fn lun_on_session(
     host: &Host,
-    sid: u32,
+    sid: SessionId,
     lun: Lun,
 ) -> std::result::Result<bool, PathError> {
     Ok(topology::session_addresses(host, sid)
@@ -101,7 +102,7 @@ pub(super) fn lun_on_session(
 /// target does not offer: a multipath volume is then attached on its other paths without delay.
 pub(super) fn scan_until_present(
     host: &Host,
-    sid: u32,
+    sid: SessionId,
     t: &Target,
     deadline: Instant,
     tuning: &Tuning,
@@ -140,7 +141,7 @@ pub(super) fn scan_until_present(
 
 pub(super) fn wait_for_disk(
     host: &Host,
-    sid: u32,
+    sid: SessionId,
     t: &Target,
     deadline: Instant,
     tuning: &Tuning,

@@ -10,6 +10,7 @@ use crate::multipath::{self, DmMap};
 use crate::props::Target;
 use crate::scsi;
 use crate::tuning::Tuning;
+use crate::types::SessionId;
 
 use super::PathAttempt;
 
@@ -70,17 +71,17 @@ pub(super) fn undo(host: &Host, a: &PathAttempt, tuning: &Tuning) {
     };
     match session_in_use(host, sid) {
         Ok(others) if !others.is_empty() => {
-            info!(session = sid, used_by = ?others, "session of a failed path kept: another attach uses it now");
+            info!(session = %sid, used_by = ?others, "session of a failed path kept: another attach uses it now");
             return;
         }
         Ok(_) => {}
         Err(e) => {
-            warn!(session = sid, error = %e, "session of a failed path kept: cannot tell whether another attach uses it");
+            warn!(session = %sid, error = %e, "session of a failed path kept: cannot tell whether another attach uses it");
             return;
         }
     }
     if let Err(e) = adm::logout_session(host, sid, tuning.command_timeout) {
-        warn!(session = sid, error = %e, "session of a failed path left behind");
+        warn!(session = %sid, error = %e, "session of a failed path left behind");
     }
     if a.created.node_record {
         forget_node(host, t);
@@ -90,7 +91,7 @@ pub(super) fn undo(host: &Host, a: &PathAttempt, tuning: &Tuning) {
 /// What is on session `sid` once a failed path's own disk is gone, for its undo: another
 /// volume's LUN, a LUN whose scan is under way (no disk yet), or a disk of the volume's LUN that
 /// another attach of the same volume made. Any of them keeps the session.
-pub(super) fn session_in_use(host: &Host, sid: u32) -> Result<Vec<String>> {
+pub(super) fn session_in_use(host: &Host, sid: SessionId) -> Result<Vec<String>> {
     Ok(topology::session_addresses(host, sid)?
         .into_iter()
         .map(|(address, name)| {

@@ -103,18 +103,18 @@ pub(super) fn logout_if_unused(
     // looked up by its own number.
     let now = topology::session_by_id(host, s.id)?;
     if !now.is_some_and(|n| n.iqn == s.iqn && n.portal == s.portal) {
-        debug!(session = s.id, "session already gone");
+        debug!(session = %s.id, "session already gone");
         return Ok(Logout::Gone);
     }
     let others = session_users(host, props, plan, s)?;
     if !others.is_empty() {
-        info!(session = s.id, "session kept: other volumes use it");
+        info!(session = %s.id, "session kept: other volumes use it");
         return Ok(Logout::Kept(others));
     }
     Ok(
         match adm::logout_session(host, s.id, tuning.command_timeout) {
             Ok(()) => {
-                info!(session = s.id, portal = %s.portal, "logged out");
+                info!(session = %s.id, portal = %s.portal, "logged out");
                 Logout::Done
             }
             Err(e) => Logout::Failed(e),
