@@ -98,7 +98,8 @@ enum Command {
         /// The connection properties: a JSON file in os-brick's format, or - for standard input.
         props: String,
         /// Use every portal and wait for the multipath map (the default when the properties list
-        /// several portals).
+        /// several portals; with target_portal alone, the target's other portals come from a
+        /// sendtargets discovery on it, as in os-brick).
         #[arg(long, conflicts_with = "single_path")]
         multipath: bool,
         /// Use one path only, trying the portals in turn.

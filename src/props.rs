@@ -64,6 +64,9 @@ pub struct ConnectionProperties {
     pub(crate) discovery_auth: Option<Chap>,
     /// `target_discovered`: the node records exist already.
     pub(crate) discovered: bool,
+    /// Whether `target_portals` was given: without it, a multipath connect finds the volume's
+    /// other portals by a sendtargets discovery on `target_portal`, as os-brick does.
+    pub(crate) portals_listed: bool,
     /// `encrypted`: brick passes the device on; encryption is the caller's layer.
     pub(crate) encrypted: bool,
 }
@@ -119,6 +122,7 @@ impl ConnectionProperties {
             )?,
             discovered: opt_bool(obj, "target_discovered")?.unwrap_or(false),
             encrypted: opt_bool(obj, "encrypted")?.unwrap_or(false),
+            portals_listed: obj.get("target_portals").is_some_and(|v| !v.is_null()),
         })
     }
 

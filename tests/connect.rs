@@ -199,6 +199,68 @@ fn multipath_connect_logs_in_everywhere_and_returns_the_map() {
 }
 
 #[test]
+fn multipath_connect_on_one_portal_finds_the_others_by_discovery() {
+    // A Cinder driver that returns target_portal only: os-brick, asked for multipath, takes
+    // every portal a sendtargets discovery lists for the target. Another target the portal
+    // offers is neither logged in to nor recorded.
+    const OTHER: &str = "iqn.2003-01.org.linux-iscsi.lab:other";
+    let f = lab();
+    f.target(P1, OTHER, &[(1, WWID2)]);
+    f.discovery_answer(P1, &[(P1, IQN), (P2, IQN), (P1, OTHER)]);
+    f.auto_multipath();
+    let c = connect_volume(&f.host(), &single_props(1), MP, &Tuning::default()).unwrap();
+    assert_eq!(c.paths.len(), 2, "{c:?}");
+    assert_eq!(c.device_info.multipath_id.as_deref(), Some(WWN1));
+    assert_eq!(
+        c.discovered_portals
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>(),
+        [P2]
+    );
+    assert_eq!(f.session_ids().len(), 2);
+    assert!(!f.has_node(OTHER, P1), "a node record of the other target");
+    // The disconnect, with the same one-portal properties, finds both paths from the host.
+    disconnect_volume(
+        &f.host(),
+        &single_props(1),
+        Some(&c.device_info),
+        DisconnectOptions::default(),
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert_host_as_before(&f);
+}
+
+#[test]
+fn one_portal_without_multipath_or_with_listed_portals_is_not_expanded() {
+    let f = lab();
+    f.discovery_answer(P1, &[(P1, IQN), (P2, IQN)]);
+    f.auto_multipath();
+    let c = connect_volume(&f.host(), &single_props(1), SP, &Tuning::default()).unwrap();
+    assert_eq!((c.paths.len(), c.discovered_portals.len()), (1, 0));
+    assert_eq!(f.session_ids().len(), 1);
+    // target_portals given, with one portal: taken as the whole list.
+    let listed = ConnectionProperties::from_json(&format!(
+        r#"{{"target_portals":["{P1}"],"target_iqns":["{IQN}"],"target_luns":[2]}}"#
+    ))
+    .unwrap();
+    let c = connect_volume(&f.host(), &listed, MP, &Tuning::default()).unwrap();
+    assert_eq!((c.paths.len(), c.discovered_portals.len()), (1, 0));
+}
+
+#[test]
+fn a_failed_discovery_of_more_portals_leaves_the_one_given() {
+    let f = lab();
+    f.auto_multipath();
+    f.portal_dead(P1);
+    let e = connect_volume(&f.host(), &single_props(1), MP, &Tuning::default()).unwrap_err();
+    assert!(e.to_string().contains(P1), "{e}");
+    assert_eq!(f.session_ids().len(), 0);
+    assert_host_as_before(&f);
+}
+
+#[test]
 fn target_discovered_skips_discovery() {
     let f = lab();
     connect_volume(

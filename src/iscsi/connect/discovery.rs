@@ -82,6 +82,47 @@ pub(super) fn discover(
         .collect())
 }
 
+/// The volume's paths when the caller gave one portal and asked for multipath, as os-brick's
+/// `_discover_iscsi_portals` finds them: a sendtargets discovery on that portal, and every
+/// portal it lists for the volume's target (same IQN, same LUN, same CHAP). Targets of other
+/// IQNs are not taken, and the discovery leaves no node record. `None` when there is nothing to
+/// add, or when the discovery failed: the connect then goes on with the one portal, whose own
+/// check reports the failure.
+pub(super) fn with_portals_by_discovery(
+    host: &Host,
+    props: &ConnectionProperties,
+    tuning: &Tuning,
+) -> Option<(ConnectionProperties, Vec<Portal>)> {
+    if props.portals_listed || props.targets.len() != 1 {
+        return None;
+    }
+    let first = &props.targets[0];
+    let found = match discover(host, props, first, tuning) {
+        Ok(found) => found,
+        Err(e) => {
+            warn!(portal = %first.portal, error = %e, "no other portals found by discovery");
+            return None;
+        }
+    };
+    let mut more = Vec::new();
+    for (portal, iqn) in found {
+        if iqn == first.iqn && portal != first.portal && !more.contains(&portal) {
+            more.push(portal);
+        }
+    }
+    if more.is_empty() {
+        return None;
+    }
+    let mut props = props.clone();
+    props.targets.extend(more.iter().map(|p| Target {
+        portal: *p,
+        iqn: first.iqn.clone(),
+        lun: first.lun,
+    }));
+    tracing::info!(portals = ?more, "portals found by discovery on {}", first.portal);
+    Some((props, more))
+}
+
 /// Checks, before any login, that each portal of the volume offers its target: one sendtargets
 /// discovery lists every portal of a target, so a portal already listed is not asked again.
 /// Discoveries are serialised host-wide: LIO drops a discovery session when the same initiator

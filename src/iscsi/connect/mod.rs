@@ -47,6 +47,10 @@ pub struct Connected {
     pub paths: Vec<String>,
     /// The paths that did not attach, with the reason.
     pub failed_paths: Vec<PathFailure>,
+    /// The portals a multipath connect found by a sendtargets discovery on the one portal the
+    /// properties gave (os-brick's behaviour without `target_portals`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub discovered_portals: Vec<Portal>,
 }
 
 /// What one portal's attempt created, to undo it if the connect fails.
@@ -102,6 +106,15 @@ pub fn connect_volume(
             });
         }
     }
+    // 0b. One portal given and multipath asked: the others come from a discovery on it.
+    let discovered = opts
+        .multipath
+        .then(|| discovery::with_portals_by_discovery(host, props, tuning))
+        .flatten();
+    let (props, discovered_portals) = match &discovered {
+        Some((p, more)) => (p, more.clone()),
+        None => (props, Vec::new()),
+    };
     // The sessions to the volume's targets that exist before any login of this connect.
     let sessions_before: Vec<(Iqn, Portal)> = topology::list_sessions(host)?
         .into_iter()
@@ -152,7 +165,9 @@ pub fn connect_volume(
     // 3. Paths whose portal does not offer the target go.
     c.apply_discovery(&offered);
     // 4. Done, or undone.
-    c.finish()
+    let mut connected = c.finish()?;
+    connected.discovered_portals = discovered_portals;
+    Ok(connected)
 }
 
 /// One connect under way: its path attempts, the volume's WWN and its map.
@@ -282,6 +297,7 @@ impl Connect<'_> {
             },
             paths,
             failed_paths: failed,
+            discovered_portals: Vec::new(),
         })
     }
 
