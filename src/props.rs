@@ -106,7 +106,19 @@ impl ConnectionProperties {
                 Error::invalid("data", "a connection_info needs a \"data\" object")
             })?;
         }
-        let targets = parse_targets(obj)?;
+        let mut targets = parse_targets(obj)?;
+        let mode = AddressingMode::from_field(opt_str(obj, "addressing_mode")?.as_deref())?;
+        let listed = obj.get("target_portals").is_some_and(|v| !v.is_null());
+        for (i, t) in targets.iter_mut().enumerate() {
+            let field = if listed {
+                format!("target_luns[{i}]")
+            } else {
+                "target_lun".to_string()
+            };
+            t.lun = mode
+                .kernel_lun(t.lun)
+                .map_err(|why| Error::invalid(field, why))?;
+        }
         Ok(ConnectionProperties {
             targets,
             volume_id: opt_str(obj, "volume_id")?
@@ -155,6 +167,56 @@ impl ConnectionProperties {
             Some(v) => v.clone(),
             None => format!("{} lun {}", self.targets[0].iqn, self.targets[0].lun),
         }
+    }
+}
+
+/// How the array numbers its LUNs (os-brick's `addressing_mode`), and so which number the kernel
+/// shows for the LUN the properties name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AddressingMode {
+    /// `SAM` or `transparent` (the default): the number as it is.
+    Sam,
+    /// `SAM2`: peripheral addressing below 256, flat space addressing from 256.
+    Sam2,
+    /// `SAM3-flat`: flat space addressing for every LUN.
+    Sam3Flat,
+}
+
+/// Flat space addressing: method 01b in the LUN's first two bytes, which the kernel's
+/// `scsilun_to_int` shows as 16384 + the LUN.
+const FLAT_SPACE: u64 = 0x4000;
+
+impl AddressingMode {
+    fn from_field(v: Option<&str>) -> Result<AddressingMode> {
+        match v {
+            None | Some("SAM") | Some("transparent") => Ok(AddressingMode::Sam),
+            Some("SAM2") => Ok(AddressingMode::Sam2),
+            Some("SAM3-flat") => Ok(AddressingMode::Sam3Flat),
+            Some(other) => Err(Error::invalid(
+                "addressing_mode",
+                format!("{other:?} is not one of SAM, transparent, SAM2, SAM3-flat"),
+            )),
+        }
+    }
+
+    /// The LUN number the kernel shows (in H:C:T:L, and for a scan) for the array's `lun`.
+    fn kernel_lun(self, lun: Lun) -> std::result::Result<Lun, String> {
+        let flat = match self {
+            AddressingMode::Sam => false,
+            AddressingMode::Sam2 => lun.0 >= 256,
+            AddressingMode::Sam3Flat => true,
+        };
+        if !flat {
+            return Ok(lun);
+        }
+        if lun.0 >= FLAT_SPACE {
+            return Err(format!(
+                "{lun} does not fit flat space addressing (LUNs 0 to 16383) of the addressing_mode"
+            ));
+        }
+        let kernel = Lun(FLAT_SPACE + lun.0);
+        tracing::debug!(%lun, %kernel, "the kernel shows the LUN flat-space addressed");
+        Ok(kernel)
     }
 }
 
@@ -459,6 +521,55 @@ mod tests {
         assert_eq!(p.targets[0].lun, Lun(1));
         assert_eq!(p.volume_id.as_deref(), Some("v1"));
         assert!(p.auth.is_none());
+    }
+
+    #[test]
+    fn addressing_mode_gives_the_lun_number_the_kernel_shows() {
+        let one = |lun: u64, mode: &str| {
+            parse(&format!(
+                r#"{{"target_portal":"127.0.0.1:3260","target_iqn":"iqn.2003-01.org.x:t",
+                "target_lun":{lun}{mode}}}"#
+            ))
+            .map(|p| p.targets[0].lun.0)
+        };
+        let mode = |m: &str| format!(r#","addressing_mode":"{m}""#);
+        // SAM and transparent (and none): as given, however large.
+        for m in ["".to_string(), mode("SAM"), mode("transparent")] {
+            assert_eq!(one(1, &m).unwrap(), 1);
+            assert_eq!(one(256, &m).unwrap(), 256);
+            assert_eq!(one(70000, &m).unwrap(), 70000);
+        }
+        // SAM2: peripheral below 256, flat space from 256.
+        assert_eq!(one(255, &mode("SAM2")).unwrap(), 255);
+        assert_eq!(one(256, &mode("SAM2")).unwrap(), 16640);
+        assert_eq!(one(16383, &mode("SAM2")).unwrap(), 32767);
+        // SAM3-flat: flat space for every LUN.
+        assert_eq!(one(1, &mode("SAM3-flat")).unwrap(), 16385);
+        assert_eq!(one(0, &mode("SAM3-flat")).unwrap(), 16384);
+        // Beyond what flat space addressing holds: bad input, naming the field.
+        for m in ["SAM2", "SAM3-flat"] {
+            assert_eq!(field_of(one(16384, &mode(m)).unwrap_err()), "target_lun");
+        }
+        assert_eq!(
+            field_of(one(1, &mode("SAM4")).unwrap_err()),
+            "addressing_mode"
+        );
+        // Each listed LUN is converted, and a bad one is named by its index.
+        let p = parse(
+            r#"{"target_portals":["127.0.0.1:3260","127.0.0.2:3260"],
+            "target_iqns":["iqn.2003-01.org.x:t","iqn.2003-01.org.x:t"],"target_luns":[256,300],
+            "addressing_mode":"SAM2"}"#,
+        )
+        .unwrap();
+        let luns: Vec<u64> = p.targets.iter().map(|t| t.lun.0).collect();
+        assert_eq!(luns, [16640, 16684]);
+        let e = parse(
+            r#"{"target_portals":["127.0.0.1:3260","127.0.0.2:3260"],
+            "target_iqns":["iqn.2003-01.org.x:t","iqn.2003-01.org.x:t"],"target_luns":[1,20000],
+            "addressing_mode":"SAM3-flat"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(field_of(e), "target_luns[1]");
     }
 
     #[test]

@@ -132,6 +132,29 @@ fn single_path_connect_scans_only_the_lun_and_disconnect_undoes_it() {
     assert_host_as_before(&f);
 }
 
+#[test]
+fn sam2_addressing_scans_and_finds_the_lun_the_kernel_numbers_flat() {
+    // The array says LUN 256 and addresses it flat (SAM-2 from 256): the kernel shows 16640.
+    let f = FakeHost::new();
+    f.target(P1, IQN, &[(16640, WWID1), (256, WWID2)]);
+    let p = ConnectionProperties::from_json(&format!(
+        r#"{{"target_portal":"{P1}","target_iqn":"{IQN}","target_lun":256,"addressing_mode":"SAM2"}}"#
+    ))
+    .unwrap();
+    let c = connect_volume(&f.host(), &p, SP, &Tuning::default()).unwrap();
+    assert_eq!(c.device_info.scsi_wwn.as_deref(), Some(WWN1));
+    assert_eq!(scans(&f), ["- - 16640"]);
+    disconnect_volume(
+        &f.host(),
+        &p,
+        Some(&c.device_info),
+        DisconnectOptions::default(),
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert!(f.session_ids().is_empty());
+}
+
 fn scans(f: &FakeHost) -> Vec<String> {
     f.attr_writes()
         .into_iter()
