@@ -286,7 +286,7 @@ fn run(host: &Host, command: Command, json: bool, out: &mut String) -> Result<()
             if json {
                 let _ = writeln!(out, "{}", to_json(&serde_json::json!({ "size": bytes })));
             } else {
-                let _ = writeln!(out, "{bytes}");
+                let _ = writeln!(out, "{}", bytes.0);
             }
             Ok(())
         }

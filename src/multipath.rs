@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::host::{Cmd, DmRequest, Host, KernelError};
 use crate::retry::{retry, Backoff, Pause, Retried};
-use crate::types::Wwid;
+use crate::types::{DmName, Wwid};
 
 /// A device-mapper device as sysfs shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -24,7 +24,7 @@ pub struct DmMap {
     /// The kernel name, `dm-N`.
     pub dev: String,
     /// The map's name (`dm/name`); for multipath, the WWID.
-    pub name: String,
+    pub name: DmName,
     /// The map's uuid (`dm/uuid`); `mpath-<wwid>` for a multipath map.
     pub uuid: String,
     /// The devices it is built on (`slaves/`).
@@ -43,7 +43,7 @@ impl DmMap {
         };
         Ok(Some(DmMap {
             dev: dev.to_string(),
-            name,
+            name: DmName::new(name),
             uuid,
             slaves: host.list(&host.sys(format!("block/{dev}/slaves")))?,
         }))

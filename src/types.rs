@@ -246,6 +246,71 @@ impl fmt::Display for Lun {
     }
 }
 
+/// A device-mapper device's name (`/sys/block/dm-N/dm/name`, the name under `/dev/mapper`): for
+/// a multipath map, its WWID or alias. Not the kernel name `dm-N`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct DmName(String);
+
+impl DmName {
+    /// The name as sysfs shows it (trailing newline removed by the caller).
+    pub fn new(name: impl Into<String>) -> DmName {
+        DmName(name.into())
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DmName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for DmName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+/// A size in bytes (a block device's, as sysfs gives it in 512-byte sectors times 512).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Bytes(pub u64);
+
+impl Bytes {
+    /// The size of `sectors` 512-byte sectors (the unit of `/sys/block/*/size`).
+    pub fn from_sectors(sectors: u64) -> Bytes {
+        Bytes(sectors.saturating_mul(512))
+    }
+}
+
+impl fmt::Display for Bytes {
+    /// The number of bytes, then the size in binary units when it is at least 1 KiB:
+    /// `50331648 (48 MiB)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+        write!(f, "{}", self.0)?;
+        let mut v = self.0 as f64;
+        let mut unit = None;
+        for u in UNITS {
+            if v < 1024.0 {
+                break;
+            }
+            v /= 1024.0;
+            unit = Some(u);
+        }
+        match unit {
+            Some(u) if v.fract() == 0.0 => write!(f, " ({v} {u})"),
+            Some(u) => write!(f, " ({v:.1} {u})"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// An iSCSI session of this host: N in `/sys/class/iscsi_session/sessionN` (and the `[N]` that
 /// `iscsiadm -m session` prints, and its `-r N`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -627,6 +692,15 @@ mod tests {
         assert_eq!("7".parse::<Lun>(), Ok(Lun(7)));
         assert!("-1".parse::<Lun>().is_err());
         assert!("one".parse::<Lun>().is_err());
+    }
+
+    #[test]
+    fn sizes_print_bytes_and_binary_units() {
+        assert_eq!(Bytes::from_sectors(98304), Bytes(50331648));
+        assert_eq!(Bytes(50331648).to_string(), "50331648 (48 MiB)");
+        assert_eq!(Bytes(1536).to_string(), "1536 (1.5 KiB)");
+        assert_eq!(Bytes(512).to_string(), "512");
+        assert_eq!(Bytes::from_sectors(u64::MAX), Bytes(u64::MAX));
     }
 
     #[test]

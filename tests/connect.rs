@@ -497,7 +497,7 @@ fn extend_rescans_paths_resizes_the_map_and_returns_the_size() {
         &Tuning::default(),
     )
     .unwrap();
-    assert_eq!(size, 128 << 20);
+    assert_eq!(size, brick::types::Bytes(128 << 20));
     let rescans = f
         .attr_writes()
         .into_iter()

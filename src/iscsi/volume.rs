@@ -339,7 +339,7 @@ pub fn extend_volume(
     props: &ConnectionProperties,
     device_info: Option<&DeviceInfo>,
     tuning: &Tuning,
-) -> Result<u64> {
+) -> Result<crate::types::Bytes> {
     let span = tracing::info_span!("extend", volume = %props.label());
     let _enter = span.enter();
     let v = find_volume(host, props, device_info)?;
@@ -358,20 +358,20 @@ pub fn extend_volume(
             .write_attr(&attr, "1", tuning.scan_timeout)
             .map_err(|e| Error::io(&attr, std::io::Error::other(e.to_string())))?;
     }
-    let size_of = |dev: &str| -> Result<u64> {
+    let size_of = |dev: &str| -> Result<crate::types::Bytes> {
         let p = host.sys(format!("block/{dev}/size"));
         let sectors = host.read_attr(&p)?;
         sectors
             .parse::<u64>()
-            .map(|s| s * 512)
+            .map(crate::types::Bytes::from_sectors)
             .map_err(|_| Error::io(&p, std::io::Error::other("not a number")))
     };
-    let mut disk_size = 0;
+    let mut disk_size = crate::types::Bytes(0);
     for d in &v.disks {
         disk_size = disk_size.max(size_of(&d.name)?);
     }
     let Some(map) = v.maps.first() else {
-        tracing::info!(bytes = disk_size, "volume extended");
+        tracing::info!(size = %disk_size, "volume extended");
         return Ok(disk_size);
     };
     let cmd = format!("resize map {}", map.name);
@@ -384,6 +384,6 @@ pub fn extend_volume(
         });
     }
     let size = size_of(&map.dev)?;
-    tracing::info!(bytes = size, map = %map.dev, "volume extended");
+    tracing::info!(size = %size, map = %map.dev, "volume extended");
     Ok(size)
 }

@@ -293,7 +293,7 @@ impl Connect<'_> {
                 kind: "block".into(),
                 path: Some(path),
                 scsi_wwn: Some(wwid.to_string()),
-                multipath_id: self.map.map(|m| m.name),
+                multipath_id: self.map.map(|m| m.name.to_string()),
             },
             paths,
             failed_paths: failed,

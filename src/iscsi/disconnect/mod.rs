@@ -343,7 +343,7 @@ impl<'a> Disconnect<'a> {
             );
             let mut held_by = Vec::new();
             if removed.is_err() {
-                held_by = crate::openers::openers(host, &m.dev, Some(&m.name));
+                held_by = crate::openers::openers(host, &m.dev, Some(m.name.as_str()));
             }
             let flushed = !self.unflushed.iter().any(|(n, _)| *n == m.dev);
             if removed.is_err() && self.opts.force && flushed {

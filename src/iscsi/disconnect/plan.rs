@@ -26,7 +26,7 @@ pub(super) fn disk_thing(d: &ScsiDisk) -> Thing {
 }
 
 pub(super) fn map_thing(m: &DmMap) -> Thing {
-    Thing::map(&m.dev, &m.name)
+    Thing::map(&m.dev, m.name.as_str())
 }
 
 pub(super) fn session_thing(s: &Session) -> Thing {
