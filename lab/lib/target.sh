@@ -36,21 +36,22 @@ lun_wwid() {
 # lun_wwn NAME LUN: the SCSI WWN as os-brick and multipath name it ("naa." replaced by "3").
 lun_wwn() { local w; w=$(lun_wwid "$1" "$2"); echo "3${w#naa.}"; }
 
-# target_create NAME [--portals N] [--luns M] [--size MB] [--tpg-per-portal] [--chap USER:SECRET]
-#               [--chap-mutual USER:SECRET] [--no-multipath]
-#   Creates target $LAB_IQN_BASE:NAME with portals 127.0.0.1..N:3260, LUNs 1..M (fileio, MB each,
-#   default 32), open access (demo mode). --tpg-per-portal puts each portal in its own portal
+# target_create NAME [--portals N] [--luns M] [--first-lun F] [--size MB] [--tpg-per-portal]
+#               [--chap USER:SECRET] [--chap-mutual USER:SECRET] [--no-multipath]
+#   Creates target $LAB_IQN_BASE:NAME with portals 127.0.0.1..N:3260, LUNs F..F+M-1 (default
+#   1..M; fileio, MB each, default 32), open access (demo mode). --tpg-per-portal puts each portal in its own portal
 #   group (tpgt_i), exporting the same LUNs, so that one portal can be taken down alone.
 #   --chap: the initiator must log in with these credentials; --chap-mutual (with --chap): the
 #   target then proves itself with these (mutual CHAP).
 #   --no-multipath: multipathd ignores the LUNs (blacklisted wwid): plain single-path devices.
 target_create() {
     local name=$1; shift
-    local portals=1 luns=1 size=32 per_portal=0 chap="" chap_mut="" prefix=b51c
+    local portals=1 luns=1 first=1 size=32 per_portal=0 chap="" chap_mut="" prefix=b51c
     while [ $# -gt 0 ]; do
         case $1 in
             --portals) portals=$2; shift 2 ;;
             --luns) luns=$2; shift 2 ;;
+            --first-lun) first=$2; shift 2 ;;
             --size) size=$2; shift 2 ;;
             --tpg-per-portal) per_portal=1; shift ;;
             --chap) chap=$2; shift 2 ;;
@@ -65,7 +66,7 @@ target_create() {
     rm -rf "$td"; mkdir -p "$td"
     echo "$portals" >"$td/portals"; echo "$luns" >"$td/luns"; echo "$per_portal" >"$td/per_portal"
     hba=$(_next_id); echo "$hba" >"$td/hba"
-    for ((l = 1; l <= luns; l++)); do
+    for ((l = first; l < first + luns; l++)); do
         dev=$C/core/fileio_$hba/${name}_lun$l # lun_backstore NAME L once the hba is recorded
         truncate -s "${size}M" "$(lun_backing "$name" "$l")"
         mkdir -p "$dev"
@@ -84,7 +85,7 @@ target_create() {
             local p
             for ((p = 1; p <= portals; p++)); do mkdir "$tpg/np/$(portal "$p")"; done
         fi
-        for ((l = 1; l <= luns; l++)); do
+        for ((l = first; l < first + luns; l++)); do
             mkdir -p "$tpg/lun/lun_$l"
             ln -s "$C/core/fileio_$hba/${name}_lun$l" "$tpg/lun/lun_$l/${name}_lun$l"
         done
