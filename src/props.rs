@@ -283,11 +283,14 @@ fn list<'a>(v: &'a Value, field: &str) -> Result<Vec<&'a Value>> {
         .ok_or_else(|| Error::invalid(field, format!("expected a list, found {v}")))
 }
 
+/// How long the host name of a portal may take to resolve.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn portal(v: &Value, field: &str) -> Result<Portal> {
     let s = v
         .as_str()
         .ok_or_else(|| Error::invalid(field, format!("expected a string, found {v}")))?;
-    s.parse().map_err(|e| Error::invalid(field, e))
+    Portal::resolve(s, RESOLVE_TIMEOUT).map_err(|e| Error::invalid(field, e))
 }
 
 fn iqn(v: &Value, field: &str) -> Result<Iqn> {
@@ -521,6 +524,24 @@ mod tests {
         assert_eq!(p.targets[0].lun, Lun(1));
         assert_eq!(p.volume_id.as_deref(), Some("v1"));
         assert!(p.auth.is_none());
+    }
+
+    #[test]
+    fn a_portal_host_name_resolves_and_an_unknown_one_is_bad_input() {
+        let p = parse(
+            r#"{"target_portals":["localhost:3260","localhost:3260"],
+            "target_iqns":["iqn.2003-01.org.x:t","iqn.2003-01.org.x:t"],"target_luns":[1,1]}"#,
+        )
+        .unwrap();
+        // Both name the same portal once resolved: one path, at an address.
+        assert_eq!(p.targets.len(), 1, "{:?}", p.targets);
+        assert!(p.targets[0].portal.ip.is_loopback());
+        let e = parse(
+            r#"{"target_portal":"array.invalid:3260","target_iqn":"iqn.2003-01.org.x:t",
+            "target_lun":1}"#,
+        )
+        .unwrap_err();
+        assert_eq!(field_of(e), "target_portal");
     }
 
     #[test]

@@ -214,6 +214,77 @@ impl FromStr for Portal {
     }
 }
 
+impl Portal {
+    /// Reads a portal that may name its host (`array.example.net:3260`, as some Cinder drivers
+    /// send): an IP portal as [`Portal::from_str`] reads it; a host name is checked (DNS
+    /// syntax), then resolved once, within `timeout`, to its first address, which is what
+    /// open-iscsi records and logs in to. A name that does not resolve in time is an error.
+    pub fn resolve(s: &str, timeout: std::time::Duration) -> Result<Portal, ParseError> {
+        let direct = s.parse::<Portal>();
+        let t = s.trim();
+        let (name, port) = match t.rsplit_once(':') {
+            Some((n, p)) if !n.contains(':') && !n.starts_with('[') => (n, Some(p)),
+            None => (t, None),
+            _ => return direct,
+        };
+        if direct.is_ok() || name.parse::<IpAddr>().is_ok() || !is_host_name(name) {
+            return direct;
+        }
+        let port = match port {
+            None => Self::DEFAULT_PORT,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => n,
+                _ => return direct,
+            },
+        };
+        let ip = resolve_name(name, port, timeout)?;
+        tracing::debug!(name, %ip, "portal host name resolved");
+        Ok(Portal { ip, port })
+    }
+}
+
+/// Whether `s` is a DNS host name: dot-separated labels of letters, digits and inner hyphens,
+/// each 1 to 63 long, 253 in all, not all digits at the end (that would be an IP address).
+fn is_host_name(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && !s
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Resolves `name` with the system's resolver, waiting at most `timeout` (a resolver that hangs
+/// is left to finish on its own thread).
+fn resolve_name(name: &str, port: u16, timeout: std::time::Duration) -> Result<IpAddr, ParseError> {
+    use std::net::ToSocketAddrs;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let query = (name.to_string(), port);
+    std::thread::Builder::new()
+        .name("brick-resolve".into())
+        .spawn(move || {
+            let _ = tx.send(query.to_socket_addrs().map(|mut a| a.next()));
+        })
+        .map_err(|e| bad(format!("cannot resolve {name:?}: {e}")))?;
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(Some(addr))) => Ok(addr.ip()),
+        Ok(Ok(None)) => Err(bad(format!("host name {name:?} has no address"))),
+        Ok(Err(e)) => Err(bad(format!("cannot resolve host name {name:?}: {e}"))),
+        Err(_) => Err(bad(format!(
+            "host name {name:?} did not resolve within {timeout:?} (is DNS reachable? an IP \
+             address works without it)"
+        ))),
+    }
+}
+
 impl fmt::Display for Portal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.ip {
@@ -692,6 +763,36 @@ mod tests {
         assert_eq!("7".parse::<Lun>(), Ok(Lun(7)));
         assert!("-1".parse::<Lun>().is_err());
         assert!("one".parse::<Lun>().is_err());
+    }
+
+    #[test]
+    fn portals_may_name_their_host_which_resolves_once() {
+        let t = std::time::Duration::from_secs(5);
+        // An IP portal is read as always.
+        assert_eq!(
+            Portal::resolve("127.0.0.2:3261", t).unwrap().to_string(),
+            "127.0.0.2:3261"
+        );
+        // localhost is in every /etc/hosts.
+        let p = Portal::resolve("localhost:3262", t).unwrap();
+        assert!(p.ip.is_loopback(), "{p}");
+        assert_eq!(p.port, 3262);
+        assert_eq!(Portal::resolve("localhost", t).unwrap().port, 3260);
+        // A name that does not resolve (the .invalid domain never does) is an error naming it.
+        let e = Portal::resolve("array.invalid:3260", t).unwrap_err();
+        assert!(e.to_string().contains("array.invalid"), "{e}");
+        // What is no host name is not looked up: the IP portal's error stays.
+        for s in [
+            "bad name:3260",
+            "-x.example:3260",
+            "a..b:3260",
+            "1.2.3:3260",
+            "host:0",
+        ] {
+            assert!(Portal::resolve(s, t).is_err(), "{s}");
+        }
+        assert!(is_host_name("array-1.example.net"));
+        assert!(!is_host_name(&"a".repeat(64)));
     }
 
     #[test]
