@@ -11,6 +11,7 @@
 //! [`connector_properties`]. They take os-brick's connection properties
 //! ([`ConnectionProperties::from_json`]) and give os-brick's device_info ([`DeviceInfo`]).
 
+pub mod config;
 mod connector;
 mod error;
 pub mod host;

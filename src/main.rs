@@ -7,9 +7,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use brick::config::Settings;
 use brick::host::Host;
+use brick::DisconnectOptions;
 use brick::{ConnectionProperties, DeviceInfo, Error};
-use brick::{DisconnectOptions, Tuning};
 
 /// Attach and detach iSCSI volumes (single path and dm-multipath) without losing data or leaving
 /// stale devices behind.
@@ -23,6 +24,13 @@ struct Cli {
     /// standard output).
     #[arg(long, global = true)]
     json: bool,
+    /// The settings file (deadlines, retries, locks); default /etc/brick/brick.toml when it
+    /// exists. `brick config` shows every setting.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Set one setting for this run, over the file (repeatable): --set map_deadline=40s.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
     /// Test builds only (debug assertions on, as `cargo test` builds it): the roots of a fake
     /// host, and where programs are looked for. A release build has none of these: the
     /// environment of the root process that runs brick cannot redirect what it writes or runs.
@@ -151,6 +159,9 @@ enum Command {
     },
     /// Show every iSCSI session with its devices, LUNs, WWNs, states and multipath maps.
     Inspect,
+    /// Print every setting in effect (deadlines, retries, locks) and where each came from:
+    /// brick's default, the settings file or --set. The text output is itself a valid file.
+    Config,
 }
 
 fn main() -> ExitCode {
@@ -179,10 +190,14 @@ fn main() -> ExitCode {
         .log_internal_errors(false)
         .init();
 
-    let host = host_of(&cli);
-    let mut out = String::new();
     let json = cli.json;
-    let result = run(&host, cli.command, json, &mut out);
+    let settings = match Settings::load(cli.config.as_deref(), &cli.set) {
+        Ok(s) => s,
+        Err(e) => return finish("", Err(e), json),
+    };
+    let host = settings.apply(host_of(&cli));
+    let mut out = String::new();
+    let result = run(&host, &settings, cli.command, json, &mut out);
     finish(&out, result, json)
 }
 
@@ -261,8 +276,14 @@ fn to_json(v: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
-fn run(host: &Host, command: Command, json: bool, out: &mut String) -> Result<(), Error> {
-    let tuning = Tuning::default();
+fn run(
+    host: &Host,
+    settings: &Settings,
+    command: Command,
+    json: bool,
+    out: &mut String,
+) -> Result<(), Error> {
+    let tuning = &settings.tuning;
     match command {
         Command::Connect {
             props,
@@ -272,7 +293,7 @@ fn run(host: &Host, command: Command, json: bool, out: &mut String) -> Result<()
             let props = ConnectionProperties::from_json(&read_input(&props)?)?;
             let multipath = multipath || (!single_path && props.targets().len() > 1);
             let c =
-                brick::connect_volume(host, &props, brick::ConnectOptions { multipath }, &tuning)?;
+                brick::connect_volume(host, &props, brick::ConnectOptions { multipath }, tuning)?;
             for f in &c.failed_paths {
                 say(&format!("brick: warning: path not attached: {f}"));
             }
@@ -282,7 +303,7 @@ fn run(host: &Host, command: Command, json: bool, out: &mut String) -> Result<()
         Command::Extend { props, device_info } => {
             let props = ConnectionProperties::from_json(&read_input(&props)?)?;
             let info = read_device_info(device_info)?;
-            let bytes = brick::extend_volume(host, &props, info.as_ref(), &tuning)?;
+            let bytes = brick::extend_volume(host, &props, info.as_ref(), tuning)?;
             if json {
                 let _ = writeln!(out, "{}", to_json(&serde_json::json!({ "size": bytes })));
             } else {
@@ -329,7 +350,7 @@ fn run(host: &Host, command: Command, json: bool, out: &mut String) -> Result<()
                 force,
                 ignore_errors,
             };
-            match brick::disconnect_volume(host, &props, info.as_ref(), opts, &Tuning::default()) {
+            match brick::disconnect_volume(host, &props, info.as_ref(), opts, tuning) {
                 Ok(report) => {
                     print_report(&report, json, out);
                     Ok(())
@@ -357,6 +378,42 @@ fn run(host: &Host, command: Command, json: bool, out: &mut String) -> Result<()
             }
             Ok(())
         }
+        Command::Config => {
+            print_settings(settings, json, out);
+            Ok(())
+        }
+    }
+}
+
+/// The settings in effect: as JSON, or as a settings file with each value's source and meaning
+/// in a comment (durations quoted, so the text is valid TOML).
+fn print_settings(settings: &Settings, json: bool, out: &mut String) {
+    let entries = settings.entries();
+    if json {
+        let file = settings.file().map(|p| p.display().to_string());
+        let v = serde_json::json!({ "file": file, "settings": entries });
+        let _ = writeln!(out, "{}", to_json(&v));
+        return;
+    }
+    let _ = match settings.file() {
+        Some(p) => writeln!(out, "# settings file: {}", p.display()),
+        None => writeln!(
+            out,
+            "# no settings file ({} does not exist)",
+            brick::config::DEFAULT_PATH
+        ),
+    };
+    for e in entries {
+        let value = if e.value.bytes().all(|b| b.is_ascii_digit()) {
+            e.value.clone()
+        } else {
+            format!("{:?}", e.value)
+        };
+        let _ = writeln!(
+            out,
+            "{:<23} = {:<14} # {}: {}",
+            e.key, value, e.source, e.help
+        );
     }
 }
 

@@ -388,3 +388,93 @@ fn extend_json_gives_the_size() {
     let out = brick(&f, &["extend", "-"], Some(&props));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "67108864");
 }
+
+#[test]
+fn config_shows_each_setting_and_its_source_and_the_settings_take_effect() {
+    let (f, props) = two_path_host();
+    let file = f.root().join("brick.toml");
+    std::fs::write(&file, "map_deadline = \"40s\"\npath_flush_tries = 6\n").unwrap();
+    let locks = f.root().join("locks");
+    let set_locks = format!("lock_dir={}", locks.display());
+    let args = [
+        "--config",
+        file.to_str().unwrap(),
+        "--set",
+        "map_deadline=50s",
+        "--set",
+        &set_locks,
+    ];
+    let mut config = args.to_vec();
+    config.extend(["config", "--json"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout_of_success(&brick(&f, &config, None))).unwrap();
+    assert_eq!(v["file"], file.to_str().unwrap());
+    let get = |key: &str| {
+        v["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["key"] == key)
+            .unwrap_or_else(|| panic!("no {key} in {v}"))
+            .clone()
+    };
+    assert_eq!(
+        (
+            get("map_deadline")["value"].clone(),
+            get("map_deadline")["source"].clone()
+        ),
+        ("50s".into(), "override".into())
+    );
+    assert_eq!(get("path_flush_tries")["source"], "file");
+    assert_eq!(get("command_timeout")["source"], "default");
+    // The text form is a settings file brick reads back to the same values.
+    let mut text_args = args.to_vec();
+    text_args.push("config");
+    let text = stdout_of_success(&brick(&f, &text_args, None));
+    let copy = f.root().join("copy.toml");
+    std::fs::write(&copy, &text).unwrap();
+    let again: serde_json::Value = serde_json::from_str(&stdout_of_success(&brick(
+        &f,
+        &["--config", copy.to_str().unwrap(), "config", "--json"],
+        None,
+    )))
+    .unwrap();
+    let values = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+        v["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["value"].clone())
+            .collect()
+    };
+    assert_eq!(values(&again), values(&v));
+    // The lock folder set is where a connect takes its target lock.
+    let mut connect = args.to_vec();
+    connect.extend(["connect", "--single-path", props.to_str().unwrap()]);
+    // (The session to the first portal exists: the connect reuses it, under the lock.)
+    stdout_of_success(&brick(&f, &connect, None));
+    let n = std::fs::read_dir(&locks).map(|d| d.count()).unwrap_or(0);
+    assert!(n > 0, "no lock file in {}", locks.display());
+}
+
+#[test]
+fn a_bad_setting_is_bad_input_naming_the_file_and_key() {
+    let f = FakeHost::new();
+    let file = f.root().join("brick.toml");
+    std::fs::write(&file, "map_deadline = \"soon\"\n").unwrap();
+    let out = brick(
+        &f,
+        &["--config", file.to_str().unwrap(), "inspect", "--json"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["error"]["field"],
+        format!("{} map_deadline", file.display()),
+        "{v}"
+    );
+    let out = brick(&f, &["--set", "map_deadline=0", "inspect"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--set map_deadline"));
+}
