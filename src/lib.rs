@@ -42,4 +42,5 @@ pub use props::{Chap, ConnectionProperties, DeviceInfo, Target};
 pub use report::{DisconnectPlan, DisconnectReport, Failure, Outcome, Thing, Untouched};
 pub use retry::Backoff;
 pub use scsi::ScsiDisk;
+pub use time::PROGRESS_TARGET;
 pub use tuning::Tuning;

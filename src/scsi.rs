@@ -333,7 +333,14 @@ pub fn set_offline(host: &Host, name: &str, timeout: Duration) -> Result<(), Dis
 /// still there at the deadline.
 pub fn wait_gone(host: &Host, names: &[String], deadline: Instant) -> Vec<String> {
     let mut pause = Pause::new(Duration::from_millis(5), Duration::from_millis(100));
+    let start = host.time().now();
+    let mut progress = crate::time::Progress::new(
+        format!("the kernel to drop {}", names.join(", ")),
+        start,
+        Some(deadline.saturating_duration_since(start)),
+    );
     loop {
+        progress.tick(host.time().now());
         let left: Vec<String> = names.iter().filter(|n| exists(host, n)).cloned().collect();
         if left.is_empty() || host.time().now() >= deadline {
             return left;

@@ -478,3 +478,83 @@ fn a_bad_setting_is_bad_input_naming_the_file_and_key() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--set map_deadline"));
 }
+
+/// A fake host whose iscsiadm takes `secs` seconds for anything, and props of a target there
+/// with no session yet.
+fn slow_iscsiadm(secs: f32) -> (FakeHost, std::path::PathBuf, std::path::PathBuf) {
+    let f = FakeHost::new();
+    let bin = f.root().join("slowbin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = bin.join("iscsiadm");
+    std::fs::write(&script, format!("#!/bin/sh\nsleep {secs}\nexit 1\n")).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let props = f.root().join("vol.json");
+    // A portal nothing listens on: the in-process discovery fails at once, the login waits.
+    std::fs::write(
+        &props,
+        format!(r#"{{"target_portal":"127.0.0.1:9","target_iqn":"{IQN}","target_lun":1}}"#),
+    )
+    .unwrap();
+    (f, bin, props)
+}
+
+#[test]
+fn a_long_wait_shows_on_a_terminal_and_nowhere_else() {
+    let (f, bin, props) = slow_iscsiadm(2.5);
+    let env = [
+        ("BRICK_PROGRAMS", bin.clone()),
+        ("BRICK_SYSFS", f.root().join("sys")),
+        ("BRICK_DEV", f.root().join("dev")),
+        ("BRICK_ISCSI_CONF", f.root().join("etc/iscsi")),
+    ];
+    let run = |tty: bool, extra: &[&str]| -> String {
+        let bin = env!("CARGO_BIN_EXE_brick");
+        let mut args = vec!["--set", "lock_dir=/tmp/brick-test-progress-locks"];
+        args.extend_from_slice(extra);
+        args.extend(["connect", "--single-path", props.to_str().unwrap()]);
+        let mut cmd = if tty {
+            // script(1) gives brick a terminal, and copies what brick wrote to it to our pipe.
+            let line = std::iter::once(bin)
+                .chain(args.iter().copied())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let mut c = Command::new("script");
+            c.args(["-qec", &line, "/dev/null"]);
+            c
+        } else {
+            let mut c = Command::new(bin);
+            c.args(&args);
+            c
+        };
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let seen = run(true, &[]);
+    assert!(
+        seen.contains("brick: waiting 1 s of 30 s for `iscsiadm"),
+        "no progress line on the terminal: {seen:?}"
+    );
+    // The line is cleared before the error is printed.
+    assert!(seen.contains("\r\x1b[2K"), "{seen:?}");
+    let piped = run(false, &[]);
+    assert!(
+        !piped.contains("waiting"),
+        "a progress line in a pipe: {piped:?}"
+    );
+    // JSON logs on a terminal: no progress line either, and one JSON object per log line.
+    let json = run(true, &["--log-format", "json", "-v"]);
+    assert!(!json.contains("brick: waiting"), "{json:?}");
+    let lines: Vec<&str> = json.lines().filter(|l| l.starts_with('{')).collect();
+    assert!(!lines.is_empty(), "no JSON log line: {json:?}");
+    for l in lines {
+        serde_json::from_str::<serde_json::Value>(l.trim_end_matches('\r'))
+            .unwrap_or_else(|e| panic!("{e}: {l}"));
+    }
+}

@@ -259,7 +259,19 @@ impl Runner for SystemRunner {
         std::thread::spawn(move || {
             let _ = tx.send(child.wait());
         });
-        let status = match rx.recv_timeout(cmd.timeout) {
+        let mut progress =
+            crate::time::Progress::new(format!("`{shown}`"), started, Some(cmd.timeout));
+        let deadline = started + cmd.timeout;
+        let waited = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left.min(Duration::from_secs(1))) {
+                Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {
+                    progress.tick(Instant::now())
+                }
+                other => break other,
+            }
+        };
+        let status = match waited {
             Ok(s) => s.map_err(|e| CmdError::Spawn {
                 cmd: shown.clone(),
                 reason: e.to_string(),

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
-use crate::time::Pause;
+use crate::time::{Pause, Progress};
 
 /// `BLKFLSBUF` from linux/fs.h: `_IO(0x12, 97)`.
 const BLKFLSBUF: libc::c_ulong = 0x1261;
@@ -161,9 +161,21 @@ fn in_child(path: &Path, op: Op<'_>, timeout: Duration) -> Result<(), KernelErro
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => return Err(KernelError::Os(format!("fork failed: {e}"))),
     };
-    let deadline = Instant::now() + timeout;
+    let start = Instant::now();
+    let deadline = start + timeout;
     let mut pause = Pause::new(Duration::from_micros(500), Duration::from_millis(10));
+    let what = match op {
+        Op::Flush | Op::FlushAndSync => format!("the flush of {}", path.display()),
+        Op::Write(v) => format!(
+            "the kernel to take {:?} in {}",
+            String::from_utf8_lossy(v).trim(),
+            path.display()
+        ),
+        Op::Dm(..) => "a device-mapper request".to_string(),
+    };
+    let mut progress = Progress::new(what, start, Some(timeout));
     loop {
+        progress.tick(Instant::now());
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
             Ok(WaitStatus::Exited(_, errno)) => return Err(KernelError::from_errno(errno)),

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::host::Host;
 use crate::multipath::{self, DmMap};
 use crate::retry::Pause;
+use crate::time::Progress;
 use crate::tuning::Tuning;
 
 /// Registers the volume's WWID with multipath-tools before any path is handed over, as
@@ -124,12 +125,19 @@ pub(super) fn wait_for_map(
     paths: &[String],
     tuning: &Tuning,
 ) -> Result<Option<DmMap>> {
-    let deadline = host.time().now() + tuning.map_deadline;
+    let start = host.time().now();
+    let deadline = start + tuning.map_deadline;
     let mut pause = Pause::new(Duration::from_millis(5), Duration::from_millis(50));
     let mut grace_end = None;
+    let mut progress = Progress::new(
+        format!("the multipath map of {wwid}"),
+        start,
+        Some(tuning.map_deadline),
+    );
     loop {
         let map = multipath::maps_of(host, wwid)?.into_iter().next();
         let now = host.time().now();
+        progress.tick(now);
         if let Some(m) = &map {
             if paths.iter().all(|p| m.slaves.contains(p)) {
                 return Ok(map);

@@ -11,6 +11,7 @@ use crate::iscsi::topology;
 use crate::props::Target;
 use crate::retry::Pause;
 use crate::scsi::ScsiDisk;
+use crate::time::Progress;
 use crate::tuning::Tuning;
 use crate::types::SessionId;
 use crate::types::{Lun, SessionState};
@@ -110,7 +111,13 @@ pub(super) fn scan_until_present(
     let start = host.time().now();
     let mut pause = Pause::new(Duration::from_secs(1), Duration::from_secs(4));
     let mut scans = 0u32;
+    let mut progress = Progress::new(
+        format!("LUN {} on session {sid} ({} at {})", t.lun, t.iqn, t.portal),
+        start,
+        Some(deadline.saturating_duration_since(start)),
+    );
     loop {
+        progress.tick(host.time().now());
         let state = topology::session_state(host, sid).map_err(PathError::host)?;
         if let Some(state) = state.filter(|s| *s != SessionState::LoggedIn) {
             return Err(PathError::SessionInRecovery {
@@ -147,7 +154,14 @@ pub(super) fn wait_for_disk(
     tuning: &Tuning,
 ) -> std::result::Result<ScsiDisk, PathError> {
     let mut pause = Pause::new(Duration::from_millis(5), Duration::from_millis(50));
+    let start = host.time().now();
+    let mut progress = Progress::new(
+        format!("the disk of LUN {} on session {sid}", t.lun),
+        start,
+        Some(deadline.saturating_duration_since(start)),
+    );
     loop {
+        progress.tick(host.time().now());
         let disks = topology::session_disks(host, sid).map_err(PathError::host)?;
         if let Some(d) = disks
             .into_iter()
