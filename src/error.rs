@@ -84,6 +84,15 @@ pub enum Error {
         what: String,
     },
 
+    /// `brick cleanup --apply` left something it found in place; the report says what and why.
+    #[error("{message}")]
+    Cleanup {
+        /// The sentence for a person.
+        message: String,
+        /// What was found, removed, kept and failed.
+        report: Box<crate::iscsi::cleanup::CleanupReport>,
+    },
+
     /// A disconnect stopped or finished with failures; the report says what was done and what is
     /// left on the host.
     #[error("{message}")]
@@ -269,6 +278,7 @@ impl Error {
                 Outcome::Refused | Outcome::Stopped => ErrorKind::Refused,
                 _ => ErrorKind::Incomplete,
             },
+            Error::Cleanup { .. } => ErrorKind::Incomplete,
             Error::Prerequisite { .. } | Error::Command(CmdError::Spawn { .. }) => {
                 ErrorKind::Prerequisite
             }

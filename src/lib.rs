@@ -31,6 +31,7 @@ pub mod types;
 
 pub use connector::{connector_properties, ConnectorProperties};
 pub use error::{Error, ErrorKind, PathError, PathFailure, Result};
+pub use iscsi::cleanup::{cleanup, CleanupOptions, CleanupReport, Leftover};
 pub use iscsi::topology::{DiskTopology, SessionTopology};
 pub use iscsi::volume::{extend_volume, volume_paths};
 pub use iscsi::{

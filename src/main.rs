@@ -172,6 +172,22 @@ enum Command {
     },
     /// Show every iSCSI session with its devices, LUNs, WWNs, states and multipath maps.
     Inspect,
+    /// Find what no volume needs any more (sessions with no device, disks the transport gave
+    /// up on, multipath maps with no live path and no opener, node records of manual logins
+    /// with no session, wwids entries of no device) and, with --apply, remove it with the
+    /// disconnect's safety: checked again right before, flushed first, never open, never a WWN
+    /// a live disk or map has.
+    ///
+    /// Exits 0 when nothing is left over (or everything found was removed), 4 when --apply left
+    /// something in place (the report says what and why).
+    Cleanup {
+        /// Remove what was found (else only list it).
+        #[arg(long)]
+        apply: bool,
+        /// Seconds a blocked disk (its session in recovery) must stay blocked to count as dead.
+        #[arg(long, default_value_t = 5)]
+        grace: u64,
+    },
     /// Print every setting in effect (deadlines, retries, locks) and where each came from:
     /// brick's default, the settings file or --set. The text output is itself a valid file.
     Config,
@@ -321,6 +337,7 @@ fn finish(out: &str, result: Result<(), Error>, json: bool) -> ExitCode {
     if let (Err(e), true) = (&result, json) {
         let report = match e {
             Error::Disconnect { report, .. } => serde_json::to_value(report).ok(),
+            Error::Cleanup { report, .. } => serde_json::to_value(report).ok(),
             _ => None,
         };
         let value = serde_json::json!({
@@ -482,6 +499,29 @@ fn run(
                 print_tree(&topo, out);
             }
             Ok(())
+        }
+        Command::Cleanup { apply, grace } => {
+            let opts = brick::CleanupOptions {
+                apply,
+                grace: std::time::Duration::from_secs(grace),
+            };
+            match brick::cleanup(host, opts, tuning) {
+                Ok(report) => {
+                    if json {
+                        let _ = writeln!(out, "{}", to_json(&report));
+                    } else {
+                        let _ = write!(out, "{report}");
+                    }
+                    Ok(())
+                }
+                Err(Error::Cleanup { message, report }) => {
+                    if !json {
+                        let _ = write!(out, "{report}");
+                    }
+                    Err(Error::Cleanup { message, report })
+                }
+                Err(e) => Err(e),
+            }
         }
         Command::Config => {
             print_settings(settings, json, out);

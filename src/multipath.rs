@@ -387,6 +387,21 @@ impl WwidsFile {
 const WWIDS_HEADER: &str = "# Multipath wwids, Version : 1.0\n\
     # Kept by multipath, multipathd and brick: one /WWID/ per line.\n";
 
+/// The WWIDs multipath's wwids file lists (none when there is no file), read without a lock:
+/// for a list, not for a change.
+pub fn listed_wwids(host: &Host) -> Result<Vec<String>> {
+    let path = host.multipath_state("wwids");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text
+            .lines()
+            .filter_map(listed_wwid)
+            .map(str::to_string)
+            .collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io(&path, e)),
+    }
+}
+
 /// The WWID a line of the wwids file lists, if any.
 fn listed_wwid(line: &str) -> Option<&str> {
     let rest = line.trim_start().strip_prefix('/')?;

@@ -558,3 +558,26 @@ fn a_long_wait_shows_on_a_terminal_and_nowhere_else() {
             .unwrap_or_else(|e| panic!("{e}: {l}"));
     }
 }
+
+#[test]
+fn cleanup_lists_with_exit_0_and_an_apply_that_leaves_something_exits_4() {
+    let f = FakeHost::new();
+    f.session(1, "127.0.0.1:3260", IQN);
+    let locks = format!("lock_dir={}", f.root().join("locks").display());
+    let out = brick(&f, &["--set", &locks, "cleanup", "--json"], None);
+    let v: serde_json::Value = serde_json::from_str(&stdout_of_success(&out)).unwrap();
+    assert_eq!(v["found"][0]["kind"], "session", "{v}");
+    assert!(!ran_iscsiadm(&f), "a listing ran iscsiadm");
+    // This host's iscsiadm fails every logout: the session stays, and brick says so.
+    let out = brick(&f, &["--set", &locks, "cleanup", "--apply", "--json"], None);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "incomplete", "{v}");
+    assert_eq!(v["report"]["failed"][0][0]["kind"], "session", "{v}");
+    assert_eq!(f.session_ids(), [1]);
+}

@@ -1,6 +1,7 @@
 //! iSCSI: sessions and their topology in sysfs, connecting and disconnecting a volume.
 
 pub(crate) mod adm;
+pub(crate) mod cleanup;
 pub(crate) mod connect;
 pub(crate) mod disconnect;
 pub(crate) mod node;

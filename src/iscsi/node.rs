@@ -155,7 +155,6 @@ pub fn set(host: &Host, iqn: &Iqn, portal: &Portal, keys: &[(&str, &str)]) -> Re
 }
 
 /// Reads key `name` from the first record of `iqn` at `portal`.
-#[cfg(test)]
 pub fn get(host: &Host, iqn: &Iqn, portal: &Portal, name: &str) -> Result<Option<String>> {
     let Some(f) = record_files(host, iqn, portal)?.into_iter().next() else {
         return Ok(None);

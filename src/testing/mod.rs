@@ -71,6 +71,8 @@ struct World {
     auto_multipath: bool,
     /// multipathd does not answer on its socket.
     multipathd_down: bool,
+    /// Paths multipathd calls active whatever their state in sysfs.
+    multipathd_active: Vec<String>,
     /// multipathd takes paths but builds no map (it cannot get their WWID: no udev).
     multipathd_builds_no_maps: bool,
     /// multipathd builds maps only for WWIDs listed in etc/multipath/wwids (`find_multipaths
@@ -280,6 +282,37 @@ impl FakeHost {
                 .join(format!("class/iscsi_session/session{id}/state")),
             &format!("{state}\n"),
         );
+        self
+    }
+
+    /// Sets `node.startup` in the node record of `iqn` at `portal` (`manual`, as brick makes
+    /// them and os-brick leaves them before its logout; `automatic`, as a discovery makes them).
+    pub fn node_startup(&self, iqn: &str, portal: &str, value: &str) -> &Self {
+        let p: Portal = portal.parse().expect("a portal");
+        let rec = self.root().join(format!(
+            "etc/iscsi/nodes/{iqn}/{},{},1/default",
+            p.address(),
+            p.port
+        ));
+        let text = fs::read_to_string(&rec).expect("a node record");
+        let text = crate::iscsi::node::set_keys(&text, &[("node.startup", value)]);
+        write(&rec, &text);
+        self
+    }
+
+    /// multipathd calls path `name` active (its checker saw it answer), whatever sysfs says.
+    pub fn multipathd_calls_active(&self, name: &str) -> &Self {
+        lock(&self.world).multipathd_active.push(name.to_string());
+        self
+    }
+
+    /// Writes multipath's wwids file with `wwids` (as multipath-tools write it).
+    pub fn wwids_file(&self, wwids: &[&str]) -> &Self {
+        let mut text = String::from("# Multipath wwids, Version : 1.0\n");
+        for w in wwids {
+            text.push_str(&format!("/{w}/\n"));
+        }
+        write(&self.root().join("etc/multipath/wwids"), &text);
         self
     }
 

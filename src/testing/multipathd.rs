@@ -81,6 +81,30 @@ impl crate::host::Multipathd for FakeMultipathd {
                 Ok("ok".into())
             }
             ["resize", "map", _] => Ok("ok".into()),
+            // `show paths raw format "%d %m %t"`: each path of a map, its map, its dm state.
+            ["show", "paths", "raw", "format", ..] => {
+                let sys = self.root.join("sys/block");
+                let mut lines = Vec::new();
+                for e in fs::read_dir(&sys).into_iter().flatten().flatten() {
+                    let dm = e.file_name().to_string_lossy().into_owned();
+                    let Ok(name) = fs::read_to_string(sys.join(format!("{dm}/dm/name"))) else {
+                        continue;
+                    };
+                    for s in fs::read_dir(sys.join(format!("{dm}/slaves")))
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                    {
+                        let p = s.file_name().to_string_lossy().into_owned();
+                        let state = fs::read_to_string(sys.join(format!("{p}/device/state")))
+                            .unwrap_or_default();
+                        let active = state.trim() == "running" || w.multipathd_active.contains(&p);
+                        let t = if active { "active" } else { "failed" };
+                        lines.push(format!("{p} {} {t}", name.trim()));
+                    }
+                }
+                Ok(lines.join("\n"))
+            }
             ["del", "path", name] => {
                 let sys = self.root.join("sys/block");
                 for h in fs::read_dir(sys.join(format!("{name}/holders")))

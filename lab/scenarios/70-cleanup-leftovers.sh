@@ -1,0 +1,95 @@
+#!/bin/bash
+# brick cleanup beside a live volume with a writer. Leftovers made on purpose:
+#   - what a killed os-brick disconnect leaves: a session with no device left on it (a target
+#     whose LUN is no longer mapped to us), and a node record set to manual startup with no
+#     session (os-brick sets manual before its logout; killed before it deletes the record);
+#   - a target deleted under a live session: its disk goes transport-offline (recovery_tmo 5 s);
+#   - a map whose paths were deleted by hand (echo 1 > device/delete), its sessions then idle.
+# A listing must name exactly those and change nothing; --apply must remove exactly them (a
+# second pass takes what the first one's removals left over: the dead disk's session, the
+# map's WWID); the live volume keeps its map, paths, sessions and every byte its writer wrote.
+set -euo pipefail
+. "$LAB_DIR/lib.sh"
+
+# kinds JSON: the leftovers of a cleanup report, one "kind name" per line, sorted.
+kinds() {
+    python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+for l in r["found"]:
+    k = l["kind"]
+    name = {"map": lambda: l["map"]["dev"], "disk": lambda: l["disk"]["name"],
+            "session": lambda: l["session"]["iqn"].split(":")[-1],
+            "node_record": lambda: l["iqn"].split(":")[-1], "wwid": lambda: l["wwid"]}[k]()
+    print(k, name)
+' "$1" | sort
+}
+
+# Earlier scenarios' WWIDs stay in the wwids file (a reset does not clear it): start from none.
+rm -f /etc/multipath/wwids
+target_create live --portals 2 --luns 1
+dm=$(connect_map live 1)
+mv props.json live.json; mv device_info.json live-di.json
+
+target_create idle --luns 0
+iscsi_login idle
+target_create rec
+iscsiadm -m node -T "$(tiqn rec)" -p "$(portal 1)" -o new >/dev/null
+iscsiadm -m node -T "$(tiqn rec)" -p "$(portal 1)" -o update -n node.startup -v manual
+
+target_create gone --luns 1 --no-multipath
+iscsi_login gone
+gone_sd=$(wait_lun_sds gone 1 1)
+gone_sid=$(target_sids gone)
+echo 5 >"/sys/class/iscsi_session/session$gone_sid/recovery_tmo"
+target_destroy gone
+wait_until 40 "/dev/$gone_sd to go transport-offline" \
+    grep -qx transport-offline "/sys/block/$gone_sd/device/state"
+
+target_create byhand --portals 2 --luns 1
+byhand_dm=$(connect_map byhand 1)
+byhand_wwn=$(lun_wwn byhand 1)
+for d in $(lun_sds byhand 1); do echo 1 >"/sys/block/$d/device/delete"; done
+wait_until 20 "the paths of $byhand_dm to go" \
+    sh -c "[ -z \"\$(ls /sys/block/$byhand_dm/slaves 2>/dev/null)\" ]"
+[ -e "/sys/block/$byhand_dm" ] || fail "multipathd removed $byhand_dm with its last path: no leftover map to test"
+log "leftovers made: idle session, manual record, transport-offline /dev/$gone_sd, map $byhand_dm with no path"
+
+# The live volume's writer: O_DIRECT writes of a pattern, over and over, during the cleanup.
+make_pattern "$LAB_STATE/live.pat" 4
+( for _ in $(seq 30); do dd if="$LAB_STATE/live.pat" of="/dev/$dm" bs=1M seek=8 oflag=direct status=none || exit 1; done ) &
+writer=$!
+
+before=$(dump_state 2>&1 | grep -v '^----' | md5sum)
+run_brick cleanup --json >/dev/null
+"$BRICK" cleanup --json >list.json 2>/dev/null || fail "brick cleanup (list) exited $?"
+kinds list.json >got.txt
+printf '%s\n' "disk $gone_sd" "map $byhand_dm" "node_record rec" "session byhand" "session byhand" "session idle" | sort >want.txt
+diff want.txt got.txt >&2 || fail "the listing is not exactly the leftovers"
+[ "$(dump_state 2>&1 | grep -v '^----' | md5sum)" = "$before" ] || fail "the listing changed the host"
+log "ok: the listing names exactly the leftovers and changes nothing"
+
+run_brick cleanup --apply
+[ "$BRICK_RC" = 0 ] || fail "brick cleanup --apply exited $BRICK_RC"
+"$BRICK" cleanup --json >list2.json 2>/dev/null || fail "second listing failed"
+kinds list2.json >got.txt
+printf '%s\n' "session gone" "wwid $byhand_wwn" | sort >want.txt
+diff want.txt got.txt >&2 || fail "after --apply, not exactly what its removals left over"
+run_brick cleanup --apply
+[ "$BRICK_RC" = 0 ] || fail "second brick cleanup --apply exited $BRICK_RC"
+"$BRICK" cleanup --json >list3.json 2>/dev/null
+[ -z "$(kinds list3.json)" ] || fail "still left over: $(kinds list3.json | tr '\n' ';')"
+
+for t in idle rec gone byhand; do assert_no_session "$t"; assert_no_node "$t"; done
+[ ! -e "/sys/block/$byhand_dm" ] || fail "map $byhand_dm remains"
+[ ! -e "/sys/block/$gone_sd" ] || fail "/dev/$gone_sd remains"
+grep -q "$byhand_wwn" /etc/multipath/wwids 2>/dev/null && fail "the wwids file still lists $byhand_wwn"
+log "ok: every leftover removed"
+
+wait "$writer" || fail "the live volume's writer failed during the cleanup"
+assert_lun_present live 1 2
+[ "$(target_sids live | count_lines)" = 2 ] || fail "a session of the live volume went"
+assert_dev_reads "$dm" "$LAB_STATE/live.pat" 8
+mv live.json props.json; mv live-di.json device_info.json
+disconnect_clean
+assert_backing_has live 1 "$LAB_STATE/live.pat" 8
