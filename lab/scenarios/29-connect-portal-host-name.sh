@@ -14,7 +14,7 @@ run_brick connect --single-path props.json
 "$BRICK" connect --single-path props.json >device_info.json 2>/dev/null || fail "second connect failed"
 iscsiadm -m session 2>/dev/null | grep -q "127.0.0.1:3260,1 $(tiqn hn)" ||
     fail "no session to 127.0.0.1:3260: $(iscsiadm -m session 2>&1)"
-iscsiadm -m node 2>/dev/null | grep -q "^127.0.0.1:3260,1 $(tiqn hn)" ||
+iscsiadm -m node 2>/dev/null | grep -q "^127.0.0.1:3260,[0-9]* $(tiqn hn)" ||
     fail "no node record at 127.0.0.1:3260: $(iscsiadm -m node 2>&1)"
 sd=$(lun_sds hn 1)
 [ -n "$sd" ] || fail "no disk of hn LUN 1"
