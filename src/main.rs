@@ -126,6 +126,11 @@ enum Command {
         /// Use one path only, trying the portals in turn.
         #[arg(long)]
         single_path: bool,
+        /// The open-iscsi interface for the sessions (os-brick's transport): default (TCP),
+        /// iser, or the name of an iface record (`iscsiadm -m iface`). Default: iser for a
+        /// `driver_volume_type: iser` volume, else default.
+        #[arg(long, value_name = "NAME")]
+        iface: Option<String>,
     },
     /// Make the host see a volume's new size after it grew; prints the size in bytes.
     Extend {
@@ -411,11 +416,16 @@ fn run(
             props,
             multipath,
             single_path,
+            iface,
         } => {
             let props = ConnectionProperties::from_json(&read_input(&props)?)?;
             let multipath = multipath || (!single_path && props.targets().len() > 1);
-            let c =
-                brick::connect_volume(host, &props, brick::ConnectOptions { multipath }, tuning)?;
+            let c = brick::connect_volume(
+                host,
+                &props,
+                brick::ConnectOptions { multipath, iface },
+                tuning,
+            )?;
             for f in &c.failed_paths {
                 say(&format!("brick: warning: path not attached: {f}"));
             }
@@ -577,9 +587,14 @@ fn print_tree(topo: &[brick::SessionTopology], out: &mut String) {
     }
     for s in topo {
         let host = s.scsi_host.map(|h| format!(" host{h}")).unwrap_or_default();
+        let iface = if s.session.iface == "default" {
+            String::new()
+        } else {
+            format!(" iface {}", s.session.iface)
+        };
         let _ = writeln!(
             out,
-            "session {} {} {},{} {} [{}]{host}",
+            "session {} {}{iface} {},{} {} [{}]{host}",
             s.session.id,
             s.session.transport,
             s.session.portal,

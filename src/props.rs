@@ -67,6 +67,9 @@ pub struct ConnectionProperties {
     /// Whether `target_portals` was given: without it, a multipath connect finds the volume's
     /// other portals by a sendtargets discovery on `target_portal`, as os-brick does.
     pub(crate) portals_listed: bool,
+    /// `driver_volume_type: iser` (a Cinder iSER driver): sessions on the `iser` interface
+    /// unless the caller names another.
+    pub(crate) iser: bool,
     /// `encrypted`: brick passes the device on; encryption is the caller's layer.
     pub(crate) encrypted: bool,
 }
@@ -94,12 +97,14 @@ impl ConnectionProperties {
         let mut obj = v
             .as_object()
             .ok_or_else(|| Error::invalid("connection properties", "expected a JSON object"))?;
+        let mut iser = false;
         if let Some(kind) = obj.get("driver_volume_type") {
             let kind = kind.as_str().unwrap_or_default();
-            if !kind.eq_ignore_ascii_case("iscsi") {
+            iser = kind.eq_ignore_ascii_case("iser");
+            if !kind.eq_ignore_ascii_case("iscsi") && !iser {
                 return Err(Error::invalid(
                     "driver_volume_type",
-                    format!("{kind:?} is not iscsi"),
+                    format!("{kind:?} is not iscsi (or iser)"),
                 ));
             }
             obj = obj.get("data").and_then(Value::as_object).ok_or_else(|| {
@@ -135,6 +140,7 @@ impl ConnectionProperties {
             discovered: opt_bool(obj, "target_discovered")?.unwrap_or(false),
             encrypted: opt_bool(obj, "encrypted")?.unwrap_or(false),
             portals_listed: obj.get("target_portals").is_some_and(|v| !v.is_null()),
+            iser,
         })
     }
 

@@ -18,8 +18,14 @@ const WWID2: &str = "naa.6001405deadbeef00020000000000000";
 const WWN2: &str = "36001405deadbeef00020000000000000";
 const P1: &str = "127.0.0.1:3260";
 const P2: &str = "127.0.0.2:3260";
-const MP: ConnectOptions = ConnectOptions { multipath: true };
-const SP: ConnectOptions = ConnectOptions { multipath: false };
+const MP: ConnectOptions = ConnectOptions {
+    multipath: true,
+    iface: None,
+};
+const SP: ConnectOptions = ConnectOptions {
+    multipath: false,
+    iface: None,
+};
 
 fn props(lun: u64, extra: &str) -> ConnectionProperties {
     ConnectionProperties::from_json(&format!(
@@ -872,4 +878,112 @@ fn without_udevd_a_leftover_udev_control_socket_does_not_hide_it() {
     std::fs::write(f.root().join("run/udev/control"), "").unwrap();
     let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
     assert_eq!(c.device_info.path.as_deref(), Some("/dev/dm-0"));
+}
+
+fn iface_opts(multipath: bool, iface: &str) -> ConnectOptions {
+    ConnectOptions {
+        multipath,
+        iface: Some(iface.to_string()),
+    }
+}
+
+#[test]
+fn iser_sessions_are_made_on_the_iser_interface_and_shown_so() {
+    let f = lab();
+    // A Cinder iSER driver says so in the connection_info; the caller names no interface.
+    let p = ConnectionProperties::from_json(&format!(
+        r#"{{"driver_volume_type":"iser","data":{{"target_portal":"{P1}","target_iqn":"{IQN}","target_lun":1}}}}"#
+    ))
+    .unwrap();
+    let c = connect_volume(&f.host(), &p, SP, &Tuning::default()).unwrap();
+    let rec = f.node_record(IQN, P1).unwrap();
+    assert!(rec.contains("iface.iscsi_ifacename = iser"), "{rec}");
+    assert!(rec.contains("iface.transport_name = iser"), "{rec}");
+    assert!(f
+        .calls()
+        .iter()
+        .any(|c| c.windows(2).any(|w| w == ["-I", "iser"])
+            && c.last().is_some_and(|l| l == "--login")));
+    let s = &brick::inspect(&f.host()).unwrap()[0].session;
+    assert_eq!((s.transport.as_str(), s.iface.as_str()), ("iser", "iser"));
+    disconnect_volume(
+        &f.host(),
+        &p,
+        Some(&c.device_info),
+        DisconnectOptions::default(),
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert_host_as_before(&f);
+}
+
+#[test]
+fn a_session_on_another_interface_is_not_reused() {
+    let f = lab();
+    // A TCP session to the target exists (another attach); an iSER connect makes its own.
+    connect_volume(&f.host(), &single_props(2), SP, &Tuning::default()).unwrap();
+    connect_volume(
+        &f.host(),
+        &single_props(1),
+        iface_opts(false, "iser"),
+        &Tuning::default(),
+    )
+    .unwrap();
+    let sessions: Vec<(String, String)> = brick::inspect(&f.host())
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.session.transport, t.session.iface))
+        .collect();
+    assert_eq!(
+        sessions,
+        [
+            ("tcp".into(), "default".into()),
+            ("iser".into(), "iser".into())
+        ]
+    );
+}
+
+#[test]
+fn an_iface_record_gives_its_settings_to_the_node_record() {
+    let f = lab();
+    let dir = f.root().join("etc/iscsi/ifaces");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("storage-net"),
+        "iface.iscsi_ifacename = storage-net\niface.net_ifacename = eth1\niface.transport_name = tcp\n",
+    )
+    .unwrap();
+    connect_volume(
+        &f.host(),
+        &single_props(1),
+        iface_opts(false, "storage-net"),
+        &Tuning::default(),
+    )
+    .unwrap();
+    let rec = f.node_record(IQN, P1).unwrap();
+    for line in [
+        "iface.iscsi_ifacename = storage-net",
+        "iface.net_ifacename = eth1",
+        "iface.transport_name = tcp",
+    ] {
+        assert!(rec.contains(line), "{line} missing from {rec}");
+    }
+    assert!(!rec.contains("iface.iscsi_ifacename = default"), "{rec}");
+}
+
+#[test]
+fn an_unknown_iface_is_bad_input_before_anything_changes() {
+    let f = lab();
+    for name in ["nosuch", "../ifaces/x"] {
+        let e = connect_volume(
+            &f.host(),
+            &single_props(1),
+            iface_opts(true, name),
+            &Tuning::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.field(), Some("iface"), "{e}");
+    }
+    assert!(f.calls().is_empty() && f.discoveries().is_empty());
+    assert_host_as_before(&f);
 }

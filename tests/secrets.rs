@@ -12,7 +12,10 @@ const IQN: &str = "iqn.2003-01.org.linux-iscsi.lab:tgt1";
 const WWID1: &str = "naa.6001405deadbeef00010000000000000";
 const P1: &str = "127.0.0.1:3260";
 const P2: &str = "127.0.0.2:3260";
-const MP: ConnectOptions = ConnectOptions { multipath: true };
+const MP: ConnectOptions = ConnectOptions {
+    multipath: true,
+    iface: None,
+};
 
 #[test]
 fn chap_secrets_never_reach_a_connects_debug_logs_or_its_result() {

@@ -65,8 +65,15 @@ fn handle(host: &Host, tuning: &Tuning, req: &Value) -> Value {
                 .as_bool()
                 .unwrap_or(props.targets().len() > 1);
             let t0 = Instant::now();
-            let r =
-                brick::connect_volume(host, &props, brick::ConnectOptions { multipath }, tuning);
+            let r = brick::connect_volume(
+                host,
+                &props,
+                brick::ConnectOptions {
+                    multipath,
+                    iface: None,
+                },
+                tuning,
+            );
             let secs = t0.elapsed().as_secs_f64();
             match r {
                 Ok(c) => json!({

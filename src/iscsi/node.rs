@@ -85,8 +85,9 @@ pub fn delete(host: &Host, iqn: &Iqn, portal: &Portal) -> Result<bool> {
     Ok(found)
 }
 
-/// Creates the node record of `iqn` at `portal` on the default interface, with `keys` (name,
-/// value) set in it, as `iscsiadm -m node -T IQN -p PORTAL --interface default --op new` followed
+/// Creates the node record of `iqn` at `portal`, with `keys` (name, value) set in it (the
+/// interface's `iface.*` keys among them; `default` and `tcp` when they are not), as
+/// `iscsiadm -m node -T IQN -p PORTAL --interface IFACE --op new` followed
 /// by updates would: the `node.*` settings of `iscsid.conf` (the administrator's defaults), then
 /// the record's identity, then `keys`, each overriding what came before (iscsiadm reads a record
 /// over its built-in defaults, a later line winning). Like iscsiadm without a portal group tag, it
@@ -100,14 +101,12 @@ pub fn create(host: &Host, iqn: &Iqn, portal: &Portal, keys: &[(&str, &str)]) ->
     };
     let address = portal.address();
     let port = portal.port.to_string();
-    let identity: [(&str, &str); 7] = [
+    let identity: [(&str, &str); 5] = [
         ("node.name", iqn.as_str()),
         ("node.tpgt", "-1"),
         ("node.discovery_type", "static"),
         ("node.conn[0].address", &address),
         ("node.conn[0].port", &port),
-        ("iface.iscsi_ifacename", "default"),
-        ("iface.transport_name", "tcp"),
     ];
     let mine: Vec<&str> = identity.iter().chain(keys).map(|(k, _)| *k).collect();
     let mut text = String::from("# BEGIN RECORD (written by brick)\n");
@@ -120,7 +119,13 @@ pub fn create(host: &Host, iqn: &Iqn, portal: &Portal, keys: &[(&str, &str)]) ->
             text.push_str(&format!("{k} = {}\n", v.trim()));
         }
     }
-    for (k, v) in identity.iter().chain(keys) {
+    let no_iface = !keys.iter().any(|(k, _)| *k == "iface.iscsi_ifacename");
+    let default_iface = [
+        ("iface.iscsi_ifacename", "default"),
+        ("iface.transport_name", "tcp"),
+    ];
+    let iface: &[(&str, &str)] = if no_iface { &default_iface } else { &[] };
+    for (k, v) in identity.iter().chain(iface).chain(keys) {
         text.push_str(&format!("{k} = {v}\n"));
     }
     text.push_str("# END RECORD\n");

@@ -11,6 +11,8 @@ pub struct Session {
     pub id: SessionId,
     /// The transport (`tcp`, `iser`, ...).
     pub transport: String,
+    /// The open-iscsi interface it was made on (`default`, `iser`, or an iface record's name).
+    pub iface: String,
     /// The target portal (address and port) the session is connected to.
     pub portal: Portal,
     /// The target portal group tag.

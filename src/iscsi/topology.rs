@@ -122,12 +122,17 @@ fn read_session(
     let transport = match scsi_host_of(host, id)? {
         Some(h) => host
             .read_attr_opt(&host.sys(format!("class/scsi_host/host{h}/proc_name")))?
-            .map(|n| n.strip_prefix("iscsi_").unwrap_or(&n).to_string()),
+            .map(|n| crate::iscsi::iface::transport_of_driver(&n)),
         None => None,
     };
+    let iface = host
+        .read_attr_opt(&dir.join("ifacename"))?
+        .filter(|n| !n.is_empty() && n != "<NULL>")
+        .unwrap_or_else(|| "default".into());
     Ok(Some(Session {
         id,
         transport: transport.unwrap_or_else(|| "tcp".into()),
+        iface,
         portal: crate::types::Portal { ip, port },
         tpgt,
         iqn,
@@ -150,6 +155,21 @@ pub fn find_session(
     Ok(sessions_to(host, Some(iqn))?
         .into_iter()
         .find(|s| &s.portal == portal)
+        .map(|s| s.id))
+}
+
+/// Like [`find_session`], among the sessions made on interface `iface` only: a session of the
+/// same target and portal on another interface (another network path, or TCP where iSER was
+/// asked for) is not this connect's to reuse.
+pub fn find_session_on(
+    host: &Host,
+    iqn: &crate::types::Iqn,
+    portal: &crate::types::Portal,
+    iface: &str,
+) -> Result<Option<SessionId>> {
+    Ok(sessions_to(host, Some(iqn))?
+        .into_iter()
+        .find(|s| &s.portal == portal && s.iface == iface)
         .map(|s| s.id))
 }
 

@@ -44,7 +44,7 @@ impl FakeRunner {
                     "",
                 ))
             }
-            ["iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--login"] => {
+            ["iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "-I", iface, "--login"] => {
                 let Ok(p) = portal.parse::<Portal>() else {
                     return Ok(Output::exit(7, "", "bad portal"));
                 };
@@ -55,9 +55,20 @@ impl FakeRunner {
                     .flatten()
                     .find(|e| is_record_of(&e.file_name().to_string_lossy(), &p))
                     .and_then(|e| record_text(&e.path()));
-                let Some(record) = record else {
+                // A record is on the interface it names (a discovery's, with no name, on default).
+                let on = |r: &str, k: &str| {
+                    r.lines().find_map(|l| {
+                        l.split_once('=')
+                            .filter(|(a, _)| a.trim() == k)
+                            .map(|(_, v)| v.trim().to_string())
+                    })
+                };
+                let Some(record) = record.filter(|r| {
+                    on(r, "iface.iscsi_ifacename").unwrap_or_else(|| "default".into()) == *iface
+                }) else {
                     return Ok(Output::exit(21, "", "iscsiadm: No records found\n"));
                 };
+                let transport = on(&record, "iface.transport_name").unwrap_or_else(|| "tcp".into());
                 let Some(t) = w
                     .targets
                     .iter()
@@ -95,15 +106,18 @@ impl FakeRunner {
                         ));
                     }
                 }
-                if w.sessions.values().any(|s| s.1 == *portal && s.2 == *iqn) {
+                let same = |id: &u32, s: &(u32, String, String, u32)| {
+                    s.1 == *portal && s.2 == *iqn && session_iface(&self.root, *id) == *iface
+                };
+                if w.sessions.iter().any(|(id, s)| same(id, s)) {
                     return Ok(Output::exit(15, "", "iscsiadm: session exists\n"));
                 }
                 let id = w.sessions.keys().max().map_or(1, |m| m + 1);
-                add_session(&self.root, w, id, portal, iqn);
+                add_session_on(&self.root, w, id, portal, iqn, iface, &transport);
                 Ok(Output::exit(
                     0,
                     &format!(
-                        "Login to [iface: default, target: {iqn}, portal: {portal}] successful.\n"
+                        "Login to [iface: {iface}, target: {iqn}, portal: {portal}] successful.\n"
                     ),
                     "",
                 ))

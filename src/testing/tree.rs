@@ -4,6 +4,27 @@
 use super::*;
 
 pub(super) fn add_session(root: &Path, w: &mut World, id: u32, portal: &str, iqn: &str) {
+    add_session_on(root, w, id, portal, iqn, "default", "tcp")
+}
+
+/// The interface session `id` was made on (its `ifacename`).
+pub(super) fn session_iface(root: &Path, id: u32) -> String {
+    fs::read_to_string(root.join(format!("sys/class/iscsi_session/session{id}/ifacename")))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "default".into())
+}
+
+/// Adds session `id` made on interface `iface` with `transport` (`tcp`: driver `iscsi_tcp`;
+/// `iser`: `ib_iser`).
+pub(super) fn add_session_on(
+    root: &Path,
+    w: &mut World,
+    id: u32,
+    portal: &str,
+    iqn: &str,
+    iface: &str,
+    transport: &str,
+) {
     let hostno = id + 5;
     let sys = root.join("sys");
     let hostdir = sys.join(format!("devices/platform/host{hostno}"));
@@ -13,6 +34,7 @@ pub(super) fn add_session(root: &Path, w: &mut World, id: u32, portal: &str, iqn
     write(&cls.join("tpgt"), "1\n");
     write(&cls.join("state"), "LOGGED_IN\n");
     write(&cls.join("recovery_tmo"), "120\n");
+    write(&cls.join("ifacename"), &format!("{iface}\n"));
     rel_link(&sdir, &cls.join("device"));
     rel_link(&cls, &sys.join(format!("class/iscsi_session/session{id}")));
     let p: Portal = portal.parse().expect("a portal");
@@ -26,7 +48,12 @@ pub(super) fn add_session(root: &Path, w: &mut World, id: u32, portal: &str, iqn
     write(&conn.join("persistent_port"), &format!("{}\n", p.port));
     let sh = hostdir.join(format!("scsi_host/host{hostno}"));
     write(&sh.join("scan"), "");
-    write(&sh.join("proc_name"), "iscsi_tcp\n");
+    let driver = match transport {
+        "tcp" => "iscsi_tcp".to_string(),
+        "iser" => "ib_iser".to_string(),
+        other => other.to_string(),
+    };
+    write(&sh.join("proc_name"), &format!("{driver}\n"));
     rel_link(&sh, &sys.join(format!("class/scsi_host/host{hostno}")));
     w.sessions
         .insert(id, (hostno, portal.to_string(), iqn.to_string(), 1));

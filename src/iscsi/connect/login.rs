@@ -5,6 +5,7 @@ use tracing::info;
 
 use crate::error::PathError;
 use crate::host::{Cmd, Host};
+use crate::iscsi::iface::Iface;
 use crate::iscsi::{adm, node, topology};
 use crate::props::{ConnectionProperties, Target};
 use crate::tuning::Tuning;
@@ -22,6 +23,7 @@ pub(super) fn login(
     host: &Host,
     props: &ConnectionProperties,
     t: &Target,
+    iface: &Iface,
     tuning: &Tuning,
     created: &mut Created,
 ) -> std::result::Result<SessionId, PathError> {
@@ -46,6 +48,8 @@ pub(super) fn login(
         }
         None => keys.push(("node.session.auth.authmethod", "None")),
     }
+    let iface_keys = iface.record_keys();
+    keys.extend(iface_keys.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     if adm::node_exists(host, &t.iqn, &t.portal).map_err(PathError::host)? {
         node::set(host, &t.iqn, &t.portal, &keys).map_err(PathError::host)?;
     } else {
@@ -61,6 +65,8 @@ pub(super) fn login(
             t.iqn.as_str(),
             "-p",
             &t.portal.to_string(),
+            "-I",
+            &iface.name,
             "--login",
         ])
         .timeout(tuning.login_deadline);
@@ -69,7 +75,8 @@ pub(super) fn login(
         host.run(&cmd)
     };
     // Whatever happened, a session may exist now: note it, so a failure removes it.
-    let sid = topology::find_session(host, &t.iqn, &t.portal).map_err(PathError::host)?;
+    let sid =
+        topology::find_session_on(host, &t.iqn, &t.portal, &iface.name).map_err(PathError::host)?;
     created.session = sid;
     let out = outcome.map_err(PathError::host)?;
     match (out.code, sid) {

@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::error::{Error, PathError, PathFailure, Result};
 use crate::host::Host;
+use crate::iscsi::iface::Iface;
 use crate::iscsi::session::target_lock_name;
 use crate::iscsi::topology;
 use crate::multipath::{self, DmMap};
@@ -31,11 +32,15 @@ use crate::types::SessionId;
 use crate::types::{Iqn, Portal};
 
 /// How to connect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnectOptions {
     /// Log in to every portal and wait for the multipath map; without it, portals are tried in
     /// turn until one works and the volume is the bare disk.
     pub multipath: bool,
+    /// The open-iscsi interface to make sessions on (os-brick's `transport`): `default` (TCP),
+    /// `iser`, or an iface record's name. `None`: `iser` for a `driver_volume_type: iser`
+    /// volume, else `default`.
+    pub iface: Option<String>,
 }
 
 /// A connected volume.
@@ -91,6 +96,12 @@ pub fn connect_volume(
     opts: ConnectOptions,
     tuning: &Tuning,
 ) -> Result<Connected> {
+    // The interface first: a bad one is bad input, before anything changes.
+    let iface = match opts.iface.as_deref() {
+        Some(name) => Iface::named(host, name)?,
+        None if props.iser => Iface::named(host, "iser")?,
+        None => Iface::default(),
+    };
     let span = tracing::info_span!("connect", volume = %props.label(), multipath = opts.multipath);
     let _enter = span.enter();
     // 0. A multipath connect needs multipathd: without it no map can come, so say so before
@@ -139,7 +150,7 @@ pub fn connect_volume(
             host,
             props,
             tuning,
-            attempts: attach_paths(host, props, opts, tuning),
+            attempts: attach_paths(host, props, &opts, &iface, tuning),
             wwid: None,
             map: None,
             registered: false,
@@ -373,15 +384,18 @@ fn up_paths(attempts: &[PathAttempt]) -> Vec<String> {
 fn attach_paths(
     host: &Host,
     props: &ConnectionProperties,
-    opts: ConnectOptions,
+    opts: &ConnectOptions,
+    iface: &Iface,
     tuning: &Tuning,
 ) -> Vec<PathAttempt> {
     if opts.multipath {
-        return crate::par::par_map(&props.targets, |t| connect_path(host, props, t, tuning));
+        return crate::par::par_map(&props.targets, |t| {
+            connect_path(host, props, t, iface, tuning)
+        });
     }
     let mut attempts = Vec::new();
     for t in &props.targets {
-        let a = connect_path(host, props, t, tuning);
+        let a = connect_path(host, props, t, iface, tuning);
         let done = a.result.is_ok();
         attempts.push(a);
         if done {
@@ -395,10 +409,11 @@ fn connect_path(
     host: &Host,
     props: &ConnectionProperties,
     target: &Target,
+    iface: &Iface,
     tuning: &Tuning,
 ) -> PathAttempt {
     let mut created = Created::default();
-    let result = attach_path(host, props, target, tuning, &mut created);
+    let result = attach_path(host, props, target, iface, tuning, &mut created);
     PathAttempt {
         target: target.clone(),
         created,
@@ -410,12 +425,13 @@ fn attach_path(
     host: &Host,
     props: &ConnectionProperties,
     t: &Target,
+    iface: &Iface,
     tuning: &Tuning,
     created: &mut Created,
 ) -> std::result::Result<(SessionId, ScsiDisk), PathError> {
     let span = tracing::debug_span!("path", portal = %t.portal, iqn = %t.iqn, lun = %t.lun);
     let _enter = span.enter();
-    let lun = lun_under_lock(host, props, t, tuning, created)?;
+    let lun = lun_under_lock(host, props, t, iface, tuning, created)?;
     let disk = wait_for_disk(host, lun.session, t, lun.deadline, tuning)?;
     // A disk that was there before this connect (another attach of the same volume) is not ours
     // to remove if the connect fails; one we scanned, or found on a session we made, is.
@@ -441,18 +457,21 @@ fn lun_under_lock(
     host: &Host,
     props: &ConnectionProperties,
     t: &Target,
+    iface: &Iface,
     tuning: &Tuning,
     created: &mut Created,
 ) -> std::result::Result<LunOnSession, PathError> {
     let _lock = host
         .lock(&target_lock_name(&t.iqn, &t.portal))
         .map_err(PathError::host)?;
-    let session = match topology::find_session(host, &t.iqn, &t.portal).map_err(PathError::host)? {
+    let session = match topology::find_session_on(host, &t.iqn, &t.portal, &iface.name)
+        .map_err(PathError::host)?
+    {
         Some(sid) => {
             debug!(session = %sid, "reusing session");
             sid
         }
-        None => login(host, props, t, tuning, created)?,
+        None => login(host, props, t, iface, tuning, created)?,
     };
     // The device deadline counts from the session, not from the wait for the lock or the login.
     let deadline = host.time().now() + tuning.device_deadline;
