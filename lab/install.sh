@@ -3,7 +3,8 @@
 # everything is present it only checks (well under a second) and prints one line.
 #   Debian: qemu-system-x86 linux-image-amd64 open-iscsi multipath-tools iproute2 kmod
 #           busybox-static (virtme-ng needs a static busybox for its initramfs; it replaces the
-#           dynamic busybox package), the shell linter that `make check` runs on the lab, and
+#           dynamic busybox package), the shell linter that `make check` runs on the lab, strace
+#           (scenario 71 counts the processes a disconnect starts), and
 #           util-linux/coreutils tools that are always there.
 #   PyPI:   virtme-ng 1.42 (provides vng; the version the lab was proven with), when vng is not
 #           on PATH.
@@ -14,7 +15,7 @@ set -euo pipefail
 say() { printf 'lab/install: %s\n' "$*" >&2; }
 [ "$(id -u)" = 0 ] || { say "run as root"; exit 1; }
 
-pkgs=(qemu-system-x86 linux-image-amd64 open-iscsi multipath-tools iproute2 kmod busybox-static shellcheck)
+pkgs=(qemu-system-x86 linux-image-amd64 open-iscsi multipath-tools iproute2 kmod busybox-static shellcheck strace)
 missing=()
 for p in "${pkgs[@]}"; do
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

@@ -1067,3 +1067,35 @@ fn forced_disconnect_tells_multipathd_to_stop_queueing_too() {
         f.multipathd_cmds()
     );
 }
+
+#[test]
+fn where_iscsid_answers_a_disconnect_runs_no_iscsiadm() {
+    let f = FakeHost::new();
+    f.iscsid_answers();
+    f.session(1, P1, IQN)
+        .session(2, P2, IQN)
+        .disk(1, 1, "sda", WWID1)
+        .disk(2, 1, "sdb", WWID1)
+        .map("dm-0", &["sda", "sdb"]);
+    let r = disconnect_volume(
+        &f.host(),
+        &multi(1),
+        None,
+        DisconnectOptions::default(),
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert!(r.clean(), "{r:?}");
+    assert!(f.session_ids().is_empty());
+    assert!(f.calls().is_empty(), "processes: {:?}", f.calls());
+    let logouts: Vec<String> = f
+        .events()
+        .into_iter()
+        .filter(|e| e.contains("logout"))
+        .collect();
+    assert_eq!(logouts.len(), 2, "{logouts:?}");
+    assert!(
+        logouts.iter().all(|e| e.starts_with("iscsid logout")),
+        "{logouts:?}"
+    );
+}

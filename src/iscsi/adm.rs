@@ -5,11 +5,31 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::host::{Cmd, Host};
+use crate::iscsi::iscsid::Logout;
 use crate::iscsi::session::ISCSI_ERR_NO_OBJS_FOUND;
 use crate::types::{Iqn, Portal};
 
-/// Logs out of session `id`. A session that is already gone is not an error.
+/// Logs out of session `id`. A session that is already gone is not an error. Through iscsid's
+/// management socket where the installed open-iscsi's request layout is known (no process),
+/// else with iscsiadm.
 pub fn logout_session(host: &Host, id: crate::types::SessionId, timeout: Duration) -> Result<()> {
+    match crate::iscsi::iscsid::client(host).logout(id, timeout) {
+        Logout::Done => {
+            tracing::debug!(session = %id, "logged out through iscsid");
+            return Ok(());
+        }
+        Logout::Refused(code) => {
+            return Err(Error::CommandFailed {
+                cmd: format!("iscsid: logout of session {id}"),
+                code: Some(code),
+                detail: "iscsid refused it (the code is iscsiadm's exit code for the same error)"
+                    .into(),
+            })
+        }
+        Logout::Unavailable(why) => {
+            tracing::debug!(session = %id, why, "logging out with iscsiadm");
+        }
+    }
     let cmd = Cmd::new("iscsiadm")
         .args(["-m", "session", "-r", &id.to_string(), "--logout"])
         .timeout(timeout);

@@ -5,6 +5,7 @@ pub(crate) mod cleanup;
 pub(crate) mod connect;
 pub(crate) mod disconnect;
 pub(crate) mod iface;
+pub(crate) mod iscsid;
 pub(crate) mod node;
 pub(crate) mod sendtargets;
 pub(crate) mod session;

@@ -182,3 +182,22 @@ impl Runner for FakeRunner {
         self.default_response(&mut w, &argv)
     }
 }
+
+/// The fake iscsid's management socket: logouts, when the test says iscsid answers.
+pub(super) struct FakeIscsid {
+    pub(super) root: PathBuf,
+    pub(super) world: Arc<Mutex<World>>,
+}
+
+impl crate::iscsi::iscsid::Iscsid for FakeIscsid {
+    fn logout(&self, sid: SessionId, _timeout: Duration) -> crate::iscsi::iscsid::Logout {
+        use crate::iscsi::iscsid::Logout;
+        let mut w = lock(&self.world);
+        if !w.iscsid_answers {
+            return Logout::Unavailable("fake host: iscsid's socket is not faked".into());
+        }
+        w.events.push(format!("iscsid logout {sid}"));
+        remove_session(&self.root, &mut w, sid.0);
+        Logout::Done
+    }
+}

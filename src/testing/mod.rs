@@ -71,6 +71,8 @@ struct World {
     auto_multipath: bool,
     /// multipathd does not answer on its socket.
     multipathd_down: bool,
+    /// iscsid answers logouts on its management socket (else brick falls back to iscsiadm).
+    iscsid_answers: bool,
     /// Paths multipathd calls active whatever their state in sysfs.
     multipathd_active: Vec<String>,
     /// multipathd takes paths but builds no map (it cannot get their WWID: no udev).
@@ -219,6 +221,10 @@ impl FakeHost {
                 world: self.world.clone(),
             })
                 as Arc<dyn crate::iscsi::sendtargets::SendTargets>)
+            .with_service(Arc::new(FakeIscsid {
+                root: root.to_path_buf(),
+                world: self.world.clone(),
+            }) as Arc<dyn crate::iscsi::iscsid::Iscsid>)
             .run_dir(root.join("run/brick"))
             .proc_root(root.join("proc"))
             .multipath_dir(root.join("etc/multipath"))
@@ -297,6 +303,13 @@ impl FakeHost {
         let text = fs::read_to_string(&rec).expect("a node record");
         let text = crate::iscsi::node::set_keys(&text, &[("node.startup", value)]);
         write(&rec, &text);
+        self
+    }
+
+    /// iscsid answers logouts on its management socket, as on a host whose open-iscsi release
+    /// brick knows: a disconnect then starts no iscsiadm.
+    pub fn iscsid_answers(&self) -> &Self {
+        lock(&self.world).iscsid_answers = true;
         self
     }
 
