@@ -62,6 +62,29 @@ impl DmMap {
     }
 }
 
+/// The multipath map of `wwid` that holds one of `paths`, read from those paths' holders only
+/// (a host may have hundreds of maps; a wait polls this). `None` when none of them is in it.
+pub fn map_holding(host: &Host, wwid: &Wwid, paths: &[String]) -> Result<Option<DmMap>> {
+    let uuid = wwid.mpath_uuid();
+    for p in paths {
+        let holders = match host.list(&host.sys(format!("block/{p}/holders"))) {
+            Ok(h) => h,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for dev in holders.into_iter().filter(|h| h.starts_with("dm-")) {
+            let attr = host.sys(format!("block/{dev}/dm/uuid"));
+            if host.read_dm_attr(&attr)?.as_deref() != Some(uuid.as_str()) {
+                continue;
+            }
+            if let Some(m) = DmMap::read(host, &dev)?.filter(|m| m.is_multipath_of(wwid)) {
+                return Ok(Some(m));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// The multipath maps of `wwid` (normally none or one).
 pub fn maps_of(host: &Host, wwid: &Wwid) -> Result<Vec<DmMap>> {
     // Each map's uuid first: the rest is read only for the one that matches.
@@ -488,6 +511,34 @@ mod tests {
 
     fn wwid(s: &str) -> Wwid {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_map_holding_a_path_is_found_from_its_holders() {
+        let f = FakeHost::new();
+        f.session(1, "127.0.0.1:3260", "iqn.2003-01.org.linux-iscsi.lab:t")
+            .disk(1, 1, "sda", "naa.6001405deadbeef00010000000000000")
+            .disk(1, 2, "sdb", "naa.6001405deadbeef00010000000000000")
+            .disk(1, 3, "sdc", "naa.6001405deadbeef00020000000000000")
+            .map("dm-0", &["sda", "sdb"])
+            .map("dm-1", &["sdc"]);
+        let host = f.host();
+        let w1 = wwid("36001405deadbeef00010000000000000");
+        let w2 = wwid("36001405deadbeef00020000000000000");
+        let paths = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let m = map_holding(&host, &w1, &paths(&["sdx", "sdb"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.dev, "dm-0");
+        assert!(map_holding(&host, &w1, &paths(&["sdc"])).unwrap().is_none());
+        assert!(map_holding(&host, &w2, &paths(&["sda"])).unwrap().is_none());
+        assert_eq!(
+            map_holding(&host, &w2, &paths(&["sdc"]))
+                .unwrap()
+                .unwrap()
+                .dev,
+            "dm-1"
+        );
     }
 
     #[test]

@@ -44,6 +44,33 @@ pub fn session_disks(host: &Host, id: SessionId) -> Result<Vec<ScsiDisk>> {
     )
 }
 
+/// The disk at LUN `lun` of session `id`, reading that LUN's folder only (a session may carry
+/// hundreds of LUNs; a wait polls this): `None` while it has no block device yet.
+pub fn disk_at_lun(host: &Host, id: SessionId, lun: crate::types::Lun) -> Result<Option<ScsiDisk>> {
+    let dir = host.sys(format!("class/iscsi_session/session{id}/device"));
+    for t in host
+        .list(&dir)?
+        .into_iter()
+        .filter(|n| n.starts_with("target"))
+    {
+        // targetH:C:T holds H:C:T:L for each LUN.
+        let at = format!("{}:{lun}", &t["target".len()..]);
+        let ldir = dir.join(&t).join(&at);
+        let Ok(address) = at.parse::<crate::types::ScsiAddress>() else {
+            continue;
+        };
+        let block = match host.list(&ldir.join("block")) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(name) = block.into_iter().next() {
+            return Ok(Some(ScsiDisk::read(host, &name, address)?));
+        }
+    }
+    Ok(None)
+}
+
 /// Every SCSI address of session `id`, with its block device name when it has one.
 pub fn session_addresses(
     host: &Host,
@@ -248,4 +275,32 @@ pub fn disks_with_wwid(
         found.push((session, disk));
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FakeHost;
+    use crate::types::Lun;
+
+    #[test]
+    fn the_disk_at_one_lun_of_a_session() {
+        let f = FakeHost::new();
+        f.session(1, "127.0.0.1:3260", "iqn.2003-01.org.linux-iscsi.lab:t")
+            .disk(1, 1, "sda", "naa.6001405deadbeef00010000000000000")
+            .disk(1, 2, "sdb", "naa.6001405deadbeef00020000000000000")
+            .disk(1, 12, "sdc", "naa.6001405deadbeef00030000000000000");
+        let host = f.host();
+        let d = disk_at_lun(&host, SessionId(1), Lun(2)).unwrap().unwrap();
+        assert_eq!((d.name.as_str(), d.address.lun), ("sdb", Lun(2)));
+        assert_eq!(
+            disk_at_lun(&host, SessionId(1), Lun(12))
+                .unwrap()
+                .unwrap()
+                .name,
+            "sdc"
+        );
+        assert!(disk_at_lun(&host, SessionId(1), Lun(9)).unwrap().is_none());
+        assert!(disk_at_lun(&host, SessionId(1), Lun(0)).unwrap().is_none());
+    }
 }

@@ -134,9 +134,16 @@ pub(super) fn wait_for_map(
         start,
         Some(tuning.map_deadline),
     );
+    // Each poll reads the paths' holders only; every second, every map of the host, for a map
+    // multipathd built from a disk of the WWID that is not one of these paths.
+    let mut full_scan_at = start;
     loop {
-        let map = multipath::maps_of(host, wwid)?.into_iter().next();
         let now = host.time().now();
+        let mut map = multipath::map_holding(host, wwid, paths)?;
+        if map.is_none() && now >= full_scan_at {
+            map = multipath::maps_of(host, wwid)?.into_iter().next();
+            full_scan_at = now + Duration::from_secs(1);
+        }
         progress.tick(now);
         if let Some(m) = &map {
             if paths.iter().all(|p| m.slaves.contains(p)) {

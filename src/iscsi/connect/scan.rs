@@ -162,11 +162,8 @@ pub(super) fn wait_for_disk(
     );
     loop {
         progress.tick(host.time().now());
-        let disks = topology::session_disks(host, sid).map_err(PathError::host)?;
-        if let Some(d) = disks
-            .into_iter()
-            .find(|d| d.address.lun == t.lun && d.wwid.is_some())
-        {
+        let disk = topology::disk_at_lun(host, sid, t.lun).map_err(PathError::host)?;
+        if let Some(d) = disk.filter(|d| d.wwid.is_some()) {
             return Ok(d);
         }
         if host.time().now() >= deadline {
