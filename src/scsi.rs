@@ -334,6 +334,7 @@ pub fn set_offline(host: &Host, name: &str, timeout: Duration) -> Result<(), Dis
 pub fn wait_gone(host: &Host, names: &[String], deadline: Instant) -> Vec<String> {
     let mut pause = Pause::new(Duration::from_millis(5), Duration::from_millis(100));
     let start = host.time().now();
+    let watch = host.watch_uevents();
     let mut progress = crate::time::Progress::new(
         format!("the kernel to drop {}", names.join(", ")),
         start,
@@ -345,7 +346,7 @@ pub fn wait_gone(host: &Host, names: &[String], deadline: Instant) -> Vec<String
         if left.is_empty() || host.time().now() >= deadline {
             return left;
         }
-        host.time().sleep(pause.take());
+        host.pause(watch.as_ref(), pause.take());
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod cmd;
 pub mod kernel;
 pub mod multipathd;
+pub mod uevent;
 
 use std::fs;
 use std::io;
@@ -18,6 +19,7 @@ pub use crate::time::{Clock, FakeClock, SystemClock};
 pub use cmd::{Cmd, CmdError, Output, Runner, SystemRunner};
 pub use kernel::{DmRequest, Kernel, KernelError, RealKernel};
 pub use multipathd::{Multipathd, MultipathdError, SocketMultipathd};
+pub use uevent::UeventWatch;
 
 /// A failure at the host boundary: a file of sysfs, /dev, the open-iscsi configuration or the
 /// run folder that could not be read, written or locked, with its path. The crate's
@@ -335,6 +337,25 @@ impl Host {
     /// The clock.
     pub fn time(&self) -> &dyn Clock {
         &*self.clock
+    }
+
+    /// A subscription to the kernel's uevents, for a wait to wake up on (see [`Host::pause`]):
+    /// only on a host whose sysfs is this machine's (a fake tree's changes make none).
+    pub fn watch_uevents(&self) -> Option<UeventWatch> {
+        (self.sysfs == Path::new("/sys"))
+            .then(UeventWatch::new)
+            .flatten()
+    }
+
+    /// One pause of a wait: until the kernel announces a change (when `watch` is given) or `d`
+    /// passes, whichever comes first; on the host's clock otherwise.
+    pub fn pause(&self, watch: Option<&UeventWatch>, d: Duration) {
+        match watch {
+            Some(w) => {
+                w.wait(d);
+            }
+            None => self.clock.sleep(d),
+        }
     }
 
     /// Reads a sysfs attribute (or any small text file), trimmed of trailing white space.

@@ -137,6 +137,7 @@ pub(super) fn wait_for_map(
     // Each poll reads the paths' holders only; every second, every map of the host, for a map
     // multipathd built from a disk of the WWID that is not one of these paths.
     let mut full_scan_at = start;
+    let watch = host.watch_uevents();
     loop {
         let now = host.time().now();
         let mut map = multipath::map_holding(host, wwid, paths)?;
@@ -172,6 +173,6 @@ pub(super) fn wait_for_map(
         } else if now >= deadline {
             return Ok(None);
         }
-        host.time().sleep(pause.take());
+        host.pause(watch.as_ref(), pause.take());
     }
 }

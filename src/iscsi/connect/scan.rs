@@ -155,6 +155,8 @@ pub(super) fn wait_for_disk(
 ) -> std::result::Result<ScsiDisk, PathError> {
     let mut pause = Pause::new(Duration::from_millis(5), Duration::from_millis(50));
     let start = host.time().now();
+    // Subscribed before the first look: a disk that shows after it wakes the wait at once.
+    let watch = host.watch_uevents();
     let mut progress = Progress::new(
         format!("the disk of LUN {} on session {sid}", t.lun),
         start,
@@ -172,6 +174,6 @@ pub(super) fn wait_for_disk(
                 t.lun, tuning.device_deadline
             )));
         }
-        host.time().sleep(pause.take());
+        host.pause(watch.as_ref(), pause.take());
     }
 }
