@@ -4,7 +4,8 @@
 #     whose LUN is no longer mapped to us), and a node record set to manual startup with no
 #     session (os-brick sets manual before its logout; killed before it deletes the record);
 #   - a target deleted under a live session: its disk goes transport-offline (recovery_tmo 5 s);
-#   - a map whose paths were deleted by hand (echo 1 > device/delete), its sessions then idle.
+#   - a map whose paths were deleted by hand (echo 1 > device/delete) while it was open, its
+#     sessions then idle.
 # A listing must name exactly those and change nothing; --apply must remove exactly them (a
 # second pass takes what the first one's removals left over: the dead disk's session, the
 # map's WWID); the live volume keeps its map, paths, sessions and every byte its writer wrote.
@@ -49,10 +50,16 @@ wait_until 40 "/dev/$gone_sd to go transport-offline" \
 target_create byhand --portals 2 --luns 1
 byhand_dm=$(connect_map byhand 1)
 byhand_wwn=$(lun_wwn byhand 1)
+# multipathd removes a map with its last path unless the map is open then (seen in the lab): a
+# process holds it while its paths go, and lets go after.
+( exec 9<"/dev/$byhand_dm"; exec sleep 600 ) &
+holder=$!
 for d in $(lun_sds byhand 1); do echo 1 >"/sys/block/$d/device/delete"; done
 wait_until 20 "the paths of $byhand_dm to go" \
     sh -c "[ -z \"\$(ls /sys/block/$byhand_dm/slaves 2>/dev/null)\" ]"
-[ -e "/sys/block/$byhand_dm" ] || fail "multipathd removed $byhand_dm with its last path: no leftover map to test"
+kill "$holder"; wait "$holder" 2>/dev/null || true
+sleep 2
+[ -e "/sys/block/$byhand_dm" ] || fail "multipathd removed $byhand_dm once let go: no leftover map to test"
 log "leftovers made: idle session, manual record, transport-offline /dev/$gone_sd, map $byhand_dm with no path"
 
 # The live volume's writer: O_DIRECT writes of a pattern, over and over, during the cleanup.
