@@ -85,7 +85,8 @@ impl Pause {
     }
 }
 
-/// The target of the events that tell a person what brick waits for ([`Progress`]); the
+/// The target of the events that tell a person what brick waits for (a wait of more than a
+/// second, once a second, with fields `what`, `waited_s` and `limit_s`); the
 /// command line shows them on a terminal.
 pub const PROGRESS_TARGET: &str = "brick::progress";
 
