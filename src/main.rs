@@ -165,7 +165,10 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Show every iSCSI session with its devices, LUNs, WWNs, states and multipath maps.
+    /// Show every iSCSI session with its devices, LUNs, WWNs, states and multipath maps, and
+    /// every NVMe subsystem with its controllers (transport, address, state), namespaces and
+    /// each path's ANA state (`--protocol` picks one; `--json` is iSCSI's unless
+    /// `--protocol nvmeof`).
     Inspect,
 }
 
@@ -467,10 +470,13 @@ fn nvme_disconnect(
     out: &mut String,
 ) -> Result<(), Error> {
     if dry_run {
-        return Err(Error::invalid(
-            "--dry-run",
-            "the dry run is not available for NVMe-oF volumes yet",
-        ));
+        let plan = brick::nvmeof::disconnect_plan(host, props, info)?;
+        if json {
+            let _ = writeln!(out, "{}", to_json(&plan));
+        } else {
+            let _ = write!(out, "{plan}");
+        }
+        return Ok(());
     }
     let opts = DisconnectOptions {
         force,

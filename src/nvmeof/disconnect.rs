@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::iscsi::DisconnectOptions;
 use crate::props::DeviceInfo;
-use crate::report::{DisconnectReport, Outcome, Thing, Untouched};
+use crate::report::{DisconnectPlan, DisconnectReport, Outcome, Thing, Untouched};
 use crate::time::Pause;
 
 fn ns_thing(n: &Namespace) -> Thing {
@@ -72,27 +72,21 @@ fn ours<'a>(sub: &'a Subsystem, hostnqn: Option<&'a str>) -> impl Iterator<Item 
         })
 }
 
-/// Detaches the NVMe-oF volume `props` names from this host (see the module's text).
-///
-/// # Errors
-/// [`Error::NotTheVolume`] when the properties name no namespace and the subsystem shows
-/// several; [`Error::Disconnect`] with the report when a flush failed (outcome `refused`,
-/// nothing removed) or something is left (`unfinished`; with `force` and `ignore_errors` the
-/// report is returned as `Ok`).
-pub fn disconnect_volume(
+/// What the host shows of the volume: its namespace devices, and a device the device_info
+/// names that is not one of them (left alone). Changes nothing.
+struct Found<'p> {
+    target: &'p NvmeTarget,
+    hostnqn: Option<String>,
+    devices: Vec<Namespace>,
+    left_alone: Vec<Untouched>,
+}
+
+fn find<'p>(
     host: &Host,
-    props: &NvmeProperties,
+    props: &'p NvmeProperties,
     device_info: Option<&DeviceInfo>,
-    opts: DisconnectOptions,
-    tuning: &NvmeTuning,
-) -> Result<DisconnectReport> {
-    let span = tracing::info_span!("nvme_disconnect", volume = %props.label(), force = opts.force);
-    let _enter = span.enter();
-    let mut report = DisconnectReport {
-        volume: props.label(),
-        forced: opts.force,
-        ..Default::default()
-    };
+) -> Result<Found<'p>> {
+    let mut left_alone = Vec::new();
     if props.replicated {
         return Err(Error::invalid(
             "volume_replicas",
@@ -135,7 +129,7 @@ pub fn disconnect_volume(
                 })
                 .find(|n| n.name == name);
             if let Some(n) = shown {
-                report.left_alone.push(Untouched {
+                left_alone.push(Untouched {
                     thing: ns_thing(&n),
                     why: format!(
                         "device_info names it, but it is not the volume's namespace ({} in {})",
@@ -146,6 +140,116 @@ pub fn disconnect_volume(
             }
         }
     }
+    Ok(Found {
+        target,
+        hostnqn,
+        devices,
+        left_alone,
+    })
+}
+
+/// Which of the subsystem's controllers (this host's) go: those that serve no namespace but the
+/// volume's; the others are kept, with what else they serve.
+fn decide(
+    sub: Option<&Subsystem>,
+    target: &NvmeTarget,
+    hostnqn: Option<&str>,
+) -> (Vec<Controller>, Vec<Untouched>) {
+    let mut delete = Vec::new();
+    let mut kept = Vec::new();
+    let Some(sub) = sub else {
+        return (delete, kept);
+    };
+    for c in ours(sub, hostnqn) {
+        let others = sysfs::others_on(c, target);
+        if others.is_empty() {
+            delete.push(c.clone());
+        } else {
+            let names: Vec<String> = others
+                .iter()
+                .map(|n| match n.nsid {
+                    Some(id) => format!("{} (nsid {id})", n.name),
+                    None => n.name.clone(),
+                })
+                .collect();
+            kept.push(Untouched {
+                thing: ctrl_thing(c),
+                why: format!("it also serves {}", names.join(", ")),
+            });
+        }
+    }
+    (delete, kept)
+}
+
+/// What a disconnect of the NVMe-oF volume would do now (`brick disconnect --dry-run`), from
+/// the code the disconnect runs; changes nothing.
+///
+/// # Errors
+/// As [`disconnect_volume`] before it changes anything.
+pub fn disconnect_plan(
+    host: &Host,
+    props: &NvmeProperties,
+    device_info: Option<&DeviceInfo>,
+) -> Result<DisconnectPlan> {
+    let f = find(host, props, device_info)?;
+    let sub = sysfs::subsystem(host, &f.target.nqn)?;
+    let (delete, keep) = decide(sub.as_ref(), f.target, f.hostnqn.as_deref());
+    let mut plan = DisconnectPlan {
+        volume: props.label(),
+        flush: f.devices.iter().map(ns_thing).collect(),
+        remove: delete.iter().map(ctrl_thing).collect(),
+        keep,
+        left_alone: f.left_alone,
+        ..Default::default()
+    };
+    let down: Vec<&str> = delete
+        .iter()
+        .filter(|c| !c.is_live())
+        .map(|c| c.name.as_str())
+        .collect();
+    if !f.devices.is_empty() && !down.is_empty() && down.len() == delete.len() {
+        plan.problems.push(format!(
+            "no controller of the volume is live ({}): the flush will likely not finish, and a \
+             plain disconnect stops with nothing removed",
+            down.join(", ")
+        ));
+        plan.if_forced.push(
+            "deletes the controllers after the failed flush: the queued I/O fails and the \
+             data not yet on the target is lost"
+                .into(),
+        );
+    }
+    Ok(plan)
+}
+
+/// Detaches the NVMe-oF volume `props` names from this host (see the module's text).
+///
+/// # Errors
+/// [`Error::NotTheVolume`] when the properties name no namespace and the subsystem shows
+/// several; [`Error::Disconnect`] with the report when a flush failed (outcome `refused`,
+/// nothing removed) or something is left (`unfinished`; with `force` and `ignore_errors` the
+/// report is returned as `Ok`).
+pub fn disconnect_volume(
+    host: &Host,
+    props: &NvmeProperties,
+    device_info: Option<&DeviceInfo>,
+    opts: DisconnectOptions,
+    tuning: &NvmeTuning,
+) -> Result<DisconnectReport> {
+    let span = tracing::info_span!("nvme_disconnect", volume = %props.label(), force = opts.force);
+    let _enter = span.enter();
+    let Found {
+        target,
+        hostnqn,
+        devices,
+        left_alone,
+    } = find(host, props, device_info)?;
+    let mut report = DisconnectReport {
+        volume: props.label(),
+        forced: opts.force,
+        left_alone,
+        ..Default::default()
+    };
     // 2. Flush, while nothing has been removed.
     let flush_results = crate::par::par_map(&devices, |d| {
         host.kern()
@@ -181,29 +285,8 @@ pub fn disconnect_volume(
     {
         let _lock = host.lock(&lock_name(&target.nqn))?;
         let sub = sysfs::subsystem(host, &target.nqn)?;
-        let mut delete = Vec::new();
-        if let Some(sub) = &sub {
-            for c in ours(sub, hostnqn.as_deref()) {
-                let others = sysfs::others_on(c, target);
-                if others.is_empty() {
-                    // Checked again right here: a namespace that contradicts the volume's
-                    // identity (a stale device_info's) never goes with it.
-                    delete.push(c.clone());
-                } else {
-                    let names: Vec<String> = others
-                        .iter()
-                        .map(|n| match n.nsid {
-                            Some(id) => format!("{} (nsid {id})", n.name),
-                            None => n.name.clone(),
-                        })
-                        .collect();
-                    report.kept.push(Untouched {
-                        thing: ctrl_thing(c),
-                        why: format!("it also serves {}", names.join(", ")),
-                    });
-                }
-            }
-        }
+        let (delete, kept) = decide(sub.as_ref(), target, hostnqn.as_deref());
+        report.kept.extend(kept);
         let results = crate::par::par_map(&delete, |c| {
             let path = host.sys(format!("class/nvme/{}/delete_controller", c.name));
             host.kern().write_attr(&path, "1", tuning.delete_timeout)

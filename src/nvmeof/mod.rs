@@ -17,7 +17,7 @@ pub(crate) mod volume;
 use std::time::Duration;
 
 pub use connect::{connect_volume, NvmeConnected};
-pub use disconnect::disconnect_volume;
+pub use disconnect::{disconnect_plan, disconnect_volume};
 pub use identity::{host_identity, HostIdentity};
 pub use props::{Nqn, NvmePortal, NvmeProperties, NvmeTarget, Transport, Uuid};
 pub use sysfs::{Controller, Namespace, Subsystem};

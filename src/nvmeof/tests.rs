@@ -406,3 +406,26 @@ fn concurrent_connects_of_one_subsystem_share_its_controllers() {
         f.nvme_connects()
     );
 }
+
+#[test]
+fn dry_run_names_what_goes_and_what_stays_and_changes_nothing() {
+    let f = FakeHost::new();
+    f.nvme_target(NQN, &[P1, P2], &[(1, U1), (2, U2)]);
+    let a = props(NQN, U1, &[P1, P2]);
+    connect_volume(&f.host(), &a, &t()).unwrap();
+    let plan = disconnect_plan(&f.host(), &a, None).unwrap();
+    assert_eq!(plan.flush.len(), 1);
+    assert!(plan.remove.is_empty(), "{plan}");
+    assert_eq!(plan.keep.len(), 2, "{plan}");
+    f.nvme_unmap(NQN, 2);
+    f.nvme_ctrl_state("nvme0", "connecting")
+        .nvme_ctrl_state("nvme1", "connecting");
+    let plan = disconnect_plan(&f.host(), &a, None).unwrap();
+    assert_eq!(plan.remove.len(), 2, "{plan}");
+    assert!(
+        plan.problems[0].contains("no controller of the volume is live"),
+        "{plan}"
+    );
+    assert!(f.flushes().is_empty() && f.nvme_deleted().is_empty());
+    assert_eq!(f.nvme_controllers(), ["nvme0", "nvme1"]);
+}
