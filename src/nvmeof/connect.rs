@@ -37,9 +37,11 @@ pub struct NvmeConnected {
 /// and the device is the namespace's head (`nvmeSnX`) over all of them; with it off (or
 /// `tuning.multipath` false), the portals are tried in turn until one gives a controller.
 ///
+/// With `volume_replicas` and an `alias`, every replica is attached and the volume is their md
+/// RAID1 (`/dev/mdN`), assembled or created with `mdadm` (see `raid`).
+///
 /// # Errors
-/// [`Error::InvalidInput`] for a replicated volume (not supported yet) or properties that name
-/// no namespace in a subsystem with several; [`Error::NvmeConnect`] when no controller came up
+/// [`Error::InvalidInput`] for properties that name no namespace in a subsystem with several; [`Error::NvmeConnect`] when no controller came up
 /// or the namespace did not show before the deadline (the controllers made were deleted).
 pub fn connect_volume(
     host: &Host,
@@ -48,12 +50,36 @@ pub fn connect_volume(
 ) -> Result<NvmeConnected> {
     let span = tracing::info_span!("nvme_connect", volume = %props.label());
     let _enter = span.enter();
-    if props.replicated {
-        return Err(Error::invalid(
-            "volume_replicas",
-            "replicated volumes (md RAID1 over several targets) are not supported yet",
-        ));
+    if props.alias.is_none() {
+        return connect_one(host, props, tuning);
     }
+    // The replicated format (one replica or several): the md RAID1, or the one namespace.
+    let device_info = super::raid::connect_replicated(host, props, tuning)?;
+    let mut controllers = Vec::new();
+    let mut namespace = None;
+    for t in &props.targets {
+        if let Some(sub) = sysfs::subsystem(host, &t.nqn)? {
+            controllers.extend(sub.controllers.iter().map(|c| c.name.clone()));
+            namespace = namespace.or(sysfs::volume_devices(&sub, t).into_iter().next());
+        }
+    }
+    Ok(NvmeConnected {
+        device_info,
+        namespace: namespace.ok_or_else(|| Error::NvmeConnect {
+            volume: props.label(),
+            detail: "no replica's namespace shows any more".into(),
+        })?,
+        controllers,
+        failed_portals: Vec::new(),
+    })
+}
+
+/// Connects the one target of `props` (not in the replicated format).
+pub(crate) fn connect_one(
+    host: &Host,
+    props: &NvmeProperties,
+    tuning: &NvmeTuning,
+) -> Result<NvmeConnected> {
     let target = &props.targets[0];
     let identity = host_identity(host)?;
     let hostnqn = target.host_nqn.clone().unwrap_or(identity.nqn.clone());

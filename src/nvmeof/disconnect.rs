@@ -90,7 +90,7 @@ fn find<'p>(
     if props.replicated {
         return Err(Error::invalid(
             "volume_replicas",
-            "replicated volumes (md RAID1 over several targets) are not supported yet",
+            "the dry run of a replicated volume is not available",
         ));
     }
     let target = &props.targets[0];
@@ -238,6 +238,9 @@ pub fn disconnect_volume(
 ) -> Result<DisconnectReport> {
     let span = tracing::info_span!("nvme_disconnect", volume = %props.label(), force = opts.force);
     let _enter = span.enter();
+    if props.alias.is_some() {
+        return super::raid::disconnect_replicated(host, props, opts, tuning);
+    }
     let Found {
         target,
         hostnqn,

@@ -11,6 +11,7 @@ pub(crate) mod connect;
 pub(crate) mod disconnect;
 pub(crate) mod identity;
 pub(crate) mod props;
+pub(crate) mod raid;
 pub(crate) mod sysfs;
 pub(crate) mod volume;
 

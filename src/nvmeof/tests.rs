@@ -429,3 +429,122 @@ fn dry_run_names_what_goes_and_what_stays_and_changes_nothing() {
     assert!(f.flushes().is_empty() && f.nvme_deleted().is_empty());
     assert_eq!(f.nvme_controllers(), ["nvme0", "nvme1"]);
 }
+
+const NQN2: &str = "nqn.2014-08.org.lab:sub2";
+
+fn replicated(count: usize) -> NvmeProperties {
+    let reps: Vec<serde_json::Value> = [(NQN, U1, "127.0.0.1"), (NQN2, U2, "127.0.0.2")]
+        .iter()
+        .take(count)
+        .map(|(n, u, a)| serde_json::json!({"target_nqn": n, "vol_uuid": u, "portals": [[a, 4420, "tcp"]]}))
+        .collect();
+    NvmeProperties::from_value(&serde_json::json!({
+        "vol_uuid": "11111111-2222-4333-8444-555555555555", "alias": "vol-1",
+        "volume_replicas": reps, "replica_count": count
+    }))
+    .unwrap()
+}
+
+fn two_replica_host() -> FakeHost {
+    let f = FakeHost::new();
+    f.nvme_target(NQN, &[P1], &[(1, U1)])
+        .nvme_target(NQN2, &[P2], &[(1, U2)]);
+    f
+}
+
+fn mdadm_calls(f: &FakeHost) -> Vec<String> {
+    f.calls()
+        .into_iter()
+        .filter(|c| c[0] == "mdadm")
+        .map(|c| c.join(" "))
+        .collect()
+}
+
+#[test]
+fn replicated_volume_is_a_raid1_created_over_every_replica_then_stopped_and_detached() {
+    let f = two_replica_host();
+    let p = replicated(2);
+    let c = connect_volume(&f.host(), &p, &t()).unwrap();
+    assert_eq!(c.device_info.path.as_deref(), Some("/dev/md127"));
+    let calls = mdadm_calls(&f);
+    let create = calls
+        .iter()
+        .find(|c| c.starts_with("mdadm --create"))
+        .unwrap();
+    assert!(
+        create.contains("/dev/md/vol-1 --run --name vol-1 --level=1")
+            && create.ends_with("--raid-devices=2 /dev/nvme0n1 /dev/nvme1n1"),
+        "{create}"
+    );
+    let r = disconnect_volume(&f.host(), &p, None, plain(), &t()).unwrap();
+    assert!(r.clean(), "{r}");
+    assert!(f.nvme_controllers().is_empty());
+    assert!(!f.root().join("sys/block/md127").exists());
+    let ev = f.events();
+    let stop = ev.iter().position(|e| e == "stop md127").unwrap();
+    let del = ev
+        .iter()
+        .position(|e| e.starts_with("delete controller"))
+        .unwrap();
+    assert!(stop < del, "{ev:?}");
+    assert_eq!(f.flushes()[0], "md127");
+}
+
+#[test]
+fn replicas_that_were_in_an_array_are_assembled_not_created() {
+    let f = two_replica_host();
+    f.nvme_md_member(U1).nvme_md_member(U2);
+    let c = connect_volume(&f.host(), &replicated(2), &t()).unwrap();
+    assert_eq!(c.device_info.path.as_deref(), Some("/dev/md127"));
+    let calls = mdadm_calls(&f);
+    assert!(
+        calls
+            .iter()
+            .any(|c| c == "mdadm --assemble --run /dev/md/vol-1 /dev/nvme0n1 /dev/nvme1n1"),
+        "{calls:?}"
+    );
+    assert!(!calls.iter().any(|c| c.contains("--create")), "{calls:?}");
+}
+
+#[test]
+fn a_missing_replica_assembles_degraded_but_never_creates_and_a_failure_leaves_nothing() {
+    // Members: assembled with the replica that is there.
+    let f = two_replica_host();
+    f.nvme_md_member(U1).nvme_md_member(U2).nvme_portal_dead(P2);
+    let c = connect_volume(&f.host(), &replicated(2), &t()).unwrap();
+    assert_eq!(c.device_info.path.as_deref(), Some("/dev/md127"));
+    // Fresh replicas: no array of one leg; every controller made is deleted.
+    let f = two_replica_host();
+    f.nvme_portal_dead(P2);
+    let e = connect_volume(&f.host(), &replicated(2), &t()).unwrap_err();
+    assert!(e.to_string().contains("only 1 of its 2 replicas"), "{e}");
+    assert!(f.nvme_controllers().is_empty());
+    assert!(!mdadm_calls(&f).iter().any(|c| c.contains("--create")));
+}
+
+#[test]
+fn an_open_array_stops_a_plain_disconnect_with_every_replica_kept() {
+    let f = two_replica_host();
+    let p = replicated(2);
+    connect_volume(&f.host(), &p, &t()).unwrap();
+    f.md_open("md127");
+    let e = disconnect_volume(&f.host(), &p, None, plain(), &t()).unwrap_err();
+    let Error::Disconnect { report, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(report.outcome, Outcome::Refused, "{e}");
+    assert_eq!(f.nvme_controllers(), ["nvme0", "nvme1"]);
+    assert!(f.root().join("sys/block/md127").exists());
+}
+
+#[test]
+fn one_replica_never_in_an_array_is_the_namespace_itself() {
+    let f = two_replica_host();
+    let c = connect_volume(&f.host(), &replicated(1), &t()).unwrap();
+    assert_eq!(c.device_info.path.as_deref(), Some("/dev/nvme0n1"));
+    assert!(!mdadm_calls(&f)
+        .iter()
+        .any(|c| c.contains("--create") || c.contains("--assemble")));
+    let r = disconnect_volume(&f.host(), &replicated(1), None, plain(), &t()).unwrap();
+    assert!(r.clean() && f.nvme_controllers().is_empty(), "{r}");
+}

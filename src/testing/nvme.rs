@@ -43,6 +43,10 @@ pub(super) struct NvmeWorld {
     deleted: Vec<String>,
     /// Delete requests that hang (a controller stuck in the kernel), by controller.
     stuck_deletes: Vec<String>,
+    /// Namespace UUIDs whose device carries an md superblock.
+    md_members: Vec<String>,
+    /// md arrays held open (their stop is refused with EBUSY).
+    md_open: Vec<String>,
 }
 
 fn ctl_dir(root: &Path, name: &str) -> PathBuf {
@@ -284,6 +288,109 @@ fn delete_ctrl(root: &Path, name: &str) {
     }
 }
 
+fn uuid_of(root: &Path, dev: &str) -> Option<String> {
+    fs::read_to_string(root.join(format!("sys/block/{dev}/uuid")))
+        .ok()
+        .map(|u| u.trim().to_string())
+}
+
+/// Builds md array `mdN` over `devs` as the kernel shows it: `md/array_state`, `slaves`, and a
+/// `holders` entry in each member.
+fn build_md(root: &Path, devs: &[String]) -> String {
+    let n = (0..128u32)
+        .rev()
+        .find(|n| !root.join(format!("sys/block/md{n}")).exists())
+        .expect("a free md number");
+    let md = format!("md{n}");
+    let dir = root.join(format!("sys/devices/virtual/block/{md}"));
+    write(&dir.join("md/array_state"), "clean\n");
+    write(&dir.join("dev"), &format!("9:{n}\n"));
+    rel_link(&dir, &root.join(format!("sys/block/{md}")));
+    write(&root.join(format!("dev/{md}")), "");
+    for d in devs {
+        let real = fs::canonicalize(root.join(format!("sys/block/{d}"))).expect("member");
+        rel_link(&real, &dir.join(format!("slaves/{d}")));
+        rel_link(&dir, &real.join(format!("holders/{md}")));
+    }
+    md
+}
+
+fn remove_md(root: &Path, md: &str) {
+    let dir = root.join(format!("sys/devices/virtual/block/{md}"));
+    for e in fs::read_dir(dir.join("slaves"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Ok(real) = fs::canonicalize(e.path()) {
+            let _ = fs::remove_file(real.join(format!("holders/{md}")));
+        }
+    }
+    let _ = fs::remove_dir_all(&dir);
+    let _ = fs::remove_file(root.join(format!("sys/block/{md}")));
+    let _ = fs::remove_file(root.join(format!("dev/{md}")));
+}
+
+/// mdadm as brick runs it: `--examine DEV`, `--create MD ... DEVS`, `--assemble --run MD DEVS`.
+pub(super) fn fake_mdadm(root: &Path, w: &mut World, argv: &[String]) -> Output {
+    let devs: Vec<String> = argv
+        .iter()
+        .skip(1)
+        .filter_map(|a| a.strip_prefix("/dev/"))
+        .filter(|a| !a.starts_with("md/"))
+        .map(ToString::to_string)
+        .collect();
+    match argv.get(1).map(String::as_str) {
+        Some("--examine") => {
+            let member = devs
+                .first()
+                .and_then(|d| uuid_of(root, d))
+                .is_some_and(|u| w.nvme.md_members.contains(&u));
+            if member {
+                Output::exit(
+                    0,
+                    &format!("/dev/{}:\n          Magic : a92b4efc\n", devs[0]),
+                    "",
+                )
+            } else {
+                Output::exit(
+                    1,
+                    "",
+                    &format!(
+                        "mdadm: No md superblock detected on /dev/{}.\n",
+                        devs.first().map_or("", |d| d.as_str())
+                    ),
+                )
+            }
+        }
+        Some("--create") => {
+            for d in &devs {
+                if let Some(u) = uuid_of(root, d) {
+                    w.nvme.md_members.push(u);
+                }
+            }
+            w.events.push(format!("mdadm create {}", devs.join(" ")));
+            build_md(root, &devs);
+            Output::exit(0, "", "mdadm: array /dev/md/x started.\n")
+        }
+        Some("--assemble") => {
+            let members: Vec<String> = devs
+                .iter()
+                .filter(|d| uuid_of(root, d).is_some_and(|u| w.nvme.md_members.contains(&u)))
+                .cloned()
+                .collect();
+            w.events
+                .push(format!("mdadm assemble {}", members.join(" ")));
+            if members.is_empty() {
+                return Output::exit(1, "", "mdadm: no devices found\n");
+            }
+            build_md(root, &members);
+            Output::exit(0, "", "")
+        }
+        _ => Output::exit(2, "", "fake mdadm: unexpected arguments\n"),
+    }
+}
+
 /// A write to an NVMe controller's sysfs attribute, if `rel` is one: `Some(result)`.
 pub(super) fn write_ctrl_attr(
     root: &Path,
@@ -292,6 +399,14 @@ pub(super) fn write_ctrl_attr(
     timeout: Duration,
 ) -> Option<Result<(), KernelError>> {
     let parts: Vec<&str> = rel.split('/').collect();
+    if let ["block", md, "md", "array_state"] = parts.as_slice() {
+        w.events.push(format!("stop {md}"));
+        if w.nvme.md_open.iter().any(|m| m == md) {
+            return Some(Err(KernelError::from_errno(libc::EBUSY)));
+        }
+        remove_md(root, md);
+        return Some(Ok(()));
+    }
     let ["class", "nvme", name, attr] = parts.as_slice() else {
         return None;
     };
@@ -466,6 +581,18 @@ impl FakeHost {
     /// Makes a `delete_controller` of `name` hang (it times out).
     pub fn nvme_stuck_delete(&self, name: &str) -> &Self {
         lock(&self.world).nvme.stuck_deletes.push(name.to_string());
+        self
+    }
+
+    /// Namespace `uuid` carries an md superblock (it was in an array before).
+    pub fn nvme_md_member(&self, uuid: &str) -> &Self {
+        lock(&self.world).nvme.md_members.push(uuid.to_string());
+        self
+    }
+
+    /// Holds md array `md` open: stopping it is refused (EBUSY).
+    pub fn md_open(&self, md: &str) -> &Self {
+        lock(&self.world).nvme.md_open.push(md.to_string());
         self
     }
 
