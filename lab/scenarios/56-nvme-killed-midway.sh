@@ -5,10 +5,10 @@ set -euo pipefail
 nvme_setup
 RANDOM=${LAB_SEED:-$$}
 
-nvme_sub_create k 3 2
 make_pattern "$LAB_STATE/pat" 1
 for k in 1 2 3; do
-    nvme_props k "$k" 1 2 >"k$k.json"
+    nvme_sub_create "k$k" 1 2
+    nvme_props "k$k" 1 1 2 >"k$k.json"
     d=$(nvme_connect_ok "k$k.json" "k$k.info")
     write_pattern "$d" "$LAB_STATE/pat" "$k" buffered
 done
@@ -26,4 +26,4 @@ for k in 1 2 3; do
     [ "$BRICK_RC" = 0 ] || nvme_fail "rerun of the disconnect of k$k exited $BRICK_RC"
 done
 assert_nvme_clean
-for k in 1 2 3; do assert_nvme_backing_has k "$k" "$LAB_STATE/pat" "$k"; done
+for k in 1 2 3; do assert_nvme_backing_has "k$k" 1 "$LAB_STATE/pat" "$k"; done
