@@ -3,7 +3,7 @@
 # ports. connect attaches both and creates the md RAID1 (mdadm --create, named by alias); data
 # written through it lands on both backing files; disconnect stops the array and leaves no
 # controller; a second connect assembles the array from the replicas' superblocks and reads the
-# data back; disconnect: clean.
+# data back; both replicas grow and extend grows the array; disconnect: clean.
 set -euo pipefail
 . "$LAB_DIR/lib.sh"
 nvme_setup
@@ -42,6 +42,19 @@ assert_nvme_clean
 
 md=$(nvme_connect_ok props.json device_info.json)
 case $md in md*) ;; *) nvme_fail "second connect: /dev/$md is not an md array" ;; esac
+assert_dev_reads "$md" "$LAB_STATE/pat" 4
+"$BRICK" paths props.json | grep -q "\"/dev/$md\"" || nvme_fail "brick paths does not give /dev/$md"
+
+# Both replicas grow 32 to 48 MiB: extend rescans them and grows the array.
+before=$(( $(cat "/sys/block/$md/size") * 512 ))
+for r in r1 r2; do
+    truncate -s 48M "$(nvme_ns_backing "$r" 1)"
+    echo 1 >"$NVMET/subsystems/$(nqn_of "$r")/namespaces/1/revalidate_size"
+done
+size=$("$BRICK" extend props.json) || nvme_fail "brick extend failed"
+{ [ "$size" = $(( $(cat "/sys/block/$md/size") * 512 )) ] && [ "$size" -ge $((before + 15 * 1048576)) ]; } ||
+    nvme_fail "brick extend printed $size; /dev/$md was $before and is $(( $(cat "/sys/block/$md/size") * 512 ))"
+log "ok: extend grew /dev/$md from $before to $size"
 assert_dev_reads "$md" "$LAB_STATE/pat" 4
 run_brick disconnect props.json --device-info device_info.json
 [ "$BRICK_RC" = 0 ] || nvme_fail "second disconnect exited $BRICK_RC"

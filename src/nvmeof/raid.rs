@@ -94,6 +94,34 @@ fn stop_md(host: &Host, md: &str, tuning: &NvmeTuning) -> std::result::Result<()
     Ok(())
 }
 
+/// Grows array `md` to its members' size (`mdadm --grow --size max`) and returns its size in
+/// bytes, once sysfs shows it.
+pub(crate) fn grow(host: &Host, md: &str, tuning: &NvmeTuning) -> Result<u64> {
+    let size_path = host.sys(format!("block/{md}/size"));
+    let read = || -> Result<Option<u64>> {
+        Ok(host
+            .read_attr_opt(&size_path)?
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(|s| s * 512))
+    };
+    let before = read()?;
+    mdadm_ok(
+        host,
+        &["--grow", &format!("/dev/{md}"), "--size", "max"],
+        tuning.connect_timeout,
+    )?;
+    let clock = host.time();
+    let end = clock.now() + tuning.resize_deadline;
+    let mut pause = Pause::new(Duration::from_millis(20), Duration::from_millis(250));
+    loop {
+        let now = read()?;
+        if now != before || clock.now() >= end {
+            return now.ok_or_else(|| Error::io(&size_path, std::io::ErrorKind::NotFound.into()));
+        }
+        clock.sleep(pause.take());
+    }
+}
+
 /// Attaches a volume in the replicated format: every replica, then its md RAID1. Returns the
 /// device_info (`/dev/mdN`) and the array.
 pub(crate) fn connect_replicated(

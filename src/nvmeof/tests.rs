@@ -548,3 +548,27 @@ fn one_replica_never_in_an_array_is_the_namespace_itself() {
     let r = disconnect_volume(&f.host(), &replicated(1), None, plain(), &t()).unwrap();
     assert!(r.clean() && f.nvme_controllers().is_empty(), "{r}");
 }
+
+#[test]
+fn a_replicated_volume_is_extended_replica_by_replica_then_its_array_grown() {
+    let f = two_replica_host();
+    let p = replicated(2);
+    connect_volume(&f.host(), &p, &t()).unwrap();
+    assert_eq!(volume_paths(&f.host(), &p).unwrap(), ["/dev/md127"]);
+    f.nvme_resize(NQN, 1, 48 << 20)
+        .nvme_resize(NQN2, 1, 48 << 20);
+    assert_eq!(extend_volume(&f.host(), &p, &t()).unwrap(), 47 << 20);
+    let ev = f.events();
+    let rescans = ev
+        .iter()
+        .filter(|e| e.starts_with("rescan controller"))
+        .count();
+    let grow = ev.iter().position(|e| e == "mdadm grow md127").unwrap();
+    assert_eq!(rescans, 2, "{ev:?}");
+    assert!(
+        ev.iter()
+            .rposition(|e| e.starts_with("rescan controller"))
+            .unwrap()
+            < grow
+    );
+}

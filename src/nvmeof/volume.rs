@@ -16,6 +16,13 @@ use crate::time::Pause;
 /// A sysfs file that cannot be read.
 pub fn volume_paths(host: &Host, props: &NvmeProperties) -> Result<Vec<String>> {
     let mut out = Vec::new();
+    if props.alias.is_some() {
+        // A replicated volume is its md array, when one holds the replicas.
+        let heads: Vec<String> = heads_of(host, props)?;
+        if let Some(md) = super::raid::md_holding(host, &heads)? {
+            return Ok(vec![format!("/dev/{md}")]);
+        }
+    }
     for t in &props.targets {
         if let Some(sub) = sysfs::subsystem(host, &t.nqn)? {
             for d in sysfs::volume_devices(&sub, t) {
@@ -35,6 +42,22 @@ pub fn volume_paths(host: &Host, props: &NvmeProperties) -> Result<Vec<String>> 
 /// # Errors
 /// [`Error::NvmeConnect`] when the volume is not on this host.
 pub fn extend_volume(host: &Host, props: &NvmeProperties, tuning: &NvmeTuning) -> Result<u64> {
+    if props.alias.is_some() {
+        let heads = heads_of(host, props)?;
+        if let Some(md) = super::raid::md_holding(host, &heads)? {
+            // Every replica first, then the array (os-brick: mdadm --grow --size max).
+            for i in 0..props.targets.len() {
+                let one = NvmeProperties {
+                    targets: vec![props.targets[i].clone()],
+                    volume_id: None,
+                    alias: None,
+                    replicated: false,
+                };
+                extend_volume(host, &one, tuning)?;
+            }
+            return super::raid::grow(host, &md, tuning);
+        }
+    }
     let t = &props.targets[0];
     let not_here = || Error::NvmeConnect {
         volume: props.label(),
@@ -88,4 +111,20 @@ pub fn paths_of<'a>(sub: &'a Subsystem, h: &Namespace) -> Vec<(&'a str, &'a Name
         }
     }
     out
+}
+
+/// The namespace devices of every target of `props` that show no other identity.
+fn heads_of(host: &Host, props: &NvmeProperties) -> Result<Vec<String>> {
+    let mut heads = Vec::new();
+    for t in &props.targets {
+        if let Some(sub) = sysfs::subsystem(host, &t.nqn)? {
+            heads.extend(
+                sysfs::volume_devices(&sub, t)
+                    .into_iter()
+                    .filter(|d| !d.contradicts(t))
+                    .map(|d| d.name),
+            );
+        }
+    }
+    Ok(heads)
 }

@@ -304,6 +304,16 @@ fn build_md(root: &Path, devs: &[String]) -> String {
     let md = format!("md{n}");
     let dir = root.join(format!("sys/devices/virtual/block/{md}"));
     write(&dir.join("md/array_state"), "clean\n");
+    let smallest = devs
+        .iter()
+        .filter_map(|d| fs::read_to_string(root.join(format!("sys/block/{d}/size"))).ok())
+        .filter_map(|s| s.trim().parse::<u64>().ok())
+        .min()
+        .unwrap_or(0);
+    write(
+        &dir.join("size"),
+        &format!("{}\n", smallest.saturating_sub(2048)),
+    );
     write(&dir.join("dev"), &format!("9:{n}\n"));
     rel_link(&dir, &root.join(format!("sys/block/{md}")));
     write(&root.join(format!("dev/{md}")), "");
@@ -385,6 +395,25 @@ pub(super) fn fake_mdadm(root: &Path, w: &mut World, argv: &[String]) -> Output 
                 return Output::exit(1, "", "mdadm: no devices found\n");
             }
             build_md(root, &members);
+            Output::exit(0, "", "")
+        }
+        Some("--grow") => {
+            // The array takes its smallest member's size, less the superblock's 1 MiB.
+            let md = argv[2].trim_start_matches("/dev/");
+            let dir = root.join(format!("sys/block/{md}"));
+            let smallest = fs::read_dir(dir.join("slaves"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| fs::read_to_string(e.path().join("size")).ok())
+                .filter_map(|s| s.trim().parse::<u64>().ok())
+                .min()
+                .unwrap_or(0);
+            write(
+                &dir.join("size"),
+                &format!("{}\n", smallest.saturating_sub(2048)),
+            );
+            w.events.push(format!("mdadm grow {md}"));
             Output::exit(0, "", "")
         }
         _ => Output::exit(2, "", "fake mdadm: unexpected arguments\n"),
