@@ -1,7 +1,7 @@
 #!/bin/bash
 # lab/install.sh: install what the lab needs on a Debian 12 machine, as root. Idempotent: when
 # everything is present it only checks (well under a second) and prints one line.
-#   Debian: qemu-system-x86 linux-image-amd64 open-iscsi multipath-tools iproute2 kmod
+#   Debian: qemu-system-x86 linux-image-amd64 open-iscsi multipath-tools iproute2 kmod mdadm
 #           busybox-static (virtme-ng needs a static busybox for its initramfs; it replaces the
 #           dynamic busybox package), the shell linter that `make check` runs on the lab, strace
 #           (scenario 71 counts the processes a disconnect starts), and
@@ -15,7 +15,7 @@ set -euo pipefail
 say() { printf 'lab/install: %s\n' "$*" >&2; }
 [ "$(id -u)" = 0 ] || { say "run as root"; exit 1; }
 
-pkgs=(qemu-system-x86 linux-image-amd64 open-iscsi multipath-tools iproute2 kmod busybox-static shellcheck strace)
+pkgs=(qemu-system-x86 linux-image-amd64 open-iscsi multipath-tools iproute2 kmod busybox-static shellcheck strace mdadm)
 missing=()
 for p in "${pkgs[@]}"; do
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

@@ -27,6 +27,17 @@ pub struct ConnectorProperties {
     pub initiator: Option<String>,
     /// Always false: brick attaches on this host (os-brick's `do_local_attach`).
     pub do_local_attach: bool,
+    /// The NVMe host NQN, from `/etc/nvme/hostnqn` (made when missing), as os-brick's `nqn`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nqn: Option<String>,
+    /// The NVMe host ID, from `/etc/nvme/hostid` (made when missing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nvme_hostid: Option<String>,
+    /// The machine's DMI product UUID (os-brick's `system uuid`).
+    #[serde(rename = "system uuid", skip_serializing_if = "Option::is_none")]
+    pub system_uuid: Option<String>,
+    /// Whether the kernel does native NVMe multipath (`nvme_core` `multipath=Y`).
+    pub nvme_native_multipath: bool,
 }
 
 /// Reads this host's connector properties: the initiator name from
@@ -36,6 +47,15 @@ pub struct ConnectorProperties {
 /// [`crate::Error::Io`] when `initiatorname.iscsi` exists but cannot be read.
 pub fn connector_properties(host: &Host, ip: Option<String>) -> Result<ConnectorProperties> {
     let initiator = initiator_name(host)?;
+    // os-brick makes the NVMe identity files when they are missing; a host where they cannot
+    // be written still reports its iSCSI properties.
+    let nvme = match crate::nvmeof::host_identity(host) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            tracing::warn!("no NVMe host identity: {e}");
+            None
+        }
+    };
     let hostname = host
         .read_attr_opt(&host.proc("sys/kernel/hostname"))?
         .unwrap_or_default();
@@ -48,6 +68,10 @@ pub fn connector_properties(host: &Host, ip: Option<String>) -> Result<Connector
         enforce_multipath: false,
         initiator,
         do_local_attach: false,
+        nqn: nvme.as_ref().map(|i| i.nqn.to_string()),
+        nvme_hostid: nvme.as_ref().map(|i| i.id.to_string()),
+        system_uuid: nvme.and_then(|i| i.system_uuid),
+        nvme_native_multipath: crate::nvmeof::sysfs::native_multipath(host)?,
     })
 }
 
@@ -117,5 +141,33 @@ mod tests {
         std::fs::create_dir_all(root.join("proc/77")).unwrap();
         std::fs::write(root.join("proc/77/comm"), "multipathd\n").unwrap();
         assert!(connector_properties(&host, None).unwrap().multipath);
+    }
+
+    #[test]
+    fn reports_the_nvme_identity_as_os_brick_does() {
+        let f = crate::testing::FakeHost::new();
+        let root = f.root();
+        std::fs::create_dir_all(root.join("sys/class/dmi/id")).unwrap();
+        std::fs::write(
+            root.join("sys/class/dmi/id/product_uuid"),
+            "4c4c4544-0033-3010-8044-b4c04f4e3032\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("sys/module/nvme_core/parameters")).unwrap();
+        std::fs::write(
+            root.join("sys/module/nvme_core/parameters/multipath"),
+            "Y\n",
+        )
+        .unwrap();
+        let p = connector_properties(&f.host(), None).unwrap();
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            v["nqn"],
+            "nqn.2014-08.org.nvmexpress:uuid:4c4c4544-0033-3010-8044-b4c04f4e3032"
+        );
+        assert_eq!(v["nvme_hostid"], "4c4c4544-0033-3010-8044-b4c04f4e3032");
+        assert_eq!(v["system uuid"], "4c4c4544-0033-3010-8044-b4c04f4e3032");
+        assert_eq!(v["nvme_native_multipath"], true);
+        assert!(root.join("etc/nvme/hostid").exists());
     }
 }

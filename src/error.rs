@@ -64,6 +64,16 @@ pub enum Error {
         paths: Vec<PathFailure>,
     },
 
+    /// An NVMe-oF volume did not attach: no controller came up, or its namespace did not show
+    /// in time; the controllers the connect created were deleted again.
+    #[error("{volume} not connected: {detail}")]
+    NvmeConnect {
+        /// The volume.
+        volume: String,
+        /// Each portal's failure, or why the namespace was not found.
+        detail: String,
+    },
+
     /// The volume's LUN shows another WWN than the one device_info gives for the volume (the
     /// array gave the LUN number to another volume), or the WWN device_info gives is on devices
     /// the volume's targets and LUN do not show. Nothing on the host was touched.

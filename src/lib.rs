@@ -1,6 +1,6 @@
 #![warn(missing_docs)]
-//! brick attaches and detaches network block volumes (iSCSI, single path and dm-multipath) on a
-//! Linux host, without losing data and without leaving stale devices behind.
+//! brick attaches and detaches network block volumes (iSCSI, single path and dm-multipath; NVMe
+//! over Fabrics, see [`nvmeof`]) on a Linux host, without losing data and without leaving stale devices behind.
 //!
 //! Every operation takes a [`host::Host`]: the sysfs and /dev roots, the command runner, the
 //! kernel operations and the clock. [`host::Host::real`] is this machine; tests build one on a
@@ -17,9 +17,11 @@ mod error;
 pub mod host;
 mod iscsi;
 mod multipath;
+pub mod nvmeof;
 mod openers;
 mod par;
 mod props;
+mod protocol;
 pub mod report;
 mod retry;
 mod scsi;
@@ -40,6 +42,7 @@ pub use iscsi::{
 };
 pub use multipath::DmMap;
 pub use props::{Chap, ConnectionProperties, DeviceInfo, Target};
+pub use protocol::{Protocol, VolumeProperties};
 pub use report::{DisconnectPlan, DisconnectReport, Failure, Outcome, Thing, Untouched};
 pub use retry::Backoff;
 pub use scsi::ScsiDisk;

@@ -9,11 +9,12 @@ use clap::{Parser, Subcommand};
 
 use brick::config::Settings;
 use brick::host::Host;
+use brick::nvmeof::{NvmeProperties, NvmeTuning};
 use brick::DisconnectOptions;
-use brick::{ConnectionProperties, DeviceInfo, Error};
+use brick::{ConnectionProperties, DeviceInfo, Error, Protocol, VolumeProperties};
 
-/// Attach and detach iSCSI volumes (single path and dm-multipath) without losing data or leaving
-/// stale devices behind.
+/// Attach and detach iSCSI volumes (single path and dm-multipath) and NVMe over Fabrics (TCP)
+/// volumes (native NVMe multipath) without losing data or leaving stale devices behind.
 #[derive(Parser)]
 #[command(name = "brick", version, propagate_version = true)]
 struct Cli {
@@ -35,6 +36,11 @@ struct Cli {
     /// Set one setting for this run, over the file (repeatable): --set map_deadline=40s.
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// The volume's protocol, `iscsi` or `nvmeof`. Default: a connection_info's
+    /// driver_volume_type, else NVMe-oF when the properties have target_nqn, nqn or
+    /// volume_replicas, else iSCSI. `inspect` shows only that protocol's state.
+    #[arg(long, global = true)]
+    protocol: Option<Protocol>,
     /// Test builds only (debug assertions on, as `cargo test` builds it): the roots of a fake
     /// host, and where programs are looked for. A release build has none of these: the
     /// environment of the root process that runs brick cannot redirect what it writes or runs.
@@ -131,6 +137,17 @@ enum Command {
         /// `driver_volume_type: iser` volume, else default.
         #[arg(long, value_name = "NAME")]
         iface: Option<String>,
+        /// NVMe-oF: seconds the kernel keeps reconnecting a controller whose portal is gone
+        /// before it deletes it (ctrl_loss_tmo; bounded, unlike os-brick's -1).
+        #[arg(long, default_value_t = 600)]
+        ctrl_loss_tmo: u64,
+        /// NVMe-oF: seconds between two reconnect attempts (reconnect_delay).
+        #[arg(long, default_value_t = 5)]
+        reconnect_delay: u64,
+        /// NVMe-oF: fail I/O on a reconnecting controller after this many seconds
+        /// (fast_io_fail_tmo; default: wait for the reconnect).
+        #[arg(long)]
+        fast_io_fail_tmo: Option<u64>,
     },
     /// Make the host see a volume's new size after it grew; prints the size in bytes.
     Extend {
@@ -175,7 +192,10 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Show every iSCSI session with its devices, LUNs, WWNs, states and multipath maps.
+    /// Show every iSCSI session with its devices, LUNs, WWNs, states and multipath maps, and
+    /// every NVMe subsystem with its controllers (transport, address, state), namespaces and
+    /// each path's ANA state (`--protocol` picks one; `--json` is iSCSI's unless
+    /// `--protocol nvmeof`).
     Inspect,
     /// Find what no volume needs any more (sessions with no device, disks the transport gave
     /// up on, multipath maps with no live path and no opener, node records of manual logins
@@ -216,7 +236,7 @@ fn main() -> ExitCode {
     };
     let host = settings.apply(host_of(&cli));
     let mut out = String::new();
-    let result = run(&host, &settings, cli.command, json, &mut out);
+    let result = run(&host, &settings, cli.command, json, cli.protocol, &mut out);
     if let Some(p) = progress {
         p.clear();
     }
@@ -403,11 +423,16 @@ fn to_json(v: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
+fn read_props(path: &str, protocol: Option<Protocol>) -> Result<VolumeProperties, Error> {
+    VolumeProperties::from_json(&read_input(path)?, protocol)
+}
+
 fn run(
     host: &Host,
     settings: &Settings,
     command: Command,
     json: bool,
+    protocol: Option<Protocol>,
     out: &mut String,
 ) -> Result<(), Error> {
     let tuning = &settings.tuning;
@@ -417,8 +442,31 @@ fn run(
             multipath,
             single_path,
             iface,
+            ctrl_loss_tmo,
+            reconnect_delay,
+            fast_io_fail_tmo,
         } => {
-            let props = ConnectionProperties::from_json(&read_input(&props)?)?;
+            let props = match read_props(&props, protocol)? {
+                VolumeProperties::Iscsi(p) => p,
+                VolumeProperties::Nvmeof(p) => {
+                    let secs = std::time::Duration::from_secs;
+                    let tuning = NvmeTuning {
+                        ctrl_loss_tmo: secs(ctrl_loss_tmo),
+                        reconnect_delay: secs(reconnect_delay),
+                        fast_io_fail_tmo: fast_io_fail_tmo.map(secs),
+                        multipath: single_path.then_some(false),
+                        ..NvmeTuning::default()
+                    };
+                    let c = brick::nvmeof::connect_volume(host, &p, &tuning)?;
+                    for (portal, why) in &c.failed_portals {
+                        say(&format!(
+                            "brick: warning: path not attached: {portal}: {why}"
+                        ));
+                    }
+                    let _ = writeln!(out, "{}", to_json(&c.device_info));
+                    return Ok(());
+                }
+            };
             let multipath = multipath || (!single_path && props.targets().len() > 1);
             let c = brick::connect_volume(
                 host,
@@ -433,18 +481,28 @@ fn run(
             Ok(())
         }
         Command::Extend { props, device_info } => {
-            let props = ConnectionProperties::from_json(&read_input(&props)?)?;
+            let props = match read_props(&props, protocol)? {
+                VolumeProperties::Iscsi(p) => p,
+                VolumeProperties::Nvmeof(p) => {
+                    let bytes = brick::nvmeof::extend_volume(host, &p, &NvmeTuning::default())?;
+                    print_size(bytes, json, out);
+                    return Ok(());
+                }
+            };
             let info = read_device_info(device_info)?;
             let bytes = brick::extend_volume(host, &props, info.as_ref(), tuning)?;
-            if json {
-                let _ = writeln!(out, "{}", to_json(&serde_json::json!({ "size": bytes })));
-            } else {
-                let _ = writeln!(out, "{}", bytes.0);
-            }
+            print_size(bytes.0, json, out);
             Ok(())
         }
         Command::Paths { props, device_info } => {
-            let props = ConnectionProperties::from_json(&read_input(&props)?)?;
+            let props = match read_props(&props, protocol)? {
+                VolumeProperties::Iscsi(p) => p,
+                VolumeProperties::Nvmeof(p) => {
+                    let paths = brick::nvmeof::volume_paths(host, &p)?;
+                    let _ = writeln!(out, "{}", to_json(&paths));
+                    return Ok(());
+                }
+            };
             let info = read_device_info(device_info)?;
             let _ = writeln!(
                 out,
@@ -464,10 +522,24 @@ fn run(
             ignore_errors,
             dry_run,
         } => {
-            let props = ConnectionProperties::from_json(&read_input(&props)?)?;
             let info = match device_info {
                 Some(p) => Some(DeviceInfo::from_json(&read_input(&p.to_string_lossy())?)?),
                 None => None,
+            };
+            let props: ConnectionProperties = match read_props(&props, protocol)? {
+                VolumeProperties::Iscsi(p) => p,
+                VolumeProperties::Nvmeof(p) => {
+                    return nvme_disconnect(
+                        host,
+                        &p,
+                        info.as_ref(),
+                        force,
+                        ignore_errors,
+                        dry_run,
+                        json,
+                        out,
+                    );
+                }
             };
             if dry_run {
                 let plan = brick::disconnect_plan(host, &props, info.as_ref())?;
@@ -498,6 +570,19 @@ fn run(
             }
         }
         Command::Inspect => {
+            if protocol == Some(Protocol::Nvmeof) || (protocol.is_none() && !json) {
+                let subs = brick::nvmeof::inspect(host)?;
+                if json {
+                    let _ = writeln!(out, "{}", to_json(&subs));
+                    return Ok(());
+                }
+                if protocol.is_some() || !subs.is_empty() {
+                    print_nvme_tree(&subs, out);
+                }
+                if protocol.is_some() {
+                    return Ok(());
+                }
+            }
             let topo = brick::inspect(host)?;
             if json {
                 let _ = writeln!(
@@ -569,6 +654,108 @@ fn print_settings(settings: &Settings, json: bool, out: &mut String) {
             "{:<23} = {:<14} # {}: {}",
             e.key, value, e.source, e.help
         );
+    }
+}
+
+fn print_size(bytes: u64, json: bool, out: &mut String) {
+    if json {
+        let _ = writeln!(out, "{}", to_json(&serde_json::json!({ "size": bytes })));
+    } else {
+        let _ = writeln!(out, "{bytes}");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn nvme_disconnect(
+    host: &Host,
+    props: &NvmeProperties,
+    info: Option<&DeviceInfo>,
+    force: bool,
+    ignore_errors: bool,
+    dry_run: bool,
+    json: bool,
+    out: &mut String,
+) -> Result<(), Error> {
+    if dry_run {
+        let plan = brick::nvmeof::disconnect_plan(host, props, info)?;
+        if json {
+            let _ = writeln!(out, "{}", to_json(&plan));
+        } else {
+            let _ = write!(out, "{plan}");
+        }
+        return Ok(());
+    }
+    let opts = DisconnectOptions {
+        force,
+        ignore_errors,
+    };
+    match brick::nvmeof::disconnect_volume(host, props, info, opts, &NvmeTuning::default()) {
+        Ok(report) => {
+            print_report(&report, json, out);
+            Ok(())
+        }
+        Err(Error::Disconnect { message, report }) => {
+            if !json {
+                print_report(&report, json, out);
+            }
+            Err(Error::Disconnect { message, report })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn print_nvme_tree(subs: &[brick::nvmeof::Subsystem], out: &mut String) {
+    if subs.is_empty() {
+        let _ = writeln!(out, "no NVMe subsystems");
+        return;
+    }
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
+    for s in subs {
+        let _ = writeln!(out, "{} {}", s.name, opt(&s.nqn));
+        for c in &s.controllers {
+            let _ = writeln!(
+                out,
+                "  ├─ controller {} {} {} [{}]",
+                c.name,
+                opt(&c.transport),
+                opt(&c.address),
+                opt(&c.state)
+            );
+        }
+        for h in &s.heads {
+            let size = h
+                .size_bytes
+                .map(|b| format!(" {} MiB", b >> 20))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  └─ /dev/{} nsid {} {}{size}",
+                h.name,
+                h.nsid.map_or("?".into(), |n| n.to_string()),
+                h.wwid.as_deref().unwrap_or("?")
+            );
+            for (ctrl, p) in brick::nvmeof::paths_of(s, h) {
+                let _ = writeln!(
+                    out,
+                    "       └─ {} via {ctrl} ana {}",
+                    p.name,
+                    p.ana_state.as_deref().unwrap_or("?")
+                );
+            }
+        }
+        // With native multipath off, each controller's namespaces are devices of their own.
+        for c in &s.controllers {
+            for n in c.namespaces.iter().filter(|n| !n.name.contains('c')) {
+                let _ = writeln!(
+                    out,
+                    "  └─ /dev/{} nsid {} {} via {}",
+                    n.name,
+                    n.nsid.map_or("?".into(), |n| n.to_string()),
+                    n.wwid.as_deref().unwrap_or("?"),
+                    c.name
+                );
+            }
+        }
     }
 }
 

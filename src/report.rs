@@ -49,6 +49,24 @@ pub enum Thing {
         /// The portal.
         portal: Portal,
     },
+    /// An NVMe-oF controller (`nvmeN`): a connection to a subsystem at a portal.
+    NvmeController {
+        /// `nvmeN`.
+        name: String,
+        /// The subsystem's NQN.
+        nqn: String,
+        /// Transport and address, `tcp 127.0.0.1:4420`.
+        portal: String,
+    },
+    /// An NVMe namespace block device (`nvme0n1`, a native multipath head or a single path).
+    NvmeNamespace {
+        /// The kernel name.
+        dev: String,
+        /// The namespace id.
+        nsid: Option<u32>,
+        /// Its UUID or NGUID, when it shows one.
+        id: Option<String>,
+    },
 }
 
 impl Thing {
@@ -71,8 +89,11 @@ impl Thing {
     /// The kernel name of the block device, for a map, a disk or a device.
     pub fn dev(&self) -> Option<&str> {
         match self {
-            Thing::Map { dev, .. } | Thing::Disk { dev, .. } | Thing::Device { dev } => Some(dev),
-            Thing::Session { .. } | Thing::NodeRecord { .. } => None,
+            Thing::Map { dev, .. }
+            | Thing::Disk { dev, .. }
+            | Thing::Device { dev }
+            | Thing::NvmeNamespace { dev, .. } => Some(dev),
+            Thing::Session { .. } | Thing::NodeRecord { .. } | Thing::NvmeController { .. } => None,
         }
     }
 }
@@ -88,6 +109,18 @@ impl fmt::Display for Thing {
             Thing::Disk { dev, address: None } | Thing::Device { dev } => write!(f, "/dev/{dev}"),
             Thing::Session { id, iqn, portal } => write!(f, "session {id} ({iqn} at {portal})"),
             Thing::NodeRecord { iqn, portal } => write!(f, "node record {iqn} at {portal}"),
+            Thing::NvmeController { name, nqn, portal } => {
+                write!(f, "controller {name} ({nqn} at {portal})")
+            }
+            Thing::NvmeNamespace { dev, nsid, id } => {
+                write!(f, "/dev/{dev}")?;
+                match (nsid, id) {
+                    (Some(n), Some(i)) => write!(f, " (nsid {n}, {i})"),
+                    (Some(n), None) => write!(f, " (nsid {n})"),
+                    (None, Some(i)) => write!(f, " ({i})"),
+                    (None, None) => Ok(()),
+                }
+            }
         }
     }
 }
@@ -254,10 +287,28 @@ impl fmt::Display for DisconnectReport {
         )?;
         line("sessions logged out", shown(self.sessions_logged_out()))?;
         line("node records deleted", shown(self.node_records_deleted()))?;
-        line(
-            "sessions kept",
-            self.kept.iter().map(ToString::to_string).collect(),
-        )?;
+        let nvme = |ctrl: bool| {
+            self.removed
+                .iter()
+                .filter(|t| match t {
+                    Thing::NvmeController { .. } => ctrl,
+                    Thing::NvmeNamespace { .. } => !ctrl,
+                    _ => false,
+                })
+                .map(Thing::to_string)
+                .collect()
+        };
+        line("NVMe namespaces removed", nvme(false))?;
+        line("NVMe controllers deleted", nvme(true))?;
+        let kept = |sessions: bool| {
+            self.kept
+                .iter()
+                .filter(|k| matches!(k.thing, Thing::Session { .. }) == sessions)
+                .map(ToString::to_string)
+                .collect()
+        };
+        line("sessions kept", kept(true))?;
+        line("kept", kept(false))?;
         line(
             "left alone (not the volume's)",
             self.left_alone.iter().map(ToString::to_string).collect(),

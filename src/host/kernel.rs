@@ -97,6 +97,23 @@ pub trait Kernel: Send + Sync {
         request: DmRequest<'_>,
         timeout: Duration,
     ) -> Result<(), KernelError>;
+
+    /// Writes an NVMe over Fabrics connect request, the option string `options`
+    /// (`nqn=...,transport=tcp,traddr=...`), to the fabrics device at `dev`
+    /// (`/dev/nvme-fabrics`), and reads back the kernel's answer from the same descriptor
+    /// (`instance=N,cntlid=M`): what `nvme connect` does, without a process. The kernel
+    /// creates the controller before the write returns.
+    fn fabrics_connect(
+        &self,
+        dev: &Path,
+        options: &str,
+        timeout: Duration,
+    ) -> Result<String, KernelError> {
+        let _ = (dev, options, timeout);
+        Err(KernelError::Os(
+            "this kernel interface cannot connect NVMe-oF controllers".into(),
+        ))
+    }
 }
 
 /// The running kernel.
@@ -135,6 +152,101 @@ impl Kernel for RealKernel {
     ) -> Result<(), KernelError> {
         let (nr, mut buf) = dm_ioctl::request(uuid, request)?;
         in_child(control, Op::Dm(nr, buf.as_mut_ptr().cast()), timeout)
+    }
+
+    fn fabrics_connect(
+        &self,
+        dev: &Path,
+        options: &str,
+        timeout: Duration,
+    ) -> Result<String, KernelError> {
+        fabrics_in_child(dev, options.as_bytes(), timeout)
+    }
+}
+
+/// The answer of `/dev/nvme-fabrics` is one short line (`instance=12,cntlid=3`).
+const FABRICS_ANSWER_MAX: usize = 256;
+
+/// A connect to a portal can block in the kernel (the TCP connect, the admin queue's connect
+/// command) for as long as the transport's own timeouts allow: the request runs in a forked
+/// child, as the other operations do, and its answer comes back through a pipe.
+fn fabrics_in_child(dev: &Path, options: &[u8], timeout: Duration) -> Result<String, KernelError> {
+    let cpath = CString::new(dev.as_os_str().as_bytes())
+        .map_err(|_| KernelError::Os("path holds a NUL byte".into()))?;
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| KernelError::Os(format!("pipe failed: {e}")))?;
+    // SAFETY: sysconf has no preconditions.
+    let max_fd = match unsafe { libc::sysconf(libc::_SC_OPEN_MAX) } {
+        n if n > 0 => n.min(1 << 20) as libc::c_int,
+        _ => 1 << 16,
+    };
+    let wr_fd = std::os::fd::AsRawFd::as_raw_fd(&wr);
+    // SAFETY: the child only makes async-signal-safe system calls on memory prepared before the
+    // fork, then leaves with _exit (see `in_child`).
+    let child = match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            // SAFETY: only system calls, then _exit.
+            let code = unsafe {
+                // The answer goes to standard output, which is the pipe: every other
+                // descriptor is closed.
+                if libc::dup2(wr_fd, 1) < 0 {
+                    libc::_exit(*libc::__errno_location());
+                }
+                close_inherited(max_fd);
+                fabrics_child(&cpath, options)
+            };
+            unsafe { libc::_exit(code) }
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => return Err(KernelError::Os(format!("fork failed: {e}"))),
+    };
+    drop(wr);
+    let deadline = Instant::now() + timeout;
+    let mut pause = Pause::new(Duration::from_micros(500), Duration::from_millis(10));
+    loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, 0)) => break,
+            Ok(WaitStatus::Exited(_, errno)) => return Err(KernelError::from_errno(errno)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                return Err(KernelError::Os(format!("helper process killed by {sig}")))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(KernelError::Os(format!("waiting for helper process: {e}"))),
+        }
+        if Instant::now() >= deadline {
+            abandon(child);
+            return Err(KernelError::TimedOut(timeout));
+        }
+        std::thread::sleep(pause.take());
+    }
+    let mut answer = Vec::new();
+    std::io::Read::read_to_end(&mut std::fs::File::from(rd), &mut answer)
+        .map_err(|e| KernelError::Os(format!("reading the helper's answer: {e}")))?;
+    Ok(String::from_utf8_lossy(&answer).trim().to_string())
+}
+
+/// Runs in the forked child: open, write the options, read the answer, hand it on.
+unsafe fn fabrics_child(path: &CString, options: &[u8]) -> i32 {
+    // SAFETY (whole body): raw system calls on valid pointers and a stack buffer.
+    unsafe {
+        let errno = || *libc::__errno_location();
+        let fd = libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if fd < 0 {
+            return errno();
+        }
+        if libc::write(fd, options.as_ptr().cast(), options.len()) < 0 {
+            return errno();
+        }
+        let mut buf = [0u8; FABRICS_ANSWER_MAX];
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        if n < 0 {
+            return errno();
+        }
+        if libc::write(1, buf.as_ptr().cast(), n as usize) < 0 {
+            return errno();
+        }
+        libc::close(fd);
+        0
     }
 }
 
@@ -460,6 +572,30 @@ mod tests {
             taken.success(),
             "the lock was still held (by the child): {taken}"
         );
+    }
+
+    #[test]
+    fn fabrics_connect_writes_the_options_and_reads_the_answer_back() {
+        // A regular file stands in for /dev/nvme-fabrics: the read after the write returns
+        // what follows the options in the file (at the file offset the write left).
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("nvme-fabrics");
+        std::fs::write(&f, "").unwrap();
+        let opts = "nqn=nqn.2014-08.org.lab:x,transport=tcp";
+        // Prepare the file so the answer follows the options' bytes.
+        std::fs::write(&f, format!("{opts}instance=7,cntlid=2\n")).unwrap();
+        let answer = RealKernel
+            .fabrics_connect(&f, opts, Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(answer, "instance=7,cntlid=2");
+        let e = RealKernel
+            .fabrics_connect(
+                Path::new("/nonexistent/nvme-fabrics"),
+                opts,
+                Duration::from_secs(5),
+            )
+            .unwrap_err();
+        assert_eq!(e, KernelError::from_errno(libc::ENOENT));
     }
 
     #[test]

@@ -74,6 +74,7 @@ pub struct Host {
     sysfs: PathBuf,
     dev: PathBuf,
     iscsi_conf: PathBuf,
+    nvme_conf: PathBuf,
     multipath_dir: PathBuf,
     udev_data: PathBuf,
     run_dir: PathBuf,
@@ -113,6 +114,7 @@ impl Host {
             sysfs: sysfs.into(),
             dev: dev.into(),
             iscsi_conf: iscsi_conf.into(),
+            nvme_conf: PathBuf::from("/etc/nvme"),
             multipath_dir: PathBuf::from("/etc/multipath"),
             udev_data: PathBuf::from("/run/udev/data"),
             run_dir: PathBuf::from("/run/brick"),
@@ -138,6 +140,18 @@ impl Host {
     pub fn multipath_dir(mut self, dir: impl Into<PathBuf>) -> Host {
         self.multipath_dir = dir.into();
         self
+    }
+
+    /// Sets where nvme-cli keeps the host's NVMe identity (default `/etc/nvme`, which holds
+    /// `hostnqn` and `hostid`).
+    pub fn nvme_conf_dir(mut self, dir: impl Into<PathBuf>) -> Host {
+        self.nvme_conf = dir.into();
+        self
+    }
+
+    /// A path under the NVMe configuration folder (`/etc/nvme`).
+    pub fn nvme_conf(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.nvme_conf.join(rel)
     }
 
     /// A path under multipath-tools' state folder.

@@ -179,6 +179,9 @@ impl Runner for FakeRunner {
             }
             i += 1;
         }
+        if argv.first().is_some_and(|p| p == "mdadm") {
+            return Ok(super::nvme::fake_mdadm(&self.root, &mut w, &argv));
+        }
         self.default_response(&mut w, &argv)
     }
 }

@@ -72,6 +72,15 @@ impl Kernel for FakeKernel {
         Ok(())
     }
 
+    fn fabrics_connect(
+        &self,
+        _dev: &Path,
+        options: &str,
+        _timeout: Duration,
+    ) -> Result<String, KernelError> {
+        super::nvme::fabrics_connect(&self.root, &mut lock(&self.world), options)
+    }
+
     fn flush_buffers(&self, dev: &Path, _timeout: Duration) -> Result<(), KernelError> {
         let name = dev
             .file_name()
@@ -109,6 +118,9 @@ impl Kernel for FakeKernel {
             .unwrap_or_else(|_| path.display().to_string());
         let mut w = lock(&self.world);
         w.attr_writes.push((rel.clone(), value.to_string()));
+        if let Some(r) = super::nvme::write_ctrl_attr(&self.root, &mut w, &rel, timeout) {
+            return r;
+        }
         if !path.exists() {
             return Err(KernelError::Os(
                 "No such file or directory (os error 2)".into(),

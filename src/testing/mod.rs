@@ -27,6 +27,7 @@ use crate::types::{Portal, SessionId, Wwid};
 mod iscsiadm;
 mod kernel;
 mod multipathd;
+mod nvme;
 mod sendtargets;
 mod tree;
 
@@ -126,6 +127,8 @@ struct World {
     /// second `add path` does not look again (0.9.4's cli_add_path); only a map that holds
     /// them, adopted with `add map`, gives them its WWID.
     no_wwid_paths: Vec<String>,
+    /// NVMe-oF targets and what the fake fabrics device was asked.
+    nvme: nvme::NvmeWorld,
 }
 
 /// A fake host that owns its temporary directory.
@@ -228,6 +231,7 @@ impl FakeHost {
             .run_dir(root.join("run/brick"))
             .proc_root(root.join("proc"))
             .multipath_dir(root.join("etc/multipath"))
+            .nvme_conf_dir(root.join("etc/nvme"))
             .udev_data(root.join("run/udev/data"))
     }
 

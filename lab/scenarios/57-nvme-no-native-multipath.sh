@@ -1,0 +1,38 @@
+#!/bin/bash
+# nvme_core loaded with multipath=N: brick connect on two portals makes one controller only and
+# returns that controller's own namespace device (nvmeCnX, no head); disconnect: clean, data
+# kept. nvme_core is loaded back with multipath=Y at the end.
+set -euo pipefail
+. "$LAB_DIR/lib.sh"
+nvme_setup
+reload_core() {
+    nvme_reset
+    local m
+    for m in nvme_tcp nvme_rdma nvme_fabrics nvme nvme_core; do
+        [ -d "/sys/module/$m" ] && rmmod "$m"
+    done
+    modprobe nvme-core multipath="$1"
+    modprobe -a nvme-tcp nvme-fabrics
+    log "nvme_core multipath=$(cat /sys/module/nvme_core/parameters/multipath)"
+}
+trap 'reload_core Y >/dev/null 2>&1 || true' EXIT
+reload_core N
+[ "$(cat /sys/module/nvme_core/parameters/multipath)" = N ] || nvme_fail "nvme_core multipath is not N"
+
+nvme_sub_create sp 1 2
+nvme_props sp 1 1 2 >props.json
+run_brick connect props.json
+[ "$BRICK_RC" = 0 ] || nvme_fail "brick connect exited $BRICK_RC"
+"$BRICK" connect props.json >device_info.json 2>/dev/null || nvme_fail "second connect failed"
+dev=$(sed -n 's/.*"path": *"\/dev\/\([^"]*\)".*/\1/p' device_info.json)
+[ "$(nvme_ctrls sp | wc -l)" = 1 ] || nvme_fail "expected one controller: $(nvme_ctrls sp | tr '\n' ' ')"
+c=$(nvme_ctrls sp)
+[ -e "/sys/class/nvme/$c/$dev" ] || nvme_fail "/dev/$dev is not $c's namespace"
+[ "$(cat "/sys/block/$dev/uuid")" = "$(nvme_ns_uuid sp 1)" ] || nvme_fail "/dev/$dev shows another uuid"
+log "ok: one controller $c, device /dev/$dev"
+make_pattern "$LAB_STATE/pat" 1
+write_pattern "$dev" "$LAB_STATE/pat" 2 buffered
+run_brick disconnect props.json --device-info device_info.json
+[ "$BRICK_RC" = 0 ] || nvme_fail "brick disconnect exited $BRICK_RC"
+assert_nvme_clean
+assert_nvme_backing_has sp 1 "$LAB_STATE/pat" 2

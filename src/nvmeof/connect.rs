@@ -1,0 +1,450 @@
+//! Connecting an NVMe-oF volume: a controller to every portal at once (one with native multipath
+//! off), each made in-process by writing its option string to `/dev/nvme-fabrics`; a live
+//! controller already there is reused and rescanned; one that is reconnecting is waited for, with
+//! a deadline. Then the namespace is looked for in sysfs by its UUID (or NGUID, or nsid). A
+//! failed connect deletes every controller it made, under the subsystem's lock, which a
+//! disconnect takes too.
+
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+
+use super::identity::host_identity;
+use super::props::{NvmePortal, NvmeProperties, NvmeTarget};
+use super::sysfs::{self, Controller, Namespace};
+use super::{lock_name, NvmeTuning};
+use crate::error::{Error, Result};
+use crate::host::{Host, KernelError};
+use crate::props::DeviceInfo;
+use crate::time::Pause;
+
+/// What an NVMe-oF connect gives back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NvmeConnected {
+    /// os-brick's device_info: `{"type": "block", "path": "/dev/nvme0n1"}`.
+    pub device_info: DeviceInfo,
+    /// The namespace device.
+    pub namespace: Namespace,
+    /// The controllers that serve it (made or reused).
+    pub controllers: Vec<String>,
+    /// The portals that did not give a live controller, and why.
+    pub failed_portals: Vec<(NvmePortal, String)>,
+}
+
+/// Attaches the volume `props` names: controllers to its portals, then its namespace.
+///
+/// With native NVMe multipath (the kernel's default), every portal gets a controller at once
+/// and the device is the namespace's head (`nvmeSnX`) over all of them; with it off (or
+/// `tuning.multipath` false), the portals are tried in turn until one gives a controller.
+///
+/// With `volume_replicas` and an `alias`, every replica is attached and the volume is their md
+/// RAID1 (`/dev/mdN`), assembled or created with `mdadm` (see `raid`).
+///
+/// # Errors
+/// [`Error::InvalidInput`] for properties that name no namespace in a subsystem with several; [`Error::NvmeConnect`] when no controller came up
+/// or the namespace did not show before the deadline (the controllers made were deleted).
+pub fn connect_volume(
+    host: &Host,
+    props: &NvmeProperties,
+    tuning: &NvmeTuning,
+) -> Result<NvmeConnected> {
+    let span = tracing::info_span!("nvme_connect", volume = %props.label());
+    let _enter = span.enter();
+    if props.alias.is_none() {
+        return connect_one(host, props, tuning);
+    }
+    // The replicated format (one replica or several): the md RAID1, or the one namespace.
+    let device_info = super::raid::connect_replicated(host, props, tuning)?;
+    let mut controllers = Vec::new();
+    let mut namespace = None;
+    for t in &props.targets {
+        if let Some(sub) = sysfs::subsystem(host, &t.nqn)? {
+            controllers.extend(sub.controllers.iter().map(|c| c.name.clone()));
+            namespace = namespace.or(sysfs::volume_devices(&sub, t).into_iter().next());
+        }
+    }
+    Ok(NvmeConnected {
+        device_info,
+        namespace: namespace.ok_or_else(|| Error::NvmeConnect {
+            volume: props.label(),
+            detail: "no replica's namespace shows any more".into(),
+        })?,
+        controllers,
+        failed_portals: Vec::new(),
+    })
+}
+
+/// Connects the one target of `props` (not in the replicated format).
+pub(crate) fn connect_one(
+    host: &Host,
+    props: &NvmeProperties,
+    tuning: &NvmeTuning,
+) -> Result<NvmeConnected> {
+    let target = &props.targets[0];
+    let identity = host_identity(host)?;
+    let hostnqn = target.host_nqn.clone().unwrap_or(identity.nqn.clone());
+    let native = sysfs::native_multipath(host)?;
+    let multipath = native && tuning.multipath.unwrap_or(true);
+    let _lock = host.lock(&lock_name(&target.nqn))?;
+    let mut made: Vec<String> = Vec::new();
+    let result = attach(
+        host,
+        props,
+        target,
+        hostnqn.as_str(),
+        &identity.id.to_string(),
+        multipath,
+        tuning,
+        &mut made,
+    );
+    match result {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            undo(host, &made, tuning);
+            Err(e)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attach(
+    host: &Host,
+    props: &NvmeProperties,
+    target: &NvmeTarget,
+    hostnqn: &str,
+    hostid: &str,
+    multipath: bool,
+    tuning: &NvmeTuning,
+    made: &mut Vec<String>,
+) -> Result<NvmeConnected> {
+    let existing = sysfs::controllers(host)?;
+    let at = |p: &NvmePortal| {
+        existing
+            .iter()
+            .find(|c| c.is_at(&target.nqn, p, hostnqn) && c.state.as_deref() != Some("deleting"))
+            .cloned()
+    };
+    let mut live: Vec<String> = Vec::new();
+    let mut failed: Vec<(NvmePortal, String)> = Vec::new();
+    let mut missing: Vec<NvmePortal> = Vec::new();
+    let mut waiting: Vec<(NvmePortal, Controller)> = Vec::new();
+    for p in &target.portals {
+        match at(p) {
+            Some(c) if c.is_live() => {
+                debug!(controller = %c.name, portal = %p, "reusing a live controller; rescanning");
+                rescan(host, &c.name, tuning);
+                live.push(c.name);
+            }
+            Some(c) => waiting.push((*p, c)),
+            None => missing.push(*p),
+        }
+    }
+    // Controllers in `connecting` or `resetting`: the kernel reconnects them by itself; wait for
+    // them, with a deadline, instead of making a second one to the same portal.
+    if !waiting.is_empty() && (multipath || live.is_empty()) {
+        let names: Vec<&str> = waiting.iter().map(|(_, c)| c.name.as_str()).collect();
+        let up = wait_live(host, &names, tuning.live_deadline)?;
+        for (p, c) in waiting {
+            if up.contains(&c.name) {
+                rescan(host, &c.name, tuning);
+                live.push(c.name);
+            } else {
+                failed.push((
+                    p,
+                    format!(
+                        "controller {} is not live after {:?}",
+                        c.name, tuning.live_deadline
+                    ),
+                ));
+            }
+        }
+    }
+    if multipath {
+        let results = crate::par::par_map(&missing, |p| {
+            create(host, target, p, hostnqn, hostid, tuning)
+        });
+        for (p, r) in missing.iter().zip(results) {
+            match r {
+                Ok(Created::New(name)) => {
+                    made.push(name.clone());
+                    live.push(name);
+                }
+                Ok(Created::Raced) => match wait_for_existing(host, target, p, hostnqn, tuning)? {
+                    Some(name) => live.push(name),
+                    None => failed.push((*p, "another process connects it; it is not live".into())),
+                },
+                Err(e) => failed.push((*p, e)),
+            }
+        }
+    } else if live.is_empty() {
+        for p in &missing {
+            match create(host, target, p, hostnqn, hostid, tuning) {
+                Ok(Created::New(name)) => {
+                    made.push(name.clone());
+                    live.push(name);
+                    break;
+                }
+                Ok(Created::Raced) => {
+                    if let Some(name) = wait_for_existing(host, target, p, hostnqn, tuning)? {
+                        live.push(name);
+                        break;
+                    }
+                }
+                Err(e) => failed.push((*p, e)),
+            }
+        }
+    }
+    for (p, why) in &failed {
+        warn!(portal = %p, "no controller: {why}");
+    }
+    if live.is_empty() {
+        return Err(Error::NvmeConnect {
+            volume: props.label(),
+            detail: failed
+                .iter()
+                .map(|(p, w)| format!("{p}: {w}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        });
+    }
+    let ns = wait_namespace(host, props, target, &live, multipath, tuning)?;
+    info!(device = %ns.name, controllers = ?live, "connected");
+    Ok(NvmeConnected {
+        device_info: DeviceInfo {
+            kind: "block".into(),
+            path: Some(format!("/dev/{}", ns.name)),
+            ..Default::default()
+        },
+        namespace: ns,
+        controllers: live,
+        failed_portals: failed,
+    })
+}
+
+enum Created {
+    New(String),
+    /// The kernel has a controller to that portal already (EALREADY): made meanwhile by another
+    /// program that does not take brick's lock.
+    Raced,
+}
+
+/// The option string of a connect to `p`. Every value was checked when the properties were
+/// parsed (no `,` or `=` in NQNs; addresses are IP addresses).
+pub(crate) fn options(
+    target: &NvmeTarget,
+    p: &NvmePortal,
+    hostnqn: &str,
+    hostid: &str,
+    tuning: &NvmeTuning,
+) -> String {
+    let mut o = format!(
+        "nqn={},transport={},traddr={},trsvcid={},hostnqn={hostnqn},hostid={hostid},ctrl_loss_tmo={},reconnect_delay={}",
+        target.nqn,
+        p.transport,
+        p.address,
+        p.port,
+        tuning.ctrl_loss_tmo.as_secs(),
+        tuning.reconnect_delay.as_secs().max(1),
+    );
+    if let Some(f) = tuning.fast_io_fail_tmo {
+        o.push_str(&format!(",fast_io_fail_tmo={}", f.as_secs()));
+    }
+    o
+}
+
+fn create(
+    host: &Host,
+    target: &NvmeTarget,
+    p: &NvmePortal,
+    hostnqn: &str,
+    hostid: &str,
+    tuning: &NvmeTuning,
+) -> std::result::Result<Created, String> {
+    let opts = options(target, p, hostnqn, hostid, tuning);
+    let t = host.time().now();
+    let dev = host.dev_node("nvme-fabrics");
+    match host
+        .kern()
+        .fabrics_connect(&dev, &opts, tuning.connect_timeout)
+    {
+        Ok(answer) => {
+            let name = parse_answer(&answer).ok_or_else(|| {
+                format!("the kernel answered {answer:?}, not instance=N,cntlid=M")
+            })?;
+            debug!(portal = %p, controller = %name, took = ?host.time().now().duration_since(t), "controller made");
+            Ok(Created::New(name))
+        }
+        Err(KernelError::Errno(libc::EALREADY)) => Ok(Created::Raced),
+        Err(e @ KernelError::Errno(libc::ENOENT)) => Err(format!(
+            "{}: {e} (is the nvme-{} module loaded?)",
+            dev.display(),
+            p.transport
+        )),
+        Err(e) => Err(format!("connect failed: {e}")),
+    }
+}
+
+/// `instance=3,cntlid=1` -> `nvme3`.
+pub(crate) fn parse_answer(answer: &str) -> Option<String> {
+    answer.trim().split(',').find_map(|kv| {
+        let n: u32 = kv.strip_prefix("instance=")?.parse().ok()?;
+        Some(format!("nvme{n}"))
+    })
+}
+
+fn wait_for_existing(
+    host: &Host,
+    target: &NvmeTarget,
+    p: &NvmePortal,
+    hostnqn: &str,
+    tuning: &NvmeTuning,
+) -> Result<Option<String>> {
+    let c = sysfs::controllers(host)?
+        .into_iter()
+        .find(|c| c.is_at(&target.nqn, p, hostnqn));
+    let Some(c) = c else { return Ok(None) };
+    let up = wait_live(host, &[c.name.as_str()], tuning.live_deadline)?;
+    Ok(up.into_iter().next())
+}
+
+/// Waits until each of `names` is live, or the deadline; returns those that are.
+fn wait_live(host: &Host, names: &[&str], deadline: Duration) -> Result<Vec<String>> {
+    let clock = host.time();
+    let end = clock.now() + deadline;
+    let mut pause = Pause::new(Duration::from_millis(50), Duration::from_millis(500));
+    loop {
+        let mut up = Vec::new();
+        for n in names {
+            if sysfs::controller(host, n)?.is_some_and(|c| c.is_live()) {
+                up.push(n.to_string());
+            }
+        }
+        if up.len() == names.len() || clock.now() >= end {
+            return Ok(up);
+        }
+        clock.sleep(pause.take());
+    }
+}
+
+fn rescan(host: &Host, ctrl: &str, tuning: &NvmeTuning) {
+    let path = host.sys(format!("class/nvme/{ctrl}/rescan_controller"));
+    if let Err(e) = host.kern().write_attr(&path, "1", tuning.delete_timeout) {
+        warn!(controller = %ctrl, "rescan failed: {e}");
+    }
+}
+
+/// Waits for the volume's namespace on the controllers `live`: its head with native multipath
+/// (and, for a grace period, a path under every live controller), else the namespace device of
+/// the first controller that shows it.
+fn wait_namespace(
+    host: &Host,
+    props: &NvmeProperties,
+    target: &NvmeTarget,
+    live: &[String],
+    multipath: bool,
+    tuning: &NvmeTuning,
+) -> Result<Namespace> {
+    let clock = host.time();
+    let start = clock.now();
+    let end = start + tuning.namespace_deadline;
+    let mut pause = Pause::new(Duration::from_millis(20), Duration::from_millis(500));
+    let mut found: Option<(Namespace, std::time::Instant)> = None;
+    loop {
+        let sub = sysfs::subsystem(host, &target.nqn)?;
+        let mut devs = sub
+            .as_ref()
+            .map(|s| sysfs::volume_devices(s, target))
+            .unwrap_or_default();
+        if target.uuid.is_none() && target.nguid.is_none() && target.nsid.is_none() {
+            let all = sub
+                .as_ref()
+                .map(|s| sysfs::other_devices(s, target).len() + devs.len());
+            if devs.len() > 1 || all.unwrap_or(0) > 1 {
+                return Err(Error::invalid(
+                    "volume_nguid",
+                    format!(
+                        "the subsystem {} shows several namespaces, and the properties give no \
+                         vol_uuid, volume_nguid or ns_id to tell which is the volume's",
+                        target.nqn
+                    ),
+                ));
+            }
+        }
+        // Never a device that shows another UUID or NGUID than the volume's.
+        devs.retain(|d| !d.contradicts(target));
+        if multipath {
+            devs.retain(|d| {
+                sub.as_ref()
+                    .is_some_and(|s| s.heads.iter().any(|h| h.name == d.name))
+            });
+        } else {
+            devs.retain(|d| {
+                live.iter()
+                    .any(|c| host.sys(format!("class/nvme/{c}/{}", d.name)).exists())
+            });
+        }
+        if let Some(d) = devs.into_iter().next() {
+            if !multipath {
+                return Ok(d);
+            }
+            let paths_of = |s: &sysfs::Subsystem| {
+                s.controllers
+                    .iter()
+                    .filter(|c| live.contains(&c.name))
+                    .filter(|c| c.namespaces.iter().any(|n| n.nsid == d.nsid))
+                    .count()
+            };
+            let all_paths = sub.as_ref().map(paths_of).unwrap_or(0) >= live.len();
+            let since = found.get_or_insert((d.clone(), clock.now())).1;
+            if all_paths || clock.now() >= since + tuning.paths_grace {
+                return Ok(d);
+            }
+        } else if clock.now() >= end {
+            return Err(Error::NvmeConnect {
+                volume: props.label(),
+                detail: format!(
+                    "no namespace with {} showed in subsystem {} within {:?} (controllers {}): \
+                     check the properties and that the target exports the namespace to this host",
+                    target.identity(),
+                    target.nqn,
+                    tuning.namespace_deadline,
+                    live.join(", ")
+                ),
+            });
+        }
+        clock.sleep(pause.take());
+    }
+}
+
+/// Deletes the controllers a failed connect made, and waits (bounded) for them to go.
+fn undo(host: &Host, made: &[String], tuning: &NvmeTuning) {
+    for c in made {
+        let path = host.sys(format!("class/nvme/{c}/delete_controller"));
+        match host.kern().write_attr(&path, "1", tuning.delete_timeout) {
+            Ok(()) => info!(controller = %c, "deleted the controller the failed connect made"),
+            Err(e) if !path.exists() => debug!(controller = %c, "already gone: {e}"),
+            Err(e) => {
+                warn!(controller = %c, "cannot delete the controller the failed connect made: {e}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_of_the_fabrics_device() {
+        assert_eq!(
+            parse_answer("instance=0,cntlid=1\n").as_deref(),
+            Some("nvme0")
+        );
+        assert_eq!(
+            parse_answer("instance=12,cntlid=3").as_deref(),
+            Some("nvme12")
+        );
+        assert_eq!(parse_answer("instance=-1,cntlid=-1"), None);
+        assert_eq!(parse_answer(""), None);
+    }
+}

@@ -1,0 +1,408 @@
+//! Disconnecting an NVMe-oF volume, one code path for native multipath and single path:
+//!
+//! 1. find the volume's namespace devices in sysfs (its subsystem by NQN, the namespace by UUID,
+//!    NGUID or nsid); a device the device_info names that is not the volume's is left alone;
+//! 2. flush each (write-back, cache flush, BLKFLSBUF, in a forked child with a deadline) while
+//!    nothing has been removed; a flush that fails or does not finish stops a plain disconnect:
+//!    nothing removed, the kernel keeps the data;
+//! 3. under the subsystem's lock (which connect takes), delete each controller of the subsystem
+//!    that serves no other namespace (`delete_controller`); a controller that serves another
+//!    volume's namespace stays, and with it the volume's namespace until the target unmaps it;
+//! 4. wait (bounded) for the kernel to drop them; whatever of the volume is left is named.
+//!
+//! Deleting the last controller of a head fails the I/O queued on it: that is how `force`
+//! releases a writer blocked with every path down. No state is kept: a disconnect killed at any
+//! point and run again reads the host again and finishes.
+
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+
+use super::props::{NvmeProperties, NvmeTarget};
+use super::sysfs::{self, Controller, Namespace, Subsystem};
+use super::{lock_name, NvmeTuning};
+use crate::error::{Error, Result};
+use crate::host::Host;
+use crate::iscsi::DisconnectOptions;
+use crate::props::DeviceInfo;
+use crate::report::{DisconnectPlan, DisconnectReport, Outcome, Thing, Untouched};
+use crate::time::Pause;
+
+fn ns_thing(n: &Namespace) -> Thing {
+    Thing::NvmeNamespace {
+        dev: n.name.clone(),
+        nsid: n.nsid,
+        id: n
+            .uuid
+            .map(|u| format!("uuid {u}"))
+            .or(n.nguid.map(|g| format!("nguid {g}"))),
+    }
+}
+
+fn ctrl_thing(c: &Controller) -> Thing {
+    let portal = match (c.transport.as_deref(), c.traddr(), c.trsvcid()) {
+        (Some(t), Some(std::net::IpAddr::V6(a)), Some(p)) => format!("{t} [{a}]:{p}"),
+        (Some(t), Some(a), Some(p)) => format!("{t} {a}:{p}"),
+        _ => c.address.clone().unwrap_or_default(),
+    };
+    Thing::NvmeController {
+        name: c.name.clone(),
+        nqn: c.subsysnqn.clone().unwrap_or_default(),
+        portal,
+    }
+}
+
+/// This host's NQN as written in /etc/nvme (not made here: a disconnect writes nothing there).
+fn our_hostnqn(host: &Host, t: &NvmeTarget) -> Option<String> {
+    t.host_nqn.as_ref().map(|n| n.to_string()).or_else(|| {
+        host.read_attr_opt(&host.nvme_conf("hostnqn"))
+            .ok()
+            .flatten()
+            .map(|s| s.trim().to_string())
+    })
+}
+
+/// The controllers of `sub` this host connected as `hostnqn` (all, when it is unknown).
+fn ours<'a>(sub: &'a Subsystem, hostnqn: Option<&'a str>) -> impl Iterator<Item = &'a Controller> {
+    sub.controllers
+        .iter()
+        .filter(move |c| match (hostnqn, c.hostnqn.as_deref()) {
+            (Some(h), Some(ch)) => h == ch,
+            _ => true,
+        })
+}
+
+/// What the host shows of the volume: its namespace devices, and a device the device_info
+/// names that is not one of them (left alone). Changes nothing.
+struct Found<'p> {
+    target: &'p NvmeTarget,
+    hostnqn: Option<String>,
+    devices: Vec<Namespace>,
+    left_alone: Vec<Untouched>,
+}
+
+fn find<'p>(
+    host: &Host,
+    props: &'p NvmeProperties,
+    device_info: Option<&DeviceInfo>,
+) -> Result<Found<'p>> {
+    let mut left_alone = Vec::new();
+    if props.replicated {
+        return Err(Error::invalid(
+            "volume_replicas",
+            "the dry run of a replicated volume is not available",
+        ));
+    }
+    let target = &props.targets[0];
+    let hostnqn = our_hostnqn(host, target);
+    let sub = sysfs::subsystem(host, &target.nqn)?;
+    let devices =
+        match &sub {
+            Some(s) => {
+                let devs = sysfs::volume_devices(s, target);
+                let anon = target.uuid.is_none() && target.nguid.is_none() && target.nsid.is_none();
+                if anon && devs.len() > 1 {
+                    return Err(Error::NotTheVolume {
+                        volume: props.label(),
+                        detail: format!(
+                        "the properties give no vol_uuid, volume_nguid or ns_id, and subsystem {} \
+                         shows several namespaces ({}): none can be proven to be the volume's",
+                        target.nqn,
+                        devs.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                    });
+                }
+                devs
+            }
+            None => Vec::new(),
+        };
+    // A device the device_info names that is not one of the volume's is never touched.
+    if let Some(name) = device_info.and_then(|d| d.device_name().ok().flatten()) {
+        if !devices.iter().any(|d| d.name == name) && name.starts_with("nvme") {
+            let shown = sysfs::subsystems(host)?
+                .iter()
+                .flat_map(|s| {
+                    s.heads
+                        .iter()
+                        .cloned()
+                        .chain(s.controllers.iter().flat_map(|c| c.namespaces.clone()))
+                })
+                .find(|n| n.name == name);
+            if let Some(n) = shown {
+                left_alone.push(Untouched {
+                    thing: ns_thing(&n),
+                    why: format!(
+                        "device_info names it, but it is not the volume's namespace ({} in {})",
+                        target.identity(),
+                        target.nqn
+                    ),
+                });
+            }
+        }
+    }
+    Ok(Found {
+        target,
+        hostnqn,
+        devices,
+        left_alone,
+    })
+}
+
+/// Which of the subsystem's controllers (this host's) go: those that serve no namespace but the
+/// volume's; the others are kept, with what else they serve.
+fn decide(
+    sub: Option<&Subsystem>,
+    target: &NvmeTarget,
+    hostnqn: Option<&str>,
+) -> (Vec<Controller>, Vec<Untouched>) {
+    let mut delete = Vec::new();
+    let mut kept = Vec::new();
+    let Some(sub) = sub else {
+        return (delete, kept);
+    };
+    for c in ours(sub, hostnqn) {
+        let others = sysfs::others_on(c, target);
+        if others.is_empty() {
+            delete.push(c.clone());
+        } else {
+            let names: Vec<String> = others
+                .iter()
+                .map(|n| match n.nsid {
+                    Some(id) => format!("{} (nsid {id})", n.name),
+                    None => n.name.clone(),
+                })
+                .collect();
+            kept.push(Untouched {
+                thing: ctrl_thing(c),
+                why: format!("it also serves {}", names.join(", ")),
+            });
+        }
+    }
+    (delete, kept)
+}
+
+/// What a disconnect of the NVMe-oF volume would do now (`brick disconnect --dry-run`), from
+/// the code the disconnect runs; changes nothing.
+///
+/// # Errors
+/// As [`disconnect_volume`] before it changes anything.
+pub fn disconnect_plan(
+    host: &Host,
+    props: &NvmeProperties,
+    device_info: Option<&DeviceInfo>,
+) -> Result<DisconnectPlan> {
+    let f = find(host, props, device_info)?;
+    let sub = sysfs::subsystem(host, &f.target.nqn)?;
+    let (delete, keep) = decide(sub.as_ref(), f.target, f.hostnqn.as_deref());
+    let mut plan = DisconnectPlan {
+        volume: props.label(),
+        flush: f.devices.iter().map(ns_thing).collect(),
+        remove: delete.iter().map(ctrl_thing).collect(),
+        keep,
+        left_alone: f.left_alone,
+        ..Default::default()
+    };
+    let down: Vec<&str> = delete
+        .iter()
+        .filter(|c| !c.is_live())
+        .map(|c| c.name.as_str())
+        .collect();
+    if !f.devices.is_empty() && !down.is_empty() && down.len() == delete.len() {
+        plan.problems.push(format!(
+            "no controller of the volume is live ({}): the flush will likely not finish, and a \
+             plain disconnect stops with nothing removed",
+            down.join(", ")
+        ));
+        plan.if_forced.push(
+            "deletes the controllers after the failed flush: the queued I/O fails and the \
+             data not yet on the target is lost"
+                .into(),
+        );
+    }
+    Ok(plan)
+}
+
+/// Detaches the NVMe-oF volume `props` names from this host (see the module's text).
+///
+/// # Errors
+/// [`Error::NotTheVolume`] when the properties name no namespace and the subsystem shows
+/// several; [`Error::Disconnect`] with the report when a flush failed (outcome `refused`,
+/// nothing removed) or something is left (`unfinished`; with `force` and `ignore_errors` the
+/// report is returned as `Ok`).
+pub fn disconnect_volume(
+    host: &Host,
+    props: &NvmeProperties,
+    device_info: Option<&DeviceInfo>,
+    opts: DisconnectOptions,
+    tuning: &NvmeTuning,
+) -> Result<DisconnectReport> {
+    let span = tracing::info_span!("nvme_disconnect", volume = %props.label(), force = opts.force);
+    let _enter = span.enter();
+    if props.alias.is_some() {
+        return super::raid::disconnect_replicated(host, props, opts, tuning);
+    }
+    let Found {
+        target,
+        hostnqn,
+        devices,
+        left_alone,
+    } = find(host, props, device_info)?;
+    let mut report = DisconnectReport {
+        volume: props.label(),
+        forced: opts.force,
+        left_alone,
+        ..Default::default()
+    };
+    // 2. Flush, while nothing has been removed.
+    let flush_results = crate::par::par_map(&devices, |d| {
+        host.kern()
+            .flush_and_sync(&host.dev_node(&d.name), tuning.flush_timeout)
+    });
+    let mut unflushed = Vec::new();
+    for (d, r) in devices.iter().zip(flush_results) {
+        if let Err(e) = r {
+            report.fail(
+                Some(ns_thing(d)),
+                format!("cannot flush /dev/{}: {e}", d.name),
+            );
+            unflushed.push(d.clone());
+        }
+    }
+    if !unflushed.is_empty() && !opts.force {
+        report.outcome = Outcome::Refused;
+        let names: Vec<String> = unflushed
+            .iter()
+            .map(|d| format!("/dev/{}", d.name))
+            .collect();
+        return Err(Error::Disconnect {
+            message: format!(
+                "{}: {} did not flush (every path down?); nothing was removed and the kernel \
+                 keeps the data; retry once a portal is back, or use --force to lose it",
+                props.label(),
+                names.join(", ")
+            ),
+            report: Box::new(report),
+        });
+    }
+    // 3. The controllers, under the subsystem's lock.
+    {
+        let _lock = host.lock(&lock_name(&target.nqn))?;
+        let sub = sysfs::subsystem(host, &target.nqn)?;
+        let (delete, kept) = decide(sub.as_ref(), target, hostnqn.as_deref());
+        report.kept.extend(kept);
+        let results = crate::par::par_map(&delete, |c| {
+            let path = host.sys(format!("class/nvme/{}/delete_controller", c.name));
+            host.kern().write_attr(&path, "1", tuning.delete_timeout)
+        });
+        for (c, r) in delete.iter().zip(results) {
+            match r {
+                Ok(()) => {
+                    info!(controller = %c.name, "controller deleted");
+                    report.removed.push(ctrl_thing(c));
+                }
+                Err(e) if sysfs::controller(host, &c.name)?.is_none() => {
+                    debug!(controller = %c.name, "gone meanwhile: {e}");
+                    report.removed.push(ctrl_thing(c));
+                }
+                Err(e) => {
+                    report.fail(
+                        Some(ctrl_thing(c)),
+                        format!("cannot delete controller {}: {e}", c.name),
+                    );
+                }
+            }
+        }
+        // 4. Wait for the kernel to drop them and the volume's devices.
+        // With a controller kept, the volume's namespace stays: only the deleted controllers
+        // are waited for.
+        let wait_devs: &[Namespace] = if report.kept.is_empty() {
+            &devices
+        } else {
+            &[]
+        };
+        let gone = wait_gone(host, &delete, wait_devs, tuning.removal_deadline);
+        for c in &delete {
+            if !gone.0.contains(&c.name) {
+                report.leave(ctrl_thing(c));
+            }
+        }
+        for d in &devices {
+            if gone.1.contains(&d.name) {
+                report.removed.insert(0, ns_thing(d));
+            } else if report.kept.is_empty() {
+                report.leave(ns_thing(d));
+            } else {
+                report.kept.push(Untouched {
+                    thing: ns_thing(d),
+                    why: "it stays while the controllers kept serve the subsystem; it goes \
+                          when the target unmaps it"
+                        .into(),
+                });
+            }
+        }
+        if !report.kept.is_empty() && !unflushed.is_empty() {
+            report.fail(
+                None,
+                "I/O queued on the volume's namespace was not failed: its controllers also \
+                 serve other volumes' namespaces and were kept"
+                    .into(),
+            );
+        }
+    }
+    if !report.left_behind.is_empty() && report.failures.is_empty() {
+        let what: Vec<String> = report.left_behind.iter().map(ToString::to_string).collect();
+        report.fail(None, format!("still on the host: {}", what.join(", ")));
+    }
+    if report.clean() {
+        report.outcome = Outcome::Gone;
+        return Ok(report);
+    }
+    report.outcome = Outcome::Unfinished;
+    if opts.force && opts.ignore_errors {
+        warn!("finished with failures, ignored as asked");
+        return Ok(report);
+    }
+    Err(Error::Disconnect {
+        message: format!(
+            "{}: {}",
+            props.label(),
+            report
+                .failures
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        report: Box::new(report),
+    })
+}
+
+/// Waits until the controllers and namespace devices are gone, or the deadline; returns those
+/// that are gone.
+fn wait_gone(
+    host: &Host,
+    ctrls: &[Controller],
+    devs: &[Namespace],
+    deadline: Duration,
+) -> (Vec<String>, Vec<String>) {
+    let clock = host.time();
+    let end = clock.now() + deadline;
+    let mut pause = Pause::new(Duration::from_millis(20), Duration::from_millis(500));
+    loop {
+        let c_gone: Vec<String> = ctrls
+            .iter()
+            .filter(|c| !host.sys(format!("class/nvme/{}", c.name)).exists())
+            .map(|c| c.name.clone())
+            .collect();
+        let d_gone: Vec<String> = devs
+            .iter()
+            .filter(|d| !host.sys(format!("block/{}", d.name)).exists())
+            .map(|d| d.name.clone())
+            .collect();
+        let all = c_gone.len() == ctrls.len() && d_gone.len() == devs.len();
+        if all || clock.now() >= end {
+            return (c_gone, d_gone);
+        }
+        clock.sleep(pause.take());
+    }
+}
