@@ -61,27 +61,29 @@ bounded() {
 }
 
 # run_brick [--timeout S] ARGS...: run "$BRICK -v ARGS" for at most S seconds (default
-# $BRICK_TIMEOUT or 180); sets BRICK_RC (124 if it had to be killed) and BRICK_SECS; never fails
-# by itself. Its output goes to the scenario log, prefixed with "brick| ".
+# $BRICK_TIMEOUT or 180) and print "RC SECS": its exit status (124 if it had to be killed) and
+# how long it took; never fails by itself. Its output goes to the scenario log, prefixed with
+# "brick| ". Use: read -r brick_rc _ <<<"$(run_brick disconnect props.json)".
 run_brick() {
     local t=${BRICK_TIMEOUT:-180}
     if [ "${1:-}" = --timeout ]; then t=$2; shift 2; fi
-    local t0 out
+    local t0 out rc secs
     out=$(mktemp "$LAB_STATE/brick-out.XXXXXX")
     log "run: brick -v $*"
     t0=$(date +%s%N)
     set +e
     NO_COLOR=1 bounded "$t" "$BRICK" -v "$@" >"$out" 2>&1
-    BRICK_RC=$?
+    rc=$?
     set -e
-    BRICK_SECS=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN{printf "%.2f", (b-a)/1e9}')
+    secs=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN{printf "%.2f", (b-a)/1e9}')
     sed 's/\x1b\[[0-9;]*m//g; s/^/    brick| /' "$out" >&2
     rm -f "$out"
-    if [ "$BRICK_RC" = 124 ]; then
-        log "brick did not finish within ${t}s and was killed (BRICK_RC=124)"
+    if [ "$rc" = 124 ]; then
+        log "brick did not finish within ${t}s and was killed (exit 124)"
     else
-        log "brick exited $BRICK_RC after ${BRICK_SECS}s"
+        log "brick exited $rc after ${secs}s"
     fi
+    echo "$rc $secs"
 }
 
 # connect_map NAME LUN: `brick connect` LUN of target NAME on all its portals (props.json), then
@@ -89,8 +91,8 @@ run_brick() {
 # both worked and that device_info names the LUN's map. Prints the map (dm-N).
 connect_map() {
     props_json "$1" "$2" >props.json
-    run_brick connect props.json
-    [ "$BRICK_RC" = 0 ] || fail "brick connect exited $BRICK_RC"
+    read -r brick_rc _ <<<"$(run_brick connect props.json)"
+    [ "$brick_rc" = 0 ] || fail "brick connect exited $brick_rc"
     "$BRICK" connect props.json >device_info.json 2>/dev/null || fail "second connect failed"
     local dm; dm=$(lun_dm "$1" "$2")
     [ -n "$dm" ] || fail "no multipath map for $1 LUN $2"
@@ -111,8 +113,8 @@ write_disconnect_keeps() {
 # disconnect_clean: `brick disconnect props.json --device-info device_info.json` exits 0 and
 # leaves a clean host.
 disconnect_clean() {
-    run_brick disconnect props.json --device-info device_info.json
-    [ "$BRICK_RC" = 0 ] || fail "brick disconnect exited $BRICK_RC"
+    read -r brick_rc _ <<<"$(run_brick disconnect props.json --device-info device_info.json)"
+    [ "$brick_rc" = 0 ] || fail "brick disconnect exited $brick_rc"
     assert_host_clean
 }
 
@@ -142,30 +144,33 @@ connect_refused() {
     log "ok: connect with $3 refused (exit $rc) after $(($(date +%s) - t0)) s"
 }
 
-# start_brick ARGS...: start "$BRICK -v ARGS" in the background (output to the scenario log);
-# sets BRICK_PID.
+# start_brick VAR ARGS...: start "$BRICK -v ARGS" in the background (output to the scenario log);
+# its pid goes into the variable named VAR.
 start_brick() {
+    local var=$1; shift
     log "start in background: brick -v $*"
     NO_COLOR=1 "$BRICK" -v "$@" > >(sed -u 's/\x1b\[[0-9;]*m//g; s/^/    brick(bg)| /' >&2) 2>&1 &
-    # shellcheck disable=SC2034 # read by the scenario that called start_brick
-    BRICK_PID=$!
+    printf -v "$var" '%s' "$!"
 }
 
-# "brick: warning: ..." lines) in ERRFILE.
+# run_brick_err ERRFILE [--timeout S] ARGS...: run_brick (prints "RC SECS" too), also keeping
+# brick's own error lines ("brick: ..." on standard error, which is what a caller sees; not the
+# -v debug log, nor the "brick: warning: ..." lines) in ERRFILE.
 run_brick_err() {
     local errfile=$1 t=${BRICK_TIMEOUT:-180}; shift
     if [ "${1:-}" = --timeout ]; then t=$2; shift 2; fi
-    local t0 out err
+    local t0 out err rc secs
     out=$(mktemp "$LAB_STATE/brick-out.XXXXXX"); err=$(mktemp "$LAB_STATE/brick-err.XXXXXX")
     log "run: brick -v $*"
     t0=$(date +%s%N)
     set +e
     NO_COLOR=1 bounded "$t" "$BRICK" -v "$@" >"$out" 2>"$err"
-    BRICK_RC=$?
+    rc=$?
     set -e
-    BRICK_SECS=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN{printf "%.2f", (b-a)/1e9}')
+    secs=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN{printf "%.2f", (b-a)/1e9}')
     sed 's/\x1b\[[0-9;]*m//g; s/^/    brick| /' "$err" "$out" >&2
     { grep '^brick: ' "$err" | grep -v '^brick: warning:' || true; } >"$errfile"
     rm -f "$out" "$err"
-    log "brick exited $BRICK_RC after ${BRICK_SECS}s; its error: $(cat "$errfile")"
+    log "brick exited $rc after ${secs}s; its error: $(cat "$errfile")"
+    echo "$rc $secs"
 }

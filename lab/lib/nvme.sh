@@ -164,8 +164,8 @@ assert_nvme_backing_has() {
 # nvme_connect_ok PROPS OUT: `brick connect` exits 0 and writes its device_info to OUT; prints
 # the device (nvme0n1).
 nvme_connect_ok() {
-    run_brick connect "$1"
-    [ "$BRICK_RC" = 0 ] || nvme_fail "brick connect $1 exited $BRICK_RC"
+    read -r brick_rc _ <<<"$(run_brick connect "$1")"
+    [ "$brick_rc" = 0 ] || nvme_fail "brick connect $1 exited $brick_rc"
     "$BRICK" connect "$1" >"$2" 2>/dev/null || nvme_fail "second connect of $1 (reuse) failed"
     sed -n 's/.*"path": *"\/dev\/\([^"]*\)".*/\1/p' "$2"
 }

@@ -16,8 +16,8 @@ write_pattern "$sd" "$LAB_STATE/pat1" 1 buffered
 props_json v1 1 1 >props.json
 device_info_json "/dev/$sd" "$(lun_wwn v1 1)" >device_info.json
 log "props: $(cat props.json)"
-run_brick disconnect props.json --device-info device_info.json
-[ "$BRICK_RC" = 0 ] || fail "brick disconnect exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick disconnect props.json --device-info device_info.json)"
+[ "$brick_rc" = 0 ] || fail "brick disconnect exited $brick_rc"
 
 assert_lun_gone v1 1
 assert_target_gone v1

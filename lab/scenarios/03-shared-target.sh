@@ -20,8 +20,8 @@ write_pattern "$dm2" "$LAB_STATE/pat2" 1 fsync
 
 props_json v1 1 >props1.json
 device_info_json "/dev/$dm1" "$(lun_wwn v1 1)" "$(lun_wwn v1 1)" >device_info1.json
-run_brick disconnect props1.json --device-info device_info1.json
-[ "$BRICK_RC" = 0 ] || fail "brick disconnect of LUN 1 exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick disconnect props1.json --device-info device_info1.json)"
+[ "$brick_rc" = 0 ] || fail "brick disconnect of LUN 1 exited $brick_rc"
 
 assert_lun_gone v1 1
 assert_backing_has v1 1 "$LAB_STATE/pat1" 1
@@ -40,8 +40,8 @@ assert_backing_has v1 2 "$LAB_STATE/pat2b" 4
 
 props_json v1 2 >props2.json
 device_info_json "/dev/$dm2" "$(lun_wwn v1 2)" "$(lun_wwn v1 2)" >device_info2.json
-run_brick disconnect props2.json --device-info device_info2.json
-[ "$BRICK_RC" = 0 ] || fail "brick disconnect of LUN 2 exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick disconnect props2.json --device-info device_info2.json)"
+[ "$brick_rc" = 0 ] || fail "brick disconnect of LUN 2 exited $brick_rc"
 assert_lun_gone v1 2
 assert_target_gone v1
 assert_host_clean

@@ -26,11 +26,11 @@ write_dirty "$dm" "$LAB_STATE/pat2" 6
 
 props_json v1 1 >props.json
 device_info_json "/dev/$dm" "$(lun_wwn v1 1)" "$(lun_wwn v1 1)" >device_info.json
-run_brick --timeout 150 disconnect props.json --device-info device_info.json
-[ "$BRICK_RC" != 0 ] || fail "brick disconnect succeeded with all paths down and data queued"
-[ "$BRICK_RC" != 124 ] || fail "brick disconnect did not finish in 150 s with all paths down"
-awk -v s="$BRICK_SECS" -v b="$BOUND" 'BEGIN{exit !(s < b)}' || fail "brick took ${BRICK_SECS}s to fail (bound ${BOUND}s)"
-log "ok: plain disconnect failed (rc $BRICK_RC) in ${BRICK_SECS}s"
+read -r brick_rc brick_secs <<<"$(run_brick --timeout 150 disconnect props.json --device-info device_info.json)"
+[ "$brick_rc" != 0 ] || fail "brick disconnect succeeded with all paths down and data queued"
+[ "$brick_rc" != 124 ] || fail "brick disconnect did not finish in 150 s with all paths down"
+awk -v s="$brick_secs" -v b="$BOUND" 'BEGIN{exit !(s < b)}' || fail "brick took ${brick_secs}s to fail (bound ${BOUND}s)"
+log "ok: plain disconnect failed (rc $brick_rc) in ${brick_secs}s"
 [ "$(lun_dm v1 1)" = "$dm" ] || fail "map $dm is gone (now: '$(lun_dm v1 1)')"
 [ "$(lun_sds v1 1 | tr '\n' ' ')" = "$sds" ] || fail "paths changed from $sds to $(lun_sds v1 1 | tr '\n' ' ')"
 [ "$(ls "/sys/block/$dm/slaves" | count_lines)" = 2 ] || fail "map $dm lost paths: $(ls "/sys/block/$dm/slaves")"
@@ -46,8 +46,8 @@ rc=0; wait "$DD_PID" || rc=$?
 log "ok: the queued write completed once the paths were back"
 assert_backing_has v1 1 "$LAB_STATE/pat1" 2
 
-run_brick disconnect props.json --device-info device_info.json
-[ "$BRICK_RC" = 0 ] || fail "second disconnect (paths back) exited $BRICK_RC"
+read -r brick_rc brick_secs <<<"$(run_brick disconnect props.json --device-info device_info.json)"
+[ "$brick_rc" = 0 ] || fail "second disconnect (paths back) exited $brick_rc"
 assert_lun_gone v1 1
 assert_target_gone v1
 assert_host_clean

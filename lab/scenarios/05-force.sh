@@ -34,15 +34,15 @@ one_case() {
     udevadm control --start-exec-queue 2>/dev/null || true
     props_json "$name" 1 >"props-$name.json"
     device_info_json "/dev/$dm" "$(lun_wwn "$name" 1)" "$(lun_wwn "$name" 1)" >"device_info-$name.json"
-    run_brick --timeout 150 disconnect "props-$name.json" --device-info "device_info-$name.json" "$@"
-    [ "$BRICK_RC" != 124 ] || fail "brick disconnect $* did not finish in 150 s"
-    awk -v s="$BRICK_SECS" -v b="$BOUND" 'BEGIN{exit !(s < b)}' || fail "brick disconnect $* took ${BRICK_SECS}s (bound ${BOUND}s)"
+    read -r brick_rc brick_secs <<<"$(run_brick --timeout 150 disconnect "props-$name.json" --device-info "device_info-$name.json" "$@")"
+    [ "$brick_rc" != 124 ] || fail "brick disconnect $* did not finish in 150 s"
+    awk -v s="$brick_secs" -v b="$BOUND" 'BEGIN{exit !(s < b)}' || fail "brick disconnect $* took ${brick_secs}s (bound ${BOUND}s)"
     if [ "$expect" = 0 ]; then
-        [ "$BRICK_RC" = 0 ] || fail "brick disconnect $* exited $BRICK_RC, expected 0"
+        [ "$brick_rc" = 0 ] || fail "brick disconnect $* exited $brick_rc, expected 0"
     else
-        [ "$BRICK_RC" != 0 ] || fail "brick disconnect $* exited 0 though queued data was lost"
+        [ "$brick_rc" != 0 ] || fail "brick disconnect $* exited 0 though queued data was lost"
     fi
-    log "ok: brick disconnect $* exited $BRICK_RC in ${BRICK_SECS}s"
+    log "ok: brick disconnect $* exited $brick_rc in ${brick_secs}s"
     assert_lun_gone "$name" 1
     assert_target_gone "$name"
     wait_until 30 "the writer to be released" sh -c "! kill -0 $dd_pid"

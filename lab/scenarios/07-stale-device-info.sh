@@ -25,18 +25,18 @@ check_b() {
     assert_dev_reads "$dmb" "$LAB_STATE/patb" 1
 }
 check_a_if_ok() {
-    if [ "$BRICK_RC" = 0 ]; then
+    if [ "$brick_rc" = 0 ]; then
         assert_lun_gone "$1" 1
         assert_target_gone "$1"
     else
-        log "note: brick refused to disconnect $1 (rc $BRICK_RC); allowed, B is what matters here"
+        log "note: brick refused to disconnect $1 (rc $brick_rc); allowed, B is what matters here"
     fi
 }
 
 log "=== case 1: A1's props, device_info all B's ($dmb, $(lun_wwn b 1))"
 props_json a1 1 >props-a1.json
 device_info_json "/dev/$dmb" "$(lun_wwn b 1)" "$(lun_wwn b 1)" >di-a1.json
-run_brick disconnect props-a1.json --device-info di-a1.json
+read -r brick_rc _ <<<"$(run_brick disconnect props-a1.json --device-info di-a1.json)"
 check_b
 check_a_if_ok a1
 
@@ -44,14 +44,14 @@ log "=== case 2: A2's props, device_info with A2's WWN and B's path device"
 b_path=${sdsb%% *}
 props_json a2 1 >props-a2.json
 device_info_json "/dev/$b_path" "$(lun_wwn a2 1)" >di-a2.json
-run_brick disconnect props-a2.json --device-info di-a2.json
+read -r brick_rc _ <<<"$(run_brick disconnect props-a2.json --device-info di-a2.json)"
 check_b
 check_a_if_ok a2
 
 log "=== case 3: A2's props, device_info all B's, with --force"
 if [ -n "$(lun_dm a2 1)" ]; then
     device_info_json "/dev/$dmb" "$(lun_wwn b 1)" "$(lun_wwn b 1)" >di-a2f.json
-    run_brick disconnect props-a2.json --device-info di-a2f.json --force
+    read -r brick_rc _ <<<"$(run_brick disconnect props-a2.json --device-info di-a2f.json --force)"
     check_b
     check_a_if_ok a2
 else

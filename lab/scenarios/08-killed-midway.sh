@@ -13,19 +13,20 @@ log "random seed ${LAB_SEED:-$$}"
 
 kill_after() {   # kill_after MS: SIGKILL the background brick after MS milliseconds
     sleep "$(awk -v m="$1" 'BEGIN{printf "%.3f", m/1000}')"
-    if kill -KILL "$BRICK_PID" 2>/dev/null; then log "killed brick (pid $BRICK_PID) after $1 ms"
-    else log "brick (pid $BRICK_PID) had finished before $1 ms"; fi
+    if kill -KILL "$brick_pid" 2>/dev/null; then log "killed brick (pid $brick_pid) after $1 ms"
+    else log "brick (pid $brick_pid) had finished before $1 ms"; fi
     # a process blocked in the kernel dies only when its I/O ends: do not wait for it forever
     local _
-    for _ in $(seq 30); do kill -0 "$BRICK_PID" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$BRICK_PID" 2>/dev/null; then
-        log "brick (pid $BRICK_PID) is stuck in the kernel after SIGKILL ($(cat "/proc/$BRICK_PID/wchan" 2>/dev/null)); going on"
-        STUCK_PID=$BRICK_PID
+    for _ in $(seq 30); do kill -0 "$brick_pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$brick_pid" 2>/dev/null; then
+        log "brick (pid $brick_pid) is stuck in the kernel after SIGKILL ($(cat "/proc/$brick_pid/wchan" 2>/dev/null)); going on"
+        STUCK_PID=$brick_pid
     else
-        wait "$BRICK_PID" 2>/dev/null || true
+        wait "$brick_pid" 2>/dev/null || true
     fi
 }
 STUCK_PID=""
+brick_pid=""   # set by start_brick
 
 log "=== part 1: paths up"
 for v in v1 v2 v3; do
@@ -36,11 +37,11 @@ for v in v1 v2 v3; do
     write_pattern "$dm" "$LAB_STATE/pat-$v" 1 buffered
     props_json "$v" 1 >"props-$v.json"
     device_info_json "/dev/$dm" "$(lun_wwn "$v" 1)" "$(lun_wwn "$v" 1)" >"di-$v.json"
-    start_brick disconnect "props-$v.json" --device-info "di-$v.json"
+    start_brick brick_pid disconnect "props-$v.json" --device-info "di-$v.json"
     kill_after $(( 20 + RANDOM % 1300 ))
     log "after the kill: sds=[$(lun_sds "$v" 1 | tr '\n' ' ')] map=[$(lun_dm "$v" 1)] sessions=[$(target_sids "$v" | tr '\n' ' ')] records=$(iscsiadm -m node 2>/dev/null | grep -cF "$(tiqn "$v")" || true)"
-    run_brick disconnect "props-$v.json" --device-info "di-$v.json"
-    [ "$BRICK_RC" = 0 ] || fail "the disconnect of $v after the killed one exited $BRICK_RC"
+    read -r brick_rc _ <<<"$(run_brick disconnect "props-$v.json" --device-info "di-$v.json")"
+    [ "$brick_rc" = 0 ] || fail "the disconnect of $v after the killed one exited $brick_rc"
     assert_lun_gone "$v" 1
     assert_target_gone "$v"
     assert_backing_has "$v" 1 "$LAB_STATE/pat-$v" 1
@@ -61,7 +62,7 @@ wait_sessions_failed v4
 start_queued_writer "$dm" "$LAB_STATE/pat4" 2
 DD_PID=$WRITER_PID
 write_dirty "$dm" "$LAB_STATE/pat4b" 6
-start_brick disconnect props4.json --device-info di4.json
+start_brick brick_pid disconnect props4.json --device-info di4.json
 kill_after $(( 200 + RANDOM % 2800 ))
 log "after the kill: sds=[$(lun_sds v4 1 | tr '\n' ' ')] map=[$(lun_dm v4 1)] sessions=[$(target_sids v4 | tr '\n' ' ')]"
 target_up v4
@@ -77,8 +78,8 @@ log "ok: the queued write completed once the paths were back"
 if [ -n "$(lun_dm v4 1)" ]; then
     wait_paths_active v4 1 "$(lun_sds v4 1 | count_lines)"
 fi
-run_brick disconnect props4.json --device-info di4.json
-[ "$BRICK_RC" = 0 ] || fail "the disconnect after the killed one (paths back) exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick disconnect props4.json --device-info di4.json)"
+[ "$brick_rc" = 0 ] || fail "the disconnect after the killed one (paths back) exited $brick_rc"
 assert_lun_gone v4 1
 assert_target_gone v4
 assert_host_clean

@@ -7,8 +7,8 @@ set -euo pipefail
 
 target_create v1 --portals 1 --luns 2 --no-multipath
 props_json v1 1 >props.json
-run_brick connect props.json
-[ "$BRICK_RC" = 0 ] || fail "brick connect exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick connect props.json)"
+[ "$brick_rc" = 0 ] || fail "brick connect exited $brick_rc"
 "$BRICK" connect props.json >device_info.json 2>/dev/null || fail "second connect (reusing everything) failed"
 log "device_info: $(tr -d '\n ' <device_info.json)"
 dev=$(sed -n 's/.*"path": *"\/dev\/\([^"]*\)".*/\1/p' device_info.json)

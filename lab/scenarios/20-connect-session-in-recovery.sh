@@ -41,7 +41,7 @@ wait_sessions_up v1 60
 wait_lun_map v1 2 2 >/dev/null
 assert_lun_present v1 2 2
 cp props1.json props.json; cp device_info1.json device_info.json
-run_brick disconnect props.json --device-info device_info.json
-[ "$BRICK_RC" = 0 ] || fail "disconnect of LUN 1 exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick disconnect props.json --device-info device_info.json)"
+[ "$brick_rc" = 0 ] || fail "disconnect of LUN 1 exited $brick_rc"
 cp props2.json props.json; cp device_info2.json device_info.json
 disconnect_clean

@@ -22,9 +22,9 @@ write_pattern "$dm" "$LAB_STATE/pat" 5 buffered
 portal_down v1 2
 wait_one_session_failed v1
 
-run_brick --timeout 150 disconnect props.json --device-info device_info.json
-[ "$BRICK_RC" = 0 ] || fail "disconnect with one path down exited $BRICK_RC"
-awk -v s="$BRICK_SECS" 'BEGIN{exit !(s < 40)}' || fail "disconnect with one path down took ${BRICK_SECS}s"
-log "ok: disconnected in ${BRICK_SECS}s with one path down"
+read -r brick_rc brick_secs <<<"$(run_brick --timeout 150 disconnect props.json --device-info device_info.json)"
+[ "$brick_rc" = 0 ] || fail "disconnect with one path down exited $brick_rc"
+awk -v s="$brick_secs" 'BEGIN{exit !(s < 40)}' || fail "disconnect with one path down took ${brick_secs}s"
+log "ok: disconnected in ${brick_secs}s with one path down"
 assert_host_clean
 assert_backing_has v1 1 "$LAB_STATE/pat" 5

@@ -62,23 +62,23 @@ check_error() {
 
 props_json r1 1 >props.json
 log "=== plain disconnect with A's device_info"
-run_brick_err err-plain.txt disconnect props.json --device-info di-a.json
-[ "$BRICK_RC" != 0 ] || fail "disconnect of A exited 0 while LUN 1 holds B"
-[ "$BRICK_RC" != 124 ] || fail "disconnect of A did not finish"
+read -r brick_rc _ <<<"$(run_brick_err err-plain.txt disconnect props.json --device-info di-a.json)"
+[ "$brick_rc" != 0 ] || fail "disconnect of A exited 0 while LUN 1 holds B"
+[ "$brick_rc" != 124 ] || fail "disconnect of A did not finish"
 check_b
 check_error err-plain.txt plain
 
 log "=== forced disconnect with A's device_info"
-run_brick_err err-force.txt disconnect props.json --device-info di-a.json --force
-[ "$BRICK_RC" != 0 ] || fail "forced disconnect of A exited 0 while LUN 1 holds B"
-[ "$BRICK_RC" != 124 ] || fail "forced disconnect of A did not finish"
+read -r brick_rc _ <<<"$(run_brick_err err-force.txt disconnect props.json --device-info di-a.json --force)"
+[ "$brick_rc" != 0 ] || fail "forced disconnect of A exited 0 while LUN 1 holds B"
+[ "$brick_rc" != 124 ] || fail "forced disconnect of A did not finish"
 check_b
 check_error err-force.txt forced
 [ -z "$bad_errors" ] || fail "brick's errors do not name both A's WWN ($wwna) and B's ($wwnb):$bad_errors"
 
 log "=== B's own disconnect"
 exec 3>&-
-run_brick disconnect props.json --device-info di-b.json
-[ "$BRICK_RC" = 0 ] || fail "disconnect of B exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick disconnect props.json --device-info di-b.json)"
+[ "$brick_rc" = 0 ] || fail "disconnect of B exited $brick_rc"
 assert_host_clean
 assert_backing_has r1 1 "$LAB_STATE/patb" 1

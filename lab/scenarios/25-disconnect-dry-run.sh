@@ -26,14 +26,14 @@ kernel_state() {
 target_create v1 --portals 2 --luns 2
 dm=$(connect_map v1 1)
 props_json v1 2 >props2.json
-run_brick connect props2.json
-[ "$BRICK_RC" = 0 ] || fail "connect of LUN 2 exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick connect props2.json)"
+[ "$brick_rc" = 0 ] || fail "connect of LUN 2 exited $brick_rc"
 make_pattern "$LAB_STATE/pat" 2
 write_pattern "$dm" "$LAB_STATE/pat" 5 buffered
 before=$(kernel_state)
 
-run_brick disconnect props.json --device-info device_info.json --dry-run
-[ "$BRICK_RC" = 0 ] || fail "dry run exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick disconnect props.json --device-info device_info.json --dry-run)"
+[ "$brick_rc" = 0 ] || fail "dry run exited $brick_rc"
 "$BRICK" disconnect props.json --device-info device_info.json --dry-run >plan.txt 2>/dev/null
 "$BRICK" disconnect props.json --device-info device_info.json --dry-run --json >plan.json 2>/dev/null
 cat plan.txt >&2
@@ -50,12 +50,12 @@ after=$(kernel_state)
 log "ok: the dry run changed nothing"
 backing_has v1 1 "$LAB_STATE/pat" 5 && log "note: the data reached the target before the disconnect (writeback ran)"
 
-run_brick disconnect props.json --device-info device_info.json
-[ "$BRICK_RC" = 0 ] || fail "disconnect exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick disconnect props.json --device-info device_info.json)"
+[ "$brick_rc" = 0 ] || fail "disconnect exited $brick_rc"
 assert_lun_gone v1 1
 assert_lun_present v1 2 2
 assert_backing_has v1 1 "$LAB_STATE/pat" 5
 props_json v1 2 >props.json
-run_brick disconnect props.json
-[ "$BRICK_RC" = 0 ] || fail "disconnect of LUN 2 exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick disconnect props.json)"
+[ "$brick_rc" = 0 ] || fail "disconnect of LUN 2 exited $brick_rc"
 assert_host_clean

@@ -20,11 +20,11 @@ holder=$!
 wait_until 10 "the holder to open /dev/$dm" sh -c "ls -l /proc/$holder/fd | grep -q '/dev/$dm'"
 
 out=$(mktemp "$LAB_STATE/brick-err.XXXXXX")
-run_brick --timeout 150 disconnect props.json --device-info device_info.json --force
-[ "$BRICK_RC" != 124 ] || fail "the forced disconnect did not finish in 150 s"
-[ "$BRICK_RC" != 0 ] || fail "the forced disconnect exited 0 though the map is still open"
-awk -v s="$BRICK_SECS" -v b="$BOUND" 'BEGIN{exit !(s < b)}' || fail "took ${BRICK_SECS}s (bound ${BOUND}s)"
-log "ok: forced disconnect exited $BRICK_RC in ${BRICK_SECS}s"
+read -r brick_rc brick_secs <<<"$(run_brick --timeout 150 disconnect props.json --device-info device_info.json --force)"
+[ "$brick_rc" != 124 ] || fail "the forced disconnect did not finish in 150 s"
+[ "$brick_rc" != 0 ] || fail "the forced disconnect exited 0 though the map is still open"
+awk -v s="$brick_secs" -v b="$BOUND" 'BEGIN{exit !(s < b)}' || fail "took ${brick_secs}s (bound ${BOUND}s)"
+log "ok: forced disconnect exited $brick_rc in ${brick_secs}s"
 
 # What it says: the map is left, and why (the holder is named). A rerun finds the pathless map
 # of the volume's WWN (the LUN shows nothing now) and fails on it again, naming the holder.

@@ -10,8 +10,8 @@ target_create v1 --portals 2 --luns 1
 target_create other --portals 2 --luns 1
 props_json v1 1 1 >props.json
 grep -q target_portals props.json && fail "props.json lists target_portals"
-run_brick connect --multipath props.json
-[ "$BRICK_RC" = 0 ] || fail "brick connect --multipath exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick connect --multipath props.json)"
+[ "$brick_rc" = 0 ] || fail "brick connect --multipath exited $brick_rc"
 "$BRICK" connect --multipath props.json >device_info.json 2>/dev/null || fail "second connect failed"
 dm=$(wait_lun_map v1 1 2 10)
 grep -q "\"path\": *\"/dev/$dm\"" device_info.json || fail "device_info path is not /dev/$dm: $(cat device_info.json)"

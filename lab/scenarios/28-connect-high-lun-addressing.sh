@@ -9,8 +9,8 @@ set -euo pipefail
 target_create hl --first-lun 16640 --luns 1 --no-multipath
 printf '{"target_portal":"%s","target_iqn":"%s","target_lun":256,"addressing_mode":"SAM2","volume_id":"hl"}\n' \
     "$(portal 1)" "$(tiqn hl)" >props.json
-run_brick connect --single-path props.json
-[ "$BRICK_RC" = 0 ] || fail "brick connect of LUN 256 (SAM2) exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick connect --single-path props.json)"
+[ "$brick_rc" = 0 ] || fail "brick connect of LUN 256 (SAM2) exited $brick_rc"
 "$BRICK" connect --single-path props.json >device_info.json 2>/dev/null || fail "second connect failed"
 sd=$(lun_sds hl 16640)
 [ "$(echo "$sd" | count_lines)" = 1 ] || fail "not one disk at LUN 16640: $sd"

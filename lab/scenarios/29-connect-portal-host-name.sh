@@ -9,8 +9,8 @@ set -euo pipefail
 target_create hn --luns 1 --no-multipath
 printf '{"target_portal":"localhost:3260","target_iqn":"%s","target_lun":1,"volume_id":"hn"}\n' \
     "$(tiqn hn)" >props.json
-run_brick connect --single-path props.json
-[ "$BRICK_RC" = 0 ] || fail "brick connect to localhost:3260 exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick connect --single-path props.json)"
+[ "$brick_rc" = 0 ] || fail "brick connect to localhost:3260 exited $brick_rc"
 "$BRICK" connect --single-path props.json >device_info.json 2>/dev/null || fail "second connect failed"
 iscsiadm -m session 2>/dev/null | grep -q "127.0.0.1:3260,1 $(tiqn hn)" ||
     fail "no session to 127.0.0.1:3260: $(iscsiadm -m session 2>&1)"
@@ -22,6 +22,6 @@ log "ok: localhost:3260 resolved; session and node record at 127.0.0.1:3260; /de
 write_disconnect_keeps hn 1 "$sd"
 
 sed 's/localhost:3260/array.invalid:3260/' props.json >bad.json
-run_brick connect --single-path bad.json
-[ "$BRICK_RC" = 2 ] || fail "a portal name that does not resolve: exit $BRICK_RC, not 2 (bad input)"
+read -r brick_rc _ <<<"$(run_brick connect --single-path bad.json)"
+[ "$brick_rc" = 2 ] || fail "a portal name that does not resolve: exit $brick_rc, not 2 (bad input)"
 assert_host_clean

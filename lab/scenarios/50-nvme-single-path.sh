@@ -29,9 +29,9 @@ write_pattern "$dev" "$LAB_STATE/pat" 1 buffered
 "$BRICK" paths props.json | grep -q "/dev/$dev" || nvme_fail "brick paths does not list /dev/$dev"
 "$BRICK" inspect | grep -q "controller $c tcp traddr=127.0.0.1" || nvme_fail "brick inspect does not show $c"
 
-run_brick disconnect props.json --device-info device_info.json
-[ "$BRICK_RC" = 0 ] || nvme_fail "brick disconnect exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick disconnect props.json --device-info device_info.json)"
+[ "$brick_rc" = 0 ] || nvme_fail "brick disconnect exited $brick_rc"
 assert_nvme_clean
 assert_nvme_backing_has v1 1 "$LAB_STATE/pat" 1
-run_brick disconnect props.json --device-info device_info.json
-[ "$BRICK_RC" = 0 ] || nvme_fail "a second disconnect (nothing left) exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick disconnect props.json --device-info device_info.json)"
+[ "$brick_rc" = 0 ] || nvme_fail "a second disconnect (nothing left) exited $brick_rc"

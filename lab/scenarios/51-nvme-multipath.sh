@@ -34,7 +34,7 @@ size=$("$BRICK" extend props.json) || nvme_fail "brick extend failed"
 [ "$(cat "/sys/block/$dev/size")" = $((48 * 2048)) ] || nvme_fail "/dev/$dev is not 48 MiB"
 log "ok: extend printed $size"
 
-run_brick disconnect props.json --device-info device_info.json
-[ "$BRICK_RC" = 0 ] || nvme_fail "brick disconnect exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick disconnect props.json --device-info device_info.json)"
+[ "$brick_rc" = 0 ] || nvme_fail "brick disconnect exited $brick_rc"
 assert_nvme_clean
 assert_nvme_backing_has v2 1 "$LAB_STATE/pat" 3

@@ -16,8 +16,8 @@ db=$(nvme_connect_ok b.json b-info.json)
 { [ "$da" != "$db" ] && [ "$db" = "$(nvme_head sh 2)" ]; } || nvme_fail "b's device is /dev/$db"
 ctrls=$(nvme_ctrls sh | tr '\n' ' ')
 
-run_brick disconnect a.json --device-info a-info.json
-[ "$BRICK_RC" = 0 ] || nvme_fail "disconnect of a exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick disconnect a.json --device-info a-info.json)"
+[ "$brick_rc" = 0 ] || nvme_fail "disconnect of a exited $brick_rc"
 [ "$(nvme_ctrls sh | tr '\n' ' ')" = "$ctrls" ] || nvme_fail "controllers changed: $ctrls -> $(nvme_ctrls sh | tr '\n' ' ')"
 [ "$(nvme_head sh 2)" = "$db" ] || nvme_fail "b's head /dev/$db is gone"
 make_pattern "$LAB_STATE/pat" 1
@@ -26,7 +26,7 @@ assert_dev_reads "$db" "$LAB_STATE/pat" 2
 log "ok: a disconnected, b's controllers and head kept and working"
 nvme_ns_remove sh 1
 
-run_brick disconnect b.json --device-info b-info.json
-[ "$BRICK_RC" = 0 ] || nvme_fail "disconnect of b exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick disconnect b.json --device-info b-info.json)"
+[ "$brick_rc" = 0 ] || nvme_fail "disconnect of b exited $brick_rc"
 assert_nvme_clean
 assert_nvme_backing_has sh 2 "$LAB_STATE/pat" 2

@@ -24,28 +24,28 @@ writer_queued() {
 }
 
 writer_queued 4
-run_brick --timeout "$bound" disconnect props.json --device-info device_info.json
-[ "$BRICK_RC" = 3 ] || nvme_fail "plain disconnect with every path down exited $BRICK_RC, not 3 (refused)"
+read -r brick_rc brick_secs <<<"$(run_brick --timeout "$bound" disconnect props.json --device-info device_info.json)"
+[ "$brick_rc" = 3 ] || nvme_fail "plain disconnect with every path down exited $brick_rc, not 3 (refused)"
 [ "$(nvme_ctrls dn | wc -l)" = 2 ] || nvme_fail "a refused disconnect removed controllers"
 [ -e "/sys/block/$dev" ] || nvme_fail "a refused disconnect removed /dev/$dev"
 nvme_port_up dn 1; nvme_port_up dn 2
 wait_until 60 "the queued writer to finish" sh -c "! kill -0 $WRITER 2>/dev/null"
 wait "$WRITER" || nvme_fail "the queued write failed once the portals were back"
 log "ok: refused, nothing removed, the queued write completed"
-run_brick disconnect props.json --device-info device_info.json
-[ "$BRICK_RC" = 0 ] || nvme_fail "disconnect after the portals came back exited $BRICK_RC"
+read -r brick_rc brick_secs <<<"$(run_brick disconnect props.json --device-info device_info.json)"
+[ "$brick_rc" = 0 ] || nvme_fail "disconnect after the portals came back exited $brick_rc"
 assert_nvme_clean
 assert_nvme_backing_has dn 1 "$LAB_STATE/pat" 4
 
 dev=$(nvme_connect_ok props.json device_info.json)
 writer_queued 6
-run_brick --timeout "$bound" disconnect props.json --device-info device_info.json --force
-[ "$BRICK_RC" != 124 ] || nvme_fail "forced disconnect did not finish in ${bound}s"
-log "forced disconnect exited $BRICK_RC after ${BRICK_SECS}s"
+read -r brick_rc brick_secs <<<"$(run_brick --timeout "$bound" disconnect props.json --device-info device_info.json --force)"
+[ "$brick_rc" != 124 ] || nvme_fail "forced disconnect did not finish in ${bound}s"
+log "forced disconnect exited $brick_rc after ${brick_secs}s"
 assert_nvme_clean
 wait_until 30 "the writer to be released" sh -c "! kill -0 $WRITER 2>/dev/null"
 if wait "$WRITER"; then nvme_fail "the writer succeeded though every path was gone"; fi
 log "ok: forced: clean host, writer released with an error"
 nvme_port_up dn 1; nvme_port_up dn 2
-run_brick --timeout "$bound" disconnect props.json --device-info device_info.json --force --ignore-errors
-[ "$BRICK_RC" = 0 ] || nvme_fail "--force --ignore-errors on a clean host exited $BRICK_RC"
+read -r brick_rc brick_secs <<<"$(run_brick --timeout "$bound" disconnect props.json --device-info device_info.json --force --ignore-errors)"
+[ "$brick_rc" = 0 ] || nvme_fail "--force --ignore-errors on a clean host exited $brick_rc"

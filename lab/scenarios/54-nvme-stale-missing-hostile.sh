@@ -13,29 +13,29 @@ nvme_props sb 1 >b.json
 da=$(nvme_connect_ok a.json a-info.json)
 db=$(nvme_connect_ok b.json b-info.json)
 bc=$(nvme_ctrls sb)
-run_brick disconnect a.json --device-info b-info.json
-[ "$BRICK_RC" = 0 ] || nvme_fail "disconnect of a with b's device_info exited $BRICK_RC"
+read -r brick_rc brick_secs <<<"$(run_brick disconnect a.json --device-info b-info.json)"
+[ "$brick_rc" = 0 ] || nvme_fail "disconnect of a with b's device_info exited $brick_rc"
 [ -z "$(nvme_ctrls sa)" ] || nvme_fail "a's controller is left"
 { [ "$(nvme_ctrls sb)" = "$bc" ] && [ "$(nvme_head sb 1)" = "$db" ]; } || nvme_fail "b was touched"
 make_pattern "$LAB_STATE/pat" 1
 write_pattern "$db" "$LAB_STATE/pat" 1 fsync
 assert_dev_reads "$db" "$LAB_STATE/pat" 1
 log "ok: stale device_info: a gone ($da), b untouched"
-run_brick disconnect b.json --device-info b-info.json
-[ "$BRICK_RC" = 0 ] || nvme_fail "disconnect of b exited $BRICK_RC"
+read -r brick_rc brick_secs <<<"$(run_brick disconnect b.json --device-info b-info.json)"
+[ "$brick_rc" = 0 ] || nvme_fail "disconnect of b exited $brick_rc"
 assert_nvme_clean
 
 # A namespace that does not exist.
 printf '{"target_nqn": "%s", "vol_uuid": "0badc0de-0000-4000-8000-000000000001", "portals": [["127.0.0.1", 4420, "tcp"]]}\n' "$(nqn_of sa)" >missing.json
-run_brick --timeout 60 connect missing.json
-[ "$BRICK_RC" = 1 ] || nvme_fail "connect of a missing namespace exited $BRICK_RC, not 1"
+read -r brick_rc brick_secs <<<"$(run_brick --timeout 60 connect missing.json)"
+[ "$brick_rc" = 1 ] || nvme_fail "connect of a missing namespace exited $brick_rc, not 1"
 assert_nvme_clean
-log "ok: missing namespace: failed after ${BRICK_SECS}s, nothing left"
+log "ok: missing namespace: failed after ${brick_secs}s, nothing left"
 
 # A subsystem nobody exports, and a dead portal.
 printf '{"target_nqn": "%s", "vol_uuid": "0badc0de-0000-4000-8000-000000000001", "portals": [["127.0.0.1", 4420, "tcp"], ["127.0.0.3", 4420, "tcp"]]}\n' "$(nqn_of nosuch)" >nosuch.json
-run_brick --timeout 60 connect nosuch.json
-[ "$BRICK_RC" = 1 ] || nvme_fail "connect of a subsystem nobody exports exited $BRICK_RC"
+read -r brick_rc brick_secs <<<"$(run_brick --timeout 60 connect nosuch.json)"
+[ "$brick_rc" = 1 ] || nvme_fail "connect of a subsystem nobody exports exited $brick_rc"
 assert_nvme_clean
 
 # Hostile input.
@@ -45,8 +45,8 @@ for bad in \
     '{"target_nqn": "nqn.2014-08.org.lab:sa", "vol_uuid": "../../etc", "portals": [["127.0.0.1", 4420, "tcp"]]}' \
     '{"nqn": "nqn.2014-08.org.lab:sa", "target_portal": "127.0.0.1", "target_port": "4420\nx", "transport_type": "tcp"}'; do
     echo "$bad" >bad.json
-    run_brick connect bad.json
-    [ "$BRICK_RC" = 2 ] || nvme_fail "hostile input exited $BRICK_RC, not 2: $bad"
+    read -r brick_rc brick_secs <<<"$(run_brick connect bad.json)"
+    [ "$brick_rc" = 2 ] || nvme_fail "hostile input exited $brick_rc, not 2: $bad"
 done
 assert_nvme_clean
 log "ok: hostile input refused"

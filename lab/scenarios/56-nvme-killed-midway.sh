@@ -22,8 +22,8 @@ for k in 1 2 3; do
     log "disconnect of k$k killed after ${delay} ms"
 done
 for k in 1 2 3; do
-    run_brick disconnect "k$k.json" --device-info "k$k.info"
-    [ "$BRICK_RC" = 0 ] || nvme_fail "rerun of the disconnect of k$k exited $BRICK_RC"
+    read -r brick_rc _ <<<"$(run_brick disconnect "k$k.json" --device-info "k$k.info")"
+    [ "$brick_rc" = 0 ] || nvme_fail "rerun of the disconnect of k$k exited $brick_rc"
 done
 assert_nvme_clean
 for k in 1 2 3; do assert_nvme_backing_has "k$k" 1 "$LAB_STATE/pat" "$k"; done

@@ -21,8 +21,8 @@ reload_core N
 
 nvme_sub_create sp 1 2
 nvme_props sp 1 1 2 >props.json
-run_brick connect props.json
-[ "$BRICK_RC" = 0 ] || nvme_fail "brick connect exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick connect props.json)"
+[ "$brick_rc" = 0 ] || nvme_fail "brick connect exited $brick_rc"
 "$BRICK" connect props.json >device_info.json 2>/dev/null || nvme_fail "second connect failed"
 dev=$(sed -n 's/.*"path": *"\/dev\/\([^"]*\)".*/\1/p' device_info.json)
 [ "$(nvme_ctrls sp | wc -l)" = 1 ] || nvme_fail "expected one controller: $(nvme_ctrls sp | tr '\n' ' ')"
@@ -32,7 +32,7 @@ c=$(nvme_ctrls sp)
 log "ok: one controller $c, device /dev/$dev"
 make_pattern "$LAB_STATE/pat" 1
 write_pattern "$dev" "$LAB_STATE/pat" 2 buffered
-run_brick disconnect props.json --device-info device_info.json
-[ "$BRICK_RC" = 0 ] || nvme_fail "brick disconnect exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick disconnect props.json --device-info device_info.json)"
+[ "$brick_rc" = 0 ] || nvme_fail "brick disconnect exited $brick_rc"
 assert_nvme_clean
 assert_nvme_backing_has sp 1 "$LAB_STATE/pat" 2

@@ -35,8 +35,8 @@ for leg in "r1:$h1" "r2:$h2"; do
 done
 log "ok: the data is on both replicas"
 
-run_brick disconnect props.json --device-info device_info.json
-[ "$BRICK_RC" = 0 ] || nvme_fail "brick disconnect exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick disconnect props.json --device-info device_info.json)"
+[ "$brick_rc" = 0 ] || nvme_fail "brick disconnect exited $brick_rc"
 [ ! -e "/sys/block/$md/md" ] || nvme_fail "/dev/$md is still there"
 assert_nvme_clean
 
@@ -56,7 +56,7 @@ size=$("$BRICK" extend props.json) || nvme_fail "brick extend failed"
     nvme_fail "brick extend printed $size; /dev/$md was $before and is $(( $(cat "/sys/block/$md/size") * 512 ))"
 log "ok: extend grew /dev/$md from $before to $size"
 assert_dev_reads "$md" "$LAB_STATE/pat" 4
-run_brick disconnect props.json --device-info device_info.json
-[ "$BRICK_RC" = 0 ] || nvme_fail "second disconnect exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick disconnect props.json --device-info device_info.json)"
+[ "$brick_rc" = 0 ] || nvme_fail "second disconnect exited $brick_rc"
 for x in /sys/block/md*; do [ -e "$x" ] && nvme_fail "an md array is left: ${x##*/}"; done
 assert_nvme_clean

@@ -83,7 +83,7 @@ make_pattern "$LAB_STATE/live.pat" 4
 writer=$!
 
 before=$(snapshot)
-run_brick cleanup --json >/dev/null
+read -r brick_rc _ <<<"$(run_brick cleanup --json >/dev/null)"
 "$BRICK" cleanup --json >list.json 2>/dev/null || fail "brick cleanup (list) exited $?"
 kinds list.json >got.txt
 printf '%s\n' "disk $gone_sd" "map $byhand_dm" "node_record rec" "session byhand" "session byhand" "session idle" | sort >want.txt
@@ -91,14 +91,14 @@ diff want.txt got.txt >&2 || fail "the listing is not exactly the leftovers"
 [ "$(snapshot)" = "$before" ] || fail "the listing changed the host"
 log "ok: the listing names exactly the leftovers and changes nothing"
 
-run_brick cleanup --apply
-[ "$BRICK_RC" = 0 ] || fail "brick cleanup --apply exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick cleanup --apply)"
+[ "$brick_rc" = 0 ] || fail "brick cleanup --apply exited $brick_rc"
 "$BRICK" cleanup --json >list2.json 2>/dev/null || fail "second listing failed"
 kinds list2.json >got.txt
 printf '%s\n' "session gone" "wwid $byhand_wwn" | sort >want.txt
 diff want.txt got.txt >&2 || fail "after --apply, not exactly what its removals left over"
-run_brick cleanup --apply
-[ "$BRICK_RC" = 0 ] || fail "second brick cleanup --apply exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick cleanup --apply)"
+[ "$brick_rc" = 0 ] || fail "second brick cleanup --apply exited $brick_rc"
 "$BRICK" cleanup --json >list3.json 2>/dev/null
 [ -z "$(kinds list3.json)" ] || fail "still left over: $(kinds list3.json | tr '\n' ';')"
 

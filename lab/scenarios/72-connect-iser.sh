@@ -13,8 +13,8 @@ trap 'rdma link delete rxe0 2>/dev/null || true' EXIT
 target_create is --luns 1 --no-multipath
 echo 1 >"$C/iscsi/$(tiqn is)/tpgt_1/np/$(portal 1)/iser"
 props_json is 1 1 >props.json
-run_brick connect --single-path --iface iser props.json
-[ "$BRICK_RC" = 0 ] || fail "brick connect --iface iser exited $BRICK_RC"
+read -r brick_rc _ <<<"$(run_brick connect --single-path --iface iser props.json)"
+[ "$brick_rc" = 0 ] || fail "brick connect --iface iser exited $brick_rc"
 "$BRICK" connect --single-path --iface iser props.json >device_info.json 2>/dev/null ||
     fail "second connect failed"
 sid=$(target_sids is)
