@@ -33,6 +33,10 @@ pub struct ConnectorProperties {
     /// The NVMe host ID, from `/etc/nvme/hostid` (made when missing).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nvme_hostid: Option<String>,
+    /// The UUID of the file system mounted at `/` (os-brick's NVMe-oF `uuid`), when udev has
+    /// described its device; none for an overlay or a host without udevd.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
     /// The machine's DMI product UUID (os-brick's `system uuid`).
     #[serde(rename = "system uuid", skip_serializing_if = "Option::is_none")]
     pub system_uuid: Option<String>,
@@ -71,8 +75,31 @@ pub fn connector_properties(host: &Host, ip: Option<String>) -> Result<Connector
         nqn: nvme.as_ref().map(|i| i.nqn.to_string()),
         nvme_hostid: nvme.as_ref().map(|i| i.id.to_string()),
         system_uuid: nvme.and_then(|i| i.system_uuid),
+        uuid: root_fs_uuid(host),
         nvme_native_multipath: crate::nvmeof::sysfs::native_multipath(host)?,
     })
+}
+
+/// The UUID of the file system mounted at `/`, as os-brick finds it with `findmnt` and `blkid`,
+/// without either: the device number of `/` from `/proc/self/mountinfo`, then `ID_FS_UUID` in
+/// udev's record of that device. `None` for a file system on no block device (an overlay, a
+/// tmpfs: major 0) or a device udev has not described.
+pub fn root_fs_uuid(host: &Host) -> Option<String> {
+    let text = std::fs::read_to_string(host.proc("self/mountinfo")).ok()?;
+    // Fields: id parent MAJ:MIN root mount-point ...; the last mount at / is the one in use.
+    let dev_t = text.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.get(4) == Some(&"/")).then(|| f.get(2).map(|d| d.to_string()))?
+    })?;
+    if dev_t.starts_with("0:") {
+        return None;
+    }
+    let record = std::fs::read_to_string(host.udev_record(&dev_t)).ok()?;
+    record
+        .lines()
+        .find_map(|l| l.strip_prefix("E:ID_FS_UUID="))
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
 }
 
 /// This host's initiator name (`InitiatorName=` in `initiatorname.iscsi`), if set.
@@ -141,6 +168,43 @@ mod tests {
         std::fs::create_dir_all(root.join("proc/77")).unwrap();
         std::fs::write(root.join("proc/77/comm"), "multipathd\n").unwrap();
         assert!(connector_properties(&host, None).unwrap().multipath);
+    }
+
+    #[test]
+    fn the_root_file_systems_uuid_comes_from_mountinfo_and_udev() {
+        let f = crate::testing::FakeHost::new();
+        let root = f.root();
+        std::fs::create_dir_all(root.join("proc/self")).unwrap();
+        std::fs::write(
+            root.join("proc/self/mountinfo"),
+            "1 0 0:21 / / rw - rootfs rootfs rw\n\
+             25 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n\
+             26 25 0:5 / /dev rw - devtmpfs udev rw\n",
+        )
+        .unwrap();
+        let host = f.host();
+        assert_eq!(root_fs_uuid(&host), None, "no udev record of 254:1");
+        std::fs::create_dir_all(root.join("run/udev/data")).unwrap();
+        std::fs::write(
+            root.join("run/udev/data/b254:1"),
+            "S:disk/by-uuid/2f3c...\nE:ID_FS_TYPE=ext4\nE:ID_FS_UUID=2f3c6e1a-9d0b-4d8e-8f55-0c1e2b3a4d5e\n",
+        )
+        .unwrap();
+        assert_eq!(
+            root_fs_uuid(&host).as_deref(),
+            Some("2f3c6e1a-9d0b-4d8e-8f55-0c1e2b3a4d5e")
+        );
+        assert_eq!(
+            connector_properties(&host, None).unwrap().uuid.as_deref(),
+            Some("2f3c6e1a-9d0b-4d8e-8f55-0c1e2b3a4d5e")
+        );
+        // An overlay (a container's root): none.
+        std::fs::write(
+            root.join("proc/self/mountinfo"),
+            "300 1 0:52 / / rw - overlay overlay rw\n",
+        )
+        .unwrap();
+        assert_eq!(root_fs_uuid(&host), None);
     }
 
     #[test]
