@@ -191,6 +191,9 @@ pub fn disconnect_plan(
     props: &NvmeProperties,
     device_info: Option<&DeviceInfo>,
 ) -> Result<DisconnectPlan> {
+    if props.replicated {
+        return super::raid::replicated_plan(host, props);
+    }
     let f = find(host, props, device_info)?;
     let sub = sysfs::subsystem(host, &f.target.nqn)?;
     let (delete, keep) = decide(sub.as_ref(), f.target, f.hostnqn.as_deref());

@@ -255,6 +255,55 @@ pub(crate) fn connect_replicated(
     }
 }
 
+/// The dry run of a replicated volume's disconnect, from the code's own steps: the md array is
+/// flushed and stopped first (a plain disconnect stops if it is open), then each replica is
+/// detached as a plain volume (its own plan, merged).
+pub(crate) fn replicated_plan(
+    host: &Host,
+    props: &NvmeProperties,
+) -> Result<crate::report::DisconnectPlan> {
+    let mut plan = crate::report::DisconnectPlan {
+        volume: props.label(),
+        ..Default::default()
+    };
+    let mut devs = Vec::new();
+    for t in &props.targets {
+        if let Some(sub) = sysfs::subsystem(host, &t.nqn)? {
+            devs.extend(
+                sysfs::volume_devices(&sub, t)
+                    .into_iter()
+                    .filter(|d| !d.contradicts(t))
+                    .map(|d| d.name),
+            );
+        }
+    }
+    if let Some(md) = md_holding(host, &devs)? {
+        let thing = Thing::Device { dev: md.clone() };
+        plan.flush.push(thing.clone());
+        plan.remove.push(thing);
+        let open = crate::openers::openers(host, &md, None);
+        if !open.is_empty() {
+            plan.problems.push(format!(
+                "/dev/{md} is in use ({}): a plain disconnect stops before removing anything",
+                open.join(", ")
+            ));
+            plan.if_forced.push(format!(
+                "--force stops /dev/{md} if the kernel lets it, then detaches the replicas"
+            ));
+        }
+    }
+    for i in 0..props.targets.len() {
+        let p = super::disconnect::disconnect_plan(host, &replica(props, i), None)?;
+        plan.flush.extend(p.flush);
+        plan.remove.extend(p.remove);
+        plan.keep.extend(p.keep);
+        plan.left_alone.extend(p.left_alone);
+        plan.problems.extend(p.problems);
+        plan.if_forced.extend(p.if_forced);
+    }
+    Ok(plan)
+}
+
 /// Detaches a replicated volume: flushes and stops its md array, then disconnects every
 /// replica; one report for all.
 pub(crate) fn disconnect_replicated(

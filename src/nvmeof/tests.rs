@@ -572,3 +572,30 @@ fn a_replicated_volume_is_extended_replica_by_replica_then_its_array_grown() {
             < grow
     );
 }
+
+#[test]
+fn the_dry_run_of_a_replicated_volume_stops_the_array_then_detaches_each_replica() {
+    let f = two_replica_host();
+    let p = replicated(2);
+    connect_volume(&f.host(), &p, &t()).unwrap();
+    let before = f.nvme_controllers();
+    let plan = disconnect_plan(&f.host(), &p, None).unwrap();
+    let names = |v: &[crate::report::Thing]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+    let flush = names(&plan.flush);
+    assert!(flush[0].contains("md127"), "{flush:?}");
+    assert!(
+        flush.iter().any(|x| x.contains("nvme0n1")) && flush.iter().any(|x| x.contains("nvme1n1")),
+        "{flush:?}"
+    );
+    let remove = names(&plan.remove);
+    assert!(remove[0].contains("md127"), "{remove:?}");
+    assert_eq!(
+        remove.len(),
+        3,
+        "the array and a controller per replica: {remove:?}"
+    );
+    assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+    // A dry run changes nothing.
+    assert_eq!(f.nvme_controllers(), before);
+    assert!(f.root().join("sys/block/md127").exists());
+}
