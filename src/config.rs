@@ -73,6 +73,8 @@ pub struct Entry {
 pub struct Settings {
     /// Deadlines and retries of connect, disconnect and extend.
     pub tuning: Tuning,
+    /// The same for NVMe-oF volumes, with the controllers' reconnect settings.
+    pub nvme: crate::nvmeof::NvmeTuning,
     /// Where brick keeps its lock files.
     pub lock_dir: PathBuf,
     /// How long brick waits for a lock another process holds.
@@ -192,6 +194,56 @@ const KEYS: &[(&str, &str, Field)] = &[
         Field::Duration(|s| &mut s.tuning.removal_deadline),
     ),
     (
+        "nvme_ctrl_loss_tmo",
+        "NVMe-oF: how long the kernel reconnects a controller whose portal is gone",
+        Field::Duration(|s| &mut s.nvme.ctrl_loss_tmo),
+    ),
+    (
+        "nvme_reconnect_delay",
+        "NVMe-oF: the pause between two reconnect attempts",
+        Field::Duration(|s| &mut s.nvme.reconnect_delay),
+    ),
+    (
+        "nvme_connect_timeout",
+        "NVMe-oF: deadline of one controller connect",
+        Field::Duration(|s| &mut s.nvme.connect_timeout),
+    ),
+    (
+        "nvme_live_deadline",
+        "NVMe-oF: how long to wait for a reconnecting controller",
+        Field::Duration(|s| &mut s.nvme.live_deadline),
+    ),
+    (
+        "nvme_namespace_deadline",
+        "NVMe-oF: how long to wait for the namespace",
+        Field::Duration(|s| &mut s.nvme.namespace_deadline),
+    ),
+    (
+        "nvme_paths_grace",
+        "NVMe-oF: once the head shows, how long to wait for every path",
+        Field::Duration(|s| &mut s.nvme.paths_grace),
+    ),
+    (
+        "nvme_flush_timeout",
+        "NVMe-oF: deadline of the namespace's flush",
+        Field::Duration(|s| &mut s.nvme.flush_timeout),
+    ),
+    (
+        "nvme_delete_timeout",
+        "NVMe-oF: deadline of a controller delete or rescan",
+        Field::Duration(|s| &mut s.nvme.delete_timeout),
+    ),
+    (
+        "nvme_removal_deadline",
+        "NVMe-oF: how long to wait for the kernel to drop controllers",
+        Field::Duration(|s| &mut s.nvme.removal_deadline),
+    ),
+    (
+        "nvme_resize_deadline",
+        "NVMe-oF: how long an extend waits for the new size",
+        Field::Duration(|s| &mut s.nvme.resize_deadline),
+    ),
+    (
         "lock_dir",
         "where brick keeps its lock files (a tmpfs)",
         Field::Dir(|s| &mut s.lock_dir),
@@ -207,6 +259,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             tuning: Tuning::default(),
+            nvme: crate::nvmeof::NvmeTuning::default(),
             lock_dir: PathBuf::from("/run/brick"),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             file: None,
@@ -371,7 +424,7 @@ mod tests {
 
     #[test]
     fn file_then_overrides_each_value_with_its_source() {
-        let (_d, p) = file("command_timeout = 45\nmap_deadline = \"1m 30s\"\npath_flush_tries = 6\nlock_dir = \"/run/brick-test\"\n");
+        let (_d, p) = file("command_timeout = 45\nmap_deadline = \"1m 30s\"\npath_flush_tries = 6\nlock_dir = \"/run/brick-test\"\nnvme_ctrl_loss_tmo = \"2m\"\n");
         let s = Settings::load(
             Some(&p),
             &["map_deadline=2s".into(), "scan_timeout = 0.5".into()],
@@ -382,6 +435,7 @@ mod tests {
         assert_eq!(s.tuning.scan_timeout, Duration::from_millis(500));
         assert_eq!(s.tuning.path_flush_backoff.tries, 6);
         assert_eq!(s.lock_dir, Path::new("/run/brick-test"));
+        assert_eq!(s.nvme.ctrl_loss_tmo, Duration::from_secs(120));
         assert_eq!(s.file(), Some(p.as_path()));
         let by_key: BTreeMap<_, _> = s.entries().into_iter().map(|e| (e.key, e)).collect();
         assert_eq!(by_key.len(), KEYS.len());

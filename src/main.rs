@@ -138,12 +138,14 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         iface: Option<String>,
         /// NVMe-oF: seconds the kernel keeps reconnecting a controller whose portal is gone
-        /// before it deletes it (ctrl_loss_tmo; bounded, unlike os-brick's -1).
-        #[arg(long, default_value_t = 600)]
-        ctrl_loss_tmo: u64,
-        /// NVMe-oF: seconds between two reconnect attempts (reconnect_delay).
-        #[arg(long, default_value_t = 5)]
-        reconnect_delay: u64,
+        /// before it deletes it (ctrl_loss_tmo; bounded, unlike os-brick's -1). Default: the
+        /// setting nvme_ctrl_loss_tmo (600 s).
+        #[arg(long)]
+        ctrl_loss_tmo: Option<u64>,
+        /// NVMe-oF: seconds between two reconnect attempts (reconnect_delay). Default: the
+        /// setting nvme_reconnect_delay (5 s).
+        #[arg(long)]
+        reconnect_delay: Option<u64>,
         /// NVMe-oF: fail I/O on a reconnecting controller after this many seconds
         /// (fast_io_fail_tmo; default: wait for the reconnect).
         #[arg(long)]
@@ -450,12 +452,13 @@ fn run(
                 VolumeProperties::Iscsi(p) => p,
                 VolumeProperties::Nvmeof(p) => {
                     let secs = std::time::Duration::from_secs;
+                    let base = settings.nvme.clone();
                     let tuning = NvmeTuning {
-                        ctrl_loss_tmo: secs(ctrl_loss_tmo),
-                        reconnect_delay: secs(reconnect_delay),
-                        fast_io_fail_tmo: fast_io_fail_tmo.map(secs),
+                        ctrl_loss_tmo: ctrl_loss_tmo.map_or(base.ctrl_loss_tmo, secs),
+                        reconnect_delay: reconnect_delay.map_or(base.reconnect_delay, secs),
+                        fast_io_fail_tmo: fast_io_fail_tmo.map(secs).or(base.fast_io_fail_tmo),
                         multipath: single_path.then_some(false),
-                        ..NvmeTuning::default()
+                        ..base
                     };
                     let c = brick::nvmeof::connect_volume(host, &p, &tuning)?;
                     for (portal, why) in &c.failed_portals {
@@ -484,7 +487,7 @@ fn run(
             let props = match read_props(&props, protocol)? {
                 VolumeProperties::Iscsi(p) => p,
                 VolumeProperties::Nvmeof(p) => {
-                    let bytes = brick::nvmeof::extend_volume(host, &p, &NvmeTuning::default())?;
+                    let bytes = brick::nvmeof::extend_volume(host, &p, &settings.nvme)?;
                     print_size(bytes, json, out);
                     return Ok(());
                 }
@@ -531,6 +534,7 @@ fn run(
                 VolumeProperties::Nvmeof(p) => {
                     return nvme_disconnect(
                         host,
+                        &settings.nvme,
                         &p,
                         info.as_ref(),
                         force,
@@ -668,6 +672,7 @@ fn print_size(bytes: u64, json: bool, out: &mut String) {
 #[allow(clippy::too_many_arguments)]
 fn nvme_disconnect(
     host: &Host,
+    tuning: &NvmeTuning,
     props: &NvmeProperties,
     info: Option<&DeviceInfo>,
     force: bool,
@@ -689,7 +694,7 @@ fn nvme_disconnect(
         force,
         ignore_errors,
     };
-    match brick::nvmeof::disconnect_volume(host, props, info, opts, &NvmeTuning::default()) {
+    match brick::nvmeof::disconnect_volume(host, props, info, opts, tuning) {
         Ok(report) => {
             print_report(&report, json, out);
             Ok(())
