@@ -20,6 +20,7 @@ mod openers;
 mod par;
 mod props;
 pub mod report;
+pub mod request;
 mod retry;
 mod scsi;
 #[cfg(any(test, feature = "testing"))]

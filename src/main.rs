@@ -150,6 +150,10 @@ enum Command {
     },
     /// Show every iSCSI session with its devices, LUNs, WWNs, states and multipath maps.
     Inspect,
+    /// Run one request of the Python package (through its root helper): the request as JSON on
+    /// standard input, the answer as JSON on standard output, errors included (exit 0 when
+    /// answered). See `brick::request`.
+    Request,
 }
 
 fn main() -> ExitCode {
@@ -342,6 +346,10 @@ fn run(host: &Host, command: Command, json: bool, out: &mut String) -> Result<()
                 }
                 Err(e) => Err(e),
             }
+        }
+        Command::Request => {
+            let _ = writeln!(out, "{}", brick::request::handle(host, &read_input("-")?));
+            Ok(())
         }
         Command::Inspect => {
             let topo = brick::inspect(host)?;
