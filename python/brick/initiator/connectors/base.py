@@ -48,6 +48,8 @@ class BrickConnector:
     def _call(self, op: str, privileged: bool = True, force: bool = False,
               **fields: Any) -> Any:
         request = dict(fields, op=op, protocol=self.protocol)
+        if op == "disconnect":
+            request["force"] = force
         answer = self._transport.call(request, privileged=privileged)
         if answer.get("ok"):
             return answer.get("result")
