@@ -16,7 +16,7 @@ install:
 check:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
-	shellcheck -s bash lab/lib.sh lab/guest.sh lab/run lab/install.sh lab/scenarios/*.sh lab/demo/run lab/demo/*.sh
+	shellcheck -s bash lab/lib.sh lab/guest.sh lab/run lab/install.sh lab/scenarios/*.sh lab/demo/run lab/demo/*.sh lab/lib/python.sh python/test.sh
 
 unit:
 	cargo test

@@ -14,7 +14,9 @@ cargo build --quiet --bin brick   # the binary the root-helper tests run
 rm -rf "$venv"
 python3 -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip
-"$venv/bin/pip" install -q pytest
+# pytest; os-brick (the bench's pinned set) to compare exceptions with and, in the lab suite, to
+# run a real os-brick process against brick's lock
+"$venv/bin/pip" install -q -c "$ROOT/bench/constraints.txt" pytest os-brick==7.1.1
 "$venv/bin/pip" install -q "$ROOT"
 # Test the installed package, not the source tree: run from outside it.
 cd "$ROOT/python/tests"

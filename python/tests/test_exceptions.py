@@ -83,3 +83,16 @@ def test_exception_chainer_context_collects_as_os_brick():
     with chain.context(True, "step failed"):
         raise OSError("boom")
     assert chain and isinstance(chain.exceptions[0], OSError)
+
+
+def test_every_class_has_os_bricks_name_and_bases():
+    """brick.exception's classes are os-brick's (7.1.1, installed by python/test.sh), with the
+    same bases, so a caller's except clauses catch the same things."""
+    from os_brick import exception as osb
+
+    ours = {n: c for n, c in vars(exception).items()
+            if isinstance(c, type) and issubclass(c, Exception) and n != "DisconnectFailed"}
+    assert len(ours) >= 25
+    for name, cls in ours.items():
+        theirs = getattr(osb, name)
+        assert [b.__name__ for b in cls.__bases__] == [b.__name__ for b in theirs.__bases__], name
