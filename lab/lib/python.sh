@@ -46,3 +46,37 @@ lab_json() {
     printf '{"props":%s,"wwn":"%s","backing":"%s"}' "$(props_json "$@")" "$(lun_wwn "$1" "$2")" \
         "$(lun_backing "$1" "$2")"
 }
+
+# py_lab_setup [--grow]: the targets of the Python suite and lab.json (BRICK_LAB_CONFIG) in the
+# working folder: mp (2 portals, LUNs 1 and 2), mp2 (2 portals), sp (1 portal, LUNs 1 and 2,
+# no multipath; sp7 names its missing LUN 7), ob (os-brick's volume), chap (CHAP, 1 portal),
+# and with --grow the growable LUN (GROW_LOOP is its loop device, to detach at the end).
+py_lab_setup() {
+    target_create mp --portals 2 --luns 2
+    target_create mp2 --portals 2 --luns 1
+    target_create sp --portals 1 --luns 2 --no-multipath
+    target_create ob --portals 1 --luns 1 --no-multipath
+    target_create chap --portals 1 --luns 1 --no-multipath --chap labuser:Py-secret-4711
+    local grow=""
+    if [ "${1:-}" = --grow ]; then
+        local serial=b51cee400001 img
+        read -r img GROW_LOOP < <(growable_lun grow "$serial")
+        grow=", \"grow\": {\"props\": $(props_json grow 1), \"wwn\": \"36001405${serial}0000000000000\", \"image\": \"$img\", \"loop\": \"$GROW_LOOP\"}"
+    fi
+    cat >lab.json <<JSON
+{"brick": "$BRICK", "initiatorname": "/etc/iscsi/initiatorname.iscsi",
+ "mp1": $(lab_json mp 1), "mp2": $(lab_json mp 2), "other": $(lab_json mp2 1),
+ "sp1": $(lab_json sp 1), "sp7": {"props": $(props_json sp 7)}, "ob": $(lab_json ob 1),
+ "chap": $(lab_json chap 1), "chap_secret": "Py-secret-4711"$grow}
+JSON
+}
+
+# py_lab_pytest FILE: runs python/labtests/FILE with the venv's pytest (fails the scenario when a
+# test fails), brick's info logs in the scenario's log.
+py_lab_pytest() {
+    local venv; venv=$(py_venv)
+    log "pytest python/labtests/$1 with $venv"
+    BRICK_LAB_CONFIG=$PWD/lab.json PYTHONDONTWRITEBYTECODE=1 BRICK_LOG=${BRICK_LOG:-brick=info} \
+        "$venv/bin/python" -m pytest -v -p no:cacheprovider --tb=short \
+        "$LAB_DIR/../python/labtests/$1" || fail "pytest failed"
+}

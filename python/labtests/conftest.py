@@ -6,10 +6,19 @@ asserts on the kernel's state (sysfs, node records, backing files), never on bri
 import glob
 import json
 import os
+import sys
 
 import pytest
 
 CONFIG = json.load(open(os.environ["BRICK_LAB_CONFIG"]))
+
+
+def pytest_runtest_logreport(report):
+    """A failure's details at once, in the scenario's log (the summary at the end is lost when
+    the scenario times out)."""
+    if report.failed:
+        sys.stderr.write("\n--- %s %s failed:\n%s\n" % (report.nodeid, report.when,
+                                                        report.longreprtext))
 
 
 @pytest.fixture

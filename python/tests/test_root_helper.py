@@ -2,7 +2,6 @@
 input; the same exceptions come back; no secret on a command line or in the environment."""
 
 import json
-import os
 import stat
 
 import pytest

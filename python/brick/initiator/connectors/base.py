@@ -6,7 +6,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Union
 
 from brick import _errors, exception
 from brick._lock import osbrick_lock
