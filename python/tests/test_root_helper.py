@@ -68,3 +68,12 @@ def test_brick_request_answers_json_on_stdout(brick_binary):
         {"op": "connect", "props": PROPS}).encode(), stdout=subprocess.PIPE, check=False)
     answer = json.loads(p.stdout)
     assert answer["ok"] is False and answer["error"]["field"] == "target_lun"
+
+
+def test_connector_properties_of_an_unprivileged_caller_go_through_the_helper(
+        tmp_path, brick_binary, monkeypatch):
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    monkeypatch.setenv("BRICK_BINARY", brick_binary)
+    p = connector.get_connector_properties(helper(tmp_path), "10.0.0.9", False, False)
+    assert (tmp_path / "argv").read_text().split("\n")[1:3] == [brick_binary, "request"]
+    assert p["ip"] == "10.0.0.9" and p["multipath"] is False

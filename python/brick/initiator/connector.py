@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import socket
 import sys
 from typing import Any, Dict, Optional
 
 from brick import exception, initiator
-from brick._transport import _native_call
+from brick._transport import Transport
 from brick.initiator.connectors.iscsi import ISCSIConnector
 
 # Protocol (as os-brick spells it, upper case) to connector class. The NVMe-oF connector goes
@@ -21,10 +20,13 @@ _CONNECTORS: Dict[str, type] = {
 }
 
 
-def _host_properties(my_ip: Optional[str]) -> Dict[str, Any]:
-    """brick's reading of this host (initiator IQN, whether multipathd runs), in-process: it
-    reads files every user can read."""
-    answer = json.loads(_native_call(json.dumps({"op": "properties", "ip": my_ip})))
+def _host_properties(my_ip: Optional[str], root_helper: Any = None) -> Dict[str, Any]:
+    """brick's reading of this host (initiator IQN, whether multipathd runs): in-process as
+    root, else through the root helper when there is one (initiatorname.iscsi is root's alone
+    on Debian), else in-process (and an error naming the file if it cannot be read)."""
+    transport = Transport(root_helper)
+    answer = transport.call({"op": "properties", "ip": my_ip},
+                            privileged=bool(root_helper))
     if not answer.get("ok"):
         from brick import _errors
 
@@ -46,7 +48,7 @@ def get_connector_properties(root_helper: Any, my_ip: Optional[str], multipath: 
         "multipath": multipath,
         "enforce_multipath": enforce_multipath,
     }
-    facts = _host_properties(my_ip)
+    facts = _host_properties(my_ip, root_helper)
     if facts.get("initiator"):
         props["initiator"] = facts["initiator"]
     return props

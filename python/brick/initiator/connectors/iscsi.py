@@ -17,7 +17,7 @@ class ISCSIConnector(BrickConnector):
         """``initiator``: this host's initiator IQN, when it has one."""
         from brick.initiator.connector import _host_properties
 
-        initiator = _host_properties(None).get("initiator")
+        initiator = _host_properties(None, root_helper).get("initiator")
         return {"initiator": initiator} if initiator else {}
 
     def get_search_path(self) -> Optional[str]:
