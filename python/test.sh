@@ -11,6 +11,11 @@ cargo fmt --all --check
 cargo clippy -p brick-python --all-targets -- -D warnings
 cargo build --quiet --bin brick   # the binary the root-helper tests run
 
+# Debian's own python3 makes venvs only with python3-venv (ensurepip): install it when missing.
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    [ "$(id -u)" = 0 ] || { echo "python/test.sh: python3 cannot make a venv: install python3-venv" >&2; exit 1; }
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+fi
 rm -rf "$venv"
 python3 -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip
