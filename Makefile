@@ -3,12 +3,12 @@
 #   make test   every test: formatting, lints, unit and fake-host tests, and every lab scenario
 # Both install what they need (Debian packages, virtme-ng from PyPI) on a fresh machine, as root.
 
-.PHONY: demo test check unit lab install bench
+.PHONY: demo test check unit python lab install bench
 
 demo: install
 	lab/demo/run
 
-test: install check unit lab
+test: install check unit python lab
 
 install:
 	lab/install.sh
@@ -16,11 +16,15 @@ install:
 check:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
-	shellcheck -s bash lab/lib.sh lab/lib/*.sh lab/guest.sh lab/run lab/install.sh lab/scenarios/*.sh lab/demo/run lab/demo/*.sh
+	shellcheck -s bash lab/lib.sh lab/lib/*.sh lab/guest.sh lab/run lab/install.sh lab/scenarios/*.sh lab/demo/run lab/demo/*.sh python/test.sh
 
 unit:
 	cargo test
 	bench/tests/report-check.sh
+
+# the Python package: pip install . in a fresh venv (target/py-venv), then its unit tests
+python:
+	python/test.sh
 
 lab:
 	lab/run

@@ -592,11 +592,16 @@ def make_tools(cfg: dict[str, Any]) -> dict[str, DriverTool | CliTool]:
         "brick-lib": DriverTool("brick-lib", [local_copy(cfg["brick_bench"])]),
         "brick-cli": CliTool(local_copy(cfg["brick"])),
     }
+    if "brick-py" in cfg["tools"]:
+        # bench/pydriver.py with its one os-brick import swapped for brick's (bench/run makes it)
+        tools["brick-py"] = DriverTool("brick-py", [py, cfg["pydriver_brick"], "osbrick",
+                                                    WORK + "/oslocks-py"])
     return {k: tools[k] for k in cfg["tools"]}
 
 
 LOG_ENV = {"floor": {}, "os-brick": {"BENCH_LOG": "debug"},
-           "brick-lib": {"BENCH_LOG": "brick=debug"}, "brick-cli": {}}
+           "brick-lib": {"BENCH_LOG": "brick=debug"}, "brick-cli": {},
+           "brick-py": {"BENCH_LOG": "debug", "BRICK_LOG": "brick=debug"}}
 
 
 def run_workload(run: Run, wl: dict[str, Any], raw: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ import statistics
 import sys
 from typing import Any
 
-TOOLS = ["floor", "os-brick", "brick-lib", "brick-cli"]
+TOOLS = ["floor", "os-brick", "brick-lib", "brick-cli", "brick-py"]
 
 
 def summary(xs: list[Any]) -> dict[str, Any] | None:
@@ -120,6 +120,7 @@ def build(raw: dict[str, Any], host: dict[str, Any]) -> tuple[dict[str, Any], li
                 "brick-lib/floor": ratio(base["brick-lib"], base["floor"]),
                 "brick-cli/floor": ratio(base["brick-cli"], base["floor"]),
                 "os-brick/floor": ratio(base["os-brick"], base["floor"]),
+                "brick-py/os-brick": ratio(base["brick-py"], base["os-brick"]),
             }
         w["ratios"] = ratios
         results["workloads"].append(w)
@@ -174,14 +175,18 @@ def markdown(results: dict[str, Any], host: dict[str, Any], failures: list[str])
     lines.append("")
     lines.append("Ratios of medians (below 1: faster than the reference):")
     lines.append("")
-    lines.append("| workload | op | brick-lib / os-brick | brick-cli / os-brick | brick-lib / floor | brick-cli / floor | os-brick / floor |")
-    lines.append("|---|---|---|---|---|---|---|")
+    # brick-py (the Python package through bench/pydriver.py) gets its column when it ran
+    py = any("brick-py" in w["tools"] for w in results["workloads"])
+    lines.append("| workload | op | brick-lib / os-brick | brick-cli / os-brick | brick-lib / floor | brick-cli / floor | os-brick / floor |"
+                 + (" brick-py / os-brick |" if py else ""))
+    lines.append("|---|---|---|---|---|---|---|" + ("---|" if py else ""))
     for w in results["workloads"]:
         for op in ("connect_s", "disconnect_s"):
             rs = w["ratios"][op]
             lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
                 w["id"], op[:-2], rt(rs["brick-lib/os-brick"]), rt(rs["brick-cli/os-brick"]),
-                rt(rs["brick-lib/floor"]), rt(rs["brick-cli/floor"]), rt(rs["os-brick/floor"])))
+                rt(rs["brick-lib/floor"]), rt(rs["brick-cli/floor"]), rt(rs["os-brick/floor"]))
+                + (" %s |" % rt(rs.get("brick-py/os-brick")) if py else ""))
     lines.append("")
     lines.append("Workloads:")
     for w in results["workloads"]:

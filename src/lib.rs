@@ -23,6 +23,7 @@ mod par;
 mod props;
 mod protocol;
 pub mod report;
+pub mod request;
 mod retry;
 mod scsi;
 #[cfg(any(test, feature = "testing"))]

@@ -218,6 +218,10 @@ enum Command {
     /// Print every setting in effect (deadlines, retries, locks) and where each came from:
     /// brick's default, the settings file or --set. The text output is itself a valid file.
     Config,
+    /// Run one request of the Python package (through its root helper): the request as JSON on
+    /// standard input, the answer as JSON on standard output, errors included (exit 0 when
+    /// answered). See `brick::request`.
+    Request,
 }
 
 fn main() -> ExitCode {
@@ -572,6 +576,10 @@ fn run(
                 }
                 Err(e) => Err(e),
             }
+        }
+        Command::Request => {
+            let _ = writeln!(out, "{}", brick::request::handle(host, &read_input("-")?));
+            Ok(())
         }
         Command::Inspect => {
             if protocol == Some(Protocol::Nvmeof) || (protocol.is_none() && !json) {

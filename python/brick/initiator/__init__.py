@@ -1,0 +1,5 @@
+"""Protocol names, as os-brick's ``os_brick.initiator`` spells them."""
+
+ISCSI = "ISCSI"
+NVMEOF = "NVMEOF"
+DEVICE_SCAN_ATTEMPTS_DEFAULT = 3

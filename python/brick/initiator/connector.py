@@ -1,0 +1,75 @@
+"""os-brick's ``os_brick.initiator.connector`` over brick: ``InitiatorConnector.factory`` and
+``get_connector_properties``, same signatures, same return shapes."""
+
+from __future__ import annotations
+
+import platform
+import socket
+import sys
+from typing import Any, Dict, Optional
+
+from brick import exception, initiator
+from brick._transport import Transport
+from brick.initiator.connectors.iscsi import ISCSIConnector
+
+# Protocol (as os-brick spells it, upper case) to connector class. The NVMe-oF connector goes
+# here when brick has it (its class names protocol "nvmeof", which brick::request maps to the
+# Rust entry points).
+_CONNECTORS: Dict[str, type] = {
+    initiator.ISCSI: ISCSIConnector,
+}
+
+
+def _host_properties(my_ip: Optional[str], root_helper: Any = None) -> Dict[str, Any]:
+    """brick's reading of this host (initiator IQN, whether multipathd runs): in-process as
+    root, else through the root helper when there is one (initiatorname.iscsi is root's alone
+    on Debian), else in-process (and an error naming the file if it cannot be read)."""
+    transport = Transport(root_helper)
+    answer = transport.call({"op": "properties", "ip": my_ip},
+                            privileged=bool(root_helper))
+    if not answer.get("ok"):
+        from brick import _errors
+
+        raise _errors.to_exception("properties", answer.get("error") or {})
+    return answer["result"]
+
+
+def get_connector_properties(root_helper: Any, my_ip: Optional[str], multipath: bool,
+                             enforce_multipath: bool, host: Optional[str] = None,
+                             execute: Any = None) -> Dict[str, Any]:
+    """The connector properties of this host, as os-brick returns them: ``platform``,
+    ``os_type``, ``ip``, ``host``, ``multipath`` and ``enforce_multipath`` (as given: the volume
+    service and connect_volume use them), and each protocol's own (``initiator``)."""
+    props: Dict[str, Any] = {
+        "platform": platform.machine(),
+        "os_type": sys.platform,
+        "ip": my_ip,
+        "host": host if host else socket.gethostname(),
+        "multipath": multipath,
+        "enforce_multipath": enforce_multipath,
+    }
+    facts = _host_properties(my_ip, root_helper)
+    if facts.get("initiator"):
+        props["initiator"] = facts["initiator"]
+    return props
+
+
+class InitiatorConnector:
+    """Builds connectors, as os-brick's."""
+
+    @staticmethod
+    def factory(protocol: str, root_helper: Any, driver: Any = None,
+                use_multipath: bool = False,
+                device_scan_attempts: int = initiator.DEVICE_SCAN_ATTEMPTS_DEFAULT,
+                arch: Optional[str] = None, *args: Any, **kwargs: Any) -> Any:
+        """The connector of ``protocol`` (``ISCSI``). Besides os-brick's arguments:
+        ``lock_path`` (os-brick's lock_path: take its external lock too; default
+        ``BRICK_OSBRICK_LOCK_PATH``) and ``brick_binary`` (what the root helper runs)."""
+        cls = _CONNECTORS.get(str(protocol).upper())
+        if cls is None:
+            raise exception.InvalidConnectorProtocol(
+                "no brick connector for protocol %s (brick has %s)"
+                % (protocol, ", ".join(sorted(_CONNECTORS))))
+        kwargs.update(root_helper=root_helper, driver=driver, use_multipath=use_multipath,
+                      device_scan_attempts=device_scan_attempts)
+        return cls(*args, **kwargs)

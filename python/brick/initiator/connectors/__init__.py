@@ -1,0 +1,1 @@
+"""One connector class per protocol brick has (iSCSI now)."""

@@ -1,0 +1,24 @@
+"""os-brick's ISCSIConnector, over brick's iSCSI connect and disconnect."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from brick.initiator.connectors.base import BrickConnector
+
+
+class ISCSIConnector(BrickConnector):
+    """iSCSI volumes, single path or dm-multipath (``use_multipath``)."""
+
+    protocol = "iscsi"
+
+    @staticmethod
+    def get_connector_properties(root_helper: Any, *args: Any, **kwargs: Any) -> dict:
+        """``initiator``: this host's initiator IQN, when it has one."""
+        from brick.initiator.connector import _host_properties
+
+        initiator = _host_properties(None, root_helper).get("initiator")
+        return {"initiator": initiator} if initiator else {}
+
+    def get_search_path(self) -> Optional[str]:
+        return "/dev/disk/by-path"

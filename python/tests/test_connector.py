@@ -1,0 +1,160 @@
+"""The connector API: os-brick's signatures and shapes, brick's checks before the host changes,
+the GIL released during a call. In-process calls here touch no device: bad input, a volume
+that is not connected, files."""
+
+import inspect
+import json
+import os
+import threading
+import time
+
+import pytest
+
+from brick import _native, exception
+from brick.initiator import connector
+from brick.initiator.connectors import base
+
+PROPS = {"target_portal": "127.0.0.1:3260", "target_iqn": "iqn.2003-01.org.lab:t1",
+         "target_lun": 1, "volume_id": "v1"}
+
+
+def test_factory_and_get_connector_properties_have_os_bricks_signatures():
+    f = inspect.signature(connector.InitiatorConnector.factory)
+    assert list(f.parameters)[:6] == ["protocol", "root_helper", "driver", "use_multipath",
+                                      "device_scan_attempts", "arch"]
+    assert f.parameters["device_scan_attempts"].default == 3
+    g = inspect.signature(connector.get_connector_properties)
+    assert list(g.parameters) == ["root_helper", "my_ip", "multipath", "enforce_multipath",
+                                  "host", "execute"]
+
+
+def test_factory_refuses_a_protocol_brick_has_not():
+    with pytest.raises(exception.InvalidConnectorProtocol):
+        connector.InitiatorConnector.factory("FIBRE_CHANNEL", None)
+    c = connector.InitiatorConnector.factory("iscsi", "sudo", use_multipath=True)
+    assert c.use_multipath and c.get_search_path() == "/dev/disk/by-path"
+
+
+def test_get_connector_properties_shape():
+    p = connector.get_connector_properties(None, "10.0.0.5", True, False, host="compute-1")
+    assert p["ip"] == "10.0.0.5" and p["host"] == "compute-1"
+    assert p["multipath"] is True and p["enforce_multipath"] is False
+    assert p["os_type"] == "linux" and p["platform"]
+    if os.path.exists("/etc/iscsi/initiatorname.iscsi"):
+        assert p["initiator"].startswith("iqn.")
+
+
+def test_bad_property_is_refused_naming_the_field():
+    c = connector.InitiatorConnector.factory("ISCSI", None, in_process=True)
+    with pytest.raises(exception.InvalidParameterValue) as e:
+        c.connect_volume(dict(PROPS, target_lun="one"))
+    assert e.value.field == "target_lun"
+    with pytest.raises(exception.InvalidParameterValue) as e:
+        c.disconnect_volume(dict(PROPS, target_portal="nowhere"), None)
+    assert e.value.field.startswith("target_portal")
+
+
+def test_extend_of_a_volume_not_connected_is_volume_paths_not_found():
+    c = connector.InitiatorConnector.factory("ISCSI", None, in_process=True)
+    with pytest.raises(exception.VolumePathsNotFound):
+        c.extend_volume(PROPS)
+    assert c.get_volume_paths(PROPS) == []
+
+
+def test_check_valid_device_reads_one_block(tmp_path):
+    c = connector.InitiatorConnector.factory("ISCSI", None, in_process=True)
+    f = tmp_path / "disk"
+    f.write_bytes(b"x" * 4096)
+    assert c.check_valid_device(str(f)) is True
+    assert c.check_valid_device(str(tmp_path / "missing")) is False
+
+
+class Recorder:
+    """A transport that records requests and answers from a script."""
+
+    def __init__(self, answers):
+        self.requests = []
+        self.answers = dict(answers)
+
+    def call(self, request, privileged=True):
+        self.requests.append(request)
+        return self.answers[request["op"]]
+
+
+def test_enforced_multipath_without_multipathd_is_refused_before_any_connect():
+    c = connector.InitiatorConnector.factory("ISCSI", None, use_multipath=True)
+    c._transport = Recorder({"multipathd_running": {"ok": True, "result": False}})
+    with pytest.raises(exception.BrickException, match="multipathd is not running"):
+        c.connect_volume(dict(PROPS, enforce_multipath=True))
+    assert [r["op"] for r in c._transport.requests] == ["multipathd_running"]
+
+
+def test_multipath_without_multipathd_not_enforced_connects_one_path():
+    c = connector.InitiatorConnector.factory("ISCSI", None, use_multipath=True)
+    info = {"type": "block", "path": "/dev/sdb", "scsi_wwn": "3600", "failed_paths": []}
+    c._transport = Recorder({"multipathd_running": {"ok": True, "result": False},
+                             "connect": {"ok": True, "result": info}})
+    assert c.connect_volume(PROPS) == {"type": "block", "path": "/dev/sdb", "scsi_wwn": "3600"}
+    connect = c._transport.requests[-1]
+    assert connect["multipath"] is False and connect["protocol"] == "iscsi"
+
+
+def test_nova_disconnect_sends_device_path_with_no_device_info():
+    c = connector.InitiatorConnector.factory("ISCSI", None)
+    c._transport = Recorder({"disconnect": {"ok": True, "result": {"failures": []}}})
+    c.disconnect_volume(dict(PROPS, device_path="/dev/sdc"), None)
+    r = c._transport.requests[0]
+    assert r["device_info"] is None and r["props"]["device_path"] == "/dev/sdc"
+    assert r["force"] is False and r["ignore_errors"] is False
+
+
+def test_forced_disconnect_with_ignore_errors_raises_nothing():
+    c = connector.InitiatorConnector.factory("ISCSI", None)
+    c._transport = Recorder({"disconnect": {"ok": True, "result": {
+        "failures": [{"message": "sdb: flush failed"}]}}})
+    c.disconnect_volume(PROPS, None, force=True, ignore_errors=True)
+
+
+def test_native_call_releases_the_gil(tmp_path):
+    """A call blocked in brick (an open of a FIFO no one writes, for 1 s) lets Python threads
+    run meanwhile."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    req = json.dumps({"op": "check_valid_device", "path": str(fifo), "timeout": 1.0})
+    result = []
+    t = threading.Thread(target=lambda: result.append(json.loads(_native.call(req))))
+    t.start()
+    time.sleep(0.1)
+    ticks = 0
+    t0 = time.monotonic()
+    while t.is_alive() and time.monotonic() - t0 < 5:
+        ticks += 1
+        time.sleep(0.001)
+    t.join()
+    assert result[0] == {"ok": True, "result": False}
+    assert ticks > 100, "the main thread ran only %d times during the call" % ticks
+    # unblock brick's reader thread, left behind on the FIFO
+    with open(fifo, "wb"):
+        pass
+
+
+def test_connect_and_disconnect_hold_os_bricks_lock_when_a_lock_path_is_set(tmp_path,
+                                                                             monkeypatch):
+    from test_lock import other_process_gets
+
+    monkeypatch.setenv(base.LOCK_PATH_ENV, str(tmp_path))
+    c = connector.InitiatorConnector.factory("ISCSI", None)
+    held = []
+
+    class Probe(Recorder):
+        def call(self, request, privileged=True):
+            held.append((request["op"], other_process_gets(
+                tmp_path / "os-brick-connect_volume")))
+            return super().call(request, privileged)
+
+    c._transport = Probe({"connect": {"ok": True, "result": {"type": "block"}},
+                          "disconnect": {"ok": True, "result": {}}})
+    c.connect_volume(PROPS)
+    c.disconnect_volume(PROPS, {"type": "block"})
+    assert held == [("connect", False), ("disconnect", False)]
+    assert other_process_gets(tmp_path / "os-brick-connect_volume")

@@ -1,0 +1,287 @@
+//! One operation as a JSON request and its JSON answer: what the Python package calls in-process
+//! (`brick._native.call`) and, through a root helper, as `brick request` (the request on
+//! standard input, the answer on standard output), so both paths run the same code and give
+//! the same errors.
+//!
+//! A request: `{"op": OP, "protocol": "iscsi", ...}` with OP one of `connect` (`props`,
+//! `multipath`), `disconnect` (`props`, `device_info`, `force`, `ignore_errors`), `extend`
+//! (`props`, `device_info`), `paths` (`props`, `device_info`), `properties` (`ip`),
+//! `multipathd_running`, `check_valid_device` (`path`, `timeout` in seconds). The answer:
+//! `{"ok": true, "result": ...}`, or `{"ok": false, "error": {"kind", "field", "message",
+//! "paths", "report"}}` where `kind` is an [`ErrorKind`] or one of `protocol_not_supported`,
+//! `volume_paths_not_found`; `paths` lists each path of a failed connect (portal, IQN, kind,
+//! message) and `report` is the report of a failed disconnect.
+//!
+//! The protocol picks the entry points: `iscsi` maps to this crate's iSCSI functions; another
+//! protocol is refused with `protocol_not_supported` until its connector is added here.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::host::Host;
+use crate::{ConnectionProperties, DeviceInfo, Error, ErrorKind};
+
+/// How long `check_valid_device` waits for its one-block read by default.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the request `text` on `host` and gives the answer as JSON text. Never fails: a bad
+/// request is an answer with an `invalid_input` error.
+pub fn handle(host: &Host, text: &str) -> String {
+    let answer = match serde_json::from_str::<Value>(text) {
+        Ok(req) => match dispatch(host, &req) {
+            Ok(result) => json!({ "ok": true, "result": result }),
+            Err(e) => json!({ "ok": false, "error": e }),
+        },
+        Err(e) => json!({ "ok": false, "error": error_value(&Error::invalid("request", e)) }),
+    };
+    answer.to_string()
+}
+
+fn dispatch(host: &Host, req: &Value) -> Result<Value, Value> {
+    let op = str_field(req, "op")?.unwrap_or_default();
+    // Operations that concern the host, not a volume of one protocol.
+    match op.as_str() {
+        "properties" => {
+            let ip = str_field(req, "ip")?;
+            return crate::connector_properties(host, ip)
+                .map_err(|e| error_value(&e))
+                .and_then(|p| serde_json::to_value(p).map_err(|e| internal(&e)));
+        }
+        "multipathd_running" => {
+            return crate::connector::multipathd_running(host)
+                .map(Value::Bool)
+                .map_err(|e| error_value(&e));
+        }
+        "check_valid_device" => {
+            let path = str_field(req, "path")?
+                .ok_or_else(|| error_value(&Error::invalid("path", "is missing")))?;
+            let timeout = req
+                .get("timeout")
+                .and_then(Value::as_f64)
+                .filter(|t| t.is_finite() && *t > 0.0)
+                .map_or(CHECK_TIMEOUT, Duration::from_secs_f64);
+            return Ok(Value::Bool(check_valid_device(Path::new(&path), timeout)));
+        }
+        _ => {}
+    }
+    let protocol = str_field(req, "protocol")?.unwrap_or_else(|| "iscsi".to_string());
+    match protocol.to_ascii_lowercase().as_str() {
+        "iscsi" => iscsi(host, &op, req),
+        other => Err(json!({
+            "kind": "protocol_not_supported",
+            "field": "protocol",
+            "message": format!("protocol {other:?} is not supported by brick (iscsi is)"),
+        })),
+    }
+}
+
+fn iscsi(host: &Host, op: &str, req: &Value) -> Result<Value, Value> {
+    // The settings file applies to the package's calls as to the command line's.
+    let settings = crate::config::Settings::load(None, &[]).map_err(|e| error_value(&e))?;
+    let tuning = settings.tuning;
+    let props = req
+        .get("props")
+        .ok_or_else(|| error_value(&Error::invalid("connection_properties", "is missing")))?;
+    let props = ConnectionProperties::from_value(props).map_err(|e| error_value(&e))?;
+    let info = device_info(req)?;
+    let flag = |name: &str| req.get(name).and_then(Value::as_bool).unwrap_or(false);
+    match op {
+        "connect" => {
+            let multipath = req
+                .get("multipath")
+                .and_then(Value::as_bool)
+                .unwrap_or(props.targets().len() > 1);
+            // os-brick's transport (the factory's `transport`, Nova's iscsi_iface): the
+            // open-iscsi interface.
+            let iface = str_field(req, "transport")?.filter(|t| t != "default");
+            let opts = crate::ConnectOptions { multipath, iface };
+            let c = crate::connect_volume(host, &props, opts, &tuning)
+                .map_err(|e| error_value(&e))?;
+            let mut v = serde_json::to_value(&c.device_info).map_err(|e| internal(&e))?;
+            v["failed_paths"] = serde_json::to_value(&c.failed_paths).map_err(|e| internal(&e))?;
+            Ok(v)
+        }
+        "disconnect" => {
+            let opts = crate::DisconnectOptions {
+                force: flag("force"),
+                ignore_errors: flag("force") && flag("ignore_errors"),
+            };
+            let report = crate::disconnect_volume(host, &props, info.as_ref(), opts, &tuning)
+                .map_err(|e| error_value(&e))?;
+            serde_json::to_value(&report).map_err(|e| internal(&e))
+        }
+        "paths" => crate::volume_paths(host, &props, info.as_ref())
+            .map(|p| json!(p))
+            .map_err(|e| error_value(&e)),
+        "extend" => {
+            // os-brick raises VolumePathsNotFound when the volume has no device here.
+            let paths =
+                crate::volume_paths(host, &props, info.as_ref()).map_err(|e| error_value(&e))?;
+            if paths.is_empty() {
+                return Err(json!({
+                    "kind": "volume_paths_not_found",
+                    "field": null,
+                    "message": format!("{} has no device on this host (is it connected?)",
+                                       props.label()),
+                }));
+            }
+            crate::extend_volume(host, &props, info.as_ref(), &tuning)
+                .map(|b| json!(b))
+                .map_err(|e| error_value(&e))
+        }
+        other => Err(error_value(&Error::invalid(
+            "op",
+            format!("{other:?} is not an operation (connect, disconnect, extend, paths, properties, multipathd_running, check_valid_device)"),
+        ))),
+    }
+}
+
+/// device_info from the request; without one, Nova's `device_path` in the properties (its
+/// disconnect passes `device_info=None`) becomes device_info's path.
+fn device_info(req: &Value) -> Result<Option<DeviceInfo>, Value> {
+    match req.get("device_info") {
+        Some(v) if !v.is_null() => DeviceInfo::from_json(&v.to_string())
+            .map(Some)
+            .map_err(|e| error_value(&e)),
+        _ => {
+            let path = req
+                .get("props")
+                .and_then(|p| p.get("data").unwrap_or(p).get("device_path"))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty());
+            Ok(path.map(|p| DeviceInfo {
+                kind: "block".to_string(),
+                path: Some(p.to_string()),
+                ..DeviceInfo::default()
+            }))
+        }
+    }
+}
+
+/// Reads the first 512 bytes of `path` (as os-brick's `dd count=1`), in a thread, waiting at
+/// most `timeout`: false when it cannot be opened or read, or does not answer in time (a read
+/// on a map that queues I/O with every path down never returns; that thread is left behind).
+pub fn check_valid_device(path: &Path, timeout: Duration) -> bool {
+    let path = path.to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("brick-check-device".into())
+        .spawn(move || {
+            let ok = std::fs::File::open(&path).and_then(|mut f| {
+                let mut buf = [0u8; 512];
+                f.read(&mut buf)
+            });
+            let _ = tx.send(ok.is_ok());
+        });
+    if spawned.is_err() {
+        return false;
+    }
+    rx.recv_timeout(timeout).unwrap_or(false)
+}
+
+fn str_field(req: &Value, name: &str) -> Result<Option<String>, Value> {
+    match req.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(error_value(&Error::invalid(name, "must be a string"))),
+    }
+}
+
+fn internal(e: &impl std::fmt::Display) -> Value {
+    json!({ "kind": ErrorKind::Failed, "field": null, "message": e.to_string() })
+}
+
+/// An error as the answer carries it.
+pub fn error_value(e: &Error) -> Value {
+    let (paths, report) = match e {
+        Error::Connect { paths, .. } => (serde_json::to_value(paths).ok(), None),
+        Error::Disconnect { report, .. } => (None, serde_json::to_value(report).ok()),
+        _ => (None, None),
+    };
+    json!({
+        "kind": e.kind(),
+        "field": e.field(),
+        "message": e.to_string(),
+        "paths": paths,
+        "report": report,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(host: &Host, req: Value) -> Value {
+        serde_json::from_str(&handle(host, &req.to_string())).unwrap()
+    }
+
+    #[test]
+    fn bad_property_is_invalid_input_naming_the_field() {
+        let f = crate::testing::FakeHost::new();
+        let a = answer(
+            &f.host(),
+            json!({"op": "connect", "props": {"target_portal": "1.2.3.4:3260",
+                   "target_iqn": "not an iqn", "target_lun": 1}}),
+        );
+        assert_eq!(a["ok"], false);
+        assert_eq!(a["error"]["kind"], "invalid_input");
+        assert_eq!(a["error"]["field"], "target_iqn");
+    }
+
+    #[test]
+    fn unknown_protocol_is_refused_by_name() {
+        let f = crate::testing::FakeHost::new();
+        let a = answer(
+            &f.host(),
+            json!({"op": "connect", "protocol": "FIBRE_CHANNEL"}),
+        );
+        assert_eq!(a["error"]["kind"], "protocol_not_supported");
+    }
+
+    #[test]
+    fn request_that_is_not_json_is_invalid_input() {
+        let f = crate::testing::FakeHost::new();
+        let a: Value = serde_json::from_str(&handle(&f.host(), "{nope")).unwrap();
+        assert_eq!(a["error"]["kind"], "invalid_input");
+        assert_eq!(a["error"]["field"], "request");
+    }
+
+    #[test]
+    fn device_path_of_nova_stands_for_missing_device_info() {
+        let req = json!({"props": {"device_path": "/dev/sdc"}, "device_info": null});
+        let info = device_info(&req).unwrap().unwrap();
+        assert_eq!(info.path.as_deref(), Some("/dev/sdc"));
+        let req = json!({"props": {"device_path": "/dev/sdc"},
+                         "device_info": {"type": "block", "path": "/dev/dm-1"}});
+        assert_eq!(
+            device_info(&req).unwrap().unwrap().path.as_deref(),
+            Some("/dev/dm-1")
+        );
+    }
+
+    #[test]
+    fn check_valid_device_reads_a_file_and_refuses_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("disk");
+        std::fs::write(&p, [7u8; 1024]).unwrap();
+        assert!(check_valid_device(&p, Duration::from_secs(5)));
+        assert!(!check_valid_device(
+            &dir.path().join("gone"),
+            Duration::from_secs(5)
+        ));
+    }
+
+    #[test]
+    fn extend_of_a_volume_not_here_is_volume_paths_not_found() {
+        let f = crate::testing::FakeHost::new();
+        let a = answer(
+            &f.host(),
+            json!({"op": "extend", "props": {"target_portal": "127.0.0.1:3260",
+                   "target_iqn": "iqn.2003-01.org.x:t", "target_lun": 1}}),
+        );
+        assert_eq!(a["error"]["kind"], "volume_paths_not_found", "{a}");
+    }
+}
