@@ -70,10 +70,11 @@ fn dispatch(host: &Host, req: &Value) -> Result<Value, Value> {
     let protocol = str_field(req, "protocol")?.unwrap_or_else(|| "iscsi".to_string());
     match protocol.to_ascii_lowercase().as_str() {
         "iscsi" => iscsi(host, &op, req),
+        "nvmeof" => nvmeof(host, &op, req),
         other => Err(json!({
             "kind": "protocol_not_supported",
             "field": "protocol",
-            "message": format!("protocol {other:?} is not supported by brick (iscsi is)"),
+            "message": format!("protocol {other:?} is not supported by brick (iscsi and nvmeof are)"),
         })),
     }
 }
@@ -135,6 +136,60 @@ fn iscsi(host: &Host, op: &str, req: &Value) -> Result<Value, Value> {
         other => Err(error_value(&Error::invalid(
             "op",
             format!("{other:?} is not an operation (connect, disconnect, extend, paths, properties, multipathd_running, check_valid_device)"),
+        ))),
+    }
+}
+
+fn nvmeof(host: &Host, op: &str, req: &Value) -> Result<Value, Value> {
+    let settings = crate::config::Settings::load(None, &[]).map_err(|e| error_value(&e))?;
+    let mut tuning = settings.nvme;
+    let props = req
+        .get("props")
+        .ok_or_else(|| error_value(&Error::invalid("connection_properties", "is missing")))?;
+    let props = crate::nvmeof::NvmeProperties::from_value(props).map_err(|e| error_value(&e))?;
+    let info = device_info(req)?;
+    let flag = |name: &str| req.get(name).and_then(Value::as_bool).unwrap_or(false);
+    match op {
+        "connect" => {
+            // os-brick's use_multipath=False still lets the kernel's native multipath be; only
+            // an explicit false asks for one path.
+            if req.get("multipath").and_then(Value::as_bool) == Some(false) {
+                tuning.multipath = Some(false);
+            }
+            let c = crate::nvmeof::connect_volume(host, &props, &tuning)
+                .map_err(|e| error_value(&e))?;
+            serde_json::to_value(&c.device_info).map_err(|e| internal(&e))
+        }
+        "disconnect" => {
+            let opts = crate::DisconnectOptions {
+                force: flag("force"),
+                ignore_errors: flag("force") && flag("ignore_errors"),
+            };
+            let report =
+                crate::nvmeof::disconnect_volume(host, &props, info.as_ref(), opts, &tuning)
+                    .map_err(|e| error_value(&e))?;
+            serde_json::to_value(&report).map_err(|e| internal(&e))
+        }
+        "paths" => crate::nvmeof::volume_paths(host, &props)
+            .map(|p| json!(p))
+            .map_err(|e| error_value(&e)),
+        "extend" => {
+            let paths = crate::nvmeof::volume_paths(host, &props).map_err(|e| error_value(&e))?;
+            if paths.is_empty() {
+                return Err(json!({
+                    "kind": "volume_paths_not_found",
+                    "field": null,
+                    "message": format!("{} has no device on this host (is it connected?)",
+                                       props.label()),
+                }));
+            }
+            crate::nvmeof::extend_volume(host, &props, &tuning)
+                .map(|b| json!(b))
+                .map_err(|e| error_value(&e))
+        }
+        other => Err(error_value(&Error::invalid(
+            "op",
+            format!("{other:?} is not an operation (connect, disconnect, extend, paths)"),
         ))),
     }
 }
@@ -239,6 +294,36 @@ mod tests {
             json!({"op": "connect", "protocol": "FIBRE_CHANNEL"}),
         );
         assert_eq!(a["error"]["kind"], "protocol_not_supported");
+    }
+
+    #[test]
+    fn nvmeof_requests_reach_the_nvme_connector() {
+        let f = crate::testing::FakeHost::new();
+        let bad = answer(
+            &f.host(),
+            json!({"op": "connect", "protocol": "nvmeof", "props": {
+                "target_nqn": "not an nqn", "vol_uuid": "cbee5289-1b94-4aeb-baa3-56414b47eb7d",
+                "portals": [["127.0.0.1", 4420, "tcp"]]}}),
+        );
+        assert_eq!(bad["error"]["kind"], "invalid_input", "{bad}");
+        assert_eq!(bad["error"]["field"], "target_nqn", "{bad}");
+        let a = answer(
+            &f.host(),
+            json!({"op": "extend", "protocol": "nvmeof", "props": {
+                "target_nqn": "nqn.2014-08.org.lab:s1",
+                "vol_uuid": "cbee5289-1b94-4aeb-baa3-56414b47eb7d",
+                "portals": [["127.0.0.1", 4420, "tcp"]]}}),
+        );
+        assert_eq!(a["error"]["kind"], "volume_paths_not_found", "{a}");
+        let p = answer(
+            &f.host(),
+            json!({"op": "paths", "protocol": "nvmeof", "props": {
+                "target_nqn": "nqn.2014-08.org.lab:s1",
+                "vol_uuid": "cbee5289-1b94-4aeb-baa3-56414b47eb7d",
+                "portals": [["127.0.0.1", 4420, "tcp"]]}}),
+        );
+        assert_eq!(p["ok"], true, "{p}");
+        assert_eq!(p["result"], json!([]));
     }
 
     #[test]

@@ -158,3 +158,36 @@ def test_connect_and_disconnect_hold_os_bricks_lock_when_a_lock_path_is_set(tmp_
     c.disconnect_volume(PROPS, {"type": "block"})
     assert held == [("connect", False), ("disconnect", False)]
     assert other_process_gets(tmp_path / "os-brick-connect_volume")
+
+
+NVME_PROPS = {"target_nqn": "nqn.2014-08.org.lab:s1",
+              "vol_uuid": "cbee5289-1b94-4aeb-baa3-56414b47eb7d",
+              "portals": [["127.0.0.1", 4420, "tcp"]]}
+
+
+def test_factory_gives_the_nvmeof_and_iser_connectors():
+    from brick.initiator.connectors.iscsi import ISCSIConnector
+    from brick.initiator.connectors.nvmeof import NVMeOFConnector
+
+    assert isinstance(connector.InitiatorConnector.factory("NVMEOF", None), NVMeOFConnector)
+    c = connector.InitiatorConnector.factory("ISER", None)
+    assert isinstance(c, ISCSIConnector) and c.transport == "iser"
+    assert connector.InitiatorConnector.factory("ISCSI", None).transport == "default"
+
+
+def test_nvmeof_bad_property_is_refused_naming_the_field():
+    c = connector.InitiatorConnector.factory("NVMEOF", None, in_process=True)
+    with pytest.raises(exception.InvalidParameterValue) as e:
+        c.connect_volume(dict(NVME_PROPS, target_nqn="not an nqn"))
+    assert e.value.field == "target_nqn"
+    with pytest.raises(exception.VolumePathsNotFound):
+        c.extend_volume(NVME_PROPS)
+    assert c.get_volume_paths(NVME_PROPS) == []
+
+
+def test_connector_properties_carry_the_nvme_identity():
+    p = connector.get_connector_properties(None, "10.0.0.5", False, False)
+    assert "nvme_native_multipath" in p
+    if os.geteuid() == 0:
+        # os-brick makes the host NQN when it is missing; so does brick, as root.
+        assert p["nqn"].startswith("nqn.")

@@ -11,12 +11,14 @@ from typing import Any, Dict, Optional
 from brick import exception, initiator
 from brick._transport import Transport
 from brick.initiator.connectors.iscsi import ISCSIConnector
+from brick.initiator.connectors.nvmeof import NVMeOFConnector
 
-# Protocol (as os-brick spells it, upper case) to connector class. The NVMe-oF connector goes
-# here when brick has it (its class names protocol "nvmeof", which brick::request maps to the
-# Rust entry points).
+# Protocol (as os-brick spells it, upper case) to connector class; each class names its protocol
+# for brick::request. ISER is iSCSI on the iser interface, as in os-brick.
 _CONNECTORS: Dict[str, type] = {
     initiator.ISCSI: ISCSIConnector,
+    initiator.ISER: ISCSIConnector,
+    initiator.NVMEOF: NVMeOFConnector,
 }
 
 
@@ -51,6 +53,10 @@ def get_connector_properties(root_helper: Any, my_ip: Optional[str], multipath: 
     facts = _host_properties(my_ip, root_helper)
     if facts.get("initiator"):
         props["initiator"] = facts["initiator"]
+    # NVMe-oF's, as os-brick's NVMeOFConnector adds them.
+    for k in ("nqn", "uuid", "nvme_hostid", "system uuid", "nvme_native_multipath"):
+        if facts.get(k) is not None:
+            props[k] = facts[k]
     return props
 
 
@@ -72,4 +78,6 @@ class InitiatorConnector:
                 % (protocol, ", ".join(sorted(_CONNECTORS))))
         kwargs.update(root_helper=root_helper, driver=driver, use_multipath=use_multipath,
                       device_scan_attempts=device_scan_attempts)
+        if str(protocol).upper() == initiator.ISER:
+            kwargs["transport"] = "iser"
         return cls(*args, **kwargs)
