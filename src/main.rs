@@ -11,6 +11,8 @@ use brick::host::Host;
 use brick::{ConnectionProperties, DeviceInfo, Error};
 use brick::{DisconnectOptions, Tuning};
 
+mod generate;
+
 /// Attach and detach iSCSI volumes (single path and dm-multipath) without losing data or leaving
 /// stale devices behind.
 #[derive(Parser)]
@@ -151,6 +153,9 @@ enum Command {
     },
     /// Show every iSCSI session with its devices, LUNs, WWNs, states and multipath maps.
     Inspect,
+    /// Write brick's man pages or shell completions, made from these definitions (`make deb`).
+    #[command(subcommand, hide = true)]
+    Generate(generate::Generate),
 }
 
 fn main() -> ExitCode {
@@ -357,6 +362,7 @@ fn run(host: &Host, command: Command, json: bool, out: &mut String) -> Result<()
             }
             Ok(())
         }
+        Command::Generate(what) => generate::run(what, out),
     }
 }
 
