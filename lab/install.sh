@@ -4,7 +4,9 @@
 #   Debian: qemu-system-x86 linux-image-amd64 open-iscsi multipath-tools iproute2 kmod
 #           busybox-static (virtme-ng needs a static busybox for its initramfs; it replaces the
 #           dynamic busybox package), the shell linter that `make check` runs on the lab, and
-#           util-linux/coreutils tools that are always there.
+#           util-linux/coreutils tools that are always there; man-db and systemd (for
+#           systemd-tmpfiles) where scenario 30 checks the installed package's man pages and
+#           tmpfiles.d entry.
 #   PyPI:   virtme-ng 1.42 (provides vng; the version the lab was proven with), when vng is not
 #           on PATH.
 # Services that the packages would start on the host are not started (policy-rc.d denies them
@@ -14,7 +16,8 @@ set -euo pipefail
 say() { printf 'lab/install: %s\n' "$*" >&2; }
 [ "$(id -u)" = 0 ] || { say "run as root"; exit 1; }
 
-pkgs=(qemu-system-x86 linux-image-amd64 open-iscsi multipath-tools iproute2 kmod busybox-static shellcheck)
+pkgs=(qemu-system-x86 linux-image-amd64 open-iscsi multipath-tools iproute2 kmod busybox-static shellcheck
+    man-db systemd)
 missing=()
 for p in "${pkgs[@]}"; do
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
