@@ -1,14 +1,16 @@
 # brick: the two commands a newcomer needs, plus the pieces they are made of.
 #   make demo   boot the lab VM and show a two-path volume attached, used, inspected and detached
 #   make test   every test: formatting, lints, unit and fake-host tests, and every lab scenario
-# Both install what they need (Debian packages, virtme-ng from PyPI) on a fresh machine, as root.
+#   make deb    the Debian package, target/debian/brick_*.deb (pkg/deb/build; the lab installs it)
+# Each installs what it needs on a fresh machine, as root (Debian packages, virtme-ng from PyPI,
+# cargo-deb from crates.io).
 
-.PHONY: demo test check unit python lab install bench
+.PHONY: demo test check unit python lab install bench deb
 
 demo: install
 	lab/demo/run
 
-test: install check unit python lab
+test: install check unit python deb lab
 
 install:
 	lab/install.sh
@@ -16,7 +18,7 @@ install:
 check:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
-	shellcheck -s bash lab/lib.sh lab/lib/*.sh lab/guest.sh lab/run lab/install.sh lab/scenarios/*.sh lab/demo/run lab/demo/*.sh python/test.sh
+	shellcheck -s bash lab/lib.sh lab/lib/*.sh lab/guest.sh lab/run lab/install.sh lab/scenarios/*.sh lab/demo/run lab/demo/*.sh python/test.sh pkg/deb/build
 
 unit:
 	cargo test
@@ -28,6 +30,9 @@ python:
 
 lab:
 	lab/run
+
+deb:
+	pkg/deb/build
 
 bench: install
 	bench/run

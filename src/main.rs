@@ -13,6 +13,8 @@ use brick::nvmeof::{NvmeProperties, NvmeTuning};
 use brick::DisconnectOptions;
 use brick::{ConnectionProperties, DeviceInfo, Error, Protocol, VolumeProperties};
 
+mod generate;
+
 /// Attach and detach iSCSI volumes (single path and dm-multipath) and NVMe over Fabrics (TCP)
 /// volumes (native NVMe multipath) without losing data or leaving stale devices behind.
 #[derive(Parser)]
@@ -222,6 +224,9 @@ enum Command {
     /// standard input, the answer as JSON on standard output, errors included (exit 0 when
     /// answered). See `brick::request`.
     Request,
+    /// Write brick's man pages or shell completions, made from these definitions (`make deb`).
+    #[command(subcommand, hide = true)]
+    Generate(generate::Generate),
 }
 
 fn main() -> ExitCode {
@@ -634,6 +639,7 @@ fn run(
             print_settings(settings, json, out);
             Ok(())
         }
+        Command::Generate(what) => generate::run(what, out),
     }
 }
 
