@@ -94,13 +94,14 @@ pub enum Error {
         what: String,
     },
 
-    /// `brick cleanup --apply` left something it found in place; the report says what and why.
+    /// An operation went as far as it could and left something in place; its report (as JSON,
+    /// whatever the operation) says what and why. (A disconnect has its own variant.)
     #[error("{message}")]
-    Cleanup {
+    Incomplete {
         /// The sentence for a person.
         message: String,
-        /// What was found, removed, kept and failed.
-        report: Box<crate::iscsi::cleanup::CleanupReport>,
+        /// What was done and what is left.
+        report: serde_json::Value,
     },
 
     /// A disconnect stopped or finished with failures; the report says what was done and what is
@@ -288,7 +289,7 @@ impl Error {
                 Outcome::Refused | Outcome::Stopped => ErrorKind::Refused,
                 _ => ErrorKind::Incomplete,
             },
-            Error::Cleanup { .. } => ErrorKind::Incomplete,
+            Error::Incomplete { .. } => ErrorKind::Incomplete,
             Error::Prerequisite { .. } | Error::Command(CmdError::Spawn { .. }) => {
                 ErrorKind::Prerequisite
             }

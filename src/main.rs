@@ -373,7 +373,7 @@ fn finish(out: &str, result: Result<(), Error>, json: bool) -> ExitCode {
     if let (Err(e), true) = (&result, json) {
         let report = match e {
             Error::Disconnect { report, .. } => serde_json::to_value(report).ok(),
-            Error::Cleanup { report, .. } => serde_json::to_value(report).ok(),
+            Error::Incomplete { report, .. } => Some(report.clone()),
             _ => None,
         };
         let value = serde_json::json!({
@@ -617,23 +617,27 @@ fn run(
                 apply,
                 grace: std::time::Duration::from_secs(grace),
             };
-            match brick::cleanup(host, opts, tuning) {
-                Ok(report) => {
-                    if json {
-                        let _ = writeln!(out, "{}", to_json(&report));
-                    } else {
-                        let _ = write!(out, "{report}");
-                    }
-                    Ok(())
+            let report = brick::cleanup(host, opts, tuning)?;
+            if report.clean() {
+                if json {
+                    let _ = writeln!(out, "{}", to_json(&report));
+                } else {
+                    let _ = write!(out, "{report}");
                 }
-                Err(Error::Cleanup { message, report }) => {
-                    if !json {
-                        let _ = write!(out, "{report}");
-                    }
-                    Err(Error::Cleanup { message, report })
-                }
-                Err(e) => Err(e),
+                return Ok(());
             }
+            // With --json the report goes with the error (see `finish`).
+            if !json {
+                let _ = write!(out, "{report}");
+            }
+            Err(Error::Incomplete {
+                message: format!(
+                    "cleanup left {} of {} leftover(s) in place",
+                    report.kept.len() + report.failed.len(),
+                    report.found.len()
+                ),
+                report: serde_json::to_value(&report).unwrap_or_default(),
+            })
         }
         Command::Config => {
             print_settings(settings, json, out);

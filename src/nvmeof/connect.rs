@@ -31,49 +31,6 @@ pub struct NvmeConnected {
     pub failed_portals: Vec<(NvmePortal, String)>,
 }
 
-/// Attaches the volume `props` names: controllers to its portals, then its namespace.
-///
-/// With native NVMe multipath (the kernel's default), every portal gets a controller at once
-/// and the device is the namespace's head (`nvmeSnX`) over all of them; with it off (or
-/// `tuning.multipath` false), the portals are tried in turn until one gives a controller.
-///
-/// With `volume_replicas` and an `alias`, every replica is attached and the volume is their md
-/// RAID1 (`/dev/mdN`), assembled or created with `mdadm` (see `raid`).
-///
-/// # Errors
-/// [`Error::InvalidInput`] for properties that name no namespace in a subsystem with several; [`Error::NvmeConnect`] when no controller came up
-/// or the namespace did not show before the deadline (the controllers made were deleted).
-pub fn connect_volume(
-    host: &Host,
-    props: &NvmeProperties,
-    tuning: &NvmeTuning,
-) -> Result<NvmeConnected> {
-    let span = tracing::info_span!("nvme_connect", volume = %props.label());
-    let _enter = span.enter();
-    if props.alias.is_none() {
-        return connect_one(host, props, tuning);
-    }
-    // The replicated format (one replica or several): the md RAID1, or the one namespace.
-    let device_info = super::raid::connect_replicated(host, props, tuning)?;
-    let mut controllers = Vec::new();
-    let mut namespace = None;
-    for t in &props.targets {
-        if let Some(sub) = sysfs::subsystem(host, &t.nqn)? {
-            controllers.extend(sub.controllers.iter().map(|c| c.name.clone()));
-            namespace = namespace.or(sysfs::volume_devices(&sub, t).into_iter().next());
-        }
-    }
-    Ok(NvmeConnected {
-        device_info,
-        namespace: namespace.ok_or_else(|| Error::NvmeConnect {
-            volume: props.label(),
-            detail: "no replica's namespace shows any more".into(),
-        })?,
-        controllers,
-        failed_portals: Vec::new(),
-    })
-}
-
 /// Connects the one target of `props` (not in the replicated format).
 pub(crate) fn connect_one(
     host: &Host,

@@ -181,19 +181,12 @@ fn decide(
     (delete, kept)
 }
 
-/// What a disconnect of the NVMe-oF volume would do now (`brick disconnect --dry-run`), from
-/// the code the disconnect runs; changes nothing.
-///
-/// # Errors
-/// As [`disconnect_volume`] before it changes anything.
-pub fn disconnect_plan(
+/// The plan of one (not replicated) volume: see [`super::disconnect_plan`].
+pub(crate) fn plan_one(
     host: &Host,
     props: &NvmeProperties,
     device_info: Option<&DeviceInfo>,
 ) -> Result<DisconnectPlan> {
-    if props.replicated {
-        return super::raid::replicated_plan(host, props);
-    }
     let f = find(host, props, device_info)?;
     let sub = sysfs::subsystem(host, &f.target.nqn)?;
     let (delete, keep) = decide(sub.as_ref(), f.target, f.hostnqn.as_deref());
@@ -225,25 +218,14 @@ pub fn disconnect_plan(
     Ok(plan)
 }
 
-/// Detaches the NVMe-oF volume `props` names from this host (see the module's text).
-///
-/// # Errors
-/// [`Error::NotTheVolume`] when the properties name no namespace and the subsystem shows
-/// several; [`Error::Disconnect`] with the report when a flush failed (outcome `refused`,
-/// nothing removed) or something is left (`unfinished`; with `force` and `ignore_errors` the
-/// report is returned as `Ok`).
-pub fn disconnect_volume(
+/// Detaches one (not replicated) volume: see [`super::disconnect_volume`].
+pub(crate) fn disconnect_one(
     host: &Host,
     props: &NvmeProperties,
     device_info: Option<&DeviceInfo>,
     opts: DisconnectOptions,
     tuning: &NvmeTuning,
 ) -> Result<DisconnectReport> {
-    let span = tracing::info_span!("nvme_disconnect", volume = %props.label(), force = opts.force);
-    let _enter = span.enter();
-    if props.alias.is_some() {
-        return super::raid::disconnect_replicated(host, props, opts, tuning);
-    }
     let Found {
         target,
         hostnqn,

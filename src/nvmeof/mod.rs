@@ -17,12 +17,74 @@ pub(crate) mod volume;
 
 use std::time::Duration;
 
-pub use connect::{connect_volume, NvmeConnected};
-pub use disconnect::{disconnect_plan, disconnect_volume};
+pub use connect::NvmeConnected;
 pub use identity::{host_identity, HostIdentity};
 pub use props::{Nqn, NvmePortal, NvmeProperties, NvmeTarget, Transport, Uuid};
 pub use sysfs::{Controller, Namespace, Subsystem};
 pub use volume::{extend_volume, inspect, paths_of, volume_paths};
+
+/// Attaches the volume `props` names: controllers to its portals, then its namespace.
+///
+/// With native NVMe multipath (the kernel's default), every portal gets a controller at once
+/// and the device is the namespace's head (`nvmeSnX`) over all of them; with it off (or
+/// `tuning.multipath` false), the portals are tried in turn until one gives a controller.
+///
+/// With `volume_replicas` and an `alias`, every replica is attached and the volume is their md
+/// RAID1 (`/dev/mdN`), assembled or created with `mdadm` (see `raid`).
+///
+/// # Errors
+/// [`crate::Error::InvalidInput`] for properties that name no namespace in a subsystem with several; [`crate::Error::NvmeConnect`] when no controller came up
+/// or the namespace did not show before the deadline (the controllers made were deleted).
+pub fn connect_volume(
+    host: &crate::host::Host,
+    props: &NvmeProperties,
+    tuning: &NvmeTuning,
+) -> crate::error::Result<NvmeConnected> {
+    let span = tracing::info_span!("nvme_connect", volume = %props.label());
+    let _enter = span.enter();
+    if props.alias.is_none() {
+        return connect::connect_one(host, props, tuning);
+    }
+    raid::connect_replicated_volume(host, props, tuning)
+}
+
+/// What a disconnect of the NVMe-oF volume would do now (`brick disconnect --dry-run`), from
+/// the code the disconnect runs; changes nothing.
+///
+/// # Errors
+/// As [`disconnect_volume`] before it changes anything.
+pub fn disconnect_plan(
+    host: &crate::host::Host,
+    props: &NvmeProperties,
+    device_info: Option<&crate::props::DeviceInfo>,
+) -> crate::error::Result<crate::report::DisconnectPlan> {
+    if props.replicated {
+        return raid::replicated_plan(host, props);
+    }
+    disconnect::plan_one(host, props, device_info)
+}
+
+/// Detaches the NVMe-oF volume `props` names from this host (see the module's text).
+///
+/// # Errors
+/// [`crate::Error::NotTheVolume`] when the properties name no namespace and the subsystem shows
+/// several; [`crate::Error::Disconnect`] with the report when a flush failed (outcome `refused`,
+/// nothing removed) or something is left (`unfinished`; with `force` and `ignore_errors` the
+/// report is returned as `Ok`).
+pub fn disconnect_volume(
+    host: &crate::host::Host,
+    props: &NvmeProperties,
+    device_info: Option<&crate::props::DeviceInfo>,
+    opts: crate::iscsi::DisconnectOptions,
+    tuning: &NvmeTuning,
+) -> crate::error::Result<crate::report::DisconnectReport> {
+    let span = tracing::info_span!("nvme_disconnect", volume = %props.label(), force = opts.force);
+    let _enter = span.enter();
+    if props.alias.is_some() {
+        return raid::disconnect_replicated(host, props, opts, tuning);
+    }
+    disconnect::disconnect_one(host, props, device_info, opts, tuning)
+}
 
 /// Deadlines and controller settings of NVMe-oF connects and disconnects.
 #[derive(Debug, Clone, PartialEq, Eq)]

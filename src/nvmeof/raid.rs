@@ -124,6 +124,34 @@ pub(crate) fn grow(host: &Host, md: &str, tuning: &NvmeTuning) -> Result<u64> {
 
 /// Attaches a volume in the replicated format: every replica, then its md RAID1. Returns the
 /// device_info (`/dev/mdN`) and the array.
+/// Connects a volume in the replicated format (one replica or several) and describes it: the md
+/// RAID1, or the one namespace.
+pub(crate) fn connect_replicated_volume(
+    host: &Host,
+    props: &NvmeProperties,
+    tuning: &NvmeTuning,
+) -> Result<super::NvmeConnected> {
+    // The replicated format (one replica or several): the md RAID1, or the one namespace.
+    let device_info = connect_replicated(host, props, tuning)?;
+    let mut controllers = Vec::new();
+    let mut namespace = None;
+    for t in &props.targets {
+        if let Some(sub) = sysfs::subsystem(host, &t.nqn)? {
+            controllers.extend(sub.controllers.iter().map(|c| c.name.clone()));
+            namespace = namespace.or(sysfs::volume_devices(&sub, t).into_iter().next());
+        }
+    }
+    Ok(super::NvmeConnected {
+        device_info,
+        namespace: namespace.ok_or_else(|| Error::NvmeConnect {
+            volume: props.label(),
+            detail: "no replica's namespace shows any more".into(),
+        })?,
+        controllers,
+        failed_portals: Vec::new(),
+    })
+}
+
 pub(crate) fn connect_replicated(
     host: &Host,
     props: &NvmeProperties,
@@ -242,7 +270,7 @@ pub(crate) fn connect_replicated(
                 let _ = stop_md(host, &md, tuning);
             }
             for i in 0..props.targets.len() {
-                let _ = super::disconnect::disconnect_volume(
+                let _ = super::disconnect::disconnect_one(
                     host,
                     &replica(props, i),
                     None,
@@ -293,7 +321,7 @@ pub(crate) fn replicated_plan(
         }
     }
     for i in 0..props.targets.len() {
-        let p = super::disconnect::disconnect_plan(host, &replica(props, i), None)?;
+        let p = super::disconnect::plan_one(host, &replica(props, i), None)?;
         plan.flush.extend(p.flush);
         plan.remove.extend(p.remove);
         plan.keep.extend(p.keep);
@@ -367,20 +395,15 @@ pub(crate) fn disconnect_replicated(
         }
     }
     for i in 0..props.targets.len() {
-        let r = match super::disconnect::disconnect_volume(
-            host,
-            &replica(props, i),
-            None,
-            opts,
-            tuning,
-        ) {
-            Ok(r) => r,
-            Err(Error::Disconnect { report, .. }) => *report,
-            Err(e) => {
-                report.fail(None, format!("replica {i}: {e}"));
-                continue;
-            }
-        };
+        let r =
+            match super::disconnect::disconnect_one(host, &replica(props, i), None, opts, tuning) {
+                Ok(r) => r,
+                Err(Error::Disconnect { report, .. }) => *report,
+                Err(e) => {
+                    report.fail(None, format!("replica {i}: {e}"));
+                    continue;
+                }
+            };
         report.removed.extend(r.removed);
         report.kept.extend(r.kept);
         report.left_alone.extend(r.left_alone);

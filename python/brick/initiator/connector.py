@@ -9,7 +9,7 @@ import sys
 from typing import Any, Dict, Optional
 
 from brick import exception, initiator
-from brick._transport import Transport
+from brick._host import _host_properties
 from brick.initiator.connectors.iscsi import ISCSIConnector
 from brick.initiator.connectors.nvmeof import NVMeOFConnector
 
@@ -20,20 +20,6 @@ _CONNECTORS: Dict[str, type] = {
     initiator.ISER: ISCSIConnector,
     initiator.NVMEOF: NVMeOFConnector,
 }
-
-
-def _host_properties(my_ip: Optional[str], root_helper: Any = None) -> Dict[str, Any]:
-    """brick's reading of this host (initiator IQN, whether multipathd runs): in-process as
-    root, else through the root helper when there is one (initiatorname.iscsi is root's alone
-    on Debian), else in-process (and an error naming the file if it cannot be read)."""
-    transport = Transport(root_helper)
-    answer = transport.call({"op": "properties", "ip": my_ip},
-                            privileged=bool(root_helper))
-    if not answer.get("ok"):
-        from brick import _errors
-
-        raise _errors.to_exception("properties", answer.get("error") or {})
-    return answer["result"]
 
 
 def get_connector_properties(root_helper: Any, my_ip: Optional[str], multipath: bool,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from brick._host import _host_properties
 from brick.initiator.connectors.base import BrickConnector
 
 
@@ -27,8 +28,6 @@ class ISCSIConnector(BrickConnector):
     @staticmethod
     def get_connector_properties(root_helper: Any, *args: Any, **kwargs: Any) -> dict:
         """``initiator``: this host's initiator IQN, when it has one."""
-        from brick.initiator.connector import _host_properties
-
         initiator = _host_properties(None, root_helper).get("initiator")
         return {"initiator": initiator} if initiator else {}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from brick._lock import osbrick_lock
+from brick._host import _host_properties
 from brick.initiator.connectors.base import BrickConnector
 
 #: What os-brick's NVMeOFConnector adds to the connector properties.
@@ -22,8 +23,6 @@ class NVMeOFConnector(BrickConnector):
     def get_connector_properties(root_helper: Any, *args: Any, **kwargs: Any) -> dict:
         """``nqn``, ``uuid``, ``nvme_hostid``, ``system uuid`` and ``nvme_native_multipath``,
         as os-brick reports them (the host NQN and ID files are made when missing)."""
-        from brick.initiator.connector import _host_properties
-
         facts = _host_properties(None, root_helper)
         return {k: facts[k] for k in _NVME_KEYS if facts.get(k) is not None}
 
