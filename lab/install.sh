@@ -4,7 +4,8 @@
 #   Debian: qemu-system-x86 linux-image-amd64 open-iscsi multipath-tools iproute2 kmod mdadm
 #           busybox-static (virtme-ng needs a static busybox for its initramfs; it replaces the
 #           dynamic busybox package), the shell linter that `make check` runs on the lab, strace
-#           (scenario 71 counts the processes a disconnect starts), and
+#           (scenario 71 counts the processes a disconnect starts), nvme-cli (os-brick's
+#           NVMe-oF connector and the benchmark's NVMe floor run it; brick does not), and
 #           util-linux/coreutils tools that are always there.
 #   PyPI:   virtme-ng 1.42 (provides vng; the version the lab was proven with), when vng is not
 #           on PATH.
@@ -15,7 +16,7 @@ set -euo pipefail
 say() { printf 'lab/install: %s\n' "$*" >&2; }
 [ "$(id -u)" = 0 ] || { say "run as root"; exit 1; }
 
-pkgs=(qemu-system-x86 linux-image-amd64 open-iscsi multipath-tools iproute2 kmod busybox-static shellcheck strace mdadm)
+pkgs=(qemu-system-x86 linux-image-amd64 open-iscsi multipath-tools iproute2 kmod busybox-static shellcheck strace mdadm nvme-cli)
 missing=()
 for p in "${pkgs[@]}"; do
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
