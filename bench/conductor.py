@@ -1,9 +1,12 @@
 """The benchmark's conductor: runs inside the lab VM (started by bench/in-vm.sh), drives every tool
-through every workload on the same LIO targets, and writes $RESULTS/raw.json.
+through every workload on the same LIO (iSCSI) or nvmet (NVMe/TCP) targets, and writes
+$RESULTS/raw.json.
 
 Tools (each does exactly the same operations on the same volumes, in turn):
-  floor      bench/pydriver.py floor: bare iscsiadm/multipathd calls and sysfs writes, in-process
-  os-brick   bench/pydriver.py osbrick: os_brick ISCSIConnector, in-process (long-lived process)
+  floor      bench/pydriver.py floor: bare iscsiadm/multipathd calls and sysfs writes, or bare
+             `nvme connect`/`nvme disconnect` (NVMe/TCP), in-process
+  os-brick   bench/pydriver.py osbrick: os_brick ISCSIConnector or NVMeOFConnector, in-process
+             (long-lived process)
   brick-lib  target/release/brick-bench: brick::connect_volume/disconnect_volume, in-process
   brick-cli  the `brick connect` / `brick disconnect` processes, timed from fork to exit
 
@@ -114,8 +117,41 @@ def sds_of(wwid: str) -> list[str]:
             if d.startswith("sd") and read("/sys/block/%s/device/wwid" % d) == wwid]
 
 
+def nvme_paths(uuid: str) -> list[str]:
+    """The per-controller namespace entries (nvmeXcYnZ, or nvmeYnZ without native multipath)
+    that show the namespace uuid, one per controller that serves it."""
+    out = []
+    for c in sorted(os.listdir("/sys/class/nvme")):
+        d = "/sys/class/nvme/" + c
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for n in names:
+            if n.startswith("nvme") and "n" in n[4:] and read("%s/%s/uuid" % (d, n)) == uuid:
+                out.append(n)
+    return out
+
+
+def nvme_leftovers(vols: list[dict[str, Any]]) -> list[str]:
+    """What is left on the initiator of these NVMe volumes: a controller of their subsystems, a
+    namespace (head or path) with their UUID."""
+    left = []
+    nqns = {v["nqn"] for v in vols}
+    uuids = {v["uuid"] for v in vols}
+    for c in sorted(os.listdir("/sys/class/nvme")):
+        if read("/sys/class/nvme/%s/subsysnqn" % c) in nqns:
+            left.append("controller %s" % c)
+    for b in sorted(os.listdir("/sys/block")):
+        if b.startswith("nvme") and read("/sys/block/%s/uuid" % b) in uuids:
+            left.append("namespace %s" % b)
+    return left
+
+
 def leftovers(vols: list[dict[str, Any]]) -> list[str]:
     """What is left on the initiator of these volumes (empty list when clean)."""
+    if vols and vols[0].get("protocol") == "nvmeof":
+        return nvme_leftovers(vols)
     left = []
     iqns = {v["iqn"] for v in vols}
     for s in sorted(os.listdir("/sys/class/iscsi_session")):
@@ -137,7 +173,9 @@ def paths_now(vols: list[dict[str, Any]], infos: list[Any]) -> list[int]:
     """Paths of each volume right now: map's slaves for multipath volumes, else disks."""
     out = []
     for v, info in zip(vols, infos):
-        if v["multipath"]:
+        if v.get("protocol") == "nvmeof":
+            out.append(len(nvme_paths(v["uuid"])))
+        elif v["multipath"]:
             out.append(map_of(v["wwn"])[1])
         else:
             out.append(len(sds_of(v["wwid"])))
@@ -148,8 +186,7 @@ def wait_settled(vols: list[dict[str, Any]], timeout: float = 30) -> bool:
     """Untimed: wait until every volume shows all its paths (so every disconnect starts alike)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all((map_of(v["wwn"])[1] if v["multipath"] else len(sds_of(v["wwid"]))) >= v["npaths"]
-               for v in vols):
+        if all(paths_now([v], [None])[0] >= v["npaths"] for v in vols):
             return True
         time.sleep(0.1)
     return False
@@ -295,13 +332,20 @@ class DriverTool:
                 "infos": [r.get("device_info") for r in res],
                 "error": a.get("error") or next((r.get("error") for r in res if not r.get("ok")), None)}
 
+    @staticmethod
+    def _op(v: dict[str, Any], **req: Any) -> dict[str, Any]:
+        if v.get("protocol"):  # "nvmeof"; iSCSI requests name none
+            req["protocol"] = v["protocol"]
+            req["multipath"] = v["multipath"]
+        return req
+
     def connect_all(self, vols: list[dict[str, Any]], timeout: float) -> dict[str, Any]:
-        return self.run_ops([{"op": "connect", "props": v["props"], "multipath": v["multipath"]}
+        return self.run_ops([self._op(v, op="connect", props=v["props"], multipath=v["multipath"])
                              for v in vols], timeout)
 
     def disconnect_all(self, vols: list[dict[str, Any]], infos: list[Any],
                        timeout: float) -> dict[str, Any]:
-        return self.run_ops([{"op": "disconnect", "props": v["props"], "device_info": i}
+        return self.run_ops([self._op(v, op="disconnect", props=v["props"], device_info=i)
                              for v, i in zip(vols, infos)], timeout)
 
     def stats(self) -> dict[str, Any] | None:
@@ -476,8 +520,42 @@ class CliTool:
 # workloads
 
 
+def make_nvme_volumes(wl: dict[str, Any]) -> list[dict[str, Any]]:
+    """Create the nvmet subsystems of an NVMe/TCP workload (lab/lib/nvme.sh: one subsystem per
+    volume, one namespace each, on ports 1..portals); return its volumes. The host NQN and ID
+    (/etc/nvme) are made first when missing, so that every tool connects as the same host."""
+    n = wl["volumes"]
+    names = ["%sv%02d" % (wl["id"].lower(), i + 1) for i in range(n)] if n > 1 else [wl["id"].lower()]
+    ports = " ".join(str(p + 1) for p in range(wl["portals"]))
+    script = ("mkdir -p /etc/nvme; [ -s /etc/nvme/hostnqn ] || nvme gen-hostnqn >/etc/nvme/hostnqn\n"
+              "[ -s /etc/nvme/hostid ] || cat /proc/sys/kernel/random/uuid >/etc/nvme/hostid\n"
+              "nvme_setup\n"
+              + "\n".join("nvme_sub_create %s 1 %d" % (name, wl["portals"]) for name in names) + "\n"
+              + "\n".join('echo "VOL %s $(nqn_of %s) $(nvme_ns_uuid %s 1)"; nvme_props %s 1 %s'
+                          % (name, name, name, name, ports) for name in names))
+    lines = sh(script, capture=True).splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if not line.startswith("VOL "):
+            continue
+        _, name, nqn, uuid = line.split()
+        props = json.loads(lines[i + 1])
+        vname = "%s-ns1" % name
+        pf = "%s/%s.props.json" % (WORK, vname)
+        with open(pf, "w") as f:
+            json.dump(props, f)
+        out.append({"name": vname, "target": name, "protocol": "nvmeof", "nqn": nqn, "uuid": uuid,
+                    "props": props, "props_file": pf, "multipath": wl["multipath"],
+                    "npaths": wl["portals"]})
+    if len(out) != n:
+        raise RuntimeError("made %d volumes, expected %d" % (len(out), n))
+    return out
+
+
 def make_volumes(wl: dict[str, Any]) -> list[dict[str, Any]]:
     """Create the LIO targets of a workload (one bash call); return its volumes."""
+    if wl.get("protocol") == "nvmeof":
+        return make_nvme_volumes(wl)
     n = wl["volumes"]
     if wl["layout"] == "one-target-per-volume":
         names = ["%sv%02d" % (wl["id"].lower(), i + 1) for i in range(n)] if n > 1 else [wl["id"].lower()]
@@ -613,7 +691,7 @@ def run_workload(run: Run, wl: dict[str, Any], raw: dict[str, Any]) -> None:
     timeout = 60 + 90 * n
     out: dict[str, Any] = {"id": wid, "title": wl["title"], "volumes": n, "portals": wl["portals"],
                            "multipath": wl["multipath"], "layout": wl["layout"], "reps": wl["reps"],
-                           "tools": {}}
+                           "protocol": wl.get("protocol", "iscsi"), "tools": {}}
     raw["workloads"].append(out)
     tools = make_tools(run.cfg)
     for t in tools.values():
@@ -660,7 +738,7 @@ def run_workload(run: Run, wl: dict[str, Any], raw: dict[str, Any]) -> None:
             t.stop()
         progress(run, "%s: untimed pass (process counts, debug logs) done" % wid)
         save(run, raw)
-    sh("lab_reset", check=False)
+    sh("lab_reset" + ("; nvme_reset" if wl.get("protocol") == "nvmeof" else ""), check=False)
 
 
 def fmt(x: float | None) -> str:
@@ -682,9 +760,14 @@ def main() -> None:
                            "guest": {"kernel": os.uname().release, "cpus": os.cpu_count(),
                                      "udevd": run.udevd}}
     for cmd, key in ((["iscsiadm", "--version"], "iscsiadm"), (["multipath", "-h"], "multipath"),
+                     (["nvme", "version"], "nvme"),
                      ([run.cfg["brick"], "--version"], "brick"),
                      ([run.cfg["python"], "-c", "import importlib.metadata as m;print(m.version('os-brick'))"], "os_brick")):
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        except OSError as e:  # e.g. no nvme-cli: only the NVMe workloads need it
+            raw["guest"][key] = "missing (%s)" % e
+            continue
         raw["guest"][key] = (p.stdout.strip().splitlines() or [""])[0]
     if not run.udevd:
         ByIdLinks().start()
@@ -699,7 +782,7 @@ def main() -> None:
             traceback.print_exc()
             raw.setdefault("errors", []).append("%s: %s" % (wl["id"], e))
             progress(run, "%s: aborted: %s" % (wl["id"], e))
-            sh("lab_reset", check=False)
+            sh("lab_reset" + ("; nvme_reset" if wl.get("protocol") == "nvmeof" else ""), check=False)
         save(run, raw)
     save(run, raw)
     progress(run, "done in %.0f s" % (time.monotonic() - run.t_start))

@@ -2,10 +2,15 @@
 # bench/guest-lib.sh: helpers the benchmark's conductor calls inside the lab VM, on top of
 # lab/lib.sh (sourced first).
 
-# bench_initiator_reset: no map, no session, no node record, no iSCSI disk; the LIO targets stay.
-# Used only after a tool failed or left something behind, never inside a timed step.
+# bench_initiator_reset: no map, no session, no node record, no iSCSI disk, no NVMe controller;
+# the LIO and nvmet targets stay. Used only after a tool failed or left something behind, never
+# inside a timed step.
 bench_initiator_reset() {
     local x name sid
+    for x in /sys/class/nvme/nvme*; do
+        [ -e "$x/delete_controller" ] || continue
+        timeout 30 sh -c "echo 1 >$x/delete_controller" 2>/dev/null || log "reset: cannot delete ${x##*/}"
+    done
     for x in /sys/block/dm-*; do
         [ -e "$x" ] || continue
         case $(cat "$x/dm/uuid" 2>/dev/null) in mpath-*) ;; *) continue ;; esac

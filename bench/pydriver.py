@@ -1,7 +1,9 @@
 """In-process benchmark drivers run inside the lab VM (see bench/README.md).
 
-    python pydriver.py osbrick LOCK_DIR   os-brick's ISCSIConnector, privileged calls in-process
-    python pydriver.py floor              the bare minimum: iscsiadm/multipathd + sysfs writes
+    python pydriver.py osbrick LOCK_DIR   os-brick's ISCSIConnector (NVMeOFConnector for requests
+                                          with "protocol": "nvmeof"), privileged calls in-process
+    python pydriver.py floor              the bare minimum: iscsiadm/multipathd + sysfs writes;
+                                          NVMe/TCP: nvme connect / nvme disconnect + sysfs reads
 
 Same line protocol as src/bin/brick-bench.rs: one JSON request per line on stdin, one JSON answer
 per line on stdout ({"op": "connect"|"disconnect"|"batch"|"stats", ...}). "secs" in an answer is
@@ -85,10 +87,20 @@ class OsBrick:
         os_brick.privileged.default.set_client_mode(False)
         from os_brick.initiator import connector
 
-        self.single = connector.InitiatorConnector.factory("ISCSI", None, use_multipath=False)
-        self.multi = connector.InitiatorConnector.factory("ISCSI", None, use_multipath=True)
+        self.factory = connector.InitiatorConnector.factory
+        self.single = self.factory("ISCSI", None, use_multipath=False)
+        self.multi = self.factory("ISCSI", None, use_multipath=True)
+        # NVMeOFConnector reads (and caches for the process) whether nvme_core has native
+        # multipath when the first one is made: made at the first NVMe request (untimed), once
+        # the modules are loaded
+        self.nvme: dict[bool, Any] = {}
 
     def _conn(self, req: dict[str, Any]) -> Any:
+        if req.get("protocol") == "nvmeof":
+            mp = bool(req.get("multipath", len(req["props"].get("portals", [])) > 1))
+            if mp not in self.nvme:
+                self.nvme[mp] = self.factory("NVMEOF", None, use_multipath=mp)
+            return self.nvme[mp]
         mp = req.get("multipath")
         if mp is None:
             mp = len(targets_of(req["props"])) > 1
@@ -160,6 +172,26 @@ def _holder(sd: str) -> str | None:
     return os.path.basename(h[0]) if h else None
 
 
+def _nvme_paths(uuid: str) -> list[str]:
+    """Per-controller entries of namespace uuid: nvmeXcYnZ (native multipath) or nvmeYnZ."""
+    out = []
+    for d in glob.glob("/sys/class/nvme/nvme*/nvme*n*"):
+        try:
+            if _read(d + "/uuid") == uuid:
+                out.append(os.path.basename(d))
+        except OSError:
+            continue
+    return out
+
+
+def _nvme_head(path: str) -> str:
+    """The block device of a per-controller entry: nvme0c1n1 -> nvme0n1, nvme1n1 -> nvme1n1."""
+    if "c" not in path:
+        return path
+    ctrl, rest = path.split("c", 1)
+    return ctrl + rest[rest.index("n"):]
+
+
 class Floor:
     # Concurrent "iscsiadm -m node --op delete" on two portals of one target race on the
     # target's record folder ("iface iter could not stat ..."): one at a time.
@@ -192,7 +224,52 @@ class Floor:
             _run("multipathd", "add", "path", sd, check=False)
         out[i] = sd
 
+    def nvme_connect(self, req: dict[str, Any]) -> dict[str, Any]:
+        """`nvme connect` to every portal (one process each, in parallel threads; the first
+        portal only when not multipath), then wait (20 ms polls of sysfs) until the namespace
+        shows under every controller and its /dev node exists. nvme-cli's defaults otherwise
+        (host NQN and ID from /etc/nvme)."""
+        props = req["props"]
+        portals = props["portals"] if req.get("multipath") else props["portals"][:1]
+        uuid = props["vol_uuid"]
+        t0 = time.monotonic()
+        errs: list[str] = []
+
+        def work(p: list[Any]) -> None:
+            try:
+                _run("nvme", "connect", "-t", "rdma" if p[2] in ("rdma", "RoCEv2") else "tcp",
+                     "-a", p[0], "-s", str(p[1]), "-n", props["target_nqn"])
+            except Exception as e:  # noqa: BLE001
+                errs.append(str(e))
+
+        threads = [threading.Thread(target=work, args=(p,)) for p in portals]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        if errs:
+            raise RuntimeError("; ".join(errs))
+        deadline = time.monotonic() + 30
+        while True:
+            paths = _nvme_paths(uuid)
+            if len(paths) >= len(portals) and os.path.exists("/dev/" + _nvme_head(paths[0])):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("namespace %s: %d of %d paths after 30 s" % (uuid, len(paths), len(portals)))
+            time.sleep(POLL)
+        return {"secs": time.monotonic() - t0,
+                "device_info": {"type": "block", "path": "/dev/" + _nvme_head(paths[0])}}
+
+    def nvme_disconnect(self, req: dict[str, Any]) -> dict[str, Any]:
+        """`nvme disconnect -n NQN`: every controller of the subsystem (the write to each
+        delete_controller returns once it is gone). No flush (nothing was written), no checks."""
+        t0 = time.monotonic()
+        _run("nvme", "disconnect", "-n", req["props"]["target_nqn"])
+        return {"secs": time.monotonic() - t0}
+
     def connect(self, req: dict[str, Any]) -> dict[str, Any]:
+        if req.get("protocol") == "nvmeof":
+            return self.nvme_connect(req)
         props = req["props"]
         ts = targets_of(props)
         mp = req.get("multipath")
@@ -266,6 +343,8 @@ class Floor:
                 _run("iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--op", "delete")
 
     def disconnect(self, req: dict[str, Any]) -> dict[str, Any]:
+        if req.get("protocol") == "nvmeof":
+            return self.nvme_disconnect(req)
         props = req["props"]
         ts = targets_of(props)
         info = req.get("device_info") or {}

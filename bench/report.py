@@ -146,13 +146,14 @@ def markdown(results: dict[str, Any], host: dict[str, Any], failures: list[str])
     """results.md: the tables, the workloads, the programs started, the failures."""
     lines = []
     g = results["guest"]
-    lines.append("# brick vs os-brick: iSCSI attach/detach benchmark")
+    lines.append("# brick vs os-brick: iSCSI and NVMe/TCP attach/detach benchmark")
     lines.append("")
     lines.append("Machine: %s, %s cores, %s GiB; lab VM: QEMU TCG (no KVM), %s vCPUs, kernel %s, "
                  "%s. %s; os-brick %s; brick %s (commit %s). VM time for the whole run: %.0f s."
                  % (host.get("cpu", "?"), host.get("cores", "?"), host.get("mem_gib", "?"),
                     g.get("cpus", "?"), g.get("kernel", "?"),
-                    "udevd running" if g.get("udevd") else "no udevd", g.get("iscsiadm", "?"),
+                    "udevd running" if g.get("udevd") else "no udevd",
+                    g.get("iscsiadm", "?") + ("; " + g["nvme"] if g.get("nvme") else ""),
                     g.get("os_brick", "?"), g.get("brick", "?").replace("brick ", "", 1), host.get("brick_commit", "?"),
                     results.get("elapsed_vm_s") or 0))
     lines.append("")

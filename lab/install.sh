@@ -6,7 +6,8 @@
 #           dynamic busybox package), the shell linter that `make check` runs on the lab, strace
 #           (scenario 71 counts the processes a disconnect starts), man-db and systemd (for
 #           systemd-tmpfiles) where scenario 30 checks the installed package's man pages and
-#           tmpfiles.d entry, and util-linux/coreutils tools that are always there.
+#           tmpfiles.d entry, nvme-cli (os-brick's NVMe-oF connector and the benchmark's NVMe
+#           floor run it; brick does not), and util-linux/coreutils tools that are always there.
 #   PyPI:   virtme-ng 1.42 (provides vng; the version the lab was proven with), when vng is not
 #           on PATH.
 # Services that the packages would start on the host are not started (policy-rc.d denies them
@@ -17,7 +18,7 @@ say() { printf 'lab/install: %s\n' "$*" >&2; }
 [ "$(id -u)" = 0 ] || { say "run as root"; exit 1; }
 
 pkgs=(qemu-system-x86 linux-image-amd64 open-iscsi multipath-tools iproute2 kmod busybox-static shellcheck
-    strace mdadm man-db systemd)
+    strace mdadm man-db systemd nvme-cli)
 missing=()
 for p in "${pkgs[@]}"; do
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

@@ -5,6 +5,8 @@
 //!
 //!   {"op":"connect","props":{...},"multipath":true}
 //!       -> {"ok":true,"secs":1.23,"device_info":{...}}
+//!   {"op":"connect","protocol":"nvmeof","props":{...},"multipath":false}
+//!       -> the same, through brick::nvmeof (multipath false: one path, as `--single-path`)
 //!   {"op":"disconnect","props":{...},"device_info":{...}}
 //!       -> {"ok":true,"secs":0.45}
 //!   {"op":"batch","ops":[REQUEST,...]}   (runs them in turn, stops at the first failure;
@@ -22,6 +24,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use brick::host::Host;
+use brick::nvmeof::{NvmeProperties, NvmeTuning};
 use brick::{ConnectionProperties, DeviceInfo, Tuning};
 
 fn status_kib(field: &str) -> Option<u64> {
@@ -54,8 +57,67 @@ fn fail(msg: impl std::fmt::Display, secs: Option<f64>) -> Value {
     v
 }
 
+/// The device_info of a request (`null` or missing: none).
+fn device_info(req: &Value) -> Result<Option<DeviceInfo>, Value> {
+    match &req["device_info"] {
+        Value::Null => Ok(None),
+        v => DeviceInfo::from_json(&v.to_string())
+            .map(Some)
+            .map_err(|e| fail(format!("device_info: {e}"), None)),
+    }
+}
+
+/// An NVMe-oF connect or disconnect: brick::nvmeof, with the tuning `brick connect` uses
+/// (multipath false as `--single-path`).
+fn handle_nvme(host: &Host, req: &Value) -> Value {
+    let props = match NvmeProperties::from_value(&req["props"]) {
+        Ok(p) => p,
+        Err(e) => return fail(format!("props: {e}"), None),
+    };
+    let tuning = NvmeTuning {
+        multipath: (req["multipath"].as_bool() == Some(false)).then_some(false),
+        ..NvmeTuning::default()
+    };
+    if req["op"] == "connect" {
+        let t0 = Instant::now();
+        let r = brick::nvmeof::connect_volume(host, &props, &tuning);
+        let secs = t0.elapsed().as_secs_f64();
+        return match r {
+            Ok(c) => json!({
+                "ok": true,
+                "secs": secs,
+                "device_info": serde_json::to_value(&c.device_info).unwrap_or(Value::Null),
+                "controllers": c.controllers,
+                "failed_paths": c.failed_portals.len(),
+            }),
+            Err(e) => fail(e, Some(secs)),
+        };
+    }
+    let info = match device_info(req) {
+        Ok(i) => i,
+        Err(v) => return v,
+    };
+    let t0 = Instant::now();
+    let r = brick::nvmeof::disconnect_volume(
+        host,
+        &props,
+        info.as_ref(),
+        brick::DisconnectOptions::default(),
+        &tuning,
+    );
+    let secs = t0.elapsed().as_secs_f64();
+    match r {
+        Ok(_) => json!({"ok": true, "secs": secs}),
+        Err(e) => fail(e, Some(secs)),
+    }
+}
+
 fn handle(host: &Host, tuning: &Tuning, req: &Value) -> Value {
-    match req["op"].as_str().unwrap_or("") {
+    let op = req["op"].as_str().unwrap_or("");
+    if req["protocol"] == "nvmeof" && (op == "connect" || op == "disconnect") {
+        return handle_nvme(host, req);
+    }
+    match op {
         "connect" => {
             let props = match ConnectionProperties::from_value(&req["props"]) {
                 Ok(p) => p,
@@ -91,12 +153,9 @@ fn handle(host: &Host, tuning: &Tuning, req: &Value) -> Value {
                 Ok(p) => p,
                 Err(e) => return fail(format!("props: {e}"), None),
             };
-            let info = match &req["device_info"] {
-                Value::Null => None,
-                v => match DeviceInfo::from_json(&v.to_string()) {
-                    Ok(i) => Some(i),
-                    Err(e) => return fail(format!("device_info: {e}"), None),
-                },
+            let info = match device_info(req) {
+                Ok(i) => i,
+                Err(v) => return v,
             };
             let t0 = Instant::now();
             let r = brick::disconnect_volume(
