@@ -208,3 +208,34 @@ fn a_map_whose_path_multipathd_calls_active_is_not_a_leftover() {
     assert!(!got.contains(&"map dm-1".to_string()), "{got:?}");
     assert!(got.contains(&"map dm-2".to_string()), "{got:?}");
 }
+
+#[test]
+fn a_dead_disk_that_cannot_be_opened_is_no_failed_flush() {
+    // A transport-offline disk gives ENXIO to an open: nothing to flush, so cleanup deletes it.
+    let f = host_with_leftovers();
+    f.fail_flush("sdc", brick::host::KernelError::Errno(libc::ENXIO));
+    let r = cleanup(
+        &f.host(),
+        CleanupOptions {
+            apply: true,
+            ..CleanupOptions::default()
+        },
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert!(r.clean(), "{r}");
+    assert!(!f.has_block("sdc"));
+    // Any other flush failure keeps the disk and says so.
+    let f = host_with_leftovers();
+    f.fail_flush("sdc", brick::host::KernelError::Errno(libc::EIO));
+    let r = cleanup(
+        &f.host(),
+        CleanupOptions {
+            apply: true,
+            ..CleanupOptions::default()
+        },
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert!(!r.clean() && f.has_block("sdc"), "{r}");
+}

@@ -429,14 +429,22 @@ fn remove(host: &Host, l: &Leftover, tuning: &Tuning) -> Result<Done> {
             if !now.holders.is_empty() {
                 return Ok(Done::Kept(format!("held by {}", now.holders.join(" "))));
             }
-            scsi::flush(host, &now.name, &once, tuning.path_flush_timeout).map_err(|e| {
-                Error::io(
-                    &host.dev_node(&now.name),
-                    std::io::Error::other(format!(
-                        "flush failed, so it may hold unwritten data: {e}"
-                    )),
-                )
-            })?;
+            // A disk the transport gave up on cannot be opened (ENXIO): no writer can reach its
+            // page cache, and nothing could reach the target; that is no failed flush.
+            match scsi::flush(host, &now.name, &once, tuning.path_flush_timeout) {
+                Ok(()) => {}
+                Err(e) if e.error.reason.is_missing() && now.state != Some(DiskState::Blocked) => {
+                    debug!(disk = %now.name, "the dead disk cannot be opened: nothing to flush");
+                }
+                Err(e) => {
+                    return Err(Error::io(
+                        &host.dev_node(&now.name),
+                        std::io::Error::other(format!(
+                            "flush failed, so it may hold unwritten data: {e}"
+                        )),
+                    ))
+                }
+            }
             scsi::delete_checked(host, &now, now.wwid.as_ref(), tuning.delete_timeout).map_err(
                 |e| {
                     Error::io(
