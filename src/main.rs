@@ -567,20 +567,11 @@ fn run(
                 force,
                 ignore_errors,
             };
-            match brick::disconnect_volume(host, &props, info.as_ref(), opts, tuning) {
-                Ok(report) => {
-                    print_report(&report, json, out);
-                    Ok(())
-                }
-                Err(Error::Disconnect { message, report }) => {
-                    // With --json the report goes with the error (see `finish`).
-                    if !json {
-                        print_report(&report, json, out);
-                    }
-                    Err(Error::Disconnect { message, report })
-                }
-                Err(e) => Err(e),
-            }
+            print_disconnect(
+                brick::disconnect_volume(host, &props, info.as_ref(), opts, tuning),
+                json,
+                out,
+            )
         }
         Command::Request => {
             let _ = writeln!(out, "{}", brick::request::handle(host, &read_input("-")?));
@@ -712,19 +703,11 @@ fn nvme_disconnect(
         force,
         ignore_errors,
     };
-    match brick::nvmeof::disconnect_volume(host, props, info, opts, tuning) {
-        Ok(report) => {
-            print_report(&report, json, out);
-            Ok(())
-        }
-        Err(Error::Disconnect { message, report }) => {
-            if !json {
-                print_report(&report, json, out);
-            }
-            Err(Error::Disconnect { message, report })
-        }
-        Err(e) => Err(e),
-    }
+    print_disconnect(
+        brick::nvmeof::disconnect_volume(host, props, info, opts, tuning),
+        json,
+        out,
+    )
 }
 
 fn print_nvme_tree(subs: &[brick::nvmeof::Subsystem], out: &mut String) {
@@ -779,6 +762,28 @@ fn print_nvme_tree(subs: &[brick::nvmeof::Subsystem], out: &mut String) {
                 );
             }
         }
+    }
+}
+
+/// A disconnect's outcome, either protocol's: its report printed (with --json, a failed one's
+/// goes with the error instead; see `finish`), its error passed on.
+fn print_disconnect(
+    result: Result<brick::DisconnectReport, Error>,
+    json: bool,
+    out: &mut String,
+) -> Result<(), Error> {
+    match result {
+        Ok(report) => {
+            print_report(&report, json, out);
+            Ok(())
+        }
+        Err(Error::Disconnect { message, report }) => {
+            if !json {
+                print_report(&report, json, out);
+            }
+            Err(Error::Disconnect { message, report })
+        }
+        Err(e) => Err(e),
     }
 }
 
