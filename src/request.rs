@@ -122,12 +122,7 @@ fn iscsi(host: &Host, op: &str, req: &Value) -> Result<Value, Value> {
             let paths =
                 crate::volume_paths(host, &props, info.as_ref()).map_err(|e| error_value(&e))?;
             if paths.is_empty() {
-                return Err(json!({
-                    "kind": "volume_paths_not_found",
-                    "field": null,
-                    "message": format!("{} has no device on this host (is it connected?)",
-                                       props.label()),
-                }));
+                return Err(paths_not_found(&props.label()));
             }
             crate::extend_volume(host, &props, info.as_ref(), &tuning)
                 .map(|b| json!(b))
@@ -176,12 +171,7 @@ fn nvmeof(host: &Host, op: &str, req: &Value) -> Result<Value, Value> {
         "extend" => {
             let paths = crate::nvmeof::volume_paths(host, &props).map_err(|e| error_value(&e))?;
             if paths.is_empty() {
-                return Err(json!({
-                    "kind": "volume_paths_not_found",
-                    "field": null,
-                    "message": format!("{} has no device on this host (is it connected?)",
-                                       props.label()),
-                }));
+                return Err(paths_not_found(&props.label()));
             }
             crate::nvmeof::extend_volume(host, &props, &tuning)
                 .map(|b| json!(b))
@@ -192,6 +182,15 @@ fn nvmeof(host: &Host, op: &str, req: &Value) -> Result<Value, Value> {
             format!("{other:?} is not an operation (connect, disconnect, extend, paths)"),
         ))),
     }
+}
+
+/// os-brick's VolumePathsNotFound: an extend of a volume with no device on this host.
+fn paths_not_found(volume: &str) -> Value {
+    json!({
+        "kind": "volume_paths_not_found",
+        "field": null,
+        "message": format!("{volume} has no device on this host (is it connected?)"),
+    })
 }
 
 /// device_info from the request; without one, Nova's `device_path` in the properties (its
