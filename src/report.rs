@@ -246,6 +246,20 @@ impl DisconnectReport {
         self.failures.push(Failure { thing, message });
     }
 
+    /// Takes in what another part of the same disconnect did: its removals, kept and
+    /// untouched things, leftovers and failures, after this report's own.
+    pub fn absorb(&mut self, other: DisconnectReport) {
+        self.removed.extend(other.removed);
+        self.kept.extend(other.kept);
+        self.left_alone.extend(other.left_alone);
+        self.failures.extend(other.failures);
+        for t in other.left_behind {
+            if !self.left_behind.contains(&t) {
+                self.left_behind.push(t);
+            }
+        }
+    }
+
     /// Records that `thing` may still be on the host, logged as a warning.
     pub fn leave(&mut self, thing: Thing) {
         tracing::warn!(leftover = %thing, "may be left on the host");

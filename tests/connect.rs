@@ -228,6 +228,40 @@ fn multipath_connect_logs_in_everywhere_and_returns_the_map() {
 }
 
 #[test]
+fn first_path_goes_to_multipathd_while_another_portal_still_logs_in() {
+    // P2's login lasts until multipathd has been handed a path (or 5 s): brick hands P1's disk
+    // over as soon as it shows, so the map is under way while P2 logs in, and P2's path joins it.
+    let f = lab();
+    f.login_waits_for_a_handed_path(P2);
+    let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(f.held_login_saw_a_handed_path(), Some(true));
+    assert_eq!(map_of_wwn1(&f).slaves, c.paths);
+    assert_eq!(c.paths.len(), 2);
+    let handed: Vec<String> = f
+        .multipathd_cmds()
+        .into_iter()
+        .filter(|c| c.starts_with("add path "))
+        .collect();
+    assert_eq!(handed.len(), 2, "each path handed over once: {handed:?}");
+    disconnect(&f, 1, &c);
+    assert_host_as_before(&f);
+}
+
+#[test]
+fn a_session_is_logged_out_as_soon_as_its_own_disks_are_gone() {
+    // The second path's delete lasts until a session has been logged out (or 5 s): the first
+    // path's session goes as soon as its disk is gone, without waiting for the other delete.
+    let f = lab();
+    f.auto_multipath();
+    let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    f.delete_waits_for_a_logout(&c.paths[1]);
+    let r = disconnect(&f, 1, &c);
+    assert_eq!(f.held_delete_saw_a_logout(), Some(true));
+    assert_eq!(r.sessions_logged_out().len(), 2, "{r:?}");
+    assert_host_as_before(&f);
+}
+
+#[test]
 fn multipath_connect_on_one_portal_finds_the_others_by_discovery() {
     // A Cinder driver that returns target_portal only: os-brick, asked for multipath, takes
     // every portal a sendtargets discovery lists for the target. Another target the portal

@@ -404,11 +404,7 @@ pub(crate) fn disconnect_replicated(
                     continue;
                 }
             };
-        report.removed.extend(r.removed);
-        report.kept.extend(r.kept);
-        report.left_alone.extend(r.left_alone);
-        report.left_behind.extend(r.left_behind);
-        report.failures.extend(r.failures);
+        report.absorb(r);
     }
     if report.clean() {
         report.outcome = Outcome::Gone;

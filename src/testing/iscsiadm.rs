@@ -156,9 +156,41 @@ pub(super) fn walk_block_names(dir: &Path) -> Vec<String> {
     out
 }
 
+impl FakeRunner {
+    /// A login to a portal held back (see [`FakeHost::login_waits_for_a_handed_path`]) waits,
+    /// outside the world's lock, until a path has been handed to multipathd, up to 5 s of real
+    /// time, and records whether one was.
+    fn hold_login_back(&self, argv: &[String]) {
+        let is_held = |w: &World| {
+            argv.last().is_some_and(|a| a == "--login")
+                && argv
+                    .iter()
+                    .position(|a| a == "-p")
+                    .and_then(|i| argv.get(i + 1))
+                    .is_some_and(|p| w.held_logins.contains(p))
+        };
+        if !is_held(&lock(&self.world)) {
+            return;
+        }
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        let handed = loop {
+            let handed = lock(&self.world)
+                .multipathd_cmds
+                .iter()
+                .any(|c| c.starts_with("add path "));
+            if handed || std::time::Instant::now() >= until {
+                break handed;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        lock(&self.world).held_login_saw_a_handed_path = Some(handed);
+    }
+}
+
 impl Runner for FakeRunner {
     fn run(&self, cmd: &Cmd) -> Result<Output, CmdError> {
         let argv = cmd.argv().to_vec();
+        self.hold_login_back(&argv);
         let mut w = lock(&self.world);
         w.calls.push(argv.clone());
         let mut i = 0;

@@ -116,6 +116,7 @@ impl Kernel for FakeKernel {
             .strip_prefix(&sys)
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| path.display().to_string());
+        hold_delete_back(&self.world, &rel);
         let mut w = lock(&self.world);
         w.attr_writes.push((rel.clone(), value.to_string()));
         if let Some(r) = super::nvme::write_ctrl_attr(&self.root, &mut w, &rel, timeout) {
@@ -166,4 +167,27 @@ impl Kernel for FakeKernel {
         }
         fs::write(path, value).map_err(|e| KernelError::Os(e.to_string()))
     }
+}
+
+/// The delete of a disk held back (see [`FakeHost::delete_waits_for_a_logout`]) waits, outside
+/// the world's lock, until a session has been logged out, up to 5 s of real time, and records
+/// whether one was.
+fn hold_delete_back(world: &Mutex<World>, rel: &str) {
+    let held = |w: &World| {
+        w.held_deletes
+            .iter()
+            .any(|d| rel == format!("block/{d}/device/delete"))
+    };
+    if !held(&lock(world)) {
+        return;
+    }
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    let saw = loop {
+        let saw = lock(world).events.iter().any(|e| e.contains("logout "));
+        if saw || std::time::Instant::now() >= until {
+            break saw;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    lock(world).held_delete_saw_a_logout = Some(saw);
 }

@@ -129,6 +129,14 @@ struct World {
     no_wwid_paths: Vec<String>,
     /// NVMe-oF targets and what the fake fabrics device was asked.
     nvme: nvme::NvmeWorld,
+    /// Portals whose login waits until a path has been handed to multipathd.
+    held_logins: Vec<String>,
+    /// Whether the held-back login saw a path handed to multipathd before it went on.
+    held_login_saw_a_handed_path: Option<bool>,
+    /// Disks whose delete waits until a session has been logged out.
+    held_deletes: Vec<String>,
+    /// Whether the held-back delete saw a logout before it went on.
+    held_delete_saw_a_logout: Option<bool>,
 }
 
 /// A fake host that owns its temporary directory.
@@ -410,6 +418,19 @@ impl FakeHost {
         )
     }
 
+    /// Holds a login to `portal` back until a path has been handed to multipathd (up to 5 s of
+    /// real time), as a slow portal's login outlasts another portal's whole attach.
+    pub fn login_waits_for_a_handed_path(&self, portal: &str) -> &Self {
+        lock(&self.world).held_logins.push(portal.to_string());
+        self
+    }
+
+    /// Whether the login held back by [`FakeHost::login_waits_for_a_handed_path`] saw a path
+    /// handed to multipathd before it went on (`None`: no such login ran).
+    pub fn held_login_saw_a_handed_path(&self) -> Option<bool> {
+        lock(&self.world).held_login_saw_a_handed_path
+    }
+
     /// Makes `portal` dead: discovery and login there fail.
     pub fn portal_dead(&self, portal: &str) -> &Self {
         self.each_target(|t| t.portal == portal, |t| t.dead = true)
@@ -555,6 +576,19 @@ impl FakeHost {
     /// The device-mapper requests made so far: (map name, `remove` or `message TEXT`).
     pub fn dm_calls(&self) -> Vec<(String, String)> {
         lock(&self.world).dm_calls.clone()
+    }
+
+    /// Holds the `delete` of disk `name` back until a session has been logged out (up to 5 s of
+    /// real time), as a slow device's removal outlasts another session's whole teardown.
+    pub fn delete_waits_for_a_logout(&self, name: &str) -> &Self {
+        lock(&self.world).held_deletes.push(name.to_string());
+        self
+    }
+
+    /// Whether the delete held back by [`FakeHost::delete_waits_for_a_logout`] saw a logout
+    /// before it went on (`None`: no such delete ran).
+    pub fn held_delete_saw_a_logout(&self) -> Option<bool> {
+        lock(&self.world).held_delete_saw_a_logout
     }
 
     /// Makes the `delete` of disk `name` hang (it times out and the disk stays).

@@ -146,20 +146,22 @@ pub fn connect_volume(
                 })
             })
         });
+        let handoff = Handoff::new(host, tuning, opts.multipath);
         let mut c = Connect {
             host,
             props,
             tuning,
-            attempts: attach_paths(host, props, &opts, &iface, tuning),
+            attempts: attach_paths(host, props, &opts, &iface, tuning, &handoff),
             wwid: None,
             map: None,
             registered: false,
         };
-        c.wwid = volume_wwid(&mut c.attempts);
+        let handed = handoff.into_state();
+        c.wwid = volume_wwid(&mut c.attempts, handed.wwid.clone());
         // 2. A multipath connect returns a map or fails: a bare path handed out now could be
         // taken by a map later, and a caller writing to it would bypass that map.
         if opts.multipath {
-            if let Err(why) = c.build_map() {
+            if let Err(why) = c.build_map(handed) {
                 c.fail_every_path(&why);
             }
         }
@@ -195,16 +197,36 @@ struct Connect<'a> {
 }
 
 impl Connect<'_> {
-    /// Registers the volume's WWID, hands the paths to multipathd and waits for the map. `Err`
-    /// says why no map came.
-    fn build_map(&mut self) -> std::result::Result<(), PathError> {
+    /// Registers the volume's WWID and hands multipathd the paths that were not handed over as
+    /// their disks showed (see [`Handoff`]), then waits for the map. `Err` says why no map came.
+    fn build_map(&mut self, handed: Handed) -> std::result::Result<(), PathError> {
         let (host, tuning) = (self.host, self.tuning);
         let Some(w) = self.wwid.clone() else {
             return Ok(());
         };
         let paths = up_paths(&self.attempts);
-        self.registered = register_wwid(host, &w, tuning);
-        let Some(built_from) = hand_paths_to_multipathd(host, &w, &paths, tuning) else {
+        let early = handed.wwid.as_ref() == Some(&w);
+        self.registered = if early {
+            handed.registered
+        } else {
+            register_wwid(host, &w, tuning)
+        };
+        let rest: Vec<String> = paths
+            .iter()
+            .filter(|p| !(early && handed.paths.contains(p)))
+            .cloned()
+            .collect();
+        let built_from = match handed.built_from.filter(|_| early) {
+            Some(b) => {
+                if !rest.is_empty() {
+                    hand_paths_to_multipathd(host, &w, &rest, tuning);
+                }
+                Some(b)
+            }
+            None if rest.is_empty() => None,
+            None => hand_paths_to_multipathd(host, &w, &rest, tuning),
+        };
+        let Some(built_from) = built_from else {
             return Err(PathError::NoMap(format!(
                 "multipathd took none of the paths of WWN {w} (is multipathd running? does it \
                  blacklist the device?); connect with a single path (--single-path) to use the \
@@ -349,12 +371,18 @@ impl Connect<'_> {
     }
 }
 
-/// The volume's WWN: that of the first path up. A path showing another (or none) is not the
-/// volume: its attempt fails.
-fn volume_wwid(attempts: &mut [PathAttempt]) -> Option<crate::types::Wwid> {
-    let wwid = attempts
-        .iter()
-        .find_map(|a| a.result.as_ref().ok().and_then(|(_, d)| d.wwid.clone()));
+/// The volume's WWN: `first`, that of the first disk to show (when paths were handed to
+/// multipathd as they showed), else that of the first path up. A path showing another (or none)
+/// is not the volume: its attempt fails.
+fn volume_wwid(
+    attempts: &mut [PathAttempt],
+    first: Option<crate::types::Wwid>,
+) -> Option<crate::types::Wwid> {
+    let wwid = first.or_else(|| {
+        attempts
+            .iter()
+            .find_map(|a| a.result.as_ref().ok().and_then(|(_, d)| d.wwid.clone()))
+    });
     for a in attempts.iter_mut() {
         if let Ok((_, d)) = &a.result {
             if d.wwid.is_none() || d.wwid != wwid {
@@ -372,6 +400,84 @@ fn volume_wwid(attempts: &mut [PathAttempt]) -> Option<crate::types::Wwid> {
     wwid
 }
 
+/// The paths of a multipath connect handed to multipathd as their disks show, while the other
+/// portals' logins go on: the map is built from the first path meanwhile, and a slow portal (a
+/// dead one waits out its login deadline) does not hold it back. The first disk to show gives
+/// the volume's WWID, registered with multipath-tools before its path is handed over; a disk
+/// with another WWID (or none) is not handed over (its attempt fails later, see
+/// [`volume_wwid`]). Without udevd nothing is handed over early: multipathd cannot take a path
+/// udev never described, and the map is built from every path at once after the logins
+/// ([`hand_paths_to_multipathd`]).
+struct Handoff<'a> {
+    host: &'a Host,
+    tuning: &'a Tuning,
+    multipath: bool,
+    state: std::sync::Mutex<Handed>,
+}
+
+/// What [`Handoff`] did.
+#[derive(Debug, Default)]
+struct Handed {
+    /// The volume's WWID: that of the first disk to show.
+    wwid: Option<crate::types::Wwid>,
+    /// Whether brick added it to multipath's wwids file.
+    registered: bool,
+    /// The paths handed over.
+    paths: Vec<String>,
+    /// The paths the map was built from (see [`hand_paths_to_multipathd`]): the answer to the
+    /// first hand-over that multipathd took.
+    built_from: Option<Vec<String>>,
+    /// Whether udevd runs, once a disk showed.
+    udevd: Option<bool>,
+}
+
+impl<'a> Handoff<'a> {
+    fn new(host: &'a Host, tuning: &'a Tuning, multipath: bool) -> Handoff<'a> {
+        Handoff {
+            host,
+            tuning,
+            multipath,
+            state: std::sync::Mutex::new(Handed::default()),
+        }
+    }
+
+    /// Hands `disk` to multipathd, now that it shows (one path at a time: the first one makes
+    /// the map, and which paths it was built from is known only then).
+    fn offer(&self, disk: &ScsiDisk) {
+        let Some(w) = disk.wwid.as_ref().filter(|_| self.multipath) else {
+            return;
+        };
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !*s.udevd.get_or_insert_with(|| self.host.udevd_runs()) {
+            return;
+        }
+        let wwid = match &s.wwid {
+            Some(first) if first != w => return,
+            Some(first) => first.clone(),
+            None => {
+                s.registered = register_wwid(self.host, w, self.tuning);
+                s.wwid = Some(w.clone());
+                w.clone()
+            }
+        };
+        debug!(path = %disk.name, "handing the path to multipathd as it shows");
+        let built_from = hand_paths_to_multipathd(
+            self.host,
+            &wwid,
+            std::slice::from_ref(&disk.name),
+            self.tuning,
+        );
+        s.paths.push(disk.name.clone());
+        if s.built_from.is_none() {
+            s.built_from = built_from;
+        }
+    }
+
+    fn into_state(self) -> Handed {
+        self.state.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The disks (`sdX`) of the attempts that worked.
 fn up_paths(attempts: &[PathAttempt]) -> Vec<String> {
     attempts
@@ -380,17 +486,23 @@ fn up_paths(attempts: &[PathAttempt]) -> Vec<String> {
         .collect()
 }
 
-/// With `multipath`, every path at once; else one portal after the other until one works.
+/// With `multipath`, every path at once, each handed to multipathd as soon as its disk shows;
+/// else one portal after the other until one works.
 fn attach_paths(
     host: &Host,
     props: &ConnectionProperties,
     opts: &ConnectOptions,
     iface: &Iface,
     tuning: &Tuning,
+    handoff: &Handoff,
 ) -> Vec<PathAttempt> {
     if opts.multipath {
         return crate::par::par_map(&props.targets, |t| {
-            connect_path(host, props, t, iface, tuning)
+            let a = connect_path(host, props, t, iface, tuning);
+            if let Ok((_, disk)) = &a.result {
+                handoff.offer(disk);
+            }
+            a
         });
     }
     let mut attempts = Vec::new();

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::iscsi::adm;
 use crate::iscsi::session::target_lock_name;
+use crate::iscsi::session::Session;
 use crate::iscsi::topology;
 use crate::iscsi::volume::{devices_of, find_volume};
 use crate::multipath::{self, DmMap};
@@ -33,7 +34,7 @@ pub(crate) use crate::report::{DisconnectReport, Failure, Outcome, Thing, Untouc
 use crate::retry::Backoff;
 use crate::scsi::{self, ScsiDisk};
 pub(crate) use crate::tuning::Tuning;
-use crate::types::DiskState;
+use crate::types::{DiskState, Iqn, Portal};
 
 pub use dry_run::disconnect_plan;
 use plan::{disk_thing, map_thing, paths_to_delete_early, records_to_forget, session_thing, Plan};
@@ -58,8 +59,8 @@ pub struct DisconnectOptions {
 /// volume's disks agree on) and leaves alone any that differ. Then: flushes the multipath map
 /// and every path (nothing is removed if a flush fails, unless `force`); removes the map
 /// (device-mapper `DM_DEV_REMOVE`, in-process); deletes the disks in parallel and waits for the
-/// kernel to drop them; logs out of each session no other volume uses and deletes its node
-/// record, and deletes the node records of the volume's portals that have no session.
+/// kernel to drop them, and logs out of each session no other volume uses as soon as its own
+/// disks are gone; then deletes the node records of the volume's portals that have no session.
 ///
 /// # Errors
 /// [`Error::NotTheVolume`] when the volume's LUN shows another WWN than device_info's (nothing
@@ -85,11 +86,12 @@ pub fn disconnect_volume(
     d.delete_blocked_paths()?;
     // 2. The multipath maps.
     d.remove_maps()?;
-    // 3. The disks, in parallel.
-    d.delete_disks()?;
+    // 3. The disks, in parallel, and each session no other volume uses as soon as its own
+    // disks are gone.
+    d.delete_disks_and_log_out()?;
     d.remove_rebuilt_maps()?;
-    // 4. Sessions no other volume uses, and node records.
-    d.logout_and_forget()?;
+    // 4. The node records.
+    d.forget_records()?;
     // 5. Whatever of the volume's WWN is still on the host is a failure, named.
     d.check_nothing_left()?;
     d.finish()
@@ -449,21 +451,79 @@ impl<'a> Disconnect<'a> {
         Ok(())
     }
 
-    /// Step 3: deletes the disks not deleted early, in parallel.
-    fn delete_disks(&mut self) -> Result<()> {
+    /// Step 3: deletes the disks not deleted early, in parallel, and logs out of each session
+    /// no other volume uses as soon as its own disks are gone (a logout waits for the target's
+    /// answer; it need not wait for the other sessions' deletes). One job per session of the
+    /// plan, with the disks on it; the volume's disks on no session of the plan (a disk of its
+    /// WWN elsewhere) make one job with no logout.
+    fn delete_disks_and_log_out(&mut self) -> Result<()> {
+        let (host, props, tuning) = (self.host, self.props, self.tuning);
         let rest: Vec<&ScsiDisk> = self
             .plan
             .disks
             .iter()
             .filter(|d| !self.early.contains(&d.name))
             .collect();
-        delete_disks(
-            self.host,
-            &rest,
-            self.plan.wwn.as_ref(),
-            self.tuning,
-            &mut self.report,
-        )
+        let mut jobs: Vec<(Option<&Session>, Vec<&ScsiDisk>)> = Vec::new();
+        let mut placed: Vec<&str> = Vec::new();
+        for s in &self.plan.sessions {
+            let on_it: Vec<String> = topology::session_addresses(host, s.id)?
+                .into_iter()
+                .filter_map(|(_, name)| name)
+                .collect();
+            let disks: Vec<&ScsiDisk> = rest
+                .iter()
+                .copied()
+                .filter(|d| on_it.contains(&d.name) && !placed.contains(&d.name.as_str()))
+                .collect();
+            placed.extend(disks.iter().map(|d| d.name.as_str()));
+            jobs.push((Some(s), disks));
+        }
+        let elsewhere: Vec<&ScsiDisk> = rest
+            .iter()
+            .copied()
+            .filter(|d| !placed.contains(&d.name.as_str()))
+            .collect();
+        if !elsewhere.is_empty() {
+            jobs.push((None, elsewhere));
+        }
+        let (plan, wwn) = (&self.plan, self.plan.wwn.as_ref());
+        let done = crate::par::par_map(&jobs, |(session, disks)| {
+            let mut report = DisconnectReport::default();
+            delete_disks(host, disks, wwn, tuning, &mut report)?;
+            let logout = session
+                .map(|s| logout_if_unused(host, props, plan, s, tuning))
+                .transpose()?;
+            Ok::<_, Error>((report, logout))
+        });
+        let sessions: Vec<Option<Session>> = jobs.iter().map(|(s, _)| s.cloned()).collect();
+        for (session, job) in sessions.into_iter().zip(done) {
+            let (report, logout) = job?;
+            self.report.absorb(report);
+            if let (Some(s), Some(logout)) = (session, logout) {
+                self.note_logout(&s, logout);
+            }
+        }
+        Ok(())
+    }
+
+    /// What became of session `s`, in the report.
+    fn note_logout(&mut self, s: &Session, logout: Logout) {
+        match logout {
+            Logout::Gone => {}
+            Logout::Kept(others) => self.report.kept.push(Untouched {
+                thing: session_thing(s),
+                why: format!("still used by {}", others.join(", ")),
+            }),
+            Logout::Done => self.report.removed.push(session_thing(s)),
+            Logout::Failed(e) => {
+                self.report.fail(
+                    Some(session_thing(s)),
+                    format!("cannot log out of {}: {e}", session_thing(s)),
+                );
+                self.report.leave(session_thing(s));
+            }
+        }
     }
 
     /// multipathd may have rebuilt the map from a path before it went; it goes once more.
@@ -495,37 +555,19 @@ impl<'a> Disconnect<'a> {
         Ok(())
     }
 
-    /// Step 4: logs out of the sessions no other volume uses, then deletes the node records of
-    /// every portal of the volume with no session now.
-    fn logout_and_forget(&mut self) -> Result<()> {
-        let (host, props, tuning) = (self.host, self.props, self.tuning);
+    /// Step 4: deletes the node records of every portal of the volume with no session now.
+    fn forget_records(&mut self) -> Result<()> {
+        let (host, props) = (self.host, self.props);
+        let kept: Vec<(Iqn, Portal)> = self
+            .report
+            .kept
+            .iter()
+            .filter_map(|u| match &u.thing {
+                Thing::Session { iqn, portal, .. } => Some((iqn.clone(), *portal)),
+                _ => None,
+            })
+            .collect();
         let plan = &self.plan;
-        // Each session on its own thread: a logout waits for the target's answer, and sessions
-        // of one volume (its portals) do not depend on each other.
-        let outcomes: Vec<Result<Logout>> = crate::par::par_map(&plan.sessions, |s| {
-            logout_if_unused(host, props, plan, s, tuning)
-        });
-        let mut kept = Vec::new();
-        for (s, outcome) in plan.sessions.iter().zip(outcomes) {
-            match outcome? {
-                Logout::Gone => {}
-                Logout::Kept(others) => {
-                    kept.push((s.iqn.clone(), s.portal));
-                    self.report.kept.push(Untouched {
-                        thing: session_thing(s),
-                        why: format!("still used by {}", others.join(", ")),
-                    });
-                }
-                Logout::Done => self.report.removed.push(session_thing(s)),
-                Logout::Failed(e) => {
-                    self.report.fail(
-                        Some(session_thing(s)),
-                        format!("cannot log out of {}: {e}", session_thing(s)),
-                    );
-                    self.report.leave(session_thing(s));
-                }
-            }
-        }
         // Every portal of the volume with no session now (logged out above, by a concurrent
         // disconnect, or before a crash): its node record goes too, so that nothing logs in to
         // it again at boot. Checked under the target's lock, against the host as it is now. A
