@@ -219,7 +219,11 @@ impl Host {
     }
 
     fn flock(&self, name: &str, how: nix::fcntl::FlockArg) -> Result<HostLock, Error> {
-        fs::create_dir_all(&self.run_dir).map_err(|e| Error::io(&self.run_dir, e))?;
+        // Root's only, as the package's tmpfiles.d entry makes it: the locks decide who may
+        // log out of a session.
+        std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&self.run_dir)
+            .map_err(|e| Error::io(&self.run_dir, e))?;
         let safe: String = name
             .chars()
             .map(|c| {
@@ -475,6 +479,17 @@ mod tests {
         // Other names do not wait.
         let _a = host.lock("a").unwrap();
         let _b = host.lock("b").unwrap();
+    }
+
+    #[test]
+    fn the_lock_folder_is_made_for_root_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run/brick");
+        let host = Host::with_roots("/sys", "/dev", "/etc/iscsi").run_dir(&run);
+        drop(host.lock("a").unwrap());
+        let mode = std::fs::metadata(&run).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
     }
 
     #[test]
