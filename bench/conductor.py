@@ -557,7 +557,7 @@ def make_volumes(wl: dict[str, Any]) -> list[dict[str, Any]]:
     if wl.get("protocol") == "nvmeof":
         return make_nvme_volumes(wl)
     n = wl["volumes"]
-    if wl["layout"] == "one-target-per-volume":
+    if wl["layout"] in ("one-target-per-volume", "scale"):
         names = ["%sv%02d" % (wl["id"].lower(), i + 1) for i in range(n)] if n > 1 else [wl["id"].lower()]
         opts = "--portals %d --luns 1%s" % (wl["portals"], "" if wl["multipath"] else " --no-multipath")
         creates = ["target_create %s %s" % (name, opts) for name in names]
@@ -566,6 +566,12 @@ def make_volumes(wl: dict[str, Any]) -> list[dict[str, Any]]:
         name = wl["id"].lower()
         creates = ["target_create %s --portals %d --luns %d" % (name, wl["portals"], n)]
         vols = [(name, l + 1) for l in range(n)]
+    return lio_volumes(creates, vols, wl["multipath"], wl["portals"], n)
+
+
+def lio_volumes(creates: list[str], vols: list[tuple[str, int]], multipath: bool, portals: int,
+                n: int) -> list[dict[str, Any]]:
+    """Run the target_create lines (one bash call); return the volumes (target, LUN) made."""
     script = "\n".join(creates) + "\n" + "\n".join(
         'echo "VOL %s %d $(lun_wwid %s %d) $(lun_wwn %s %d) $(tiqn %s)"; props_json %s %d'
         % (name, lun, name, lun, name, lun, name, name, lun) for name, lun in vols)
@@ -581,8 +587,8 @@ def make_volumes(wl: dict[str, Any]) -> list[dict[str, Any]]:
         with open(pf, "w") as f:
             json.dump(props, f)
         out.append({"name": vname, "target": name, "lun": int(lun), "iqn": iqn, "wwid": wwid,
-                    "wwn": wwn, "props": props, "props_file": pf, "multipath": wl["multipath"],
-                    "npaths": wl["portals"]})
+                    "wwn": wwn, "props": props, "props_file": pf, "multipath": multipath,
+                    "npaths": portals})
     if len(out) != n:
         raise RuntimeError("made %d volumes, expected %d" % (len(out), n))
     return out
@@ -683,19 +689,32 @@ LOG_ENV = {"floor": {}, "os-brick": {"BENCH_LOG": "debug"},
 
 
 def run_workload(run: Run, wl: dict[str, Any], raw: dict[str, Any]) -> None:
+    if wl["layout"] == "scale":
+        run_scale(run, wl, raw)
+        return
     wid = wl["id"]
     progress(run, "%s: %s" % (wid, wl["title"]))
     sh("lab_reset", check=False)
     vols = make_volumes(wl)
-    n = len(vols)
-    timeout = 60 + 90 * n
-    out: dict[str, Any] = {"id": wid, "title": wl["title"], "volumes": n, "portals": wl["portals"],
-                           "multipath": wl["multipath"], "layout": wl["layout"], "reps": wl["reps"],
+    out: dict[str, Any] = {"id": wid, "title": wl["title"], "volumes": len(vols),
+                           "portals": wl["portals"], "multipath": wl["multipath"],
+                           "layout": wl["layout"], "reps": wl["reps"],
                            "protocol": wl.get("protocol", "iscsi"), "tools": {}}
     raw["workloads"].append(out)
     tools = make_tools(run.cfg)
     for t in tools.values():
         t.concurrent = bool(wl.get("concurrent"))
+    measure(run, wl, out, vols, tools, raw, wid)
+    sh("lab_reset" + ("; nvme_reset" if wl.get("protocol") == "nvmeof" else ""), check=False)
+
+
+def measure(run: Run, wl: dict[str, Any], out: dict[str, Any], vols: list[dict[str, Any]],
+            tools: dict[str, DriverTool | CliTool], raw: dict[str, Any], label: str,
+            recover: Any = None) -> None:
+    """The timed pass (wl["reps"] cycles of every tool, the order rotating) and, when
+    wl["count"], the untimed pass, on vols; figures into out["tools"]. recover() is called
+    after a failed cycle (whose clean-up resets the whole initiator)."""
+    timeout = 60 + 90 * len(vols)
     names = list(tools)
     for name in names:
         out["tools"][name] = {"timed": [], "count": [], "diag": [], "mem": {}}
@@ -714,8 +733,10 @@ def run_workload(run: Run, wl: dict[str, Any], raw: dict[str, Any]) -> None:
             ok = one_cycle(run, t, vols, out["tools"][name]["timed"], timeout)
             e = out["tools"][name]["timed"][-1]
             progress(run, "%s rep %d/%d %-9s connect %s disconnect %s%s" % (
-                wid, rep + 1, wl["reps"], name, fmt(e["connect"].get("total")),
+                label, rep + 1, wl["reps"], name, fmt(e["connect"].get("total")),
                 fmt((e.get("disconnect") or {}).get("total")), "" if ok else "  FAILED"))
+            if not ok and recover:
+                recover()
     for name, t in tools.items():
         s = t.stats()
         if s:
@@ -727,18 +748,149 @@ def run_workload(run: Run, wl: dict[str, Any], raw: dict[str, Any]) -> None:
     # brick process's own RSS sampled
     if wl.get("count", True):
         for name, t in tools.items():
-            logf = "%s/diag/%s-%s.log" % (run.res, wid, name)
+            logf = "%s/diag/%s-%s.log" % (run.res, label, name)
             t.start(path_prefix=SHIMS, debug_log=logf, log_env=LOG_ENV[name])
             if isinstance(t, CliTool):
                 t.sample = True
-            one_cycle(run, t, vols, out["tools"][name]["count"], timeout, count=True)
+            if not one_cycle(run, t, vols, out["tools"][name]["count"], timeout, count=True) and recover:
+                recover()
             if isinstance(t, CliTool):
                 t.sample = False
                 out["tools"][name]["mem"]["cli_samples"] = t.mem
             t.stop()
-        progress(run, "%s: untimed pass (process counts, debug logs) done" % wid)
+        progress(run, "%s: untimed pass (process counts, debug logs) done" % label)
         save(run, raw)
-    sh("lab_reset" + ("; nvme_reset" if wl.get("protocol") == "nvmeof" else ""), check=False)
+
+
+# --------------------------------------------------------------------------------------------
+# W5: one volume on a host that holds more and more others
+
+BG_LUNS = 16  # background LUNs per target
+
+
+def make_background(n: int) -> list[dict[str, Any]]:
+    """The background volumes of a scale workload: n LUNs, BG_LUNS per target, every target on
+    both portals (each LUN a two-path multipath volume)."""
+    creates, vols = [], []
+    for t in range((n + BG_LUNS - 1) // BG_LUNS):
+        name = "w5bg%d" % (t + 1)
+        luns = min(BG_LUNS, n - t * BG_LUNS)
+        creates.append("target_create %s --portals 2 --luns %d --size 8" % (name, luns))
+        vols += [(name, lun + 1) for lun in range(luns)]
+    return lio_volumes(creates, vols, True, 2, n)
+
+
+def background_op(run: Run, op: str, vols: list[dict[str, Any]],
+                  infos: dict[str, Any]) -> tuple[bool, float, str | None]:
+    """Untimed: connect (op "connect") or disconnect the background volumes vols with brick's
+    library, fast: one brick-bench process per target, every target at once, the LUNs of a
+    target one after the other. Connect fills infos (volume name -> device info), disconnect
+    takes from it. Returns (ok, seconds, first error)."""
+    by_target: dict[str, list[dict[str, Any]]] = {}
+    for v in vols:
+        by_target.setdefault(v["target"], []).append(v)
+    results: dict[str, dict[str, Any]] = {}
+    t0 = time.monotonic()
+
+    def one(target: str, tv: list[dict[str, Any]]) -> None:
+        d = DriverTool("bg-" + target, [local_copy(run.cfg["brick_bench"])])
+        try:
+            d.start()
+            timeout = 60 + 90 * len(tv)
+            if op == "connect":
+                r = d.connect_all(tv, timeout)
+                for v, i in zip(tv, r.get("infos") or []):
+                    if i is not None:
+                        infos[v["name"]] = i
+            else:
+                r = d.disconnect_all(tv, [infos.get(v["name"]) for v in tv], timeout)
+                if r["ok"]:
+                    for v in tv:
+                        infos.pop(v["name"], None)
+            results[target] = r
+        except Exception as e:  # noqa: BLE001
+            results[target] = {"ok": False, "error": "%s" % e}
+        finally:
+            d.stop()
+
+    threads = [threading.Thread(target=one, args=kv) for kv in by_target.items()]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    secs = time.monotonic() - t0
+    bad = [r.get("error") for r in results.values() if not r.get("ok")]
+    return not bad and len(results) == len(by_target), secs, (bad[0] if bad else None)
+
+
+def attach_background(run: Run, vols: list[dict[str, Any]], infos: dict[str, Any]) -> dict[str, Any]:
+    """Untimed: attach vols (brick-lib, fast), wait until every map has both paths, settle udev.
+    Raises when a volume did not attach or lacks a path."""
+    ok, secs, err = background_op(run, "connect", vols, infos)
+    if not ok:
+        raise RuntimeError("background attach failed: %s" % err)
+    settled = wait_settled(vols, timeout=300)
+    settle_s = settle(run)
+    short = [v["name"] for v, p in zip(vols, paths_now(vols, [None] * len(vols))) if p < 2]
+    if not settled or short:
+        raise RuntimeError("background volumes without both paths in their map: %s" % short)
+    return {"attached": len(vols), "attach_s": secs, "settle_s": settle_s}
+
+
+def run_scale(run: Run, wl: dict[str, Any], raw: dict[str, Any]) -> None:
+    """W5: the measured volume (a two-path target of its own, as in W2) attached and detached
+    by every tool on a host that already holds each of wl["sizes"] background volumes (grown
+    in that order, attached untimed by brick-lib), then every background volume detached and
+    the host checked clean. One raw workload per size: id "W5-N", "scale" "W5", "background" N."""
+    wid = wl["id"]
+    sizes = sorted(set(wl["sizes"]))
+    progress(run, "%s: %s; background sizes %s" % (wid, wl["title"], sizes))
+    sh("lab_reset", check=False)
+    vols = make_volumes(wl)
+    bg = make_background(sizes[-1]) if sizes[-1] > 0 else []
+    infos: dict[str, Any] = {}
+    tools = make_tools(run.cfg)
+    attached = 0
+    bg_log: list[dict[str, Any]] = []
+    raw.setdefault("scale", {})[wid] = {"sizes": sizes, "background": bg_log}
+
+    def recover() -> None:
+        # a failed cycle reset the whole initiator: the background goes again
+        progress(run, "%s: attaching the %d background volumes again" % (wid, attached))
+        infos.clear()
+        if attached:
+            bg_log.append(dict(attach_background(run, bg[:attached], infos), after_failure=True))
+
+    try:
+        for size in sizes:
+            if size > attached:
+                progress(run, "%s: attaching background volumes %d..%d" % (wid, attached + 1, size))
+                r = attach_background(run, bg[attached:size], infos)
+                attached = size
+                r["total"] = attached
+                bg_log.append(r)
+                progress(run, "%s: %d background volumes attached (%.1f s, settle %.1f s)"
+                         % (wid, attached, r["attach_s"], r["settle_s"]))
+            label = "%s-%d" % (wid, size)
+            out: dict[str, Any] = {"id": label, "scale": wid, "background": size,
+                                   "title": "%s, %d background volumes" % (wl["title"], size),
+                                   "volumes": len(vols), "portals": wl["portals"],
+                                   "multipath": wl["multipath"], "layout": wl["layout"],
+                                   "reps": wl["reps"], "protocol": "iscsi", "tools": {}}
+            raw["workloads"].append(out)
+            measure(run, wl, out, vols, tools, raw, label, recover)
+        if bg:
+            progress(run, "%s: detaching the %d background volumes" % (wid, attached))
+            ok, secs, err = background_op(run, "disconnect", bg[:attached], infos)
+            settle(run)
+            left = leftovers(bg + vols)
+            bg_log.append({"detached": attached, "detach_s": secs, "ok": ok, "error": err, "left": left})
+            if not ok or left:
+                raise RuntimeError("background detach %s; left: %s" % (
+                    "failed: %s" % err if not ok else "ok", left))
+            progress(run, "%s: background detached (%.1f s), host clean" % (wid, secs))
+    finally:
+        sh("lab_reset", check=False)
 
 
 def fmt(x: float | None) -> str:

@@ -109,6 +109,8 @@ def build(raw: dict[str, Any], host: dict[str, Any]) -> tuple[dict[str, Any], li
         w: dict[str, Any] = {
             "id": wl["id"], "title": wl["title"], "volumes": wl["volumes"], "portals": wl["portals"],
             "multipath": wl["multipath"], "layout": wl["layout"], "reps": wl["reps"], "tools": {}}
+        if "scale" in wl:  # W5: one raw workload per background size
+            w["scale"], w["background"] = wl["scale"], wl["background"]
         for name in [t for t in TOOLS if t in wl["tools"]]:
             w["tools"][name] = tool_results(wl, name, failures)
         ratios = {}
@@ -124,8 +126,50 @@ def build(raw: dict[str, Any], host: dict[str, Any]) -> tuple[dict[str, Any], li
             }
         w["ratios"] = ratios
         results["workloads"].append(w)
+    results["scale"] = scale(results["workloads"])
+    for sid, sc in (raw.get("scale") or {}).items():
+        if sid in results["scale"]:
+            results["scale"][sid]["background_steps"] = sc.get("background", [])
     results["failures"] = failures
     return results, failures
+
+
+def slope(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (x, y) points; None with fewer than two distinct x."""
+    if len({x for x, _ in points}) < 2:
+        return None
+    mx = sum(x for x, _ in points) / len(points)
+    my = sum(y for _, y in points) / len(points)
+    return (sum((x - mx) * (y - my) for x, y in points)
+            / sum((x - mx) ** 2 for x, _ in points))
+
+
+def scale(workloads: list[dict[str, Any]]) -> dict[str, Any]:
+    """The scale workloads (W5): per tool and operation, the median at each background size,
+    the slope of the medians (seconds per background volume) and the ratio of the median at the
+    largest size to that at the smallest."""
+    out: dict[str, Any] = {}
+    for w in workloads:
+        if "scale" not in w:
+            continue
+        sc = out.setdefault(w["scale"], {"sizes": [], "tools": {}})
+        sc["sizes"].append(w["background"])
+        for name, r in w["tools"].items():
+            t = sc["tools"].setdefault(name, {"connect_s": {}, "disconnect_s": {}})
+            for op in ("connect_s", "disconnect_s"):
+                if r.get(op):
+                    t[op][str(w["background"])] = r[op]["median"]
+    for sc in out.values():
+        sc["sizes"].sort()
+        lo, hi = str(sc["sizes"][0]), str(sc["sizes"][-1])
+        for t in sc["tools"].values():
+            for op in ("connect_s", "disconnect_s"):
+                med = t[op]
+                s = slope([(float(k), v) for k, v in med.items()])
+                t[op.replace("_s", "_slope_s_per_volume")] = s
+                t[op.replace("_s", "_ratio_largest_smallest")] = (
+                    med[hi] / med[lo] if lo in med and hi in med and med[lo] and lo != hi else None)
+    return out
 
 
 def s3(x: dict[str, Any] | None) -> str:
@@ -188,6 +232,42 @@ def markdown(results: dict[str, Any], host: dict[str, Any], failures: list[str])
                 w["id"], op[:-2], rt(rs["brick-lib/os-brick"]), rt(rs["brick-cli/os-brick"]),
                 rt(rs["brick-lib/floor"]), rt(rs["brick-cli/floor"]), rt(rs["os-brick/floor"]))
                 + (" %s |" % rt(rs.get("brick-py/os-brick")) if py else ""))
+    for sid, sc in results.get("scale", {}).items():
+        sizes = sc["sizes"]
+        lo, hi = sizes[0], sizes[-1]
+        lines.append("")
+        lines.append("%s, one two-path volume on a host holding more (median seconds at each number "
+                     "of background volumes; slope: milliseconds per background volume, least "
+                     "squares over the medians; %d/%d: the median at %d over the one at %d):"
+                     % (sid, hi, lo, hi, lo))
+        lines.append("")
+        lines.append("| tool | op | " + " | ".join(str(x) for x in sizes)
+                     + " | slope ms/volume | %d/%d |" % (hi, lo))
+        lines.append("|---|---|" + "---|" * len(sizes) + "---|---|")
+        for name in [t for t in TOOLS if t in sc["tools"]]:
+            t = sc["tools"][name]
+            for op in ("connect", "disconnect"):
+                med = t[op + "_s"]
+                sl = t[op + "_slope_s_per_volume"]
+                lines.append("| %s | %s | %s | %s | %s |" % (
+                    name, op, " | ".join(rt(med.get(str(x))) for x in sizes),
+                    "-" if sl is None else "%.2f" % (sl * 1000),
+                    rt(t[op + "_ratio_largest_smallest"])))
+        steps = []
+        for st in sc.get("background_steps", []):
+            if "attached" in st:
+                steps.append("%s%d attached%s in %.1f s (udev settle %.1f s)" % (
+                    "after a failed cycle, " if st.get("after_failure") else "",
+                    st["attached"], " (%d in all)" % st["total"] if st.get("total") else "",
+                    st["attach_s"], st["settle_s"]))
+            elif "detached" in st:
+                steps.append("%d detached in %.1f s, %s" % (
+                    st["detached"], st["detach_s"],
+                    "host clean" if st.get("ok") and not st.get("left") else
+                    "FAILED: %s; left: %s" % (st.get("error"), st.get("left"))))
+        if steps:
+            lines.append("")
+            lines.append("%s background volumes (brick-lib, untimed): %s." % (sid, "; ".join(steps)))
     lines.append("")
     lines.append("Workloads:")
     for w in results["workloads"]:

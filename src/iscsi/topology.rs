@@ -91,8 +91,31 @@ pub fn list_sessions(host: &Host) -> Result<Vec<Session>> {
     sessions_to(host, None)
 }
 
+/// The sessions to the targets and portals of `targets` only. Every other session of the host
+/// costs one read (its `targetname`): a host may hold hundreds of sessions, and a connect or
+/// disconnect of one volume needs only its own.
+pub fn sessions_of(
+    host: &Host,
+    targets: &[(&crate::types::Iqn, &crate::types::Portal)],
+) -> Result<Vec<Session>> {
+    Ok(
+        sessions_matching(host, &|iqn| targets.iter().any(|(t, _)| *t == iqn))?
+            .into_iter()
+            .filter(|s| targets.iter().any(|(t, p)| **t == s.iqn && **p == s.portal))
+            .collect(),
+    )
+}
+
 /// The sessions (to target `iqn` only, when given: the others are skipped after one read).
 fn sessions_to(host: &Host, iqn: Option<&crate::types::Iqn>) -> Result<Vec<Session>> {
+    sessions_matching(host, &|t| iqn.map_or(true, |w| w == t))
+}
+
+/// The sessions whose target `want` accepts; the others are skipped after one read.
+fn sessions_matching(
+    host: &Host,
+    want: &dyn Fn(&crate::types::Iqn) -> bool,
+) -> Result<Vec<Session>> {
     let mut sessions = Vec::new();
     for name in host.list(&host.sys("class/iscsi_session"))? {
         let Some(id) = name
@@ -102,7 +125,7 @@ fn sessions_to(host: &Host, iqn: Option<&crate::types::Iqn>) -> Result<Vec<Sessi
         else {
             continue;
         };
-        if let Some(s) = read_session(host, id, iqn)? {
+        if let Some(s) = read_session(host, id, want)? {
             sessions.push(s);
         }
     }
@@ -113,7 +136,7 @@ fn sessions_to(host: &Host, iqn: Option<&crate::types::Iqn>) -> Result<Vec<Sessi
 fn read_session(
     host: &Host,
     id: SessionId,
-    want: Option<&crate::types::Iqn>,
+    want: &dyn Fn(&crate::types::Iqn) -> bool,
 ) -> Result<Option<Session>> {
     let dir = host.sys(format!("class/iscsi_session/session{id}"));
     let Some(iqn) = host
@@ -122,7 +145,7 @@ fn read_session(
     else {
         return Ok(None);
     };
-    if want.is_some_and(|w| *w != iqn) {
+    if !want(&iqn) {
         return Ok(None);
     }
     let tpgt = host
@@ -169,7 +192,7 @@ fn read_session(
 /// Session `id` as sysfs shows it now, `None` when it is gone (the kernel may give its number to
 /// a new session later: compare its target and portal).
 pub fn session_by_id(host: &Host, id: SessionId) -> Result<Option<Session>> {
-    read_session(host, id, None)
+    read_session(host, id, &|_| true)
 }
 
 /// Finds the session to `iqn` at `portal` in sysfs (see [`list_sessions`]); the first one when
@@ -282,6 +305,41 @@ mod tests {
     use super::*;
     use crate::testing::FakeHost;
     use crate::types::Lun;
+
+    #[test]
+    fn sessions_of_reads_only_the_target_name_of_other_sessions() {
+        let f = FakeHost::new();
+        let (a, b) = (
+            "iqn.2003-01.org.linux-iscsi.lab:a",
+            "iqn.2003-01.org.linux-iscsi.lab:b",
+        );
+        f.session(1, "127.0.0.1:3260", a)
+            .session(2, "127.0.0.2:3260", a)
+            .session(3, "127.0.0.1:3260", b)
+            .session(4, "127.0.0.2:3260", b);
+        // the other target's sessions: only their targetname may be read
+        f.unreadable("sys/class/iscsi_session/session3/tpgt")
+            .unreadable("sys/class/iscsi_session/session4/ifacename");
+        let host = f.host();
+        assert!(
+            list_sessions(&host).is_err(),
+            "the broken attributes are read by a full list"
+        );
+        let iqn: crate::types::Iqn = a.parse().unwrap();
+        let p2: crate::types::Portal = "127.0.0.2:3260".parse().unwrap();
+        let found = sessions_of(&host, &[(&iqn, &p2)]).unwrap();
+        assert_eq!(
+            found.iter().map(|s| s.id).collect::<Vec<_>>(),
+            vec![SessionId(2)]
+        );
+        let p1: crate::types::Portal = "127.0.0.1:3260".parse().unwrap();
+        let both = sessions_of(&host, &[(&iqn, &p1), (&iqn, &p2)]).unwrap();
+        assert_eq!(
+            both.iter().map(|s| s.id).collect::<Vec<_>>(),
+            vec![SessionId(1), SessionId(2)]
+        );
+        assert!(sessions_of(&host, &[]).unwrap().is_empty());
+    }
 
     #[test]
     fn the_disk_at_one_lun_of_a_session() {

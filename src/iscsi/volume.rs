@@ -63,17 +63,9 @@ pub fn find_volume(
         Some(d) => d.wwn()?,
         None => None,
     };
-    let all_sessions = topology::list_sessions(host)?;
-    let sessions: Vec<Session> = all_sessions
-        .iter()
-        .filter(|s| {
-            props
-                .targets
-                .iter()
-                .any(|t| t.iqn == s.iqn && t.portal == s.portal)
-        })
-        .cloned()
-        .collect();
+    // The sessions of the volume's targets and portals only: a host may hold hundreds.
+    let targets: Vec<_> = props.targets.iter().map(|t| (&t.iqn, &t.portal)).collect();
+    let sessions = topology::sessions_of(host, &targets)?;
     let candidates = disks_at_lun(host, props, &sessions)?;
     let wwn = volume_wwn(host, props, &candidates, claimed)?;
 
@@ -97,7 +89,7 @@ pub fn find_volume(
         warn!(device = %line, "not the volume's device, left alone");
     }
     if let Some(own) = wwn.as_ref().filter(|_| !v.disks.is_empty()) {
-        add_disks_elsewhere(host, own, &all_sessions, &mut v)?;
+        add_disks_elsewhere(host, own, &mut v)?;
     }
     note_stale_device_info(host, device_info, &mut v)?;
     find_maps(host, &mut v)?;
@@ -214,12 +206,7 @@ fn device_paths(maps: &[DmMap], disks: &[(Option<SessionId>, ScsiDisk)]) -> Vec<
 
 /// The disks of the volume's WWN that are not at its LUN on its sessions (a portal the
 /// properties do not list), and their sessions.
-fn add_disks_elsewhere(
-    host: &Host,
-    wwn: &Wwid,
-    all_sessions: &[Session],
-    v: &mut VolumeDevices,
-) -> Result<()> {
+fn add_disks_elsewhere(host: &Host, wwn: &Wwid, v: &mut VolumeDevices) -> Result<()> {
     let mut extra_sessions = Vec::new();
     for (sid, d) in topology::disks_with_wwid(host, wwn)? {
         if v.disks.iter().any(|x| x.name == d.name) {
@@ -233,11 +220,10 @@ fn add_disks_elsewhere(
         }
         v.disks.push(d);
     }
-    if !extra_sessions.is_empty() {
-        for s in all_sessions {
-            if extra_sessions.contains(&s.id) {
-                v.sessions.push(s.clone());
-            }
+    // Only those sessions are read (the disk's path names its session).
+    for sid in extra_sessions {
+        if let Some(s) = topology::session_by_id(host, sid)? {
+            v.sessions.push(s);
         }
     }
     Ok(())
@@ -296,7 +282,10 @@ fn find_maps(host: &Host, v: &mut VolumeDevices) -> Result<()> {
             }
         }
     }
-    if let Some(w) = &v.wwn {
+    // A map of the WWN found through the disks' holders is the only one: device-mapper keeps
+    // each uuid unique (`mpath-WWID`). Without one, every map's uuid is read (a rerun, a map
+    // whose paths are gone).
+    if let Some(w) = v.wwn.as_ref().filter(|_| v.maps.is_empty()) {
         for m in multipath::maps_of(host, w)? {
             if !v.maps.iter().any(|x| x.dev == m.dev) {
                 v.maps.push(m);
@@ -386,4 +375,104 @@ pub fn extend_volume(
     let size = size_of(&map.dev)?;
     tracing::info!(size = %size, map = %map.dev, "volume extended");
     Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FakeHost;
+
+    const T: &str = "iqn.2003-01.org.linux-iscsi.lab:vol";
+    const OTHER: &str = "iqn.2003-01.org.linux-iscsi.lab:other";
+    const W: &str = "naa.6001405deadbeef00010000000000000";
+
+    fn props() -> ConnectionProperties {
+        ConnectionProperties::from_value(&serde_json::json!({
+            "target_iqns": [T, T],
+            "target_portals": ["127.0.0.1:3260", "127.0.0.2:3260"],
+            "target_luns": [1, 1],
+        }))
+        .unwrap()
+    }
+
+    /// A host with the volume (two paths, its map) beside another target's sessions, disks and
+    /// maps.
+    fn host_with_others() -> FakeHost {
+        let f = FakeHost::new();
+        f.session(1, "127.0.0.1:3260", T)
+            .session(2, "127.0.0.2:3260", T)
+            .disk(1, 1, "sda", W)
+            .disk(2, 1, "sdb", W)
+            .map("dm-0", &["sda", "sdb"])
+            .session(3, "127.0.0.1:3260", OTHER)
+            .session(4, "127.0.0.2:3260", OTHER)
+            .disk(3, 1, "sdc", "naa.6001405deadbeef00020000000000000")
+            .disk(4, 1, "sdd", "naa.6001405deadbeef00020000000000000")
+            .map("dm-1", &["sdc", "sdd"]);
+        f
+    }
+
+    #[test]
+    fn a_volume_is_found_without_reading_other_sessions_or_maps() {
+        let f = host_with_others();
+        // another target's session and another volume's map: reading them fails
+        f.unreadable("sys/class/iscsi_session/session3/tpgt")
+            .unreadable("sys/block/dm-1/dm/uuid");
+        let host = f.host();
+        let v = find_volume(&host, &props(), None).unwrap();
+        assert!(v.wwn.is_some());
+        assert_eq!(v.wwn, v.disks[0].wwid);
+        assert_eq!(
+            v.sessions.iter().map(|s| s.id).collect::<Vec<_>>(),
+            vec![SessionId(1), SessionId(2)]
+        );
+        let disks: Vec<&str> = v.disks.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(disks, vec!["sda", "sdb"]);
+        assert_eq!(
+            v.maps.iter().map(|m| m.dev.as_str()).collect::<Vec<_>>(),
+            vec!["dm-0"]
+        );
+    }
+
+    #[test]
+    fn a_disk_of_the_volume_elsewhere_is_found_with_its_session() {
+        let f = host_with_others();
+        // the volume's WWN at LUN 7 of a session the properties do not list, in no map
+        f.session(5, "127.0.0.3:3260", OTHER).disk(5, 7, "sde", W);
+        let host = f.host();
+        let v = find_volume(&host, &props(), None).unwrap();
+        let disks: Vec<&str> = v.disks.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(disks, vec!["sda", "sdb", "sde"]);
+        assert_eq!(
+            v.sessions.iter().map(|s| s.id).collect::<Vec<_>>(),
+            vec![SessionId(1), SessionId(2), SessionId(5)]
+        );
+        assert_eq!(
+            v.maps.iter().map(|m| m.dev.as_str()).collect::<Vec<_>>(),
+            vec!["dm-0"]
+        );
+    }
+
+    #[test]
+    fn a_pathless_map_of_the_volume_is_found_by_its_uuid() {
+        let f = host_with_others();
+        // the volume's paths are gone; its map stays with none (a rerun)
+        let host = f.host();
+        let v0 = find_volume(&host, &props(), None).unwrap();
+        let wwn = v0.wwn.clone().unwrap();
+        let f = FakeHost::new();
+        f.session(1, "127.0.0.1:3260", T)
+            .session(2, "127.0.0.2:3260", T)
+            .dm("dm-4", wwn.as_str(), &wwn.mpath_uuid(), &[]);
+        let host = f.host();
+        let di: DeviceInfo =
+            serde_json::from_value(serde_json::json!({"scsi_wwn": wwn.as_str(), "type": "block"}))
+                .unwrap();
+        let v = find_volume(&host, &props(), Some(&di)).unwrap();
+        assert!(v.disks.is_empty());
+        assert_eq!(
+            v.maps.iter().map(|m| m.dev.as_str()).collect::<Vec<_>>(),
+            vec!["dm-4"]
+        );
+    }
 }

@@ -368,6 +368,17 @@ impl FakeHost {
         self.dm(dev, wwid.as_str(), &wwid.mpath_uuid(), slaves)
     }
 
+    /// Makes attribute `path` (relative to the fake root, e.g. `sys/block/dm-1/dm/uuid`)
+    /// unreadable: a folder where the file was. Whatever reads it fails, so a lookup that
+    /// succeeds did not read it.
+    pub fn unreadable(&self, path: &str) -> &Self {
+        let p = self.root().join(path);
+        let p = fs::canonicalize(&p).unwrap_or(p);
+        fs::remove_file(&p).expect("the attribute exists");
+        fs::create_dir(&p).expect("a folder in its place");
+        self
+    }
+
     /// Adds any device-mapper device `dev` with a name, a uuid and slaves.
     pub fn dm(&self, dev: &str, name: &str, uuid: &str, slaves: &[&str]) -> &Self {
         add_dm(self.root(), dev, name, uuid, slaves);

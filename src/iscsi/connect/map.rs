@@ -56,12 +56,13 @@ pub(super) fn hand_paths_to_multipathd(
                 no_wwid.push(p.clone());
             }
             Ok(_) if built_from.is_none() => {
-                let map = multipath::maps_of(host, wwid)
+                // The map that holds this path, read from its holders only.
+                let map = multipath::map_holding(host, wwid, std::slice::from_ref(p))
                     .ok()
-                    .and_then(|m| m.into_iter().next());
+                    .flatten();
                 built_from = Some(match map {
-                    Some(m) if m.slaves.contains(p) => m.slaves,
-                    _ => vec![p.clone()],
+                    Some(m) => m.slaves,
+                    None => vec![p.clone()],
                 });
             }
             Ok(_) => {}
@@ -134,9 +135,10 @@ pub(super) fn wait_for_map(
         start,
         Some(tuning.map_deadline),
     );
-    // Each poll reads the paths' holders only; every second, every map of the host, for a map
-    // multipathd built from a disk of the WWID that is not one of these paths.
-    let mut full_scan_at = start;
+    // Each poll reads the paths' holders only; after a second without a map, and every second
+    // then, every map of the host, for a map multipathd built from a disk of the WWID that is
+    // not one of these paths.
+    let mut full_scan_at = start + Duration::from_secs(1);
     let watch = host.watch_uevents();
     loop {
         let now = host.time().now();

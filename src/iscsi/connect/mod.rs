@@ -127,10 +127,10 @@ pub fn connect_volume(
         None => (props, Vec::new()),
     };
     // The sessions to the volume's targets that exist before any login of this connect.
-    let sessions_before: Vec<(Iqn, Portal)> = topology::list_sessions(host)?
+    let targets: Vec<_> = props.targets.iter().map(|t| (&t.iqn, &t.portal)).collect();
+    let sessions_before: Vec<(Iqn, Portal)> = topology::sessions_of(host, &targets)?
         .into_iter()
         .map(|s| (s.iqn, s.portal))
-        .filter(|(i, p)| props.targets.iter().any(|t| t.iqn == *i && t.portal == *p))
         .collect();
     // 1. The paths and the map, with the sendtargets check beside them rather than before:
     // it only confirms what a login finds out anyway, and under load it takes longer than
