@@ -27,7 +27,12 @@ pub struct DmMap {
     pub name: DmName,
     /// The map's uuid (`dm/uuid`); `mpath-<wwid>` for a multipath map.
     pub uuid: String,
-    /// The devices it is built on (`slaves/`).
+    /// The devices it is built on that the kernel still has (`slaves/`). A device deleted while
+    /// the map's table still uses it leaves its link in `slaves/`, pointing at the folder the
+    /// kernel removed, until the table is reloaded without it (multipathd does that once it
+    /// has seen the device go; the lab showed the dangling links right after a forced disconnect
+    /// deleted the paths of a map held open): such a link is no path of the map, and is not
+    /// listed.
     pub slaves: Vec<String>,
 }
 
@@ -45,7 +50,7 @@ impl DmMap {
             dev: dev.to_string(),
             name: DmName::new(name),
             uuid,
-            slaves: host.list(&host.sys(format!("block/{dev}/slaves")))?,
+            slaves: live_slaves(host, dev)?,
         }))
     }
 
@@ -60,6 +65,21 @@ impl DmMap {
             .strip_prefix("mpath-")
             .and_then(|w| w.parse().ok())
     }
+}
+
+/// The entries of `dm-N/slaves/` whose link leads to a device the kernel still has (see
+/// [`DmMap::slaves`]).
+fn live_slaves(host: &Host, dev: &str) -> Result<Vec<String>> {
+    let dir = host.sys(format!("block/{dev}/slaves"));
+    let mut live = Vec::new();
+    for name in host.list(&dir)? {
+        if dir.join(&name).exists() {
+            live.push(name);
+        } else {
+            tracing::debug!(map = %dev, device = %name, "a slaves/ link to a deleted device: no path of the map");
+        }
+    }
+    Ok(live)
 }
 
 /// The multipath map of `wwid` that holds one of `paths`, read from those paths' holders only

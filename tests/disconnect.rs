@@ -1053,6 +1053,93 @@ fn rerun_after_a_forced_disconnect_left_an_open_map_cleans_that_map() {
 }
 
 #[test]
+fn rerun_before_multipathd_reloaded_the_open_map_takes_its_dangling_slaves_for_no_paths() {
+    // Lab (python labtests, held-open test; then a throwaway scenario): a forced disconnect
+    // deleted both paths of a map a process held open and logged the sessions out; the rerun
+    // with force + ignore_errors, right after it and before multipathd had reloaded the map
+    // without the deleted paths, found dm-0/slaves/ still holding sda and sdb: links to the
+    // folders the kernel had removed. It took them for live paths, so the map for another
+    // volume's, and refused the volume's own leftover as NotTheVolume.
+    let f = two_path_volume();
+    f.maps_reloaded_late();
+    f.opened_by(4242, "qemu-kvm", "dm-0");
+    let info = DeviceInfo {
+        path: Some("/dev/dm-0".into()),
+        scsi_wwn: Some(WWN1.into()),
+        multipath_id: Some(WWN1.into()),
+        ..Default::default()
+    };
+    let t = Tuning::default();
+    let e = disconnect_volume(&f.host(), &multi(1), Some(&info), FORCE, &t).unwrap_err();
+    assert!(
+        e.to_string().contains("open in process 4242 (qemu-kvm)"),
+        "{e}"
+    );
+    assert!(!f.has_block("sda") && !f.has_block("sdb") && f.session_ids().is_empty());
+    // The layout the lab showed: the links stay in slaves/, leading nowhere.
+    let slaves = f.root().join("sys/block/dm-0/slaves");
+    for s in ["sda", "sdb"] {
+        let link = slaves.join(s);
+        assert!(link.symlink_metadata().is_ok() && !link.exists(), "{s}");
+    }
+
+    // Still open: the rerun succeeds silently, the map stays and is named.
+    let r = disconnect_volume(&f.host(), &multi(1), Some(&info), FORCE_IGNORE, &t).unwrap();
+    assert_eq!(r.outcome, Outcome::Unfinished, "{r:?}");
+    assert!(r.leaves("dm-0"), "{r:?}");
+    assert!(f.has_block("dm-0"));
+    // A plain rerun while it is open is refused by the map, not as another volume.
+    let e = disconnect_volume(&f.host(), &multi(1), Some(&info), PLAIN, &t).unwrap_err();
+    assert!(matches!(e, Error::Disconnect { .. }), "{e}");
+    assert!(f.has_block("dm-0"));
+
+    // The holder lets go: a plain disconnect removes the map; the host is clean.
+    f.closed_by(4242);
+    let r = disconnect_volume(&f.host(), &multi(1), Some(&info), PLAIN, &t).unwrap();
+    assert!(r.clean(), "{r:?}");
+    assert_eq!(r.maps_removed().len(), 1, "{r:?}");
+    assert_clean(&f);
+}
+
+#[test]
+fn a_map_of_the_wwn_with_a_live_path_next_to_dangling_ones_is_still_refused() {
+    // The other side of the rule above. device_info gives WWN1, the volume's LUN shows nothing,
+    // and the map of WWN1 has lost one path (its link dangles in slaves/) but keeps a live one
+    // the kernel shows with no WWID (so no disk of WWN1 is found): the map may be another
+    // volume's, and nothing is touched, forced or not.
+    let f = FakeHost::new();
+    f.maps_reloaded_late();
+    f.node(IQN, P1);
+    f.session(2, P2, IQN2)
+        .disk(2, 1, "sda", WWID1)
+        .disk(2, 2, "sdb", WWID1);
+    f.map("dm-0", &["sda", "sdb"]);
+    let host = f.host();
+    host.kern()
+        .write_attr(
+            &host.sys("block/sda/device/delete"),
+            "1",
+            Duration::from_secs(1),
+        )
+        .unwrap();
+    f.disk_without_wwid("sdb");
+    assert!(!f.has_block("sda"));
+    let info = DeviceInfo {
+        path: Some("/dev/dm-0".into()),
+        scsi_wwn: Some(WWN1.into()),
+        ..Default::default()
+    };
+    for opts in [PLAIN, FORCE, FORCE_IGNORE] {
+        let e = disconnect_single(&f, &info, opts).unwrap_err();
+        assert!(matches!(e, Error::NotTheVolume { .. }), "{e}");
+        assert!(e.to_string().contains("/dev/dm-0"), "{e}");
+    }
+    assert!(f.has_block("dm-0") && f.has_block("sdb"));
+    assert_eq!(f.session_ids(), [2]);
+    assert!(f.has_node(IQN, P1));
+}
+
+#[test]
 fn forced_disconnect_tells_multipathd_to_stop_queueing_too() {
     // multipathd reloads a map when a path goes, with the features of its configuration: the
     // map would queue again (queue_if_no_path) and its opener wait for ever.

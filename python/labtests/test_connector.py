@@ -101,9 +101,6 @@ def test_forced_disconnect_of_a_healthy_volume_is_clean(lab):
     assert backing_has(vol, 1 << 20, data)
 
 
-@pytest.mark.skip(reason="red in the merged lab run of 2026-12-01: the force + ignore_errors "
-                  "rerun on a map left open is refused as NotTheVolume (no session shows the "
-                  "WWN any more); to be fixed in brick, not here")
 def test_held_open_plain_refused_force_chained_ignore_errors_silent(lab):
     vol = lab["mp1"]
     c = factory(True)

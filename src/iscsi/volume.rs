@@ -157,7 +157,10 @@ fn volume_wwn(
             // WWN elsewhere, and maps built on them, may be another volume's (a stale or
             // mixed-up device_info). A map of that WWN with no path left and no disk of it
             // anywhere is what an earlier disconnect of this volume left (a map held open when
-            // its paths went): the volume's, to clean.
+            // its paths went): the volume's, to clean. Its `slaves/` may still name the deleted
+            // paths until multipathd reloads it (a rerun right after a forced disconnect): those
+            // links lead nowhere and are no paths (see `DmMap::slaves`). A map with a path the
+            // kernel still has is refused, as is any disk of that WWN.
             let disks = topology::disks_with_wwid(host, &c)?;
             let maps = multipath::maps_of(host, &c)?;
             if disks.is_empty() && maps.iter().all(|m| m.slaves.is_empty()) {

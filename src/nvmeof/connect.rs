@@ -1,9 +1,11 @@
 //! Connecting an NVMe-oF volume: a controller to every portal at once (one with native multipath
-//! off), each made in-process by writing its option string to `/dev/nvme-fabrics`; a live
-//! controller already there is reused and rescanned; one that is reconnecting is waited for, with
-//! a deadline. Then the namespace is looked for in sysfs by its UUID (or NGUID, or nsid). A
-//! failed connect deletes every controller it made, under the subsystem's lock, which a
-//! disconnect takes too.
+//! off, or when the caller asks for a single path), each made in-process by writing its option
+//! string to `/dev/nvme-fabrics`; a live controller already there is reused and rescanned; one
+//! that is reconnecting is waited for, with a deadline. Then the namespace is looked for in sysfs
+//! by its UUID (or NGUID, or nsid): the subsystem's head while the kernel's native multipath is
+//! on, however many controllers serve it, else the controller's own namespace device. A failed
+//! connect deletes every controller it made, under the subsystem's lock, which a disconnect
+//! takes too.
 
 use std::time::Duration;
 
@@ -40,8 +42,16 @@ pub(crate) fn connect_one(
     let target = &props.targets[0];
     let identity = host_identity(host)?;
     let hostnqn = target.host_nqn.clone().unwrap_or(identity.nqn.clone());
+    // Two separate choices: how many portals get a controller (every one only with native
+    // multipath, unless the caller asked for one path), and which device is the volume's (the
+    // kernel's mode alone decides: with native multipath on, a controller's namespace is a
+    // hidden path `nvmeScCnX` and the block device is the subsystem's head `nvmeSnX`, even
+    // when only one controller serves it).
     let native = sysfs::native_multipath(host)?;
-    let multipath = native && tuning.multipath.unwrap_or(true);
+    let paths = Paths {
+        every_portal: native && tuning.multipath.unwrap_or(true),
+        head: native,
+    };
     let _lock = host.lock(&lock_name(&target.nqn))?;
     let mut made: Vec<String> = Vec::new();
     let result = attach(
@@ -50,7 +60,7 @@ pub(crate) fn connect_one(
         target,
         hostnqn.as_str(),
         &identity.id.to_string(),
-        multipath,
+        paths,
         tuning,
         &mut made,
     );
@@ -63,6 +73,16 @@ pub(crate) fn connect_one(
     }
 }
 
+/// How a connect attaches the volume.
+#[derive(Debug, Clone, Copy)]
+struct Paths {
+    /// A controller to every portal at once (else the portals in turn until one works).
+    every_portal: bool,
+    /// The volume's device is its namespace's head in the subsystem (native multipath on),
+    /// else the namespace device of a controller.
+    head: bool,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn attach(
     host: &Host,
@@ -70,7 +90,7 @@ fn attach(
     target: &NvmeTarget,
     hostnqn: &str,
     hostid: &str,
-    multipath: bool,
+    paths: Paths,
     tuning: &NvmeTuning,
     made: &mut Vec<String>,
 ) -> Result<NvmeConnected> {
@@ -98,7 +118,7 @@ fn attach(
     }
     // Controllers in `connecting` or `resetting`: the kernel reconnects them by itself; wait for
     // them, with a deadline, instead of making a second one to the same portal.
-    if !waiting.is_empty() && (multipath || live.is_empty()) {
+    if !waiting.is_empty() && (paths.every_portal || live.is_empty()) {
         let names: Vec<&str> = waiting.iter().map(|(_, c)| c.name.as_str()).collect();
         let up = wait_live(host, &names, tuning.live_deadline)?;
         for (p, c) in waiting {
@@ -116,7 +136,7 @@ fn attach(
             }
         }
     }
-    if multipath {
+    if paths.every_portal {
         let results = crate::par::par_map(&missing, |p| {
             create(host, target, p, hostnqn, hostid, tuning)
         });
@@ -164,7 +184,7 @@ fn attach(
                 .join("; "),
         });
     }
-    let ns = wait_namespace(host, props, target, &live, multipath, tuning)?;
+    let ns = wait_namespace(host, props, target, &live, paths.head, tuning)?;
     info!(device = %ns.name, controllers = ?live, "connected");
     Ok(NvmeConnected {
         device_info: DeviceInfo {
@@ -291,14 +311,14 @@ fn rescan(host: &Host, ctrl: &str, tuning: &NvmeTuning) {
 }
 
 /// Waits for the volume's namespace on the controllers `live`: its head with native multipath
-/// (and, for a grace period, a path under every live controller), else the namespace device of
-/// the first controller that shows it.
+/// (`head`; and, for a grace period, a path under every live controller, however many portals
+/// were connected), else the namespace device of the first controller that shows it.
 fn wait_namespace(
     host: &Host,
     props: &NvmeProperties,
     target: &NvmeTarget,
     live: &[String],
-    multipath: bool,
+    head: bool,
     tuning: &NvmeTuning,
 ) -> Result<Namespace> {
     let clock = host.time();
@@ -329,7 +349,7 @@ fn wait_namespace(
         }
         // Never a device that shows another UUID or NGUID than the volume's.
         devs.retain(|d| !d.contradicts(target));
-        if multipath {
+        if head {
             devs.retain(|d| {
                 sub.as_ref()
                     .is_some_and(|s| s.heads.iter().any(|h| h.name == d.name))
@@ -341,7 +361,7 @@ fn wait_namespace(
             });
         }
         if let Some(d) = devs.into_iter().next() {
-            if !multipath {
+            if !head {
                 return Ok(d);
             }
             let paths_of = |s: &sysfs::Subsystem| {

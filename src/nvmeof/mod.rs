@@ -27,7 +27,9 @@ pub use volume::{extend_volume, inspect, paths_of, volume_paths};
 ///
 /// With native NVMe multipath (the kernel's default), every portal gets a controller at once
 /// and the device is the namespace's head (`nvmeSnX`) over all of them; with it off (or
-/// `tuning.multipath` false), the portals are tried in turn until one gives a controller.
+/// `tuning.multipath` false), the portals are tried in turn until one gives a controller. The
+/// device is the head whenever the kernel's native multipath is on, also over one controller;
+/// with it off, the controller's own namespace device (`nvmeCnX`).
 ///
 /// With `volume_replicas` and an `alias`, every replica is attached and the volume is their md
 /// RAID1 (`/dev/mdN`), assembled or created with `mdadm` (see `raid`).
@@ -99,7 +101,8 @@ pub struct NvmeTuning {
     /// When set, I/O on a reconnecting controller fails after this long (`fast_io_fail_tmo`)
     /// instead of waiting for the reconnect.
     pub fast_io_fail_tmo: Option<Duration>,
-    /// Use native multipath when the kernel has it (the default); false: one path only.
+    /// Use native multipath when the kernel has it (the default); false: one path only (one
+    /// controller; the device is still the head while the kernel's native multipath is on).
     pub multipath: Option<bool>,
     /// Deadline of one connect request (the write to `/dev/nvme-fabrics`).
     pub connect_timeout: Duration,

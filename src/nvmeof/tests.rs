@@ -122,6 +122,40 @@ fn single_path_tries_the_next_portal_when_one_is_dead() {
 }
 
 #[test]
+fn single_path_asked_with_native_multipath_on_returns_the_head_over_one_controller() {
+    // The kernel's native multipath is on (nvme_core multipath=Y): the one controller's
+    // namespace is the hidden path nvme0c0n1 under it, and the block device is the subsystem's
+    // head nvme0n1. Waiting for a block device under the controller timed out.
+    let f = FakeHost::new();
+    f.nvme_target(NQN, &[P1, P2], &[(1, U1)]);
+    let one = NvmeTuning {
+        multipath: Some(false),
+        ..t()
+    };
+    let p = props(NQN, U1, &[P1, P2]);
+    let c = connect_volume(&f.host(), &p, &one).unwrap();
+    assert_eq!(c.device_info.path.as_deref(), Some("/dev/nvme0n1"));
+    assert_eq!(c.controllers, ["nvme0"]);
+    assert_eq!(f.nvme_controllers(), ["nvme0"]);
+    assert_eq!(f.nvme_connects().len(), 1, "{:?}", f.nvme_connects());
+    assert!(f.root().join("sys/class/nvme/nvme0/nvme0c0n1").exists());
+    assert!(!f.root().join("sys/class/nvme/nvme0/nvme0n1").exists());
+    // Found at once, not after the namespace deadline.
+    let slept: Duration = f.clock().sleeps().iter().sum();
+    assert!(slept < one.namespace_deadline, "slept {slept:?}");
+    // A second connect reuses the controller and makes no other.
+    let again = connect_volume(&f.host(), &p, &one).unwrap();
+    assert_eq!(again.device_info.path.as_deref(), Some("/dev/nvme0n1"));
+    assert_eq!(f.nvme_connects().len(), 1, "{:?}", f.nvme_connects());
+    // Disconnect: the head flushed, the controller deleted, the head gone.
+    let r = disconnect_volume(&f.host(), &p, Some(&c.device_info), plain(), &t()).unwrap();
+    assert!(r.clean(), "{r:?}");
+    assert_eq!(f.flushes(), ["nvme0n1"]);
+    assert!(f.nvme_controllers().is_empty());
+    assert!(!f.root().join("sys/block/nvme0n1").exists());
+}
+
+#[test]
 fn multipath_attaches_on_the_live_portal_and_names_the_dead_one() {
     let f = FakeHost::new();
     f.nvme_target(NQN, &[P1, P2], &[(1, U1)])

@@ -67,6 +67,9 @@ impl Kernel for FakeKernel {
             if fs::read_dir(holders).is_ok_and(|mut d| d.next().is_some()) {
                 return Err(KernelError::from_errno(libc::EBUSY));
             }
+            if open_by_a_process(&self.root, &dev) {
+                return Err(KernelError::from_errno(libc::EBUSY));
+            }
             remove_dm(&self.root, &dev);
         }
         Ok(())
@@ -140,7 +143,7 @@ impl Kernel for FakeKernel {
                 .filter(|(d, _)| d == name)
                 .map(|(_, s)| *s)
                 .collect();
-            remove_disk(&self.root, name);
+            remove_disk(&self.root, name, w.maps_reloaded_late);
             for id in logout {
                 if let Some((portal, iqn)) = remove_session(&self.root, &mut w, id) {
                     remove_records(&self.root, &iqn, &portal.parse().expect("a portal"));

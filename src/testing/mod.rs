@@ -127,6 +127,9 @@ struct World {
     /// second `add path` does not look again (0.9.4's cli_add_path); only a map that holds
     /// them, adopted with `add map`, gives them its WWID.
     no_wwid_paths: Vec<String>,
+    /// multipathd has not reloaded the maps yet when a disk goes: the disk's link in its map's
+    /// `slaves/` stays, leading to the folder the kernel removed.
+    maps_reloaded_late: bool,
     /// NVMe-oF targets and what the fake fabrics device was asked.
     nvme: nvme::NvmeWorld,
     /// Portals whose login waits until a path has been handed to multipathd.
@@ -695,13 +698,30 @@ impl FakeHost {
     }
 
     /// Process `pid` (`comm`) has block device `dev` open, as /proc shows it: `PID/comm`, and a
-    /// descriptor in `PID/fd` that leads to `/dev/DEV`.
+    /// descriptor in `PID/fd` that leads to `/dev/DEV`. The fake kernel then refuses to remove
+    /// it if it is a device-mapper device (EBUSY), as the kernel does, until
+    /// [`FakeHost::closed_by`].
     pub fn opened_by(&self, pid: u32, comm: &str, dev: &str) -> &Self {
         let dir = self.root().join(format!("proc/{pid}"));
         write(&dir.join("comm"), &format!("{comm}\n"));
         fs::create_dir_all(dir.join("fd")).expect("fd");
         std::os::unix::fs::symlink(self.root().join(format!("dev/{dev}")), dir.join("fd/3"))
             .expect("fd link");
+        self
+    }
+
+    /// Process `pid` exits: what it held open is closed.
+    pub fn closed_by(&self, pid: u32) -> &Self {
+        let _ = fs::remove_dir_all(self.root().join(format!("proc/{pid}")));
+        self
+    }
+
+    /// multipathd reloads a map only some time after one of its paths went, as the lab showed
+    /// right after a forced disconnect deleted the paths of a map held open: until then the
+    /// kernel leaves each deleted disk's link in the map's `slaves/`, leading to the folder it
+    /// removed (and the table still names the disk's device number).
+    pub fn maps_reloaded_late(&self) -> &Self {
+        lock(&self.world).maps_reloaded_late = true;
         self
     }
 

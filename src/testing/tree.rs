@@ -281,14 +281,13 @@ pub(super) fn record_text(entry: &Path) -> Option<String> {
     }
 }
 
-/// Removes a disk as the kernel does: its folder, its /sys/block link and its holders' slave links.
 /// Logs session `id` out: its disks and its sysfs entries go. Returns its (portal, IQN).
 pub(super) fn remove_session(root: &Path, w: &mut World, id: u32) -> Option<(String, String)> {
     let (hostno, portal, iqn, _) = w.sessions.remove(&id)?;
     let sys = root.join("sys");
     let sdir = sys.join(format!("devices/platform/host{hostno}/session{id}"));
     for d in walk_block_names(&sdir) {
-        remove_disk(root, &d);
+        remove_disk(root, &d, w.maps_reloaded_late);
     }
     let _ = fs::remove_dir_all(sys.join(format!("devices/platform/host{hostno}")));
     let _ = fs::remove_file(sys.join(format!("class/iscsi_session/session{id}")));
@@ -296,16 +295,21 @@ pub(super) fn remove_session(root: &Path, w: &mut World, id: u32) -> Option<(Str
     Some((portal, iqn))
 }
 
-pub(super) fn remove_disk(root: &Path, name: &str) {
+/// Removes a disk as the kernel does: its folder, its /sys/block link and (once multipathd has
+/// reloaded them, at once unless `maps_reloaded_late`) its holders' slave links.
+pub(super) fn remove_disk(root: &Path, name: &str, maps_reloaded_late: bool) {
     let sys = root.join("sys");
     let link = sys.join(format!("block/{name}"));
     let Ok(bdir) = fs::canonicalize(&link) else {
         return;
     };
+    // The link in a holder's slaves/ goes when the holder lets the disk go (multipathd reloads
+    // the map without it); until then it stays, leading to the folder removed below.
     for h in fs::read_dir(bdir.join("holders"))
         .into_iter()
         .flatten()
         .flatten()
+        .filter(|_| !maps_reloaded_late)
     {
         let _ = fs::remove_file(sys.join(format!(
             "block/{}/slaves/{name}",
@@ -338,6 +342,22 @@ pub(super) fn remove_dm(root: &Path, dev: &str) {
     let _ = fs::remove_dir_all(sys.join(format!("devices/virtual/block/{dev}")));
     let _ = fs::remove_file(sys.join(format!("block/{dev}")));
     let _ = fs::remove_file(root.join(format!("dev/{dev}")));
+}
+
+/// Whether a process holds `/dev/DEV` open (an `fd/` link of `proc/PID` leads to it).
+pub(super) fn open_by_a_process(root: &Path, dev: &str) -> bool {
+    let node = root.join(format!("dev/{dev}"));
+    fs::read_dir(root.join("proc"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|p| {
+            fs::read_dir(p.path().join("fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t == node))
+        })
 }
 
 pub(super) fn dm_by_name(root: &Path, name: &str) -> Option<String> {
