@@ -105,10 +105,25 @@ pub fn map_holding(host: &Host, wwid: &Wwid, paths: &[String]) -> Result<Option<
     Ok(None)
 }
 
-/// The multipath maps of `wwid` (normally none or one).
+/// The multipath maps of `wwid`: none or one, since device-mapper keeps a uuid unique. Asked of
+/// device-mapper by the map's uuid (one request, however many maps the host has); where its
+/// control device cannot be used, every map's uuid is read from sysfs.
 pub fn maps_of(host: &Host, wwid: &Wwid) -> Result<Vec<DmMap>> {
-    // Each map's uuid first: the rest is read only for the one that matches.
     let uuid = wwid.mpath_uuid();
+    match host
+        .kern()
+        .dm_dev_of_uuid(&host.dev_node("mapper/control"), &uuid)
+    {
+        Ok(None) => return Ok(Vec::new()),
+        Ok(Some(dev)) => {
+            // Gone meanwhile, or its uuid changed hands: looked for again below.
+            if let Some(m) = DmMap::read(host, &dev)?.filter(|m| m.is_multipath_of(wwid)) {
+                return Ok(vec![m]);
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "device-mapper not asked; reading every map"),
+    }
+    // Each map's uuid first: the rest is read only for the one that matches.
     let mut maps = Vec::new();
     for dev in host
         .list(&host.sys("block"))?

@@ -98,6 +98,11 @@ pub trait Kernel: Send + Sync {
         timeout: Duration,
     ) -> Result<(), KernelError>;
 
+    /// The device-mapper device whose uuid is `uuid`, as its kernel name (`dm-N`), asked of
+    /// the control device at `control` (`DM_DEV_STATUS`): one request, however many devices the
+    /// host has. `None` when no device has that uuid.
+    fn dm_dev_of_uuid(&self, control: &Path, uuid: &str) -> Result<Option<String>, KernelError>;
+
     /// Writes an NVMe over Fabrics connect request, the option string `options`
     /// (`nqn=...,transport=tcp,traddr=...`), to the fabrics device at `dev`
     /// (`/dev/nvme-fabrics`), and reads back the kernel's answer from the same descriptor
@@ -152,6 +157,33 @@ impl Kernel for RealKernel {
     ) -> Result<(), KernelError> {
         let (nr, mut buf) = dm_ioctl::request(uuid, request)?;
         in_child(control, Op::Dm(nr, buf.as_mut_ptr().cast()), timeout)
+    }
+
+    fn dm_dev_of_uuid(&self, control: &Path, uuid: &str) -> Result<Option<String>, KernelError> {
+        // A status request does no I/O and cannot hang: it is made here, not in a child.
+        let (nr, mut buf) = dm_ioctl::status_request(uuid)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(control)
+            .map_err(|e| KernelError::Os(format!("{}: {e}", control.display())))?;
+        // SAFETY: `buf` is a whole `struct dm_ioctl` with its data_size set to its length; the
+        // kernel writes no further than that.
+        let rc = unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                nr as _,
+                buf.as_mut_ptr(),
+            )
+        };
+        if rc != 0 {
+            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            return match errno {
+                libc::ENXIO => Ok(None),
+                e => Err(KernelError::from_errno(e)),
+            };
+        }
+        Ok(Some(format!("dm-{}", dm_ioctl::minor_of(&buf))))
     }
 
     fn fabrics_connect(
@@ -402,7 +434,25 @@ mod dm_ioctl {
     /// `DM_UUID_LEN`.
     const UUID_LEN: usize = 129;
     const DM_DEV_REMOVE_CMD: libc::c_ulong = 4;
+    const DM_DEV_STATUS_CMD: libc::c_ulong = 7;
     const DM_TARGET_MSG_CMD: libc::c_ulong = 14;
+    /// Where `dev` (a `__u64`, the kernel's `huge_encode_dev` of the device number) is.
+    const DEV_AT: usize = 40;
+
+    /// The request number and buffer for a `DM_DEV_STATUS` of the device whose uuid is `uuid`.
+    pub(super) fn status_request(uuid: &str) -> Result<(libc::c_ulong, Vec<u8>), KernelError> {
+        let (_, buf) = request(uuid, DmRequest::Remove)?;
+        Ok((iowr(DM_DEV_STATUS_CMD), buf))
+    }
+
+    /// The minor number (N of `dm-N`) in a status answer: `huge_encode_dev` puts the minor's
+    /// low 8 bits in bits 0-7 and its other bits from bit 20 up.
+    pub(super) fn minor_of(buf: &[u8]) -> u64 {
+        let mut dev = [0u8; 8];
+        dev.copy_from_slice(&buf[DEV_AT..DEV_AT + 8]);
+        let dev = u64::from_ne_bytes(dev);
+        (dev & 0xff) | ((dev >> 12) & 0x000f_ff00)
+    }
 
     /// `_IOWR(DM_IOCTL, cmd, struct dm_ioctl)`.
     fn iowr(cmd: libc::c_ulong) -> libc::c_ulong {
@@ -452,6 +502,20 @@ mod dm_ioctl {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        #[test]
+        fn status_answer_gives_the_minor_number() {
+            let (nr, mut buf) = status_request("mpath-36001405abc").unwrap();
+            assert_eq!(nr, 0xc138_fd07, "DM_DEV_STATUS");
+            // dm-3 (253:3) and dm-300 (253:300), as huge_encode_dev encodes them.
+            for (minor, dev) in [
+                (3u64, (253u64 << 8) | 3),
+                (300, (253 << 8) | 44 | (1 << 20)),
+            ] {
+                buf[DEV_AT..DEV_AT + 8].copy_from_slice(&dev.to_ne_bytes());
+                assert_eq!(minor_of(&buf), minor);
+            }
+        }
 
         #[test]
         fn request_numbers_are_those_of_linux_dm_ioctl_h() {

@@ -108,7 +108,7 @@ pub fn sessions_of(
 
 /// The sessions (to target `iqn` only, when given: the others are skipped after one read).
 fn sessions_to(host: &Host, iqn: Option<&crate::types::Iqn>) -> Result<Vec<Session>> {
-    sessions_matching(host, &|t| iqn.map_or(true, |w| w == t))
+    sessions_matching(host, &|t| iqn.is_none_or(|w| w == t))
 }
 
 /// The sessions whose target `want` accepts; the others are skipped after one read.

@@ -191,14 +191,6 @@ fn volume_wwn(
     }
 }
 
-/// The block devices of the host with WWN `wwn` (its maps, then its disks), as `/dev/NAME`.
-pub fn devices_of(host: &Host, wwn: &Wwid) -> Result<Vec<String>> {
-    Ok(device_paths(
-        &multipath::maps_of(host, wwn)?,
-        &topology::disks_with_wwid(host, wwn)?,
-    ))
-}
-
 /// `/dev/NAME` of each map, then of each disk.
 fn device_paths(maps: &[DmMap], disks: &[(Option<SessionId>, ScsiDisk)]) -> Vec<String> {
     maps.iter()

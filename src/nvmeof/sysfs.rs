@@ -104,7 +104,7 @@ impl Controller {
             && self.transport.as_deref() == Some(portal.transport.as_str())
             && self.traddr() == Some(portal.address)
             && self.trsvcid() == Some(portal.port)
-            && self.hostnqn.as_deref().map_or(true, |h| h == hostnqn)
+            && self.hostnqn.as_deref().is_none_or(|h| h == hostnqn)
     }
 
     /// Whether its state is `live`.

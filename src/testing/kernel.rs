@@ -25,6 +25,11 @@ pub(super) struct FakeKernel {
 }
 
 impl Kernel for FakeKernel {
+    fn dm_dev_of_uuid(&self, _control: &Path, uuid: &str) -> Result<Option<String>, KernelError> {
+        lock(&self.world).dm_status_asked += 1;
+        Ok(dm_by_uuid(&self.root, uuid).map(|(dev, _)| dev))
+    }
+
     fn dm(
         &self,
         _control: &Path,
@@ -144,6 +149,17 @@ impl Kernel for FakeKernel {
                 .map(|(_, s)| *s)
                 .collect();
             remove_disk(&self.root, name, w.maps_reloaded_late);
+            let again: Vec<(u32, u64, String, String)> = w
+                .rescan_on_delete
+                .iter()
+                .filter(|r| r.0 == *name)
+                .map(|r| (r.1, r.2, r.3.clone(), r.4.clone()))
+                .collect();
+            for (session, lun, new, wwid) in again {
+                if let Some(hostno) = w.sessions.get(&session).map(|s| s.0) {
+                    add_disk(&self.root, hostno, session, lun, &new, &wwid);
+                }
+            }
             for id in logout {
                 if let Some((portal, iqn)) = remove_session(&self.root, &mut w, id) {
                     remove_records(&self.root, &iqn, &portal.parse().expect("a portal"));

@@ -136,6 +136,11 @@ struct World {
     held_logins: Vec<String>,
     /// Whether the held-back login saw a path handed to multipathd before it went on.
     held_login_saw_a_handed_path: Option<bool>,
+    /// How many device-mapper status requests (a map looked up by its uuid) were made.
+    dm_status_asked: usize,
+    /// (disk, session, LUN, new disk, its WWID): the delete of the disk is followed by a new
+    /// disk at that LUN of that session, as a rescan by someone else would make.
+    rescan_on_delete: Vec<(String, u32, u64, String, String)>,
     /// Disks whose delete waits until a session has been logged out.
     held_deletes: Vec<String>,
     /// Whether the held-back delete saw a logout before it went on.
@@ -608,6 +613,26 @@ impl FakeHost {
     /// Makes the `delete` of disk `name` hang (it times out and the disk stays).
     pub fn stuck_delete(&self, name: &str) -> &Self {
         lock(&self.world).stuck_deletes.push(name.to_string());
+        self
+    }
+
+    /// When disk `name` is deleted, disk `new` with `wwid` shows at `lun` of `session`, as a
+    /// rescan by someone else while the disconnect runs would make it.
+    pub fn rescan_on_delete(
+        &self,
+        name: &str,
+        session: u32,
+        lun: u64,
+        new: &str,
+        wwid: &str,
+    ) -> &Self {
+        lock(&self.world).rescan_on_delete.push((
+            name.to_string(),
+            session,
+            lun,
+            new.to_string(),
+            wwid.to_string(),
+        ));
         self
     }
 

@@ -27,7 +27,7 @@ use crate::iscsi::adm;
 use crate::iscsi::session::target_lock_name;
 use crate::iscsi::session::Session;
 use crate::iscsi::topology;
-use crate::iscsi::volume::{devices_of, find_volume};
+use crate::iscsi::volume::find_volume;
 use crate::multipath::{self, DmMap};
 use crate::props::{ConnectionProperties, DeviceInfo};
 pub(crate) use crate::report::{DisconnectReport, Failure, Outcome, Thing, Untouched};
@@ -37,7 +37,10 @@ pub(crate) use crate::tuning::Tuning;
 use crate::types::{DiskState, Iqn, Portal};
 
 pub use dry_run::disconnect_plan;
-use plan::{disk_thing, map_thing, paths_to_delete_early, records_to_forget, session_thing, Plan};
+use plan::{
+    devices_left, disk_thing, map_thing, paths_to_delete_early, records_to_forget, session_thing,
+    Plan,
+};
 use removal::{delete_disks, logout_if_unused, stop_queueing, Logout};
 
 /// What the caller accepts.
@@ -604,7 +607,7 @@ impl<'a> Disconnect<'a> {
         let Some(wwn) = self.plan.wwn.clone() else {
             return Ok(());
         };
-        for dev in devices_of(self.host, &wwn)? {
+        for dev in devices_left(self.host, self.props, &self.plan)? {
             let name = dev.trim_start_matches("/dev/").to_string();
             if !self.report.leaves(&name) {
                 let thing = Thing::Device { dev: name };

@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::host::Host;
 use crate::iscsi::session::Session;
 use crate::iscsi::topology;
-use crate::multipath::DmMap;
+use crate::multipath::{self, DmMap};
 use crate::props::ConnectionProperties;
 use crate::report::{Thing, Untouched};
 use crate::scsi::ScsiDisk;
@@ -122,4 +122,50 @@ pub(super) fn session_users(
         }
     }
     Ok(others)
+}
+
+/// What of the volume the host still shows, as `/dev/NAME` (maps first): its map (asked of
+/// device-mapper by its uuid) and the map's paths, the planned disks still there, and the disks
+/// at its LUN on its sessions that remain (a path that came back, a LUN scanned again). Each
+/// disk counts only while it shows the volume's WWN. Only the volume's own devices and sessions
+/// are read, not every disk of the host: on a host with hundreds of volumes that is most of a
+/// disconnect's reading.
+pub(super) fn devices_left(
+    host: &Host,
+    props: &ConnectionProperties,
+    plan: &Plan,
+) -> Result<Vec<String>> {
+    let Some(wwn) = &plan.wwn else {
+        return Ok(Vec::new());
+    };
+    let mut left = Vec::new();
+    let mut disks: Vec<String> = Vec::new();
+    for m in multipath::maps_of(host, wwn)? {
+        left.push(format!("/dev/{}", m.dev));
+        disks.extend(m.slaves);
+    }
+    disks.extend(plan.disks.iter().map(|d| d.name.clone()));
+    for s in &plan.sessions {
+        if !host
+            .sys(format!("class/iscsi_session/session{}", s.id))
+            .exists()
+        {
+            continue;
+        }
+        let luns = props.luns_at(&s.iqn, &s.portal);
+        for (address, name) in topology::session_addresses(host, s.id)? {
+            disks.extend(name.filter(|_| luns.is_empty() || luns.contains(&address.lun)));
+        }
+    }
+    let mut seen: Vec<&String> = Vec::new();
+    for d in &disks {
+        if seen.contains(&d) {
+            continue;
+        }
+        seen.push(d);
+        if ScsiDisk::current_wwid(host, d)?.as_ref() == Some(wwn) {
+            left.push(format!("/dev/{d}"));
+        }
+    }
+    Ok(left)
 }
