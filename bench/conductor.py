@@ -13,15 +13,17 @@ Tools (each does exactly the same operations on the same volumes, in turn):
 Passes per workload:
   timed   R repetitions; in each, every tool connects all volumes (in turn, one after the other)
           then disconnects them all; tool order rotates between repetitions.
-  count   one repetition, not timed, with a PATH of shims that log every program started, the
-          tools' debug logs (brick -v, os-brick DEBUG) kept in diag/, and the brick process's
-          own peak RSS sampled.
+  count   one repetition, not timed, each tool's processes under strace (every program it
+          starts, from its execve() calls), the tools' debug logs (brick -v, os-brick DEBUG)
+          kept in diag/, and the brick process's own peak RSS sampled.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -34,8 +36,14 @@ from typing import Any, Literal, cast, overload
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 WORK = "/run/bench"
-SHIMS = WORK + "/shims"
-SHIM_LOG = WORK + "/shims.log"
+TRACES = WORK + "/traces"
+# The counting pass runs each tool under strace: the tool's process stays the conductor's child
+# (-D: strace is a detached grandchild), every process it starts is followed (-f), only
+# execve() stops it (--seccomp-bpf), and only the execve() calls that succeeded are written
+# (-z: a program started by name is looked up with one failed execve() per folder tried), one
+# whole line each, as each one returns.
+EXEC_TRACE = ["strace", "-D", "-f", "-qq", "-z", "--seccomp-bpf", "-e", "trace=execve",
+              "-e", "signal=none", "-s", "65536", "-o"]
 
 
 @dataclass
@@ -192,12 +200,55 @@ def wait_settled(vols: list[dict[str, Any]], timeout: float = 30) -> bool:
     return False
 
 
-def shim_lines() -> list[str]:
+def traced(argv: list[str], trace: str) -> list[str]:
+    """argv run under strace, which writes every execve() of it and its descendants to trace."""
+    return EXEC_TRACE + [trace, "--"] + argv
+
+
+_EXECVE = re.compile(r'(\d+) +execve\("((?:[^"\\]|\\.)*)", \[')
+_STR = re.compile(r'"((?:[^"\\]|\\.)*)"(?:\.\.\.)?(, |\])')
+
+
+def _unquote(s: str) -> str:
+    # strace writes C escapes (\n, \", \\, octal for every other byte not printable ASCII)
+    return cast(bytes, codecs.escape_decode(s.encode())[0]).decode("utf-8", "replace")
+
+
+def exec_lines(trace: str) -> list[str]:
+    """The programs started in the strace output trace (see traced()), in order, each as "NAME
+    ARGS": the base name of the program that ran and its arguments after argv[0], as the shell
+    would join them. The execve() of the traced process itself (the trace's first, its pid's)
+    is left out: that process is the tool. A line naming execve that cannot be read is kept as
+    "? LINE" (it counts)."""
     try:
-        with open(SHIM_LOG) as f:
-            return f.read().splitlines()
+        with open(trace, errors="replace") as f:
+            text = f.read()
     except OSError:
         return []
+    out: list[str] = []
+    own = None
+    for line in text.split("\n")[:-1]:  # whole lines only
+        m = _EXECVE.match(line)
+        if not m:
+            if "execve(" in line:
+                out.append("? " + line)
+            continue
+        if own is None:
+            own = m.group(1)
+        if m.group(1) == own:
+            continue
+        args, pos = [], m.end()
+        while True:
+            a = _STR.match(line, pos)
+            if not a:
+                break
+            args.append(_unquote(a.group(1)))
+            pos = a.end()
+            if a.group(2) == "]":
+                break
+        prog = os.path.basename(_unquote(m.group(2)))
+        out.append(" ".join([prog] + args[1:]))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,23 +320,34 @@ class DriverTool:
         self.name, self.argv, self.env = name, argv, env
         self.proc: subprocess.Popen[bytes] | None = None
         self.buf = b""
+        self.trace: str | None = None
 
-    def start(self, path_prefix: str | None = None, debug_log: str | None = None,
+    def start(self, trace: str | None = None, debug_log: str | None = None,
               log_env: dict[str, str] | None = None) -> dict[str, Any]:
+        """Start the driver; with trace, under strace (traced()), which writes there every
+        program the driver starts from now until it exits."""
         env = dict(os.environ)
-        if path_prefix:
-            env["PATH"] = path_prefix + ":" + env["PATH"]
         if debug_log and log_env:
             env.update(log_env)
+        self.trace = trace
+        argv = self.argv
+        if trace:
+            if os.path.exists(trace):
+                os.unlink(trace)
+            argv = traced(argv, trace)
         # the driver keeps its own descriptor of the log: ours is closed once it runs
         with open(debug_log or "%s/%s.stderr" % (WORK, self.name), "a") as stderr:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=stderr, env=env, cwd=WORK)
         self.buf = b""
         self.started = self.request({"op": "stats"}, timeout=120)
         if not self.started.get("ok"):
             raise RuntimeError("%s did not start: %s" % (self.name, self.started))
         return self.started
+
+    def exec_cmds(self) -> list[str]:
+        """Every program the driver started since its start under strace (none without)."""
+        return exec_lines(self.trace) if self.trace else []
 
     def stop(self) -> None:
         if self.proc:
@@ -354,12 +416,14 @@ class DriverTool:
         return self.request({"op": "stats"}, timeout=60)
 
 
-def sample_run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, str, str, int]:
+def sample_run(argv: list[str], env: dict[str, str], timeout: float,
+               program: str) -> tuple[int, str, str, int]:
     """Run argv; return (rc, stdout, stderr, own_peak_kib). The process's own VmHWM is sampled
-    every 2 ms once it runs the program (before its exec, /proc shows the forked conductor's
-    figures); VmHWM only grows, so the last sample is its peak up to the last 2 ms. (wait4's
-    ru_maxrss is no use here: it keeps the forked Python's RSS from before the exec.)"""
-    name = os.path.basename(argv[0])[:15]
+    every 2 ms once it runs program (before its exec, /proc shows the forked conductor's or,
+    under strace -D, strace's figures); VmHWM only grows, so the last sample is its peak up to
+    the last 2 ms. (wait4's ru_maxrss is no use here: it keeps the forked Python's RSS from
+    before the exec.)"""
+    name = os.path.basename(program)[:15]
     with open(WORK + "/sample.out", "w+") as out_f, open(WORK + "/sample.err", "w+") as err_f:
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f, env=env)
         hwm = 0
@@ -396,17 +460,26 @@ class CliTool:
 
     def __init__(self, brick: str) -> None:
         self.brick = brick
-        self.path_prefix: str | None = None
+        self.trace: str | None = None
+        self.traces: list[str] = []  # one strace output per brick process, in order
         self.verbose_log: str | None = None
         self.sample = False
         self.mem: list[int] = []  # own peak RSS (KiB) of each process, when sampling
 
-    def start(self, path_prefix: str | None = None, debug_log: str | None = None,
+    def start(self, trace: str | None = None, debug_log: str | None = None,
               log_env: dict[str, str] | None = None) -> None:
-        self.path_prefix = path_prefix
+        """With trace, every brick process from now on runs under strace (traced()), with its
+        output in trace.N."""
+        self.trace = trace
+        self.traces = []
         self.verbose_log = debug_log
         self.mem = []
         return None
+
+    def exec_cmds(self) -> list[str]:
+        """Every program the brick processes started under strace, in order (the brick
+        processes themselves left out: bench/report.py adds one per operation)."""
+        return [c for t in self.traces for c in exec_lines(t)]
 
     def stop(self) -> None:
         pass
@@ -415,18 +488,22 @@ class CliTool:
         return None
 
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ, NO_COLOR="1")
-        if self.path_prefix:
-            env["PATH"] = self.path_prefix + ":" + env["PATH"]
-        return env
+        return dict(os.environ, NO_COLOR="1")
 
     def _run(self, args: list[str], timeout: float) -> tuple[int, str, str, float]:
         env = self._env()
         argv = [self.brick] + (["-v"] if self.verbose_log else []) + args
+        shown = argv
+        if self.trace:
+            t = "%s.%d" % (self.trace, len(self.traces))
+            if os.path.exists(t):
+                os.unlink(t)
+            self.traces.append(t)
+            argv = traced(argv, t)
         wall0 = time.time()
         t0 = time.monotonic()
         if self.sample:
-            rc, out, err, own = sample_run(argv, env, timeout)
+            rc, out, err, own = sample_run(argv, env, timeout, self.brick)
             secs = time.monotonic() - t0
             self.mem.append(own)
         else:
@@ -442,7 +519,7 @@ class CliTool:
         if self.verbose_log:
             with open(self.verbose_log, "a") as f:
                 f.write("### %s  (spawned %s.%06dZ, %.3f s, exit %d)\n%s\n" % (
-                    " ".join(argv), time.strftime("%H:%M:%S", time.gmtime(wall0)),
+                    " ".join(shown), time.strftime("%H:%M:%S", time.gmtime(wall0)),
                     int((wall0 % 1) * 1e6), secs, rc, err))
         return rc, out, err, secs
 
@@ -622,10 +699,10 @@ def one_cycle(run: Run, tool: DriverTool | CliTool, vols: list[dict[str, Any]],
               rec: list[dict[str, Any]], timeout: float, count: bool = False) -> bool:
     """Connect all, settle, disconnect all. Appends to rec; returns False when the tool failed."""
     entry: dict[str, Any] = {}
-    n0 = len(shim_lines()) if count else 0
+    n0 = len(tool.exec_cmds()) if count else 0
     c = tool.connect_all(vols, timeout)
     if count:
-        lines = shim_lines()
+        lines = tool.exec_cmds()
         entry["connect_cmds"] = lines[n0:]
         n0 = len(lines)
     entry["connect"] = {k: c.get(k) for k in ("ok", "total", "per", "error")}
@@ -642,7 +719,7 @@ def one_cycle(run: Run, tool: DriverTool | CliTool, vols: list[dict[str, Any]],
     time.sleep(0.5)
     d = tool.disconnect_all(vols, c["infos"], timeout)
     if count:
-        entry["disconnect_cmds"] = shim_lines()[n0:]
+        entry["disconnect_cmds"] = tool.exec_cmds()[n0:]
     entry["disconnect"] = {k: d.get(k) for k in ("ok", "total", "per", "error")}
     left = leftovers(vols)
     entry["left"] = left
@@ -744,12 +821,13 @@ def measure(run: Run, wl: dict[str, Any], out: dict[str, Any], vols: list[dict[s
         t.stop()
     save(run, raw)
 
-    # ---- untimed pass: shims first on PATH (process counts), debug logs kept in diag/, the
-    # brick process's own RSS sampled
+    # ---- untimed pass: every tool under strace (the programs it starts), debug logs kept in
+    # diag/, the brick process's own RSS sampled
     if wl.get("count", True):
+        os.makedirs(TRACES, exist_ok=True)
         for name, t in tools.items():
             logf = "%s/diag/%s-%s.log" % (run.res, label, name)
-            t.start(path_prefix=SHIMS, debug_log=logf, log_env=LOG_ENV[name])
+            t.start(trace="%s/%s-%s" % (TRACES, label, name), debug_log=logf, log_env=LOG_ENV[name])
             if isinstance(t, CliTool):
                 t.sample = True
             if not one_cycle(run, t, vols, out["tools"][name]["count"], timeout, count=True) and recover:
@@ -924,8 +1002,15 @@ def main() -> None:
     if not run.udevd:
         ByIdLinks().start()
     if any(w.get("count", True) for w in run.cfg["workloads"]):
-        sh('bench_shims %s %s' % (SHIMS, SHIM_LOG))
-        raw["shims"] = len(os.listdir(SHIMS))
+        # the counting pass needs strace (lab/install.sh installs it): fail before any work
+        try:
+            ver = subprocess.run(["strace", "-V"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True, check=True).stdout
+        except (OSError, subprocess.CalledProcessError) as e:
+            raise RuntimeError("the counting pass needs strace (%s): run lab/install.sh, or set "
+                               "BENCH_COUNT=0" % e) from e
+        raw["guest"]["strace"] = (ver.strip().splitlines() or [""])[0]
+        raw["exec_trace"] = " ".join(EXEC_TRACE)
     for wl in run.cfg["workloads"]:
         try:
             run_workload(run, wl, raw)

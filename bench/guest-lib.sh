@@ -32,23 +32,3 @@ bench_initiator_reset() {
         echo 1 >"$x/device/delete" 2>/dev/null || true
     done
 }
-
-# bench_shims DIR LOG: a shim for every program on PATH (first one wins), in DIR. Each shim
-# appends "NAME ARGS" to LOG and execs the real program. Put DIR first on PATH to count the
-# processes a tool starts (programs called by absolute path are not seen: see bench/README.md).
-bench_shims() {
-    local dir=$1 logf=$2 d f n
-    mkdir -p "$dir"
-    local IFS=:
-    for d in $PATH; do
-        [ -d "$d" ] && [ "$d" != "$dir" ] || continue
-        for f in "$d"/*; do
-            n=${f##*/}
-            [ -x "$f" ] && [ ! -d "$f" ] && [ ! -e "$dir/$n" ] || continue
-            case $n in *[!A-Za-z0-9._+-]*) continue ;; esac
-            printf '#!/bin/sh\nprintf "%%s\\n" "%s $*" >>%s\nexec %s "$@"\n' "$n" "$logf" "$f" >"$dir/$n"
-        done
-    done
-    chmod 755 "$dir"/*
-    : >"$logf"
-}

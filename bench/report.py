@@ -283,7 +283,7 @@ def markdown(results: dict[str, Any], host: dict[str, Any], failures: list[str])
                     ", ".join("%s x%d" % kv for kv in p["disconnect_programs"].items()) or "none"))
     if progs:
         lines.append("")
-        lines.append("Programs started (counting pass, PATH shims):")
+        lines.append("Programs started (counting pass, execve() under strace):")
         lines.extend(progs)
     if failures or results["errors"]:
         lines.append("")
