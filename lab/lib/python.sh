@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# lab/lib/python.sh: helpers for the Python package's lab suite (scenario 40). Sourced by lab/lib.sh.
+# lab/lib/python.sh: helpers for the Python package's lab suite (scenarios 40, 41), and os-brick's
+# own connector driven from a scenario (70). Sourced by lab/lib.sh.
 
 # py_venv: the venv with the brick package, pytest and os-brick (made on the host by `make python`,
 # python/test.sh; the VM sees it read-only). Prints its folder; fails when it is not there.
@@ -79,4 +80,62 @@ py_lab_pytest() {
     BRICK_LAB_CONFIG=$PWD/lab.json PYTHONDONTWRITEBYTECODE=1 BRICK_LOG=${BRICK_LOG:-brick=info} \
         "$venv/bin/python" -m pytest -v -p no:cacheprovider --tb=short \
         "$LAB_DIR/../python/labtests/$1" || fail "pytest failed"
+}
+
+# osbrick_start VAR NAME...: start os-brick (lab/lib/osbrick.py: its ISCSIConnector, privileged
+# calls in-process, as Nova runs it) in the background, its pid in VAR, its output in osbrick.out
+# (working folder); wait until it has connected LUN 1 of each target NAME on all its portals
+# (multipath with several): properties in osb-NAME.json, what connect_volume returned in
+# osb-NAME-di.json. It then waits for osbrick_kill_at. Its log goes to the scenario log.
+osbrick_start() {
+    local var=$1 pid n venv; shift
+    # py_venv imports os-brick to check it (~15 s under TCG): the package's files will do
+    venv=${BRICK_PY_VENV:-$LAB_DIR/../target/py-venv}
+    compgen -G "$venv/lib/python3*/site-packages/os_brick/initiator/connectors/iscsi.py" >/dev/null ||
+        fail "no os-brick in the venv $venv: run make python on the host first"
+    for n in "$@"; do props_json "$n" 1 >"osb-$n.json"; done
+    log "os-brick: connect_volume of $*"
+    : >osbrick.out
+    # exec: the background job's pid is os-brick's own
+    (
+        exec env PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" "$LAB_DIR/lib/osbrick.py" \
+            "$LAB_STATE/osbrick-locks" "$@" >osbrick.out 2> >(sed -u 's/^/    os-brick| /' >&2)
+    ) &
+    pid=$!
+    printf -v "$var" '%s' "$pid"
+    for n in "$@"; do
+        _osbrick_wait "$pid" 180 "connected $n" "its connect_volume of $n"
+        log "os-brick connected $n: $(cat "osb-$n-di.json")"
+    done
+}
+
+# _osbrick_wait PID SECS LINE WHAT: wait until osbrick.out has a line starting with LINE.
+_osbrick_wait() {
+    local deadline=$(($(date +%s) + $2))
+    until grep -q "^$3" osbrick.out; do
+        kill -0 "$1" 2>/dev/null || fail "os-brick ended before $4: $(cat osbrick.out)"
+        (($(date +%s) < deadline)) || fail "os-brick did not finish $4 in $2 s"
+        sleep 0.1
+    done
+}
+
+# osbrick_kill_at PID NAME WORDS: the os-brick started by osbrick_start (PID) disconnects NAME in
+# a worker process it forks, which stops right before the first command whose arguments include
+# every word of WORDS; that worker is SIGKILLed there. Fails when the disconnect ends or fails
+# before that command, or takes over 120 s to reach it.
+osbrick_kill_at() {
+    local pid=$1 name=$2 words=$3 worker deadline=$(($(date +%s) + 120))
+    log "os-brick: disconnect_volume of $name, to be killed before: $words"
+    echo "$words" >"osb-$name.go.tmp"
+    mv "osb-$name.go.tmp" "osb-$name.go"
+    until grep -q "^\(stopped\|ended\) $name " osbrick.out; do
+        kill -0 "$pid" 2>/dev/null || fail "os-brick ended before its disconnect of $name: $(cat osbrick.out)"
+        (($(date +%s) < deadline)) || fail "os-brick's disconnect of $name did not reach its kill point in 120 s"
+        sleep 0.1
+    done
+    worker=$(sed -n "s/^stopped $name \([0-9]*\): .*/\1/p" osbrick.out)
+    [ -n "$worker" ] || fail "os-brick's disconnect of $name ended before its kill point: $(grep "^ended $name " osbrick.out)"
+    kill -KILL "$worker"
+    _osbrick_wait "$pid" 30 "ended $name $worker signal 9" "the end of its killed worker"
+    log "os-brick's disconnect of $name (pid $worker) SIGKILLed before: $(sed -n "s/^stopped $name [0-9]*: //p" osbrick.out)"
 }
