@@ -916,6 +916,24 @@ fn wrong_lun_with_the_volumes_map_in_device_info_is_a_failure_not_a_note() {
 }
 
 #[test]
+fn forced_disconnect_disables_queueing_again_once_the_open_maps_paths_are_gone() {
+    // multipathd's reload after the paths go brings back queue_if_no_path: the map left open
+    // gets fail_if_no_path once more, after the last path's delete.
+    let f = two_path_volume();
+    f.opened_by(777, "qemu-kvm", "dm-0");
+    let e = disconnect_volume(&f.host(), &multi(1), None, FORCE, &Tuning::default()).unwrap_err();
+    assert!(e.to_string().contains("qemu-kvm"), "{e}");
+    let ev = f.events();
+    let last_delete = ev.iter().rposition(|e| e.starts_with("delete sd")).unwrap();
+    let last_message = ev
+        .iter()
+        .rposition(|e| e.starts_with("dm message"))
+        .unwrap();
+    assert!(last_delete < last_message, "{ev:?}");
+    assert!(f.has_block("dm-0"));
+}
+
+#[test]
 fn forced_disconnect_of_a_healthy_open_map_flushes_again_and_offlines_no_running_path() {
     // A mounted, healthy volume (both paths running) whose map stays open: force flushes what
     // was written since the first flush, disables queueing, and sets no running path offline.

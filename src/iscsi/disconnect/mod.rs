@@ -43,6 +43,10 @@ use plan::{
 };
 use removal::{delete_disks, logout_if_unused, stop_queueing, Logout};
 
+/// How long a forced disconnect waits for multipathd to reload a map left open once its paths
+/// are gone (see `keep_left_maps_failing`).
+const RELOAD_WAIT: Duration = Duration::from_secs(5);
+
 /// What the caller accepts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DisconnectOptions {
@@ -93,6 +97,7 @@ pub fn disconnect_volume(
     // disks are gone.
     d.delete_disks_and_log_out()?;
     d.remove_rebuilt_maps()?;
+    d.keep_left_maps_failing();
     // 4. The node records.
     d.forget_records()?;
     // 5. Whatever of the volume's WWN is still on the host is a failure, named.
@@ -525,6 +530,44 @@ impl<'a> Disconnect<'a> {
                     format!("cannot log out of {}: {e}", session_thing(s)),
                 );
                 self.report.leave(session_thing(s));
+            }
+        }
+    }
+
+    /// Forced only: a map left open (its paths now gone) must fail its opener's I/O, not queue
+    /// it. multipathd reloads a map once it sees its paths go, and the lab showed the reload
+    /// bring back its configuration's `queue_if_no_path` although queueing had been disabled
+    /// (in the kernel and in multipathd) before the paths went: the opener would then wait for
+    /// ever. So once the map's `slaves/` is empty (the reload done; waited for a few seconds at
+    /// most: without multipathd nothing reloads it), queueing is disabled once more.
+    fn keep_left_maps_failing(&mut self) {
+        if !self.opts.force {
+            return;
+        }
+        let (host, tuning) = (self.host, self.tuning);
+        let left: Vec<DmMap> = self
+            .plan
+            .maps
+            .iter()
+            .filter(|m| self.report.leaves(&m.dev))
+            .cloned()
+            .collect();
+        for m in left {
+            let slaves = host.sys(format!("block/{}/slaves", m.dev));
+            let deadline = host.time().now() + RELOAD_WAIT;
+            let mut pause =
+                crate::time::Pause::new(Duration::from_millis(5), Duration::from_millis(100));
+            let watch = host.watch_uevents();
+            loop {
+                match host.list(&slaves) {
+                    Ok(s) if !s.is_empty() && host.time().now() < deadline => {}
+                    _ => break,
+                }
+                host.pause(watch.as_ref(), pause.take());
+            }
+            match stop_queueing(host, &m, tuning) {
+                Ok(()) => debug!(map = %m.name, "queueing disabled again after the paths went"),
+                Err(e) => debug!(map = %m.name, error = %e, "queueing not disabled again"),
             }
         }
     }
