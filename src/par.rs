@@ -13,6 +13,10 @@ pub(crate) const MAX_THREADS: usize = 16;
 /// logs within the current tracing span, and returns the results in the order of `items`. A
 /// panic in `f` is carried on to the caller once every thread has finished.
 pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    // One item: no thread to start.
+    if items.len() <= 1 {
+        return items.iter().map(f).collect();
+    }
     let span = tracing::Span::current();
     // The caller's subscriber too: a scoped one (`tracing::subscriber::with_default`, as a
     // library caller or a test sets) is the calling thread's only, and would not see the logs.
@@ -101,6 +105,13 @@ mod tests {
         threads.sort_by_key(|t| format!("{t:?}"));
         threads.dedup();
         assert!(threads.len() <= MAX_THREADS, "{} threads", threads.len());
+    }
+
+    #[test]
+    fn one_item_runs_on_the_calling_thread() {
+        let here = std::thread::current().id();
+        assert_eq!(par_map(&[7], |_| std::thread::current().id()), [here]);
+        assert!(par_map(&[] as &[u8], |_| ()).is_empty());
     }
 
     #[test]

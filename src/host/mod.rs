@@ -378,7 +378,7 @@ impl Host {
 
     /// Reads a sysfs attribute (or any small text file), trimmed of trailing white space.
     pub fn read_attr(&self, path: &Path) -> Result<String, Error> {
-        fs::read_to_string(path)
+        read_small(path)
             .map(|s| s.trim_end().to_string())
             .map_err(|e| Error::io(path, e))
     }
@@ -386,7 +386,7 @@ impl Host {
     /// Reads an attribute, `None` when it does not exist (a device that went away meanwhile, or
     /// is going: its attributes then answer ENODEV or ENXIO).
     pub fn read_attr_opt(&self, path: &Path) -> Result<Option<String>, Error> {
-        match fs::read_to_string(path) {
+        match read_small(path) {
             Ok(s) => Ok(Some(s.trim_end().to_string())),
             Err(e) if gone(&e) => Ok(None),
             Err(e) => Err(Error::io(path, e)),
@@ -397,7 +397,7 @@ impl Host {
     /// device does not exist or is being removed: the kernel then answers EINVAL (seen in the lab
     /// while another process removed the map).
     pub fn read_dm_attr(&self, path: &Path) -> Result<Option<String>, Error> {
-        match fs::read_to_string(path) {
+        match read_small(path) {
             Ok(s) => Ok(Some(s.trim_end().to_string())),
             Err(e) if gone(&e) || e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
             Err(e) => Err(Error::io(path, e)),
@@ -447,6 +447,26 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 /// Whether a read failed because the file or its device is gone (or going).
+/// A small text file (a sysfs attribute), read with as few system calls as can be: open, read
+/// until the end, close. `fs::read_to_string` asks the file's size first (one more call, whose
+/// answer sysfs does not know anyway: every attribute shows 4096 bytes), and a disconnect on a
+/// host with hundreds of disks reads one attribute of each.
+fn read_small(path: &Path) -> io::Result<String> {
+    use io::Read;
+    let mut f = fs::File::open(path)?;
+    let mut buf = Vec::with_capacity(128);
+    let mut chunk = [0u8; 4096];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
 fn gone(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound
         || matches!(e.raw_os_error(), Some(libc::ENODEV) | Some(libc::ENXIO))

@@ -265,6 +265,9 @@ pub fn session_topology(host: &Host, session: &Session) -> Result<SessionTopolog
     })
 }
 
+/// How many disks' WWIDs one thread of [`disks_with_wwid`] reads.
+const WWID_READS_PER_THREAD: usize = 64;
+
 /// Every SCSI disk of this host whose WWID is `wwid`, with the iSCSI session it sits on (`None`
 /// for a disk of another transport), wherever it is: on a session to a portal or target the
 /// connection properties do not list, at another LUN number. Reads each disk's `device/wwid`
@@ -274,15 +277,25 @@ pub fn disks_with_wwid(
     host: &Host,
     wwid: &crate::types::Wwid,
 ) -> Result<Vec<(Option<SessionId>, ScsiDisk)>> {
-    let mut found = Vec::new();
-    for name in host
+    let names: Vec<String> = host
         .list(&host.sys("block"))?
         .into_iter()
         .filter(|n| n.starts_with("sd"))
-    {
-        if ScsiDisk::current_wwid(host, &name)?.as_ref() != Some(wwid) {
-            continue;
+        .collect();
+    // One read per disk, and a host may hold hundreds: the reads are shared out over a few
+    // threads (each takes a run of names, so that a thread costs less than it saves).
+    let runs: Vec<&[String]> = names.chunks(WWID_READS_PER_THREAD).collect();
+    let matched = crate::par::par_map(&runs, |run| -> Result<Vec<String>> {
+        let mut hits = Vec::new();
+        for name in run.iter() {
+            if ScsiDisk::current_wwid(host, name)?.as_ref() == Some(wwid) {
+                hits.push(name.clone());
+            }
         }
+        Ok(hits)
+    });
+    let mut found = Vec::new();
+    for name in matched.into_iter().collect::<Result<Vec<_>>>()?.concat() {
         let Some(disk) = scsi::disk_by_name(host, &name)? else {
             continue;
         };
@@ -305,6 +318,58 @@ mod tests {
     use super::*;
     use crate::testing::FakeHost;
     use crate::types::Lun;
+
+    #[test]
+    fn disks_of_a_wwid_are_found_among_hundreds_in_the_host_order() {
+        const OWN: &str = "naa.6001405deadbeef00010000000000000";
+        // sda..sdz, sdaa..: the kernel's names
+        let name = |i: usize| {
+            let mut s = String::new();
+            let mut n = i + 1;
+            while n > 0 {
+                n -= 1;
+                s.insert(0, (b'a' + (n % 26) as u8) as char);
+                n /= 26;
+            }
+            format!("sd{s}")
+        };
+        let f = FakeHost::new();
+        f.session(1, "127.0.0.1:3260", "iqn.2003-01.org.linux-iscsi.lab:a")
+            .session(2, "127.0.0.2:3260", "iqn.2003-01.org.linux-iscsi.lab:a");
+        // more disks than one thread reads; the volume's WWN in the first, a middle and the
+        // last run of names
+        let own = [
+            3,
+            2 * WWID_READS_PER_THREAD + 5,
+            3 * WWID_READS_PER_THREAD + 9,
+        ];
+        let total = 3 * WWID_READS_PER_THREAD + 10;
+        for i in 0..total {
+            let wwid = if own.contains(&i) {
+                OWN.to_string()
+            } else {
+                format!("naa.6001405deadbeef{i:05}0000000000000")
+            };
+            f.disk(1 + (i % 2) as u32, i as u64, &name(i), &wwid);
+        }
+        let host = f.host();
+        let found = disks_with_wwid(&host, &OWN.parse().unwrap()).unwrap();
+        assert_eq!(
+            found
+                .iter()
+                .map(|(s, d)| (s.map(|s| s.0), d.name.clone()))
+                .collect::<Vec<_>>(),
+            own.iter()
+                .map(|&i| (Some(1 + (i % 2) as u32), name(i)))
+                .collect::<Vec<_>>()
+        );
+        // a disk that cannot be read fails the search (it could be the volume's)
+        f.unreadable(&format!(
+            "sys/block/{}/device/wwid",
+            name(WWID_READS_PER_THREAD + 1)
+        ));
+        assert!(disks_with_wwid(&host, &OWN.parse().unwrap()).is_err());
+    }
 
     #[test]
     fn sessions_of_reads_only_the_target_name_of_other_sessions() {
