@@ -11,7 +11,8 @@ pub(crate) const MAX_THREADS: usize = 16;
 
 /// Runs `f` on every item of `items`, up to [`MAX_THREADS`] at once, each on a scoped thread that
 /// logs within the current tracing span, and returns the results in the order of `items`. A
-/// panic in `f` is carried on to the caller once every thread has finished.
+/// panic in `f` is carried on to the caller once every thread has finished. A single item runs
+/// on the calling thread.
 pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     // One item: no thread to start.
     if items.len() <= 1 {

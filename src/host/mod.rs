@@ -446,7 +446,6 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     key(a).cmp(&key(b))
 }
 
-/// Whether a read failed because the file or its device is gone (or going).
 /// A small text file (a sysfs attribute), read with as few system calls as can be: open, read
 /// until the end, close. `fs::read_to_string` asks the file's size first (one more call, whose
 /// answer sysfs does not know anyway: every attribute shows 4096 bytes), and a disconnect on a
@@ -467,6 +466,7 @@ fn read_small(path: &Path) -> io::Result<String> {
     String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// Whether a read failed because the file or its device is gone (or going).
 fn gone(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound
         || matches!(e.raw_os_error(), Some(libc::ENODEV) | Some(libc::ENXIO))
