@@ -30,7 +30,8 @@ target_sids() {
     iqn=$(tiqn "$1")
     for s in /sys/class/iscsi_session/session*; do
         [ -e "$s" ] || continue
-        [ "$(cat "$s/targetname" 2>/dev/null)" = "$iqn" ] && echo "${s##*/session}"
+        _rd "$s/targetname"
+        [ "$REPLY" = "$iqn" ] && echo "${s##*/session}"
     done
     return 0
 }
@@ -41,7 +42,8 @@ lun_sds() {
     w=$(lun_wwid "$1" "$2")
     for d in /sys/block/sd*; do
         [ -e "$d" ] || continue
-        [ "$(cat "$d/device/wwid" 2>/dev/null)" = "$w" ] && echo "${d##*/}"
+        _rd "$d/device/wwid"
+        [ "$REPLY" = "$w" ] && echo "${d##*/}"
     done
     return 0
 }
@@ -52,13 +54,18 @@ lun_dm() {
     u=mpath-$(lun_wwn "$1" "$2")
     for d in /sys/block/dm-*; do
         [ -e "$d" ] || continue
-        [ "$(cat "$d/dm/uuid" 2>/dev/null)" = "$u" ] && echo "${d##*/}"
+        _rd "$d/dm/uuid"
+        [ "$REPLY" = "$u" ] && echo "${d##*/}"
     done
     return 0
 }
 
 count_lines() { grep -c . || true; }
-_lun_has_sds() { [ "$(lun_sds "$1" "$2" | count_lines)" -ge "$3" ]; }
+_lun_has_sds() {
+    local sds
+    mapfile -t sds < <(lun_sds "$1" "$2")
+    [ ${#sds[@]} -ge "$3" ]
+}
 # Without udevd, multipathd hears of no new path: hand it the LUN's unclaimed paths.
 _mp_add_missing() {
     pidof systemd-udevd udevd >/dev/null 2>&1 && return 0
@@ -70,8 +77,11 @@ _mp_add_missing() {
 }
 _lun_map_ready() {
     _mp_add_missing "$1" "$2"
-    local dm; dm=$(lun_dm "$1" "$2")
-    [ -n "$dm" ] && [ "$(ls "/sys/block/$dm/slaves" | count_lines)" -ge "$3" ]
+    local dm slaves
+    dm=$(lun_dm "$1" "$2")
+    [ -n "$dm" ] || return 1
+    slaves=("/sys/block/$dm/slaves"/*)
+    [ -e "${slaves[0]}" ] && [ ${#slaves[@]} -ge "$3" ]
 }
 
 # wait_lun_sds NAME LUN COUNT [TIMEOUT]: wait for COUNT sd devices of the LUN; print them.

@@ -3,11 +3,16 @@
 # own connector driven from a scenario (70). Sourced by lab/lib.sh.
 
 # py_venv: the venv with the brick package, pytest and os-brick (made on the host by `make python`,
-# python/test.sh; the VM sees it read-only). Prints its folder; fails when it is not there.
+# python/test.sh; the VM sees it read-only). Prints its folder; fails when it is not there. It
+# looks for the packages' files: importing os-brick to check takes ~15 s under TCG, and the
+# tests import it anyway (a broken install fails there, with Python's own message).
 py_venv() {
-    local v=${BRICK_PY_VENV:-$LAB_DIR/../target/py-venv}
-    "$v/bin/python" -c 'import brick._native, pytest, os_brick' 2>/dev/null ||
+    local v=${BRICK_PY_VENV:-$LAB_DIR/../target/py-venv} sp
+    sp=$(compgen -G "$v/lib/python3*/site-packages" | head -n 1) || true
+    if ! { [ -x "$v/bin/python" ] && [ -n "$sp" ] && compgen -G "$sp/brick/_native*.so" >/dev/null &&
+        [ -f "$sp/pytest/__init__.py" ] && [ -f "$sp/os_brick/__init__.py" ]; }; then
         fail "no usable venv at $v (brick, pytest, os-brick): run make python on the host first"
+    fi
     (cd "$v" && pwd)
 }
 
@@ -89,10 +94,7 @@ py_lab_pytest() {
 # osb-NAME-di.json. It then waits for osbrick_kill_at. Its log goes to the scenario log.
 osbrick_start() {
     local var=$1 pid n venv; shift
-    # py_venv imports os-brick to check it (~15 s under TCG): the package's files will do
-    venv=${BRICK_PY_VENV:-$LAB_DIR/../target/py-venv}
-    compgen -G "$venv/lib/python3*/site-packages/os_brick/initiator/connectors/iscsi.py" >/dev/null ||
-        fail "no os-brick in the venv $venv: run make python on the host first"
+    venv=$(py_venv)
     for n in "$@"; do props_json "$n" 1 >"osb-$n.json"; done
     log "os-brick: connect_volume of $*"
     : >osbrick.out

@@ -5,7 +5,10 @@
 portal() { echo "127.0.0.$1:$LAB_PORT"; }
 tiqn() { echo "$LAB_IQN_BASE:$1"; }
 _tdir() { echo "$LAB_STATE/targets/$1"; }
-_tget() { cat "$(_tdir "$1")/$2"; }
+_tget() {
+    _rd "$LAB_STATE/targets/$1/$2"
+    echo "$REPLY"
+}
 
 # Next free number, unique within this VM run (HBA numbers and serials must not be reused while an
 # old device may still be around).
@@ -18,7 +21,10 @@ _next_id() {
 }
 
 # lun_serial NAME LUN: the vpd_unit_serial given to the LUN (12 hex digits).
-lun_serial() { cat "$(_tdir "$1")/lun$2.serial"; }
+lun_serial() {
+    _rd "$LAB_STATE/targets/$1/lun$2.serial"
+    echo "$REPLY"
+}
 # lun_backing NAME LUN: the fileio backing file of the LUN.
 lun_backing() { echo "$LAB_STATE/$1-lun$2.img"; }
 # lun_backstore NAME LUN: the LUN's backstore folder in LIO's configfs.
@@ -29,12 +35,19 @@ lun_backstore() { echo "$C/core/fileio_$(_tget "$1" hba)/${1}_lun$2"; }
 # vpd_unit_serial (other characters skipped), at most 25 of them, padded with zeros to 25.
 lun_wwid() {
     local hex
-    hex=$(lun_serial "$1" "$2" | tr -cd '0-9a-fA-F' | tr 'A-F' 'a-f' | cut -c1-25)
+    _rd "$LAB_STATE/targets/$1/lun$2.serial"
+    hex=${REPLY//[^0-9a-fA-F]/}
+    hex=${hex,,}
+    hex=${hex:0:25}
     while [ ${#hex} -lt 25 ]; do hex="${hex}0"; done
     echo "naa.6001405$hex"
 }
 # lun_wwn NAME LUN: the SCSI WWN as os-brick and multipath name it ("naa." replaced by "3").
-lun_wwn() { local w; w=$(lun_wwid "$1" "$2"); echo "3${w#naa.}"; }
+lun_wwn() {
+    local w
+    w=$(lun_wwid "$1" "$2")
+    echo "3${w#naa.}"
+}
 
 # target_create NAME [--portals N] [--luns M] [--first-lun F] [--size MB] [--tpg-per-portal]
 #               [--chap USER:SECRET] [--chap-mutual USER:SECRET] [--no-multipath]
