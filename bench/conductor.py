@@ -456,9 +456,8 @@ def sample_run(argv: list[str], env: dict[str, str], timeout: float,
 class CliTool:
     """The brick command: one process per operation, timed from spawn to exit."""
 
-    name = "brick-cli"
-
-    def __init__(self, brick: str) -> None:
+    def __init__(self, brick: str, name: str = "brick-cli") -> None:
+        self.name = name
         self.brick = brick
         self.trace: str | None = None
         self.traces: list[str] = []  # one strace output per brick process, in order
@@ -733,11 +732,12 @@ def one_cycle(run: Run, tool: DriverTool | CliTool, vols: list[dict[str, Any]],
     return True
 
 
-def local_copy(path: str) -> str:
+def local_copy(path: str, folder: str = "bin") -> str:
     """brick's binaries as installed on a host: on a local file system (tmpfs), not on the VM's
-    9p share of the host, whose reads would slow each process start."""
-    os.makedirs(WORK + "/bin", exist_ok=True)
-    dst = WORK + "/bin/" + os.path.basename(path)
+    9p share of the host, whose reads would slow each process start. folder keeps the base
+    build's copies apart from those of the build under test."""
+    os.makedirs(WORK + "/" + folder, exist_ok=True)
+    dst = WORK + "/" + folder + "/" + os.path.basename(path)
     if not os.path.exists(dst):
         import shutil
         shutil.copy2(path, dst)
@@ -757,11 +757,16 @@ def make_tools(cfg: dict[str, Any]) -> dict[str, DriverTool | CliTool]:
         # bench/pydriver.py with its one os-brick import swapped for brick's (bench/run makes it)
         tools["brick-py"] = DriverTool("brick-py", [py, cfg["pydriver_brick"], "osbrick",
                                                     WORK + "/oslocks-py"])
+    if cfg.get("base_brick"):
+        # the same two, from another build of brick (bench/run's BRICK_BASE_DIR), in the same run
+        tools["base-lib"] = DriverTool("base-lib", [local_copy(cfg["base_brick_bench"], "base")])
+        tools["base-cli"] = CliTool(local_copy(cfg["base_brick"], "base"), "base-cli")
     return {k: tools[k] for k in cfg["tools"]}
 
 
 LOG_ENV = {"floor": {}, "os-brick": {"BENCH_LOG": "debug"},
            "brick-lib": {"BENCH_LOG": "brick=debug"}, "brick-cli": {},
+           "base-lib": {"BENCH_LOG": "brick=debug"}, "base-cli": {},
            "brick-py": {"BENCH_LOG": "debug", "BRICK_LOG": "brick=debug"}}
 
 

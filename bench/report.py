@@ -10,7 +10,9 @@ import statistics
 import sys
 from typing import Any
 
-TOOLS = ["floor", "os-brick", "brick-lib", "brick-cli", "brick-py"]
+TOOLS = ["floor", "os-brick", "brick-lib", "brick-cli", "brick-py", "base-lib", "base-cli"]
+# the brick processes a tool starts itself (one per volume and operation), not counted by strace
+CLI_TOOLS = ("brick-cli", "base-cli")
 
 
 def summary(xs: list[Any]) -> dict[str, Any] | None:
@@ -71,7 +73,7 @@ def tool_results(wl: dict[str, Any], name: str, failures: list[str]) -> dict[str
     cnt = [e for e in t.get("count", []) if e["connect"]["ok"] and (e.get("disconnect") or {}).get("ok")]
     if cnt:
         e = cnt[0]
-        extra = n if name == "brick-cli" else 0  # the brick processes themselves
+        extra = n if name in CLI_TOOLS else 0  # the brick processes themselves
         r["processes"] = {
             "connect": len(e.get("connect_cmds", [])) + extra,
             "disconnect": len(e.get("disconnect_cmds", [])) + extra,
@@ -123,6 +125,8 @@ def build(raw: dict[str, Any], host: dict[str, Any]) -> tuple[dict[str, Any], li
                 "brick-cli/floor": ratio(base["brick-cli"], base["floor"]),
                 "os-brick/floor": ratio(base["os-brick"], base["floor"]),
                 "brick-py/os-brick": ratio(base["brick-py"], base["os-brick"]),
+                "brick-lib/base-lib": ratio(base["brick-lib"], base["base-lib"]),
+                "brick-cli/base-cli": ratio(base["brick-cli"], base["base-cli"]),
             }
         w["ratios"] = ratios
         results["workloads"].append(w)
@@ -232,6 +236,21 @@ def markdown(results: dict[str, Any], host: dict[str, Any], failures: list[str])
                 w["id"], op[:-2], rt(rs["brick-lib/os-brick"]), rt(rs["brick-cli/os-brick"]),
                 rt(rs["brick-lib/floor"]), rt(rs["brick-cli/floor"]), rt(rs["os-brick/floor"]))
                 + (" %s |" % rt(rs.get("brick-py/os-brick")) if py else ""))
+    # another build of brick beside the one under test (bench/run's BRICK_BASE_DIR)
+    if any(k in w["tools"] for w in results["workloads"] for k in ("base-lib", "base-cli")):
+        lines.append("")
+        lines.append("brick (commit %s) against its base build (commit %s), same run (below 1: "
+                     "faster than the base):" % (host.get("brick_commit", "?"),
+                                                 host.get("base_commit", "?")))
+        lines.append("")
+        lines.append("| workload | op | brick-lib / base-lib | brick-cli / base-cli |")
+        lines.append("|---|---|---|---|")
+        for w in results["workloads"]:
+            for op in ("connect_s", "disconnect_s"):
+                rs = w["ratios"][op]
+                lines.append("| %s | %s | %s | %s |" % (
+                    w["id"], op[:-2], rt(rs.get("brick-lib/base-lib")),
+                    rt(rs.get("brick-cli/base-cli"))))
     for sid, sc in results.get("scale", {}).items():
         sizes = sc["sizes"]
         lo, hi = sizes[0], sizes[-1]
