@@ -744,7 +744,9 @@ def local_copy(path: str, folder: str = "bin") -> str:
     return dst
 
 
-def make_tools(cfg: dict[str, Any]) -> dict[str, DriverTool | CliTool]:
+def make_tools(cfg: dict[str, Any], wl: dict[str, Any]) -> dict[str, DriverTool | CliTool]:
+    """The tools of workload wl: its own list (bench/run's BENCH_TOOLS_Wn), else the run's."""
+    names = wl.get("tools") or cfg["tools"]
     py = cfg["python"]
     tools: dict[str, DriverTool | CliTool] = {
         "floor": DriverTool("floor", [py, BENCH_DIR + "/pydriver.py", "floor"]),
@@ -753,7 +755,7 @@ def make_tools(cfg: dict[str, Any]) -> dict[str, DriverTool | CliTool]:
         "brick-lib": DriverTool("brick-lib", [local_copy(cfg["brick_bench"])]),
         "brick-cli": CliTool(local_copy(cfg["brick"])),
     }
-    if "brick-py" in cfg["tools"]:
+    if "brick-py" in names:
         # bench/pydriver.py with its one os-brick import swapped for brick's (bench/run makes it)
         tools["brick-py"] = DriverTool("brick-py", [py, cfg["pydriver_brick"], "osbrick",
                                                     WORK + "/oslocks-py"])
@@ -761,7 +763,7 @@ def make_tools(cfg: dict[str, Any]) -> dict[str, DriverTool | CliTool]:
         # the same two, from another build of brick (bench/run's BRICK_BASE_DIR), in the same run
         tools["base-lib"] = DriverTool("base-lib", [local_copy(cfg["base_brick_bench"], "base")])
         tools["base-cli"] = CliTool(local_copy(cfg["base_brick"], "base"), "base-cli")
-    return {k: tools[k] for k in cfg["tools"]}
+    return {k: tools[k] for k in names}
 
 
 LOG_ENV = {"floor": {}, "os-brick": {"BENCH_LOG": "debug"},
@@ -783,7 +785,7 @@ def run_workload(run: Run, wl: dict[str, Any], raw: dict[str, Any]) -> None:
                            "layout": wl["layout"], "reps": wl["reps"],
                            "protocol": wl.get("protocol", "iscsi"), "tools": {}}
     raw["workloads"].append(out)
-    tools = make_tools(run.cfg)
+    tools = make_tools(run.cfg, wl)
     for t in tools.values():
         t.concurrent = bool(wl.get("concurrent"))
     measure(run, wl, out, vols, tools, raw, wid)
@@ -932,7 +934,7 @@ def run_scale(run: Run, wl: dict[str, Any], raw: dict[str, Any]) -> None:
     vols = make_volumes(wl)
     bg = make_background(sizes[-1]) if sizes[-1] > 0 else []
     infos: dict[str, Any] = {}
-    tools = make_tools(run.cfg)
+    tools = make_tools(run.cfg, wl)
     attached = 0
     bg_log: list[dict[str, Any]] = []
     raw.setdefault("scale", {})[wid] = {"sizes": sizes, "background": bg_log}
