@@ -16,7 +16,7 @@
 #     transport-offline (recovery_tmo 5 s); gonemp (2 paths, a map nothing holds open): both
 #     paths transport-offline, multipathd calls them failed;
 #   - a map whose paths were deleted by hand (echo 1 > device/delete) while it was open, its
-#     sessions then idle.
+#     sessions then idle, its queued I/O failed (fail_if_no_path) so that nothing holds it.
 # A listing must name exactly those and change nothing, and the paths it calls dead must be the
 # ones multipathd calls failed; --apply must remove exactly them (a second pass takes what the
 # first one's removals left over: the dead disks' sessions, the maps' WWIDs); the live volume
@@ -143,6 +143,14 @@ for d in $(lun_sds byhand 1); do echo 1 >"/sys/block/$d/device/delete"; done
 wait_until 20 "the paths of $byhand_dm to go" \
     sh -c "[ -z \"\$(ls /sys/block/$byhand_dm/slaves 2>/dev/null)\" ]"
 kill "$holder"; wait "$holder" 2>/dev/null || true
+# Pathless, the map queues I/O (queue_if_no_path): a udev worker that probes it after
+# multipathd's reload then waits on it, holding it open for as long (seen in the lab under load:
+# cleanup rightly left the map, open count 1, a udev-worker in D state). Failing the queued I/O
+# lets every such reader go: the leftover is a pathless map that nobody holds.
+byhand_name=$(<"/sys/block/$byhand_dm/dm/name")
+dmsetup message "$byhand_name" 0 fail_if_no_path
+map_unheld() { (($(dmsetup info -c --noheadings -o open "$1") == 0)); }
+wait_until 30 "nobody to hold $byhand_dm" map_unheld "$byhand_name"
 
 osbrick_kill_at "$osbrick" osbs "-T $(tiqn osbs) -p $(portal 2) --logout"
 osbrick_kill_at "$osbrick" osbr "-T $(tiqn osbr) -p $(portal 2) --op delete"
