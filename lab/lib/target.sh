@@ -5,8 +5,11 @@
 portal() { echo "127.0.0.$1:$LAB_PORT"; }
 tiqn() { echo "$LAB_IQN_BASE:$1"; }
 _tdir() { echo "$LAB_STATE/targets/$1"; }
+# _tread NAME FILE: what the lab noted of the target (file FILE of its folder) in REPLY, with no
+# subshell; _tget NAME FILE prints it.
+_tread() { _rd "$LAB_STATE/targets/$1/$2"; }
 _tget() {
-    _rd "$LAB_STATE/targets/$1/$2"
+    _tread "$1" "$2"
     echo "$REPLY"
 }
 
@@ -21,10 +24,7 @@ _next_id() {
 }
 
 # lun_serial NAME LUN: the vpd_unit_serial given to the LUN (12 hex digits).
-lun_serial() {
-    _rd "$LAB_STATE/targets/$1/lun$2.serial"
-    echo "$REPLY"
-}
+lun_serial() { _tget "$1" "lun$2.serial"; }
 # lun_backing NAME LUN: the fileio backing file of the LUN.
 lun_backing() { echo "$LAB_STATE/$1-lun$2.img"; }
 # lun_backstore NAME LUN: the LUN's backstore folder in LIO's configfs.
@@ -35,7 +35,7 @@ lun_backstore() { echo "$C/core/fileio_$(_tget "$1" hba)/${1}_lun$2"; }
 # vpd_unit_serial (other characters skipped), at most 25 of them, padded with zeros to 25.
 lun_wwid() {
     local hex
-    _rd "$LAB_STATE/targets/$1/lun$2.serial"
+    _tread "$1" "lun$2.serial"
     hex=${REPLY//[^0-9a-fA-F]/}
     hex=${hex,,}
     hex=${hex:0:25}
