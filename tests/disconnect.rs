@@ -1139,6 +1139,28 @@ fn rerun_after_a_forced_disconnect_left_an_open_map_cleans_that_map() {
 }
 
 #[test]
+fn dry_run_of_a_pathless_map_names_no_paths_to_set_offline() {
+    // The leftover of rerun_after_a_forced_disconnect_left_an_open_map_cleans_that_map: the
+    // dry run plans the map's removal and, with --force, says it has no path (it said "()
+    // set offline").
+    let f = FakeHost::new();
+    f.dm("dm-0", WWN1, &format!("mpath-{WWN1}"), &[]);
+    f.node(IQN, P1);
+    let info = DeviceInfo {
+        path: Some("/dev/dm-0".into()),
+        scsi_wwn: Some(WWN1.into()),
+        ..Default::default()
+    };
+    let plan = brick::disconnect_plan(&f.host(), &single(1), Some(&info)).unwrap();
+    assert_untouched(&f);
+    let removes: Vec<&str> = plan.remove.iter().filter_map(Thing::dev).collect();
+    assert_eq!(removes, ["dm-0"], "{plan:?}");
+    let text = plan.if_forced.join("\n");
+    assert!(text.contains("it has no path left"), "{text}");
+    assert!(!text.contains("()"), "{text}");
+}
+
+#[test]
 fn rerun_before_multipathd_reloaded_the_open_map_takes_its_dangling_slaves_for_no_paths() {
     // Lab (python labtests, held-open test; then a throwaway scenario): a forced disconnect
     // deleted both paths of a map a process held open and logged the sessions out; the rerun

@@ -85,10 +85,19 @@ pub fn disconnect_plan(
         ));
     }
     for m in &plan.maps {
-        let slaves = m.slaves.join(", ");
+        let paths = if m.slaves.is_empty() {
+            // A map whose paths went already (an earlier forced disconnect): nothing to set
+            // offline.
+            "it has no path left".to_string()
+        } else {
+            format!(
+                "its paths that do not answer ({}) set offline",
+                m.slaves.join(", ")
+            )
+        };
         out.if_forced.push(format!(
-            "if {} does not flush (paths down): queueing disabled (fail_if_no_path) and its \
-             paths that do not answer ({slaves}) set offline; unwritten data is lost",
+            "if {} does not flush (paths down): queueing disabled (fail_if_no_path) and {paths}; \
+             unwritten data is lost",
             map_thing(m)
         ));
         out.if_forced.push(format!(
