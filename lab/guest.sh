@@ -93,10 +93,14 @@ for scen in "$@"; do
     if [ "${LAB_UDEV:-1}" = 1 ] && [ "$(udev_wanted "$scen")" = 0 ]; then
         no_udev=1; udev_stop
     fi
+    # A scenario may need longer than the default: "# lab: timeout=N" in its first 20 lines
+    # (the larger of it and LAB_SCENARIO_TIMEOUT applies).
+    limit=$(sed -n '1,20s/^# lab: timeout=\([0-9][0-9]*\)$/\1/p' "$scen" | head -1)
+    [ -n "$limit" ] && [ "$limit" -gt "$SCEN_TIMEOUT" ] || limit=$SCEN_TIMEOUT
     progress "$name: start"
     t0=$(date +%s%N)
     set +e
-    ( cd "$LAB_STATE" && exec timeout -k 10 "$SCEN_TIMEOUT" bash "$scen" ) >"$RESULTS/$name.log" 2>&1 </dev/null
+    ( cd "$LAB_STATE" && exec timeout -k 10 "$limit" bash "$scen" ) >"$RESULTS/$name.log" 2>&1 </dev/null
     rc=$?
     set -e
     # The harness's cleanup (lab_reset, before the next scenario) runs without udevd too: it
@@ -109,7 +113,7 @@ for scen in "$@"; do
     if [ $rc -eq 0 ]; then
         echo "PASS $secs$dirty" >"$RESULTS/$name.status"
     elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
-        echo "scenario timed out after ${SCEN_TIMEOUT}s" >>"$RESULTS/$name.log"
+        echo "scenario timed out after ${limit}s" >>"$RESULTS/$name.log"
         echo "FAIL $secs rc=$rc timeout$dirty" >"$RESULTS/$name.status"
     else
         echo "FAIL $secs rc=$rc$dirty" >"$RESULTS/$name.status"

@@ -83,7 +83,7 @@ py_lab_pytest() {
     local venv; venv=$(py_venv)
     log "pytest python/labtests/$1 with $venv"
     BRICK_LAB_CONFIG=$PWD/lab.json PYTHONDONTWRITEBYTECODE=1 BRICK_LOG=${BRICK_LOG:-brick=info} \
-        "$venv/bin/python" -m pytest -v -p no:cacheprovider --tb=short \
+        "$venv/bin/python" -m pytest -v -p no:cacheprovider --tb=short --durations=0 \
         "$LAB_DIR/../python/labtests/$1" || fail "pytest failed"
 }
 

@@ -1,4 +1,5 @@
 #!/bin/bash
+# lab: timeout=420
 # The Python package with other callers around, by pytest (python/labtests/test_concurrency.py):
 # two threads attaching two volumes at once (their calls overlap), an unprivileged caller
 # (nobody) through a root helper (no CHAP secret on any command line or in any environment), and
