@@ -9,7 +9,9 @@
 # (target/lab/<run>/cpu-by-program.log):
 #   - wall time of the N connects, and busy/idle CPU ticks (1/100 s, both vCPUs);
 #   - CPU and count of every program that exited meanwhile, by name (BSD process accounting,
-#     acct(2): it catches the short-lived ones, iscsiadm, the brick process, udev's helpers);
+#     acct(2): it catches the short-lived ones, iscsiadm, the brick process, udev's helpers),
+#     with the part spent in the kernel on their behalf (system time: a write to a `scan` or
+#     `delete` file runs the kernel's SCSI scan or removal in the writer's context);
 #   - CPU of the long-lived daemons (iscsid, multipathd, udevd and its workers);
 #   - the kernel's block uevents (each one makes udevd run its rules: sd add/change, dm add/change).
 # Figures vary by 20% or more between VM runs (TCG on a shared machine): compare counts, or
@@ -36,7 +38,7 @@ if sys.argv[1] == "off":
     sys.exit(0)
 def comp_t(c):  # 13-bit mantissa, 3-bit base-8 exponent, in 1/100 s
     return (c & 0x1fff) << (3 * (c >> 13))
-cpu, n = collections.Counter(), collections.Counter()
+cpu, sys_, n = collections.Counter(), collections.Counter(), collections.Counter()
 data = open(sys.argv[2], "rb").read()
 for off in range(0, len(data) - 63, 64):
     f = struct.unpack_from("<BBHIIIIIIf8H16s", data, off)
@@ -44,10 +46,11 @@ for off in range(0, len(data) - 63, 64):
         continue
     comm = f[-1].split(b"\0")[0].decode(errors="replace")
     cpu[comm] += comp_t(f[10]) + comp_t(f[11])
+    sys_[comm] += comp_t(f[11])
     n[comm] += 1
 print("  %d processes exited, %.2f s of CPU" % (sum(n.values()), sum(cpu.values()) / 100))
 for comm, t in cpu.most_common(20):
-    print("    %-16s x%-5d %6.2f s" % (comm, n[comm], t / 100))
+    print("    %-16s x%-5d %6.2f s (in the kernel %.2f s)" % (comm, n[comm], t / 100, sys_[comm] / 100))
 PY
 busy() { head -1 /proc/stat | awk '{print $2+$3+$4+$7+$8 " busy " $5+$6 " idle"}'; }
 # CPU ticks of the long-lived daemons, udevd's workers summed under udevd
