@@ -95,8 +95,8 @@ for scen in "$@"; do
     fi
     # A scenario may need longer than the default: "# lab: timeout=N" in its first 20 lines
     # (the larger of it and LAB_SCENARIO_TIMEOUT applies).
-    limit=$(sed -n '1,20s/^# lab: timeout=\([0-9][0-9]*\)$/\1/p' "$scen" | head -1)
-    [ -n "$limit" ] && [ "$limit" -gt "$SCEN_TIMEOUT" ] || limit=$SCEN_TIMEOUT
+    limit=$(lab_header "$scen" timeout)
+    [[ $limit =~ ^[0-9]+$ ]] && [ "$limit" -gt "$SCEN_TIMEOUT" ] || limit=$SCEN_TIMEOUT
     progress "$name: start"
     t0=$(date +%s%N)
     set +e

@@ -1120,11 +1120,10 @@ fn dry_run_names_what_would_stop_a_plain_disconnect() {
     assert_untouched(&f);
 }
 
-#[test]
-fn rerun_after_a_forced_disconnect_left_an_open_map_cleans_that_map() {
-    // A forced disconnect deleted the paths of a map a VM held open; the map stayed. Once the VM
-    // let go, the rerun with the volume's device_info finds the pathless map of its WWN (nothing
-    // at the LUN, no disk of that WWN anywhere) and removes it.
+/// What a forced disconnect leaves when a VM held the map open: the map of WWN1 without a path
+/// (the paths were deleted, the sessions logged out), the node record at P1; and the volume's
+/// device_info.
+fn pathless_map_left_open() -> (FakeHost, DeviceInfo) {
     let f = FakeHost::new();
     f.dm("dm-0", WWN1, &format!("mpath-{WWN1}"), &[]);
     f.node(IQN, P1);
@@ -1133,6 +1132,15 @@ fn rerun_after_a_forced_disconnect_left_an_open_map_cleans_that_map() {
         scsi_wwn: Some(WWN1.into()),
         ..Default::default()
     };
+    (f, info)
+}
+
+#[test]
+fn rerun_after_a_forced_disconnect_left_an_open_map_cleans_that_map() {
+    // A forced disconnect deleted the paths of a map a VM held open; the map stayed. Once the VM
+    // let go, the rerun with the volume's device_info finds the pathless map of its WWN (nothing
+    // at the LUN, no disk of that WWN anywhere) and removes it.
+    let (f, info) = pathless_map_left_open();
     let r = disconnect_single(&f, &info, PLAIN).unwrap();
     assert_eq!(r.maps_removed().len(), 1, "{r:?}");
     assert!(!f.has_block("dm-0") && !f.has_node(IQN, P1));
@@ -1140,17 +1148,10 @@ fn rerun_after_a_forced_disconnect_left_an_open_map_cleans_that_map() {
 
 #[test]
 fn dry_run_of_a_pathless_map_names_no_paths_to_set_offline() {
-    // The leftover of rerun_after_a_forced_disconnect_left_an_open_map_cleans_that_map: the
-    // dry run plans the map's removal and, with --force, says it has no path (it said "()
+    // The leftover of pathless_map_left_open, seen by a dry run: it
+    // plans the map's removal and, with --force, says it has no path (it said "()
     // set offline").
-    let f = FakeHost::new();
-    f.dm("dm-0", WWN1, &format!("mpath-{WWN1}"), &[]);
-    f.node(IQN, P1);
-    let info = DeviceInfo {
-        path: Some("/dev/dm-0".into()),
-        scsi_wwn: Some(WWN1.into()),
-        ..Default::default()
-    };
+    let (f, info) = pathless_map_left_open();
     let plan = brick::disconnect_plan(&f.host(), &single(1), Some(&info)).unwrap();
     assert_untouched(&f);
     let removes: Vec<&str> = plan.remove.iter().filter_map(Thing::dev).collect();

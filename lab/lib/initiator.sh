@@ -152,9 +152,14 @@ udev_start() {
     for _ in $(seq 100); do udevadm control --ping >/dev/null 2>&1 && { log "udevd started"; return 0; }; sleep 0.2; done
     log "udevd does not answer"; return 1
 }
+# lab_header SCENARIO KEY: the value of the line "# lab: KEY=VALUE" among the scenario's first 20
+# lines (the harness's settings for it: udev=0, timeout=N), empty when there is none.
+lab_header() {
+    sed -n "1,20s/^# lab: $2=\(.*\)\$/\1/p" "$1" | head -1
+}
 # udev_wanted SCENARIO: 0 when the scenario's header asks to run without udevd, else 1.
 udev_wanted() {
-    if sed -n '1,20p' "$1" | grep -q '^# lab: udev=0$'; then echo 0; else echo 1; fi
+    if [ "$(lab_header "$1" udev)" = 0 ]; then echo 0; else echo 1; fi
 }
 
 _sessions_in_state() {
