@@ -194,6 +194,11 @@ const KEYS: &[(&str, &str, Field)] = &[
         Field::Duration(|s| &mut s.tuning.removal_deadline),
     ),
     (
+        "multipathd_query_timeout",
+        "deadline of cleanup's question to multipathd (which paths it calls active)",
+        Field::Duration(|s| &mut s.tuning.multipathd_query_timeout),
+    ),
+    (
         "nvme_ctrl_loss_tmo",
         "NVMe-oF: how long the kernel reconnects a controller whose portal is gone",
         Field::Duration(|s| &mut s.nvme.ctrl_loss_tmo),
@@ -427,9 +432,14 @@ mod tests {
         let (_d, p) = file("command_timeout = 45\nmap_deadline = \"1m 30s\"\npath_flush_tries = 6\nlock_dir = \"/run/brick-test\"\nnvme_ctrl_loss_tmo = \"2m\"\n");
         let s = Settings::load(
             Some(&p),
-            &["map_deadline=2s".into(), "scan_timeout = 0.5".into()],
+            &[
+                "map_deadline=2s".into(),
+                "scan_timeout = 0.5".into(),
+                "multipathd_query_timeout=12s".into(),
+            ],
         )
         .unwrap();
+        assert_eq!(s.tuning.multipathd_query_timeout, Duration::from_secs(12));
         assert_eq!(s.tuning.command_timeout, Duration::from_secs(45));
         assert_eq!(s.tuning.map_deadline, Duration::from_secs(2));
         assert_eq!(s.tuning.scan_timeout, Duration::from_millis(500));

@@ -204,8 +204,11 @@ enum Command {
     /// Find what no volume needs any more (sessions with no device, disks the transport gave
     /// up on, multipath maps with no live path and no opener, node records of manual logins
     /// with no session, wwids entries of no device) and, with --apply, remove it with the
-    /// disconnect's safety: checked again right before, flushed first, never open, never a WWN
-    /// a live disk or map has.
+    /// disconnect's safety: checked again right before, flushed first, never open, mounted or
+    /// held, never a WWN a live disk or map has, never a disk whose session is in recovery
+    /// (FAILED, within its recovery_tmo). What looks left over but is not (such a disk, a disk
+    /// or map in use, a node record set to log in at boot, as os-brick leaves them) is named
+    /// with why ("left alone").
     ///
     /// Exits 0 when nothing is left over (or everything found was removed), 4 when --apply left
     /// something in place (the report says what and why).
@@ -213,7 +216,8 @@ enum Command {
         /// Remove what was found (else only list it).
         #[arg(long)]
         apply: bool,
-        /// Seconds a blocked disk (its session in recovery) must stay blocked to count as dead.
+        /// Seconds a blocked disk whose session is not in recovery must stay blocked to count as
+        /// dead (one whose session is in recovery never counts).
         #[arg(long, default_value_t = 5)]
         grace: u64,
     },

@@ -44,6 +44,9 @@ pub struct Tuning {
     pub map_deadline: Duration,
     /// How long, once the map shows, to wait for every path to join it.
     pub map_paths_grace: Duration,
+    /// Deadline of cleanup's question to multipathd (which paths it calls active); unanswered,
+    /// sysfs alone decides which paths are dead.
+    pub multipathd_query_timeout: Duration,
 }
 
 impl Default for Tuning {
@@ -75,6 +78,7 @@ impl Default for Tuning {
             device_deadline: Duration::from_secs(20),
             map_deadline: Duration::from_secs(20),
             map_paths_grace: Duration::from_secs(5),
+            multipathd_query_timeout: Duration::from_secs(5),
         }
     }
 }

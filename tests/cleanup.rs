@@ -152,26 +152,6 @@ fn an_open_map_with_no_live_path_is_not_a_leftover() {
 }
 
 #[test]
-fn a_blocked_disk_counts_only_when_it_stays_blocked_through_the_grace() {
-    let f = FakeHost::new();
-    f.session(1, "127.0.0.1:3260", GONE)
-        .disk(1, 1, "sda", DEAD)
-        .session_in_recovery(1);
-    let r = cleanup(&f.host(), CleanupOptions::default(), &Tuning::default()).unwrap();
-    assert_eq!(kinds(&r.found), ["disk sda"]);
-    assert!(
-        f.clock()
-            .sleeps()
-            .contains(&CleanupOptions::default().grace),
-        "{:?}",
-        f.clock().sleeps()
-    );
-    // Back to running: no leftover.
-    f.disk_state("sda", "running");
-    assert!(listing(&f).is_empty());
-}
-
-#[test]
 fn what_recovered_since_a_listing_is_not_touched_by_apply() {
     let f = host_with_leftovers();
     let host = f.host();
@@ -238,4 +218,141 @@ fn a_dead_disk_that_cannot_be_opened_is_no_failed_flush() {
     )
     .unwrap();
     assert!(!r.clean() && f.has_block("sdc"), "{r}");
+}
+
+fn apply() -> CleanupOptions {
+    CleanupOptions {
+        apply: true,
+        ..CleanupOptions::default()
+    }
+}
+
+/// A live single-path volume (Nova's default): session 1, disk sda, no map, no holder.
+fn single_path_volume() -> FakeHost {
+    let f = FakeHost::new();
+    f.session(1, "127.0.0.1:3260", IQN).disk(1, 1, "sda", LIVE);
+    f
+}
+
+#[test]
+fn a_blocked_disk_of_a_session_in_recovery_is_not_dead() {
+    // Its portal is down longer than the grace; the session is FAILED within its recovery_tmo:
+    // the kernel holds the disk's I/O until the portal answers again.
+    let f = single_path_volume();
+    f.session_in_recovery(1);
+    assert!(listing(&f).is_empty(), "{:?}", listing(&f));
+    let r = cleanup(&f.host(), apply(), &Tuning::default()).unwrap();
+    assert!(r.removed.is_empty() && r.failed.is_empty(), "{r}");
+    assert!(f.has_block("sda"), "the live volume's disk was deleted");
+    assert!(
+        !f.flushes().contains(&"sda".to_string()),
+        "{:?}",
+        f.flushes()
+    );
+    assert_eq!(f.session_ids(), [1]);
+    // The same with a recovery_tmo that never runs out.
+    f.recovery_tmo(1, -1);
+    assert!(listing(&f).is_empty());
+}
+
+#[test]
+fn a_disk_whose_recovery_timed_out_is_dead() {
+    // recovery_tmo ran out: the session is FREE, the disk transport-offline, its I/O failed.
+    let f = single_path_volume();
+    f.session_in_recovery(1).session_recovery_timed_out(1);
+    assert_eq!(listing(&f), ["disk sda"]);
+    let r = cleanup(&f.host(), apply(), &Tuning::default()).unwrap();
+    assert!(r.clean(), "{r}");
+    assert!(!f.has_block("sda"));
+}
+
+#[test]
+fn a_map_whose_paths_are_all_in_recovery_is_not_a_leftover() {
+    // Both portals of a two-path volume down, nobody has the map open: the map queues, and
+    // its paths come back with the portals.
+    let f = FakeHost::new();
+    f.session(1, "127.0.0.1:3260", IQN)
+        .session(2, "127.0.0.2:3260", IQN)
+        .disk(1, 1, "sda", LIVE)
+        .disk(2, 1, "sdb", LIVE)
+        .map("dm-0", &["sda", "sdb"]);
+    f.session_in_recovery(1).session_in_recovery(2);
+    assert!(listing(&f).is_empty(), "{:?}", listing(&f));
+    cleanup(&f.host(), apply(), &Tuning::default()).unwrap();
+    for d in ["sda", "sdb", "dm-0"] {
+        assert!(f.has_block(d), "{d} removed");
+    }
+}
+
+#[test]
+fn a_blocked_disk_of_a_session_not_in_recovery_counts_only_through_the_grace() {
+    let f = FakeHost::new();
+    f.session(1, "127.0.0.1:3260", GONE)
+        .disk(1, 1, "sda", DEAD)
+        .disk_state("sda", "blocked");
+    let r = cleanup(&f.host(), CleanupOptions::default(), &Tuning::default()).unwrap();
+    assert_eq!(kinds(&r.found), ["disk sda"]);
+    assert!(
+        f.clock()
+            .sleeps()
+            .contains(&CleanupOptions::default().grace),
+        "{:?}",
+        f.clock().sleeps()
+    );
+    f.disk_state("sda", "running");
+    assert!(listing(&f).is_empty());
+}
+
+#[test]
+fn a_dead_disk_that_is_open_mounted_or_held_is_never_removed() {
+    // transport-offline, no other disk has its WWN: dead, but someone uses it (a guest's qemu
+    // that opened it while it worked, a file system, a device stacked on it).
+    type Use = fn(&FakeHost);
+    let uses: [(&str, Use); 3] = [
+        ("open", |f| {
+            f.opened_by(4242, "qemu-kvm", "sda");
+        }),
+        ("mounted", |f| {
+            f.mounted("sda", "/srv/vol");
+        }),
+        ("held", |f| {
+            f.dm("dm-5", "vg-lv", "LVM-abc", &["sda"]);
+        }),
+    ];
+    for (how, make_use) in uses {
+        let f = single_path_volume();
+        f.session_in_recovery(1).session_recovery_timed_out(1);
+        make_use(&f);
+        assert!(listing(&f).is_empty(), "{how}: {:?}", listing(&f));
+        let r = cleanup(&f.host(), apply(), &Tuning::default()).unwrap();
+        assert!(r.removed.is_empty(), "{how}: {r}");
+        assert!(f.has_block("sda"), "{how}: the disk was deleted");
+        assert!(!f.flushes().contains(&"sda".to_string()), "{how}");
+    }
+}
+
+#[test]
+fn multipathd_holding_a_dead_path_open_does_not_keep_it() {
+    // multipathd keeps every path it monitors open for its checker: no user of the data.
+    let f = host_with_leftovers();
+    f.opened_by(555, "multipathd", "sdc");
+    assert!(listing(&f).contains(&"disk sdc".to_string()));
+    let r = cleanup(&f.host(), apply(), &Tuning::default()).unwrap();
+    assert!(r.clean(), "{r}");
+    assert!(!f.has_block("sdc"));
+}
+
+#[test]
+fn cleanup_asks_multipathd_within_the_configured_timeout() {
+    let f = host_with_leftovers();
+    let tuning = Tuning {
+        multipathd_query_timeout: std::time::Duration::from_secs(17),
+        ..Tuning::default()
+    };
+    cleanup(&f.host(), CleanupOptions::default(), &tuning).unwrap();
+    let asked = f.multipathd_timeouts();
+    assert!(!asked.is_empty(), "multipathd not asked");
+    for (cmd, timeout) in asked {
+        assert_eq!(timeout, tuning.multipathd_query_timeout, "{cmd}");
+    }
 }

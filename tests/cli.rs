@@ -581,3 +581,49 @@ fn cleanup_lists_with_exit_0_and_an_apply_that_leaves_something_exits_4() {
     assert_eq!(v["report"]["failed"][0][0]["kind"], "session", "{v}");
     assert_eq!(f.session_ids(), [1]);
 }
+
+#[test]
+fn cleanup_names_what_it_leaves_alone_and_why_in_text_and_json() {
+    const BOOT: &str = "iqn.2003-01.org.linux-iscsi.lab:osbrick";
+    const REC: &str = "iqn.2003-01.org.linux-iscsi.lab:record";
+    let f = FakeHost::new();
+    // A volume whose portal is down: its session in recovery, its disk blocked.
+    f.session(1, "127.0.0.1:3260", IQN)
+        .disk(1, 1, "sda", WWID1)
+        .session_in_recovery(1);
+    // os-brick's record with no session (it sets node.startup automatic at connect), and a
+    // manual login's record with no session (left over).
+    f.node(BOOT, "127.0.0.6:3260");
+    f.node(REC, "127.0.0.5:3260")
+        .node_startup(REC, "127.0.0.5:3260", "manual");
+    let locks = format!("lock_dir={}", f.root().join("locks").display());
+    let out = brick(&f, &["--set", &locks, "cleanup", "--json"], None);
+    let v: serde_json::Value = serde_json::from_str(&stdout_of_success(&out)).unwrap();
+    let found = v["found"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{v}");
+    assert_eq!(found[0]["iqn"], REC, "{v}");
+    let alone = v["left_alone"].as_array().expect("left_alone listed");
+    let why = |kind: &str, pointer: &str, value: &str| -> String {
+        alone
+            .iter()
+            .find(|e| e[0]["kind"] == kind && e[0].pointer(pointer) == Some(&value.into()))
+            .unwrap_or_else(|| panic!("{kind} {value} not named: {v}"))[1]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let record = why("node_record", "/iqn", BOOT);
+    assert!(record.contains("node.startup is automatic"), "{record}");
+    assert!(record.contains("os-brick"), "{record}");
+    let disk = why("disk", "/disk/name", "sda");
+    assert!(disk.contains("session 1 is in recovery"), "{disk}");
+    let out = brick(&f, &["--set", &locks, "cleanup"], None);
+    let text = stdout_of_success(&out);
+    assert!(
+        text.contains(&format!(
+            "left alone: node record of {BOOT} at 127.0.0.6:3260 with no session: node.startup is automatic"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("left alone: disk /dev/sda"), "{text}");
+}

@@ -247,6 +247,15 @@ pub fn session_state(host: &Host, id: SessionId) -> Result<Option<SessionState>>
         .map(|s| s.parse().unwrap_or_else(|never| match never {})))
 }
 
+/// How long the kernel keeps session `id`'s I/O waiting once it lost its connection before it
+/// fails it (`/sys/class/iscsi_session/sessionN/recovery_tmo`, seconds; negative: for ever),
+/// if the session is there and shows it.
+pub fn session_recovery_tmo(host: &Host, id: SessionId) -> Result<Option<i64>> {
+    Ok(host
+        .read_attr_opt(&host.sys(format!("class/iscsi_session/session{id}/recovery_tmo")))?
+        .and_then(|s| s.trim().parse().ok()))
+}
+
 /// Reads everything sysfs shows of `session`.
 pub fn session_topology(host: &Host, session: &Session) -> Result<SessionTopology> {
     let mut disks = Vec::new();

@@ -82,6 +82,8 @@ struct World {
     /// strict`).
     find_multipaths_strict: bool,
     multipathd_cmds: Vec<String>,
+    /// The timeout of each command sent to multipathd: (command, timeout).
+    multipathd_timeouts: Vec<(String, Duration)>,
     /// Portals asked with SendTargets, in order.
     discoveries: Vec<String>,
     /// portal -> what its SendTargets answer lists instead of the targets set up: (portal, IQN)
@@ -272,12 +274,45 @@ impl FakeHost {
     /// map when a path fails) is caught on them: the map is busy until they are deleted.
     pub fn session_in_recovery(&self, id: u32) -> &Self {
         self.session_state(id, "FAILED");
+        let disks = self.session_disk_names(id);
+        for d in &disks {
+            self.disk_state(d, "blocked");
+        }
+        lock(&self.world).probe_caught_on.extend(disks);
+        self
+    }
+
+    /// Session `id`'s `recovery_tmo` ran out with its portal still down, as the kernel shows it
+    /// then: the session `FREE`, its disks `transport-offline` (their I/O failed). iscsid may
+    /// still log in again later; the session stays until someone logs it out.
+    pub fn session_recovery_timed_out(&self, id: u32) -> &Self {
+        self.session_state(id, "FREE");
+        for d in self.session_disk_names(id) {
+            self.disk_state(&d, "transport-offline");
+        }
+        self
+    }
+
+    /// Sets session `id`'s `recovery_tmo` (seconds; iscsid writes the node record's
+    /// `replacement_timeout` there, 120 by default; negative: the kernel never gives up).
+    pub fn recovery_tmo(&self, id: u32, secs: i64) -> &Self {
+        write(
+            &self
+                .sys()
+                .join(format!("class/iscsi_session/session{id}/recovery_tmo")),
+            &format!("{secs}\n"),
+        );
+        self
+    }
+
+    /// The disks (`sdX`) of session `id`.
+    fn session_disk_names(&self, id: u32) -> Vec<String> {
         let hostno = lock(&self.world)
             .sessions
             .get(&id)
             .expect("session exists")
             .0;
-        let disks: Vec<String> = fs::read_dir(self.sys().join("block"))
+        fs::read_dir(self.sys().join("block"))
             .into_iter()
             .flatten()
             .flatten()
@@ -287,15 +322,7 @@ impl FakeHost {
                 let under = real.to_string_lossy().contains(&format!("/host{hostno}/"));
                 (name.starts_with("sd") && under).then_some(name)
             })
-            .collect();
-        for d in &disks {
-            write(
-                &self.sys().join(format!("block/{d}/device/state")),
-                "blocked\n",
-            );
-        }
-        lock(&self.world).probe_caught_on.extend(disks);
-        self
+            .collect()
     }
 
     /// Sets session `id`'s state (`LOGGED_IN`, or `FAILED` while it is in recovery: the kernel
@@ -739,6 +766,26 @@ impl FakeHost {
     pub fn closed_by(&self, pid: u32) -> &Self {
         let _ = fs::remove_dir_all(self.root().join(format!("proc/{pid}")));
         self
+    }
+
+    /// Block device `dev` is mounted at `point`, as `/proc/self/mountinfo` shows it (a line
+    /// naming its device number).
+    pub fn mounted(&self, dev: &str, point: &str) -> &Self {
+        let number = fs::read_to_string(self.sys().join(format!("block/{dev}/dev")))
+            .expect("the device has a number");
+        let path = self.root().join("proc/self/mountinfo");
+        let mut text = fs::read_to_string(&path).unwrap_or_default();
+        text.push_str(&format!(
+            "36 25 {} / {point} rw,relatime shared:1 - ext4 /dev/{dev} rw\n",
+            number.trim()
+        ));
+        write(&path, &text);
+        self
+    }
+
+    /// The timeout brick gave each command it sent to multipathd so far, with the command.
+    pub fn multipathd_timeouts(&self) -> Vec<(String, Duration)> {
+        lock(&self.world).multipathd_timeouts.clone()
     }
 
     /// multipathd reloads a map only some time after one of its paths went, as the lab showed

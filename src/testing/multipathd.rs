@@ -11,10 +11,11 @@ impl crate::host::Multipathd for FakeMultipathd {
     fn command(
         &self,
         cmd: &str,
-        _timeout: Duration,
+        timeout: Duration,
     ) -> Result<String, crate::host::MultipathdError> {
         let mut w = lock(&self.world);
         w.multipathd_cmds.push(cmd.to_string());
+        w.multipathd_timeouts.push((cmd.to_string(), timeout));
         if w.multipathd_down {
             return Err(crate::host::MultipathdError::Unreachable {
                 source: std::io::ErrorKind::ConnectionRefused.into(),
