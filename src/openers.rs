@@ -30,7 +30,9 @@ pub fn openers(host: &Host, dev: &str, name: Option<&str>) -> Vec<String> {
 
 /// The mount points of the device numbered `dev_t` (`253:3`).
 fn mounts_of(host: &Host, dev_t: &str) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string(host.proc("self/mountinfo")) else {
+    let Ok(text) =
+        crate::host::read_bounded(&host.proc("self/mountinfo"), crate::host::MOUNTINFO_MAX)
+    else {
         return Vec::new();
     };
     text.lines()
