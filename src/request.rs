@@ -6,11 +6,17 @@
 //! A request: `{"op": OP, "protocol": "iscsi", ...}` with OP one of `connect` (`props`,
 //! `multipath`), `disconnect` (`props`, `device_info`, `force`, `ignore_errors`), `extend`
 //! (`props`, `device_info`), `paths` (`props`, `device_info`), `properties` (`ip`),
-//! `multipathd_running`, `check_valid_device` (`path`, `timeout` in seconds). The answer:
+//! `multipathd_running`, `check_valid_device` (`path` of a block device, `timeout` in seconds,
+//! at most 300). The answer:
 //! `{"ok": true, "result": ...}`, or `{"ok": false, "error": {"kind", "field", "message",
 //! "paths", "report"}}` where `kind` is an [`ErrorKind`] or one of `protocol_not_supported`,
 //! `volume_paths_not_found`; `paths` lists each path of a failed connect (portal, IQN, kind,
 //! message) and `report` is the report of a failed disconnect.
+//!
+//! Every request runs with brick's settings (for `brick request` and the Python package's
+//! in-process calls, `/etc/brick/brick.toml`; `brick request` refuses `--config` and `--set`):
+//! their deadlines, and their lock folder and lock timeout, so that the Python package's calls
+//! and the command line exclude each other.
 //!
 //! The protocol picks the entry points: `iscsi` maps to this crate's iSCSI functions; another
 //! protocol is refused with `protocol_not_supported` until its connector is added here.
