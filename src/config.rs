@@ -29,6 +29,9 @@ pub const DEFAULT_PATH: &str = "/etc/brick/brick.toml";
 /// The longest duration a setting takes: longer is a typo, not a deadline.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
+/// The most bytes of a settings file brick reads: a few dozen settings take a few kilobytes.
+const FILE_MAX: u64 = 1 << 20;
+
 /// The most attempts or retries a setting takes.
 const MAX_COUNT: u32 = 100;
 
@@ -286,10 +289,14 @@ impl Settings {
             Some(p) => Some((p.to_path_buf(), read(p)?)),
             None => {
                 let p = Path::new(DEFAULT_PATH);
-                match std::fs::read_to_string(p) {
+                match read(p) {
                     Ok(text) => Some((p.to_path_buf(), text)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                    Err(e) => return Err(Error::io(p, e)),
+                    Err(Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        None
+                    }
+                    Err(e) => return Err(e),
                 }
             }
         };
@@ -380,8 +387,36 @@ impl Settings {
     }
 }
 
+/// Reads the settings file `p`, at most [`FILE_MAX`] bytes, refusing one that a user other
+/// than root (or the user brick runs as) owns or that its group or others may write: it sets
+/// where brick keeps its locks and how long it waits, for a process that runs as root.
 fn read(p: &Path) -> Result<String> {
-    std::fs::read_to_string(p).map_err(|e| Error::io(p, e))
+    use std::os::unix::fs::MetadataExt;
+    let mut f = std::fs::File::open(p).map_err(|e| Error::io(p, e))?;
+    // The file opened, not its name: what is checked is what is read.
+    let meta = f.metadata().map_err(|e| Error::io(p, e))?;
+    let euid = nix::unistd::Uid::effective().as_raw();
+    let mode = meta.mode() & 0o7777;
+    let why = if meta.uid() != 0 && meta.uid() != euid {
+        Some(format!("is owned by uid {}, not root", meta.uid()))
+    } else if mode & 0o022 != 0 {
+        Some(format!(
+            "is writable by its group or other users (mode {mode:04o})"
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        return Err(Error::Prerequisite {
+            what: format!(
+                "{}: the settings file {why}; brick, running as root, does not take settings \
+                 another user could have written. Make it root's and not writable by others \
+                 (`chown root:root FILE; chmod 0644 FILE`)",
+                p.display()
+            ),
+        });
+    }
+    crate::host::read_to_limit(&mut f, FILE_MAX).map_err(|e| Error::io(p, e))
 }
 
 /// A duration: seconds (`30`, `0.5`) or humantime text (`30s`, `1m 30s`, `500ms`), above zero
@@ -424,7 +459,59 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("brick.toml");
         std::fs::write(&p, text).unwrap();
+        set_mode(&p, 0o644);
         (dir, p)
+    }
+
+    fn set_mode(p: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// What a refused settings file's error says.
+    fn refused(p: &Path) -> String {
+        match Settings::load(Some(p), &[]) {
+            Err(e @ Error::Prerequisite { .. }) => e.to_string(),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn settings_file_others_can_write_is_refused() {
+        for mode in [0o664, 0o646, 0o666] {
+            let (_d, p) = file("lock_dir = \"/tmp/x\"\n");
+            set_mode(&p, mode);
+            let text = refused(&p);
+            assert!(text.contains(&p.display().to_string()), "{text}");
+            assert!(text.contains(&format!("mode {mode:04o}")), "{text}");
+            assert!(text.contains("chmod"), "says what to do: {text}");
+        }
+        let (_d, p) = file("lock_dir = \"/tmp/x\"\n");
+        set_mode(&p, 0o600);
+        assert_eq!(
+            Settings::load(Some(&p), &[]).unwrap().lock_dir,
+            Path::new("/tmp/x")
+        );
+    }
+
+    #[test]
+    fn settings_file_of_another_user_is_refused() {
+        // Needs root (chown), as `make test` runs it.
+        let (_d, p) = file("lock_dir = \"/tmp/x\"\n");
+        std::os::unix::fs::chown(&p, Some(54321), None)
+            .expect("this test needs root: it gives the settings file to another user");
+        assert!(refused(&p).contains("owned by uid 54321"));
+    }
+
+    #[test]
+    fn settings_file_past_a_mebibyte_is_refused() {
+        let big = format!("# {}\n", "x".repeat(FILE_MAX as usize));
+        let (_d, p) = file(&big);
+        let e = Settings::load(Some(&p), &[]).unwrap_err();
+        assert!(matches!(e, Error::Io { .. }), "{e}");
+        assert!(e.to_string().contains("larger than 1048576 bytes"), "{e}");
+        let (_d, p) = file(&big[..FILE_MAX as usize - 1]);
+        assert!(Settings::load(Some(&p), &[]).is_ok());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::host::Host;
 
 /// The connector properties a volume service needs to export a volume to this host.
@@ -85,7 +85,8 @@ pub fn connector_properties(host: &Host, ip: Option<String>) -> Result<Connector
 /// udev's record of that device. `None` for a file system on no block device (an overlay, a
 /// tmpfs: major 0) or a device udev has not described.
 pub fn root_fs_uuid(host: &Host) -> Option<String> {
-    let text = std::fs::read_to_string(host.proc("self/mountinfo")).ok()?;
+    let text =
+        crate::host::read_bounded(&host.proc("self/mountinfo"), crate::host::MOUNTINFO_MAX).ok()?;
     // Fields: id parent MAJ:MIN root mount-point ...; the last mount at / is the one in use.
     let dev_t = text.lines().rev().find_map(|l| {
         let f: Vec<&str> = l.split(' ').collect();
@@ -94,7 +95,7 @@ pub fn root_fs_uuid(host: &Host) -> Option<String> {
     if dev_t.starts_with("0:") {
         return None;
     }
-    let record = std::fs::read_to_string(host.udev_record(&dev_t)).ok()?;
+    let record = host.read_attr_opt(&host.udev_record(&dev_t)).ok()??;
     record
         .lines()
         .find_map(|l| l.strip_prefix("E:ID_FS_UUID="))
@@ -129,12 +130,12 @@ pub fn multipathd_running(host: &Host) -> Result<bool> {
         .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
     {
         let comm = host.proc(format!("{pid}/comm"));
-        match std::fs::read_to_string(&comm) {
-            Ok(c) if c.trim() == "multipathd" => return Ok(true),
-            Ok(_) => {}
-            // A process that ended meanwhile.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(&comm, e)),
+        // None: a process that ended meanwhile.
+        if host
+            .read_attr_opt(&comm)?
+            .is_some_and(|c| c.trim() == "multipathd")
+        {
+            return Ok(true);
         }
     }
     Ok(false)

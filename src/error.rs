@@ -274,6 +274,9 @@ impl From<crate::host::HostError> for Error {
     fn from(e: crate::host::HostError) -> Error {
         match e {
             crate::host::HostError::Io { path, source } => Error::Io { path, source },
+            e @ crate::host::HostError::Unsafe { .. } => Error::Prerequisite {
+                what: e.to_string(),
+            },
         }
     }
 }

@@ -227,10 +227,34 @@ enum Command {
     /// Run one request of the Python package (through its root helper): the request as JSON on
     /// standard input, the answer as JSON on standard output, errors included (exit 0 when
     /// answered). See `brick::request`.
+    ///
+    /// What a root helper (rootwrap, sudo) lets an unprivileged service run: its settings come
+    /// from /etc/brick/brick.toml alone, and --config and --set are refused.
     Request,
     /// Write brick's man pages or shell completions, made from these definitions (`make deb`).
     #[command(subcommand, hide = true)]
     Generate(generate::Generate),
+}
+
+/// `brick request` is what a root helper (sudo, rootwrap) lets an unprivileged caller run: it
+/// takes its settings from the root-owned settings file only, never from the caller's
+/// `--config` or `--set` (a caller's `lock_dir` would move brick's locks where it holds them).
+fn request_takes_no_settings(cli: &Cli) -> Result<(), Error> {
+    if !matches!(cli.command, Command::Request) {
+        return Ok(());
+    }
+    let field = if cli.config.is_some() {
+        "--config"
+    } else if !cli.set.is_empty() {
+        "--set"
+    } else {
+        return Ok(());
+    };
+    Err(Error::invalid(
+        field,
+        "`brick request` takes no settings from its caller: it runs for an unprivileged \
+         caller through a root helper, and uses /etc/brick/brick.toml alone",
+    ))
 }
 
 fn main() -> ExitCode {
@@ -245,6 +269,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let progress = init_logs(&cli);
     let json = cli.json;
+    if let Err(e) = request_takes_no_settings(&cli) {
+        return finish("", Err(e), json);
+    }
     let settings = match Settings::load(cli.config.as_deref(), &cli.set) {
         Ok(s) => s,
         Err(e) => return finish("", Err(e), json),
@@ -578,7 +605,8 @@ fn run(
             )
         }
         Command::Request => {
-            let _ = writeln!(out, "{}", brick::request::handle(host, &read_input("-")?));
+            let request = read_input("-")?;
+            let _ = writeln!(out, "{}", brick::request::handle(host, settings, &request));
             Ok(())
         }
         Command::Inspect => {

@@ -57,7 +57,9 @@ fn users(host: &Host, dev: &str, name: Option<&str>, ignored: &[&str]) -> Vec<St
 
 /// The mount points of the device numbered `dev_t` (`253:3`).
 fn mounts_of(host: &Host, dev_t: &str) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string(host.proc("self/mountinfo")) else {
+    let Ok(text) =
+        crate::host::read_bounded(&host.proc("self/mountinfo"), crate::host::MOUNTINFO_MAX)
+    else {
         return Vec::new();
     };
     text.lines()

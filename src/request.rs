@@ -6,11 +6,17 @@
 //! A request: `{"op": OP, "protocol": "iscsi", ...}` with OP one of `connect` (`props`,
 //! `multipath`), `disconnect` (`props`, `device_info`, `force`, `ignore_errors`), `extend`
 //! (`props`, `device_info`), `paths` (`props`, `device_info`), `properties` (`ip`),
-//! `multipathd_running`, `check_valid_device` (`path`, `timeout` in seconds). The answer:
+//! `multipathd_running`, `check_valid_device` (`path` of a block device, `timeout` in seconds,
+//! at most 300). The answer:
 //! `{"ok": true, "result": ...}`, or `{"ok": false, "error": {"kind", "field", "message",
 //! "paths", "report"}}` where `kind` is an [`ErrorKind`] or one of `protocol_not_supported`,
 //! `volume_paths_not_found`; `paths` lists each path of a failed connect (portal, IQN, kind,
 //! message) and `report` is the report of a failed disconnect.
+//!
+//! Every request runs with brick's settings (for `brick request` and the Python package's
+//! in-process calls, `/etc/brick/brick.toml`; `brick request` refuses `--config` and `--set`):
+//! their deadlines, and their lock folder and lock timeout, so that the Python package's calls
+//! and the command line exclude each other.
 //!
 //! The protocol picks the entry points: `iscsi` maps to this crate's iSCSI functions; another
 //! protocol is refused with `protocol_not_supported` until its connector is added here.
@@ -21,17 +27,36 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::config::Settings;
 use crate::host::Host;
+use crate::tuning::Tuning;
 use crate::{ConnectionProperties, DeviceInfo, Error, ErrorKind};
 
 /// How long `check_valid_device` waits for its one-block read by default.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Runs the request `text` on `host` and gives the answer as JSON text. Never fails: a bad
-/// request is an answer with an `invalid_input` error.
-pub fn handle(host: &Host, text: &str) -> String {
+/// The longest `check_valid_device` waits: a caller's larger value is refused, not a thread
+/// left waiting for ever (and `Duration::from_secs_f64` panics on `1e30`).
+const MAX_CHECK_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Runs the request `text` as `brick request` does: on `base` with the settings of the file
+/// `file` (the default file `/etc/brick/brick.toml`, when it exists, for `None`) and no
+/// overrides. The Python package's in-process calls come here, so a root Python caller and the
+/// command line take their locks in the same folder and wait for them as long.
+pub fn handle_with_settings_file(base: &Host, file: Option<&Path>, text: &str) -> String {
+    match Settings::load(file, &[]) {
+        Ok(settings) => handle(base, &settings, text),
+        Err(e) => json!({ "ok": false, "error": error_value(&e) }).to_string(),
+    }
+}
+
+/// Runs the request `text` on `host` with `settings` (their deadlines and retries, and their
+/// lock folder and lock timeout, put on `host`) and gives the answer as JSON text. Never
+/// fails: a bad request is an answer with an `invalid_input` error.
+pub fn handle(host: &Host, settings: &Settings, text: &str) -> String {
+    let host = settings.apply(host.clone());
     let answer = match serde_json::from_str::<Value>(text) {
-        Ok(req) => match dispatch(host, &req) {
+        Ok(req) => match dispatch(&host, settings, &req) {
             Ok(result) => json!({ "ok": true, "result": result }),
             Err(e) => json!({ "ok": false, "error": e }),
         },
@@ -40,7 +65,7 @@ pub fn handle(host: &Host, text: &str) -> String {
     answer.to_string()
 }
 
-fn dispatch(host: &Host, req: &Value) -> Result<Value, Value> {
+fn dispatch(host: &Host, settings: &Settings, req: &Value) -> Result<Value, Value> {
     let op = str_field(req, "op")?.unwrap_or_default();
     // Operations that concern the host, not a volume of one protocol.
     match op.as_str() {
@@ -58,19 +83,15 @@ fn dispatch(host: &Host, req: &Value) -> Result<Value, Value> {
         "check_valid_device" => {
             let path = str_field(req, "path")?
                 .ok_or_else(|| error_value(&Error::invalid("path", "is missing")))?;
-            let timeout = req
-                .get("timeout")
-                .and_then(Value::as_f64)
-                .filter(|t| t.is_finite() && *t > 0.0)
-                .map_or(CHECK_TIMEOUT, Duration::from_secs_f64);
+            let timeout = check_timeout(req)?;
             return Ok(Value::Bool(check_valid_device(Path::new(&path), timeout)));
         }
         _ => {}
     }
     let protocol = str_field(req, "protocol")?.unwrap_or_else(|| "iscsi".to_string());
     match protocol.to_ascii_lowercase().as_str() {
-        "iscsi" => iscsi(host, &op, req),
-        "nvmeof" => nvmeof(host, &op, req),
+        "iscsi" => iscsi(host, settings.tuning.clone(), &op, req),
+        "nvmeof" => nvmeof(host, settings.nvme.clone(), &op, req),
         other => Err(json!({
             "kind": "protocol_not_supported",
             "field": "protocol",
@@ -79,10 +100,7 @@ fn dispatch(host: &Host, req: &Value) -> Result<Value, Value> {
     }
 }
 
-fn iscsi(host: &Host, op: &str, req: &Value) -> Result<Value, Value> {
-    // The settings file applies to the package's calls as to the command line's.
-    let settings = crate::config::Settings::load(None, &[]).map_err(|e| error_value(&e))?;
-    let tuning = settings.tuning;
+fn iscsi(host: &Host, tuning: Tuning, op: &str, req: &Value) -> Result<Value, Value> {
     let props = req
         .get("props")
         .ok_or_else(|| error_value(&Error::invalid("connection_properties", "is missing")))?;
@@ -135,9 +153,12 @@ fn iscsi(host: &Host, op: &str, req: &Value) -> Result<Value, Value> {
     }
 }
 
-fn nvmeof(host: &Host, op: &str, req: &Value) -> Result<Value, Value> {
-    let settings = crate::config::Settings::load(None, &[]).map_err(|e| error_value(&e))?;
-    let mut tuning = settings.nvme;
+fn nvmeof(
+    host: &Host,
+    mut tuning: crate::nvmeof::NvmeTuning,
+    op: &str,
+    req: &Value,
+) -> Result<Value, Value> {
     let props = req
         .get("props")
         .ok_or_else(|| error_value(&Error::invalid("connection_properties", "is missing")))?;
@@ -215,25 +236,66 @@ fn device_info(req: &Value) -> Result<Option<DeviceInfo>, Value> {
     }
 }
 
-/// Reads the first 512 bytes of `path` (as os-brick's `dd count=1`), in a thread, waiting at
-/// most `timeout`: false when it cannot be opened or read, or does not answer in time (a read
-/// on a map that queues I/O with every path down never returns; that thread is left behind).
+/// Reads the first 512 bytes of the block device `path` (as os-brick's `dd count=1`), in a
+/// thread, waiting at most `timeout`: false when it is not a block device, cannot be opened or
+/// read, or does not answer in time (a read on a map that queues I/O with every path down
+/// never returns; that thread is left behind).
+///
+/// The caller names the path and brick runs as root, so nothing else is opened: not a link
+/// (`O_NOFOLLOW`), not a character device (opening `/dev/watchdog` arms the watchdog, which
+/// then reboots the host), not a file. It is opened `O_NONBLOCK`, and must still be the block
+/// device it was before the open.
 pub fn check_valid_device(path: &Path, timeout: Duration) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+    let Ok(before) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    if !before.file_type().is_block_device() {
+        return false;
+    }
     let path = path.to_path_buf();
     let (tx, rx) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("brick-check-device".into())
         .spawn(move || {
-            let ok = std::fs::File::open(&path).and_then(|mut f| {
-                let mut buf = [0u8; 512];
-                f.read(&mut buf)
-            });
+            let ok = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(&path)
+                .and_then(|mut f| {
+                    let now = f.metadata()?;
+                    if !now.file_type().is_block_device() || now.rdev() != before.rdev() {
+                        return Err(std::io::ErrorKind::InvalidInput.into());
+                    }
+                    let mut buf = [0u8; 512];
+                    f.read(&mut buf)
+                });
             let _ = tx.send(ok.is_ok());
         });
     if spawned.is_err() {
         return false;
     }
     rx.recv_timeout(timeout).unwrap_or(false)
+}
+
+/// `check_valid_device`'s `timeout` (seconds): [`CHECK_TIMEOUT`] when not given, else a
+/// number above 0 and at most [`MAX_CHECK_TIMEOUT`].
+fn check_timeout(req: &Value) -> Result<Duration, Value> {
+    let Some(t) = req.get("timeout").filter(|t| !t.is_null()) else {
+        return Ok(CHECK_TIMEOUT);
+    };
+    match t.as_f64() {
+        Some(secs) if secs > 0.0 && secs <= MAX_CHECK_TIMEOUT.as_secs_f64() => {
+            Ok(Duration::from_secs_f64(secs))
+        }
+        _ => Err(error_value(&Error::invalid(
+            "timeout",
+            format!(
+                "{t} is not a number of seconds above 0 and at most {}",
+                MAX_CHECK_TIMEOUT.as_secs()
+            ),
+        ))),
+    }
 }
 
 fn str_field(req: &Value, name: &str) -> Result<Option<String>, Value> {
@@ -268,8 +330,15 @@ pub fn error_value(e: &Error) -> Value {
 mod tests {
     use super::*;
 
+    /// The default settings, with the locks in the fake host's run folder.
+    fn settings_of(host: &Host) -> Settings {
+        let mut s = Settings::default();
+        s.lock_dir = host.run_dir_path().to_path_buf();
+        s
+    }
+
     fn answer(host: &Host, req: Value) -> Value {
-        serde_json::from_str(&handle(host, &req.to_string())).unwrap()
+        serde_json::from_str(&handle(host, &settings_of(host), &req.to_string())).unwrap()
     }
 
     #[test]
@@ -328,7 +397,8 @@ mod tests {
     #[test]
     fn request_that_is_not_json_is_invalid_input() {
         let f = crate::testing::FakeHost::new();
-        let a: Value = serde_json::from_str(&handle(&f.host(), "{nope")).unwrap();
+        let host = f.host();
+        let a: Value = serde_json::from_str(&handle(&host, &settings_of(&host), "{nope")).unwrap();
         assert_eq!(a["error"]["kind"], "invalid_input");
         assert_eq!(a["error"]["field"], "request");
     }
@@ -346,16 +416,107 @@ mod tests {
         );
     }
 
+    /// A block device node in `dir` for a block device of this machine (a loop device when
+    /// there is one): made with mknod, so the test needs root, as `make test` runs it.
+    fn block_node(dir: &Path) -> std::path::PathBuf {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let mut devs: Vec<_> = std::fs::read_dir("/dev")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_block_device()))
+            .collect();
+        devs.sort_by_key(|e| !e.file_name().to_string_lossy().starts_with("loop"));
+        let dev = devs
+            .first()
+            .expect("this test needs a block device in /dev");
+        let rdev = dev.metadata().unwrap().rdev();
+        let node = dir.join("disk");
+        let c = std::ffi::CString::new(node.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string; mknod has no other effect on this process.
+        let rc = unsafe { libc::mknod(c.as_ptr(), libc::S_IFBLK | 0o600, rdev) };
+        assert_eq!(rc, 0, "this test needs root (mknod of a block device node)");
+        node
+    }
+
     #[test]
-    fn check_valid_device_reads_a_file_and_refuses_a_missing_one() {
+    fn check_valid_device_reads_a_block_device_and_refuses_a_missing_one() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("disk");
-        std::fs::write(&p, [7u8; 1024]).unwrap();
-        assert!(check_valid_device(&p, Duration::from_secs(5)));
+        let node = block_node(dir.path());
+        assert!(check_valid_device(&node, Duration::from_secs(5)));
         assert!(!check_valid_device(
             &dir.path().join("gone"),
             Duration::from_secs(5)
         ));
+    }
+
+    #[test]
+    fn check_valid_device_opens_no_file_character_device_or_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, [7u8; 1024]).unwrap();
+        assert!(!check_valid_device(&file, Duration::from_secs(5)), "file");
+        // /dev/null stands for /dev/watchdog: a character device, which brick must not open.
+        assert!(
+            !check_valid_device(Path::new("/dev/null"), Duration::from_secs(5)),
+            "character device"
+        );
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(block_node(dir.path()), &link).unwrap();
+        assert!(!check_valid_device(&link, Duration::from_secs(5)), "link");
+    }
+
+    #[test]
+    fn check_valid_device_timeout_out_of_bounds_is_invalid_input() {
+        let f = crate::testing::FakeHost::new();
+        for t in [json!(1e30), json!(0), json!(-1), json!(301), json!("10")] {
+            let a = answer(
+                &f.host(),
+                json!({"op": "check_valid_device", "path": "/nonexistent", "timeout": t}),
+            );
+            assert_eq!(a["error"]["kind"], "invalid_input", "{t}: {a}");
+            assert_eq!(a["error"]["field"], "timeout", "{t}: {a}");
+        }
+        let a = answer(
+            &f.host(),
+            json!({"op": "check_valid_device", "path": "/nonexistent", "timeout": 2.5}),
+        );
+        assert_eq!(a, json!({"ok": true, "result": false}));
+    }
+
+    #[test]
+    fn python_path_and_command_line_take_the_same_lock_file() {
+        let f = crate::testing::FakeHost::new();
+        let locks = f.root().join("locks");
+        let file = f.root().join("brick.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "lock_dir = {:?}\nlock_timeout = \"300ms\"\n",
+                locks.display()
+            ),
+        )
+        .unwrap();
+        // The command line's host, as `brick --config FILE` makes it, holds the lock of the
+        // host's NVMe identity, which a connect takes first on a host that has none yet.
+        let cli_host = Settings::load(Some(&file), &[]).unwrap().apply(f.host());
+        let _held = cli_host.lock("nvme-host-identity").unwrap();
+        // The Python package's in-process call, with the same settings file.
+        let req = json!({"op": "connect", "protocol": "nvmeof", "props": {
+            "target_nqn": "nqn.2014-08.org.lab:s1",
+            "vol_uuid": "cbee5289-1b94-4aeb-baa3-56414b47eb7d",
+            "portals": [["127.0.0.1", 4420, "tcp"]]}});
+        let a: Value = serde_json::from_str(&handle_with_settings_file(
+            &f.host(),
+            Some(&file),
+            &req.to_string(),
+        ))
+        .unwrap();
+        let message = a["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("still locked after 300ms"), "{a}");
+        assert!(
+            message.contains(&locks.join("nvme-host-identity.lock").display().to_string()),
+            "{a}"
+        );
     }
 
     #[test]

@@ -627,3 +627,40 @@ fn cleanup_names_what_it_leaves_alone_and_why_in_text_and_json() {
     );
     assert!(text.contains("left alone: disk /dev/sda"), "{text}");
 }
+
+#[test]
+fn request_takes_no_settings_from_its_caller() {
+    // What a root helper's caller could try: move brick's locks to a folder it holds.
+    let f = FakeHost::new();
+    let locks = f.root().join("caller-locks");
+    let file = f.root().join("caller.toml");
+    std::fs::write(&file, format!("lock_dir = {:?}\n", locks.display())).unwrap();
+    let set_locks = format!("lock_dir={}", locks.display());
+    let request = r#"{"op": "multipathd_running"}"#;
+    for (args, field) in [
+        (vec!["--set", set_locks.as_str(), "request"], "--set"),
+        (
+            vec!["--config", file.to_str().unwrap(), "request"],
+            "--config",
+        ),
+        (vec!["request", "--set", "lock_timeout=1s"], "--set"),
+        (
+            vec!["--json", "request", "--config", file.to_str().unwrap()],
+            "--config",
+        ),
+    ] {
+        let out = brick(&f, &args, Some(request));
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains(field), "{args:?}: {text}");
+        assert!(!text.contains("\"ok\""), "{args:?} answered: {text}");
+    }
+    assert!(!locks.exists(), "brick made the caller's lock folder");
+    // Without them it answers.
+    let out = brick(&f, &["request"], Some(request));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"ok\":true"));
+}

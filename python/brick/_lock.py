@@ -74,11 +74,20 @@ class _ProcessLock:
             if self._holders:
                 return
             f, self._file = self._file, None
-        if f is not None:
-            try:
-                fcntl.lockf(f, fcntl.LOCK_UN)
-            finally:
-                f.close()
+            # Until the unlock and close below are done, no thread may lock anew: its lockf
+            # would succeed at once (the process still holds the lock), and this close would
+            # then drop the process's lock under it, while it believes it holds it.
+            self._locking = True
+        try:
+            if f is not None:
+                try:
+                    fcntl.lockf(f, fcntl.LOCK_UN)
+                finally:
+                    f.close()
+        finally:
+            with self._cond:
+                self._locking = False
+                self._cond.notify_all()
 
     @property
     def held(self) -> bool:

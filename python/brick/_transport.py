@@ -38,10 +38,17 @@ def helper_argv(root_helper: Union[str, Sequence[str]], brick_binary: str) -> Li
     return prefix + [brick_binary, "request"]
 
 
+#: Where the Debian package installs brick, and the one path its rootwrap filter and sudoers
+#: example let a service run as root (``pkg/deb/brick.filters``, ``pkg/deb/brick.sudoers``).
+INSTALLED_BINARY = "/usr/sbin/brick"
+
+
 def find_brick_binary(given: Optional[str]) -> str:
     """The brick binary the root helper runs: ``brick_binary`` given to the factory, else
-    ``BRICK_BINARY``, else ``brick`` on PATH."""
-    path = given or os.environ.get("BRICK_BINARY") or shutil.which("brick")
+    ``BRICK_BINARY``, else ``brick`` on PATH, else the package's ``/usr/sbin/brick`` (a
+    service user's PATH has no /usr/sbin on Debian)."""
+    path = (given or os.environ.get("BRICK_BINARY") or shutil.which("brick")
+            or (INSTALLED_BINARY if os.access(INSTALLED_BINARY, os.X_OK) else None))
     if not path:
         raise exception.BrickException(
             "no brick binary for the root helper: install brick on PATH, or give "

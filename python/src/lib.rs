@@ -4,12 +4,22 @@
 
 use pyo3::prelude::*;
 
-/// Runs one request (JSON text) on this host and returns the answer (JSON text). The GIL is
-/// released for the whole operation. Errors are answers, never Python exceptions: the Python
-/// layer turns them into os-brick's exceptions, for this path and the root helper's alike.
+/// Runs one request (JSON text) on this host and returns the answer (JSON text), with the
+/// settings of `settings_file`, by default those `brick request` uses (`/etc/brick/brick.toml`
+/// when it exists): the same lock folder and lock timeout as the command line, so their locks
+/// collide. The GIL is released for the whole operation. Errors are answers, never Python
+/// exceptions: the Python layer turns them into os-brick's exceptions, for this path and the
+/// root helper's alike.
 #[pyfunction]
-fn call(py: Python<'_>, request: String) -> String {
-    py.allow_threads(move || brick::request::handle(&brick::host::Host::real(), &request))
+#[pyo3(signature = (request, settings_file=None))]
+fn call(py: Python<'_>, request: String, settings_file: Option<std::path::PathBuf>) -> String {
+    py.allow_threads(move || {
+        brick::request::handle_with_settings_file(
+            &brick::host::Host::real(),
+            settings_file.as_deref(),
+            &request,
+        )
+    })
 }
 
 /// Sends brick's logs to standard error at `filter` (an env-filter such as `brick=debug`); the

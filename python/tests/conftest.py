@@ -15,3 +15,22 @@ def brick_binary() -> str:
     if not os.access(path, os.X_OK):
         pytest.fail("no brick binary at %s: run python/test.sh (it builds it)" % path)
     return path
+
+
+@pytest.fixture
+def block_device(tmp_path) -> str:
+    """A block device node in tmp_path for one of this machine's block devices (a loop device
+    when there is one), made with mknod: needs root, as python/test.sh runs it."""
+    import stat
+
+    devs = sorted((n for n in os.listdir("/dev")
+                   if stat.S_ISBLK(os.lstat(os.path.join("/dev", n)).st_mode)),
+                  key=lambda n: not n.startswith("loop"))
+    if not devs:
+        pytest.fail("this test needs a block device in /dev")
+    node = tmp_path / "disk"
+    try:
+        os.mknod(node, stat.S_IFBLK | 0o600, os.lstat(os.path.join("/dev", devs[0])).st_rdev)
+    except PermissionError:
+        pytest.fail("this test needs root (mknod of a block device node)")
+    return str(node)

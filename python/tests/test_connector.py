@@ -61,12 +61,23 @@ def test_extend_of_a_volume_not_connected_is_volume_paths_not_found():
     assert c.get_volume_paths(PROPS) == []
 
 
-def test_check_valid_device_reads_one_block(tmp_path):
+def test_check_valid_device_reads_one_block_of_a_block_device(tmp_path, block_device):
     c = connector.InitiatorConnector.factory("ISCSI", None, in_process=True)
-    f = tmp_path / "disk"
-    f.write_bytes(b"x" * 4096)
-    assert c.check_valid_device(str(f)) is True
+    assert c.check_valid_device(block_device) is True
     assert c.check_valid_device(str(tmp_path / "missing")) is False
+
+
+def test_check_valid_device_opens_no_file_character_device_or_link(tmp_path, block_device):
+    """The caller names the path and brick opens it as root: only a block device, not a file,
+    not /dev/null (standing for /dev/watchdog, whose open arms a reboot), not a link."""
+    c = connector.InitiatorConnector.factory("ISCSI", None, in_process=True)
+    f = tmp_path / "file"
+    f.write_bytes(b"x" * 4096)
+    link = tmp_path / "link"
+    link.symlink_to(block_device)
+    assert c.check_valid_device(str(f)) is False
+    assert c.check_valid_device("/dev/null") is False
+    assert c.check_valid_device(str(link)) is False
 
 
 class Recorder:
@@ -116,26 +127,41 @@ def test_forced_disconnect_with_ignore_errors_raises_nothing():
 
 
 def test_native_call_releases_the_gil(tmp_path):
-    """A call blocked in brick (an open of a FIFO no one writes, for 1 s) lets Python threads
-    run meanwhile."""
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    req = json.dumps({"op": "check_valid_device", "path": str(fifo), "timeout": 1.0})
+    """A call blocked in brick (waiting 1 s for a lock another holder keeps, in the lock folder
+    of the settings file it is given) lets Python threads run meanwhile, and the lock it waits
+    for is the file the command line takes with the same settings."""
+    import fcntl
+
+    locks = tmp_path / "locks"
+    locks.mkdir(mode=0o700)
+    settings = tmp_path / "brick.toml"
+    settings.write_text('lock_dir = "%s"\nlock_timeout = "1s"\n' % locks)
+    settings.chmod(0o644)
+    nqn = "nqn.2014-08.org.lab:gil"
+    # What a connect takes first: the host's NVMe identity (when it has none) or the subsystem.
+    held = []
+    for name in ("nvme-host-identity", "nvme-" + nqn.replace(":", "_")):
+        f = open(locks / (name + ".lock"), "w")
+        fcntl.flock(f, fcntl.LOCK_EX)
+        held.append(f)
+    req = json.dumps({"op": "connect", "protocol": "nvmeof", "props": {
+        "target_nqn": nqn, "vol_uuid": "cbee5289-1b94-4aeb-baa3-56414b47eb7d",
+        "portals": [["127.0.0.1", 4420, "tcp"]]}})
     result = []
-    t = threading.Thread(target=lambda: result.append(json.loads(_native.call(req))))
+    t = threading.Thread(
+        target=lambda: result.append(json.loads(_native.call(req, str(settings)))))
     t.start()
     time.sleep(0.1)
     ticks = 0
     t0 = time.monotonic()
-    while t.is_alive() and time.monotonic() - t0 < 5:
+    while t.is_alive() and time.monotonic() - t0 < 10:
         ticks += 1
         time.sleep(0.001)
     t.join()
-    assert result[0] == {"ok": True, "result": False}
+    assert result[0]["ok"] is False, result
+    assert "still locked after 1s" in result[0]["error"]["message"], result
+    assert str(locks) in result[0]["error"]["message"], result
     assert ticks > 100, "the main thread ran only %d times during the call" % ticks
-    # unblock brick's reader thread, left behind on the FIFO
-    with open(fifo, "wb"):
-        pass
 
 
 def test_connect_and_disconnect_hold_os_bricks_lock_when_a_lock_path_is_set(tmp_path,

@@ -65,3 +65,44 @@ def test_no_lock_path_takes_no_lock(tmp_path):
     with _lock.osbrick_lock(None, "connect_volume"):
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_thread_that_locks_while_another_releases_still_holds_the_lock(tmp_path, monkeypatch):
+    """Thread A's release unlocks and closes its descriptor; thread B asks for the lock in
+    between. B must not get in on the process's lock that A's close then drops: B waits, locks
+    anew, and holds it against other processes."""
+    import fcntl
+    import types
+
+    path = tmp_path / "os-brick-connect_volume"
+    unlocking, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def lockf(f, op):
+        if op == fcntl.LOCK_UN:
+            unlocking.set()
+            b_in.wait(1)  # give B the window (with the fix, B waits for this release)
+        fcntl.lockf(f, op)
+
+    monkeypatch.setattr(_lock, "fcntl", types.SimpleNamespace(
+        LOCK_EX=fcntl.LOCK_EX, LOCK_UN=fcntl.LOCK_UN, lockf=lockf))
+    held_against_others = []
+
+    def a() -> None:
+        with _lock.osbrick_lock(str(tmp_path), "connect_volume"):
+            pass
+        a_out.set()
+
+    def b() -> None:
+        unlocking.wait(10)
+        with _lock.osbrick_lock(str(tmp_path), "connect_volume"):
+            b_in.set()
+            a_out.wait(10)  # A's release is over: its close happened
+            held_against_others.append(not other_process_gets(path))
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert held_against_others == [True], "B believed it held the lock; another process got it"
+    assert other_process_gets(path)

@@ -11,6 +11,7 @@ pub mod uevent;
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,15 @@ pub enum HostError {
         /// What the system said.
         source: std::io::Error,
     },
+    /// A file or folder brick relies on for its safety (the lock folder) is not safe to use:
+    /// another user could take or replace what brick keeps there.
+    #[error("{path}: {why}")]
+    Unsafe {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong with it and what to do.
+        why: String,
+    },
 }
 
 impl HostError {
@@ -50,6 +60,7 @@ impl HostError {
     pub fn is_not_found(&self) -> bool {
         match self {
             HostError::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,
+            HostError::Unsafe { .. } => false,
         }
     }
 }
@@ -135,6 +146,11 @@ impl Host {
         self
     }
 
+    /// Where brick keeps its lock files (see [`Host::run_dir`]).
+    pub fn run_dir_path(&self) -> &Path {
+        &self.run_dir
+    }
+
     /// Sets where multipath-tools keep their state (default `/etc/multipath`, which holds the
     /// `wwids` file).
     pub fn multipath_dir(mut self, dir: impl Into<PathBuf>) -> Host {
@@ -182,7 +198,7 @@ impl Host {
         pids.iter()
             .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
             .any(|pid| {
-                std::fs::read_to_string(self.proc(format!("{pid}/comm")))
+                read_small(&self.proc(format!("{pid}/comm")))
                     .is_ok_and(|c| matches!(c.trim(), "systemd-udevd" | "udevd"))
             })
     }
@@ -219,11 +235,7 @@ impl Host {
     }
 
     fn flock(&self, name: &str, how: nix::fcntl::FlockArg) -> Result<HostLock, Error> {
-        // Root's only, as the package's tmpfiles.d entry makes it: the locks decide who may
-        // log out of a session.
-        std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
-            .create(&self.run_dir)
-            .map_err(|e| Error::io(&self.run_dir, e))?;
+        self.check_run_dir()?;
         let safe: String = name
             .chars()
             .map(|c| {
@@ -235,10 +247,14 @@ impl Host {
             })
             .collect();
         let path = self.run_dir.join(format!("{safe}.lock"));
+        // O_NOFOLLOW: a link planted in place of a lock file would have root create or lock
+        // whatever it points to.
         let mut file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
         // Real time, not the host's clock: the holder is another thread or process working in
@@ -273,6 +289,43 @@ impl Host {
                 Err((_, e)) => return Err(Error::io(&path, e.into())),
             }
         }
+    }
+
+    /// Makes the run folder when it is missing (0700), then checks that it is safe to keep
+    /// locks in: a folder (not a link) owned by this process's effective user (root in
+    /// production) that no group or other user can enter. The locks decide who may log out of
+    /// a session: a lock file another user could open is a lock that user could hold or
+    /// replace.
+    fn check_run_dir(&self) -> Result<(), Error> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = &self.run_dir;
+        DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)
+            .map_err(|e| Error::io(dir, e))?;
+        let meta = fs::symlink_metadata(dir).map_err(|e| Error::io(dir, e))?;
+        let euid = nix::unistd::geteuid().as_raw();
+        let mode = meta.mode() & 0o7777;
+        let what = if meta.file_type().is_symlink() {
+            "is a symbolic link, not a folder"
+        } else if !meta.is_dir() {
+            "is not a folder"
+        } else if meta.uid() != euid {
+            "is not owned by the user brick runs as"
+        } else if mode & 0o077 != 0 {
+            "is open to its group or other users"
+        } else {
+            return Ok(());
+        };
+        Err(Error::Unsafe {
+            path: dir.clone(),
+            why: format!(
+                "brick's lock folder {what} (owner uid {}, mode {mode:04o}; brick runs as uid \
+                 {euid}): another user could hold or replace brick's locks. Make it a folder \
+                 of uid {euid} with mode 0700 (`chown {euid} DIR; chmod 0700 DIR`; the \
+                 package's tmpfiles.d entry makes /run/brick so), or set lock_dir to one",
+                meta.uid()
+            ),
+        })
     }
 
     /// Replaces the command runner.
@@ -446,21 +499,45 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     key(a).cmp(&key(b))
 }
 
+/// The most bytes of a sysfs attribute or other small text file brick reads: sysfs gives at
+/// most a page; anything larger is not an attribute.
+const SMALL_MAX: u64 = 1 << 20;
+
+/// The most bytes brick reads of `/proc/self/mountinfo`: about 100 000 mounts of 160 bytes,
+/// many times what a busy container host shows.
+pub const MOUNTINFO_MAX: u64 = 16 << 20;
+
 /// A small text file (a sysfs attribute), read with as few system calls as can be: open, read
 /// until the end, close. `fs::read_to_string` asks the file's size first (one more call, whose
 /// answer sysfs does not know anyway: every attribute shows 4096 bytes), and a disconnect on a
 /// host with hundreds of disks reads one attribute of each.
 fn read_small(path: &Path) -> io::Result<String> {
-    use io::Read;
-    let mut f = fs::File::open(path)?;
+    read_bounded(path, SMALL_MAX)
+}
+
+/// Reads the text file `path`, at most `limit` bytes: past that it fails (`InvalidData`,
+/// naming the limit), so a file that keeps growing, or a /proc file of a very busy host, cannot
+/// make brick, running as root, take all the memory.
+pub fn read_bounded(path: &Path, limit: u64) -> io::Result<String> {
+    read_to_limit(&mut fs::File::open(path)?, limit)
+}
+
+/// Reads `from` to its end, at most `limit` bytes, as text (see [`read_bounded`]).
+pub fn read_to_limit(from: &mut impl io::Read, limit: u64) -> io::Result<String> {
     let mut buf = Vec::with_capacity(128);
     let mut chunk = [0u8; 4096];
     loop {
-        match f.read(&mut chunk) {
+        match from.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
+        }
+        if buf.len() as u64 > limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("larger than {limit} bytes, more than brick reads of it"),
+            ));
         }
     }
     String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
@@ -479,7 +556,7 @@ mod tests {
     #[test]
     fn lock_excludes_another_holder_until_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let host = Host::with_roots("/sys", "/dev", "/etc/iscsi").run_dir(dir.path());
+        let host = Host::with_roots("/sys", "/dev", "/etc/iscsi").run_dir(dir.path().join("run"));
         let held = host.lock("iqn.2003-01.org.x:t@127.0.0.1:3260").unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let h2 = host.clone();
@@ -515,7 +592,7 @@ mod tests {
     #[test]
     fn lock_wait_has_a_deadline_and_names_the_lock_file() {
         let dir = tempfile::tempdir().unwrap();
-        let host = Host::with_roots("/sys", "/dev", "/etc/iscsi").run_dir(dir.path());
+        let host = Host::with_roots("/sys", "/dev", "/etc/iscsi").run_dir(dir.path().join("run"));
         let _held = host.lock("iscsi-node-db").unwrap();
         // Another thread of this process waits as another process would: flock locks belong to
         // the open file.
@@ -537,6 +614,76 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("iscsi-node-db.lock"), "{text}");
         assert!(text.contains("still locked after 300ms"), "{text}");
+    }
+
+    /// The folder's error, with nothing locked and no lock file made.
+    fn refused_lock_folder(run: &Path) -> String {
+        let host = Host::with_roots("/sys", "/dev", "/etc/iscsi").run_dir(run);
+        let e = host.lock("a").err().expect("the lock folder is refused");
+        assert!(matches!(e, HostError::Unsafe { .. }), "{e}");
+        assert!(!run.join("a.lock").exists(), "a lock file was made");
+        e.to_string()
+    }
+
+    #[test]
+    fn lock_folder_open_to_others_is_refused_naming_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("locks");
+        fs::create_dir(&run).unwrap();
+        fs::set_permissions(&run, fs::Permissions::from_mode(0o755)).unwrap();
+        let text = refused_lock_folder(&run);
+        assert!(text.contains(&run.display().to_string()), "{text}");
+        assert!(text.contains("mode 0755"), "{text}");
+        assert!(text.contains("0700"), "says what to do: {text}");
+    }
+
+    #[test]
+    fn lock_folder_of_another_user_is_refused_naming_its_owner() {
+        // Needs root (chown), as `make test` runs it: another user's folder, 0700.
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("locks");
+        fs::create_dir(&run).unwrap();
+        std::os::unix::fs::chown(&run, Some(54321), None)
+            .expect("this test needs root: it gives the lock folder to another user");
+        let text = refused_lock_folder(&run);
+        assert!(text.contains("owner uid 54321"), "{text}");
+    }
+
+    #[test]
+    fn lock_folder_that_is_a_link_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        fs::create_dir(&real).unwrap();
+        let run = dir.path().join("locks");
+        std::os::unix::fs::symlink(&real, &run).unwrap();
+        let text = refused_lock_folder(&run);
+        assert!(text.contains("symbolic link"), "{text}");
+        assert!(!real.join("a.lock").exists());
+    }
+
+    #[test]
+    fn lock_file_that_is_a_link_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let host = Host::with_roots("/sys", "/dev", "/etc/iscsi").run_dir(&run);
+        drop(host.lock("other").unwrap());
+        let victim = dir.path().join("victim");
+        std::os::unix::fs::symlink(&victim, run.join("a.lock")).unwrap();
+        let e = host.lock("a").err().expect("a linked lock file is refused");
+        assert!(e.to_string().contains("a.lock"), "{e}");
+        assert!(!victim.exists(), "brick created the link's target");
+    }
+
+    #[test]
+    fn read_bounded_fails_past_its_limit_and_reads_up_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        fs::write(&f, vec![b'x'; 10_000]).unwrap();
+        assert_eq!(read_bounded(&f, 10_000).unwrap().len(), 10_000);
+        let e = read_bounded(&f, 9_999).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("9999 bytes"), "{e}");
     }
 
     #[test]
