@@ -43,6 +43,18 @@ pub(super) enum Leg {
     Unknown(String),
 }
 
+impl std::fmt::Display for Leg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Leg::Member(Some(sb)) => write!(f, "an md {} superblock", sb.version),
+            Leg::Member(None) => write!(f, "an md superblock mdadm reads"),
+            Leg::Blank => write!(f, "no md superblock and no signature"),
+            Leg::Foreign(sig) => write!(f, "no md superblock but a {sig}"),
+            Leg::Unknown(why) => write!(f, "unknown ({why})"),
+        }
+    }
+}
+
 /// mdadm's words for a device that it could read and that holds no md superblock. mdadm 4.2
 /// prints them also when its read of the superblock failed (`guess_super` takes a failed read
 /// for "no superblock"), so they count only beside a successful read of our own.
@@ -88,6 +100,7 @@ fn md_name_is(set_name: &str, alias: &str) -> bool {
         || (!alias.contains(':') && set_name.split_once(':').is_some_and(|(_, n)| n == alias))
 }
 
+/// The connect is refused to protect data; `dev` is what holds it.
 pub(super) fn refused(props: &NvmeProperties, dev: &str, detail: String) -> Error {
     Error::RaidRefused {
         volume: props.label(),
@@ -106,8 +119,8 @@ pub(super) fn check_blank(props: &NvmeProperties, legs: &[(String, Leg)]) -> Res
                     d,
                     format!(
                         "it holds no md superblock but a {sig}: no array is created over data \
-                         (nothing was written); if that data is not needed, wipe it \
-                         (`wipefs -a /dev/{d}`) and connect again"
+                         (nothing was written); if that data is not needed, wipe the replica \
+                         (`wipefs -a` on it, attached as a plain volume) and connect again"
                     ),
                 ))
             }
@@ -245,7 +258,7 @@ pub(super) fn array_of(
                     props,
                     &md,
                     format!(
-                        "its member {d} shows no md superblock brick can read ({other:?}): it \
+                        "its member {d} shows no md superblock brick can read ({other}): it \
                          cannot be proven to be array {alias:?}; it was left alone"
                     ),
                 ))
@@ -253,4 +266,30 @@ pub(super) fn array_of(
         }
     }
     Ok(Some(md))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::md_name_is;
+
+    #[test]
+    fn md_names_as_mdadm_writes_them() {
+        let long = "volume-0123456789abcdef0123456789abcdef";
+        for (set_name, alias, same) in [
+            ("any:vol-1", "vol-1", true),
+            ("lab-host:vol-1", "vol-1", true),
+            ("vol-1", "vol-1", true),
+            ("any:vol-10", "vol-1", false),
+            ("any:vol-1", "vol-10", false),
+            ("vol-9", "vol-1", false),
+            // Too long for `HOMEHOST:`: the alias cut to 32 bytes.
+            (&long[..32], long, true),
+            (&long[..31], long, false),
+            // An alias with a `:` is written as it is.
+            ("a:b", "a:b", true),
+            ("any:a:b", "a:b", false),
+        ] {
+            assert_eq!(md_name_is(set_name, alias), same, "{set_name} {alias}");
+        }
+    }
 }

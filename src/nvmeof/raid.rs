@@ -307,7 +307,7 @@ fn use_array(
     if !members.is_empty() {
         check_members(props, alias, &legs)?;
         for (d, l) in legs.iter().filter(|(_, l)| !matches!(l, Leg::Member(_))) {
-            warn!(device = %d, "replica not in the array: {l:?}");
+            warn!(device = %d, "replica not in the array: it holds {l}");
         }
         args = vec!["--assemble", "--run", &md_path];
         args.extend(members.iter().map(String::as_str));
