@@ -49,7 +49,7 @@ impl std::fmt::Display for Leg {
             Leg::Member(Some(sb)) => write!(f, "an md {} superblock", sb.version),
             Leg::Member(None) => write!(f, "an md superblock mdadm reads"),
             Leg::Blank => write!(f, "no md superblock and no signature"),
-            Leg::Foreign(sig) => write!(f, "no md superblock but a {sig}"),
+            Leg::Foreign(sig) => write!(f, "no md superblock but a signature, {sig}"),
             Leg::Unknown(why) => write!(f, "unknown ({why})"),
         }
     }
@@ -118,9 +118,9 @@ pub(super) fn check_blank(props: &NvmeProperties, legs: &[(String, Leg)]) -> Res
                     props,
                     d,
                     format!(
-                        "it holds no md superblock but a {sig}: no array is created over data \
-                         (nothing was written); if that data is not needed, wipe the replica \
-                         (`wipefs -a` on it, attached as a plain volume) and connect again"
+                        "it holds no md superblock but a signature, {sig}: no array is created \
+                         over data (nothing was written); if that data is not needed, wipe the \
+                         replica (`wipefs -a` on it, attached as a plain volume) and connect again"
                     ),
                 ))
             }
