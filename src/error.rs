@@ -74,6 +74,21 @@ pub enum Error {
         detail: String,
     },
 
+    /// A replicated volume's md RAID1 was neither created nor assembled nor taken, to protect
+    /// data: a replica carries a signature (a file system, LVM, LUKS, a partition table) but no
+    /// md superblock, cannot be read (so whether it holds one is unknown), or an array that
+    /// holds it is not the volume's (another name, or members that are not its replicas).
+    /// Nothing was written to any replica; the replicas this connect attached were detached.
+    #[error("{volume} not connected: {device}: {detail}")]
+    RaidRefused {
+        /// The volume.
+        volume: String,
+        /// The replica's device (`/dev/nvme0n1`) or the array (`/dev/md127`).
+        device: String,
+        /// What was found, and what the user can do.
+        detail: String,
+    },
+
     /// The volume's LUN shows another WWN than the one device_info gives for the volume (the
     /// array gave the LUN number to another volume), or the WWN device_info gives is on devices
     /// the volume's targets and LUN do not show. Nothing on the host was touched.
@@ -287,7 +302,7 @@ impl Error {
         use crate::report::Outcome;
         match self {
             Error::InvalidInput { .. } => ErrorKind::InvalidInput,
-            Error::NotTheVolume { .. } => ErrorKind::Refused,
+            Error::NotTheVolume { .. } | Error::RaidRefused { .. } => ErrorKind::Refused,
             Error::Disconnect { report, .. } => match report.outcome {
                 Outcome::Refused | Outcome::Stopped => ErrorKind::Refused,
                 _ => ErrorKind::Incomplete,

@@ -26,6 +26,7 @@ pub mod report;
 pub mod request;
 mod retry;
 mod scsi;
+mod signature;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod time;

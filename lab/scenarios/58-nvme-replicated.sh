@@ -3,7 +3,9 @@
 # ports. connect attaches both and creates the md RAID1 (mdadm --create, named by alias); data
 # written through it lands on both backing files; disconnect stops the array and leaves no
 # controller; a second connect assembles the array from the replicas' superblocks and reads the
-# data back; both replicas grow and extend grows the array; disconnect: clean.
+# data back; both replicas grow and extend grows the array; disconnect: clean. Then the
+# replicas hold no md superblock and one of them an ext4 file system: connect refuses (exit 3),
+# neither backing file changes by a byte, and no array or controller is left.
 set -euo pipefail
 . "$LAB_DIR/lib.sh"
 nvme_setup
@@ -59,4 +61,20 @@ assert_dev_reads "$md" "$LAB_STATE/pat" 4
 read -r brick_rc _ <<<"$(run_brick disconnect props.json --device-info device_info.json)"
 [ "$brick_rc" = 0 ] || nvme_fail "second disconnect exited $brick_rc"
 for x in /sys/block/md*; do [ -e "$x" ] && nvme_fail "an md array is left: ${x##*/}"; done
+assert_nvme_clean
+
+# No md superblock on either replica, a file system on one: an array created over them would
+# write its superblock and bitmap into the file system (issue 26 item 4).
+for r in r1 r2; do
+    f=$(nvme_ns_backing "$r" 1)
+    truncate -s 0 "$f"; truncate -s 48M "$f"
+done
+mkfs.ext4 -q -F "$(nvme_ns_backing r1 1)"
+sums=$(cat "$(nvme_ns_backing r1 1)" "$(nvme_ns_backing r2 1)" | sha256sum)
+read -r brick_rc _ <<<"$(run_brick connect props.json)"
+[ "$brick_rc" = 3 ] || nvme_fail "connect over a replica with a file system exited $brick_rc, not 3"
+[ "$(cat "$(nvme_ns_backing r1 1)" "$(nvme_ns_backing r2 1)" | sha256sum)" = "$sums" ] ||
+    nvme_fail "the refused connect wrote to a replica"
+for x in /sys/block/md*; do [ -e "$x" ] && nvme_fail "an md array is left: ${x##*/}"; done
+log "ok: no array over a file system, both replicas unchanged"
 assert_nvme_clean

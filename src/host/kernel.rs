@@ -1,6 +1,7 @@
 //! Kernel operations done in-process: flushing a block device's buffers (write-back + BLKFLSBUF),
 //! writing sysfs attributes that can block (`device/delete`, `device/state`), and device-mapper
-//! requests (removing a map, sending a message to its target) through `/dev/mapper/control`.
+//! requests (removing a map, sending a message to its target) through `/dev/mapper/control`,
+//! and reading a few blocks of a device (its superblocks and signatures).
 //!
 //! Each can sit in the kernel for minutes when every path of a device is down: a flush waits for
 //! writeback that is queued, a SCSI delete sends SYNCHRONIZE CACHE. A thread stuck there would keep
@@ -103,6 +104,23 @@ pub trait Kernel: Send + Sync {
     /// host has. `None` when no device has that uuid.
     fn dm_dev_of_uuid(&self, control: &Path, uuid: &str) -> Result<Option<String>, KernelError>;
 
+    /// Reads the byte ranges `ranges` (offset, length) of the block device at `dev`, in that
+    /// order, and returns them one after the other. Direct I/O where the device takes it (what
+    /// the device holds, not a page cache udev filled earlier); a read that fails or comes back
+    /// short is an error, never zeros. A device with every path down blocks the read: it runs
+    /// in a forked child with a deadline. At most [`READ_AT_MAX`] bytes in all.
+    fn read_at(
+        &self,
+        dev: &Path,
+        ranges: &[(u64, usize)],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, KernelError> {
+        let _ = (dev, ranges, timeout);
+        Err(KernelError::Os(
+            "this kernel interface cannot read block devices".into(),
+        ))
+    }
+
     /// Writes an NVMe over Fabrics connect request, the option string `options`
     /// (`nqn=...,transport=tcp,traddr=...`), to the fabrics device at `dev`
     /// (`/dev/nvme-fabrics`), and reads back the kernel's answer from the same descriptor
@@ -193,6 +211,152 @@ impl Kernel for RealKernel {
         timeout: Duration,
     ) -> Result<String, KernelError> {
         fabrics_in_child(dev, options.as_bytes(), timeout)
+    }
+
+    fn read_at(
+        &self,
+        dev: &Path,
+        ranges: &[(u64, usize)],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, KernelError> {
+        read_in_child(dev, ranges, timeout)
+    }
+}
+
+/// The most [`Kernel::read_at`] reads in one call: what the pipe back from the child holds
+/// without a reader (the parent reads once the child is done).
+pub const READ_AT_MAX: usize = 60 * 1024;
+
+/// Alignment of the read buffer and of each range for direct I/O (the largest logical block
+/// size).
+const DIRECT_ALIGN: usize = 4096;
+
+/// Reads `ranges` of `dev` in a forked child that hands the bytes back through a pipe. The
+/// buffer is made before the fork, aligned for O_DIRECT; the child falls back to a buffered
+/// read where the file refuses O_DIRECT (a regular file on tmpfs).
+fn read_in_child(
+    dev: &Path,
+    ranges: &[(u64, usize)],
+    timeout: Duration,
+) -> Result<Vec<u8>, KernelError> {
+    let total: usize = ranges.iter().map(|r| r.1).sum();
+    if total > READ_AT_MAX {
+        return Err(KernelError::Os(format!(
+            "{total} bytes asked, at most {READ_AT_MAX} in one read"
+        )));
+    }
+    let cpath = CString::new(dev.as_os_str().as_bytes())
+        .map_err(|_| KernelError::Os("path holds a NUL byte".into()))?;
+    let mut buf = vec![0u8; total + DIRECT_ALIGN];
+    let skip = buf.as_ptr().align_offset(DIRECT_ALIGN);
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| KernelError::Os(format!("pipe failed: {e}")))?;
+    // SAFETY: sysconf has no preconditions.
+    let max_fd = match unsafe { libc::sysconf(libc::_SC_OPEN_MAX) } {
+        n if n > 0 => n.min(1 << 20) as libc::c_int,
+        _ => 1 << 16,
+    };
+    let wr_fd = std::os::fd::AsRawFd::as_raw_fd(&wr);
+    let out = buf[skip..].as_mut_ptr();
+    // SAFETY: the child only makes async-signal-safe system calls on memory prepared before the
+    // fork, then leaves with _exit (see `in_child`).
+    let child = match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            // SAFETY: only system calls, then _exit.
+            let code = unsafe {
+                if libc::dup2(wr_fd, 1) < 0 {
+                    libc::_exit(*libc::__errno_location());
+                }
+                close_inherited(max_fd);
+                read_child(&cpath, ranges, out)
+            };
+            unsafe { libc::_exit(code) }
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => return Err(KernelError::Os(format!("fork failed: {e}"))),
+    };
+    drop(wr);
+    wait_child(child, timeout)?;
+    let mut bytes = Vec::with_capacity(total);
+    std::io::Read::read_to_end(&mut std::fs::File::from(rd), &mut bytes)
+        .map_err(|e| KernelError::Os(format!("reading the helper's answer: {e}")))?;
+    if bytes.len() != total {
+        return Err(KernelError::from_errno(libc::EIO));
+    }
+    Ok(bytes)
+}
+
+/// Waits for `child` to exit until `timeout`: Ok when it exited 0, its exit code as the errno
+/// otherwise; a child still running at the deadline is abandoned.
+fn wait_child(child: Pid, timeout: Duration) -> Result<(), KernelError> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Pause::new(Duration::from_micros(500), Duration::from_millis(10));
+    loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
+            Ok(WaitStatus::Exited(_, errno)) => return Err(KernelError::from_errno(errno)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                return Err(KernelError::Os(format!("helper process killed by {sig}")))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(KernelError::Os(format!("waiting for helper process: {e}"))),
+        }
+        if Instant::now() >= deadline {
+            abandon(child);
+            return Err(KernelError::TimedOut(timeout));
+        }
+        std::thread::sleep(pause.take());
+    }
+}
+
+/// Runs in the forked child: open (direct I/O if the file takes it), read each range into
+/// `out` exactly, write it all to standard output (the pipe).
+unsafe fn read_child(path: &CString, ranges: &[(u64, usize)], out: *mut u8) -> i32 {
+    // SAFETY (whole body): raw system calls on the buffer the parent made before the fork,
+    // which holds every range.
+    unsafe {
+        let errno = || *libc::__errno_location();
+        let mut fd = libc::open(
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECT | libc::O_CLOEXEC,
+        );
+        if fd < 0 && errno() == libc::EINVAL {
+            fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        }
+        if fd < 0 {
+            return errno();
+        }
+        let mut at = 0usize;
+        for &(offset, len) in ranges {
+            let mut done = 0usize;
+            while done < len {
+                let n = libc::pread(
+                    fd,
+                    out.add(at + done).cast(),
+                    len - done,
+                    (offset + done as u64) as libc::off_t,
+                );
+                if n < 0 {
+                    return errno();
+                }
+                if n == 0 {
+                    // Past the device's end: the range was not there.
+                    return libc::ENXIO;
+                }
+                done += n as usize;
+            }
+            at += len;
+        }
+        let mut sent = 0usize;
+        while sent < at {
+            let n = libc::write(1, out.add(sent).cast(), at - sent);
+            if n < 0 {
+                return errno();
+            }
+            sent += n as usize;
+        }
+        libc::close(fd);
+        0
     }
 }
 
@@ -656,6 +820,34 @@ mod tests {
             .fabrics_connect(
                 Path::new("/nonexistent/nvme-fabrics"),
                 opts,
+                Duration::from_secs(5),
+            )
+            .unwrap_err();
+        assert_eq!(e, KernelError::from_errno(libc::ENOENT));
+    }
+
+    #[test]
+    fn read_at_gives_back_each_range_and_fails_past_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("nvme0n1");
+        let mut data = vec![0u8; 16384];
+        data[4096..4100].copy_from_slice(&[0xfc, 0x4e, 0x2b, 0xa9]);
+        data[12288] = 7;
+        std::fs::write(&f, &data).unwrap();
+        let got = RealKernel
+            .read_at(&f, &[(4096, 4096), (12288, 4096)], Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(got.len(), 8192);
+        assert_eq!(&got[..4], &[0xfc, 0x4e, 0x2b, 0xa9]);
+        assert_eq!(got[4096], 7);
+        let e = RealKernel
+            .read_at(&f, &[(16384, 4096)], Duration::from_secs(5))
+            .unwrap_err();
+        assert_eq!(e, KernelError::from_errno(libc::ENXIO));
+        let e = RealKernel
+            .read_at(
+                Path::new("/nonexistent/nvme9n9"),
+                &[(0, 4096)],
                 Duration::from_secs(5),
             )
             .unwrap_err();

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 pub use crate::time::{Clock, FakeClock, SystemClock};
 pub use cmd::{Cmd, CmdError, Output, Runner, SystemRunner};
-pub use kernel::{DmRequest, Kernel, KernelError, RealKernel};
+pub use kernel::{DmRequest, Kernel, KernelError, RealKernel, READ_AT_MAX};
 pub use multipathd::{Multipathd, MultipathdError, SocketMultipathd};
 pub use uevent::UeventWatch;
 

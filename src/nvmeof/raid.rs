@@ -3,19 +3,29 @@
 //!
 //! Connect attaches every replica it can, then uses the md array that already holds them (udev's
 //! incremental assembly may have built it), assembles one from replicas that carry an md
-//! superblock (`mdadm --assemble --run`), or creates it when none does and every replica is
-//! there (`mdadm --create`, os-brick's options). mdadm is the one program brick runs for this,
-//! as an argv with a deadline. The array is found in sysfs (`/sys/block/NAME/holders/mdN`),
-//! never through /dev/md links.
+//! superblock (`mdadm --assemble --run`, those replicas only), or creates it when none does and
+//! every replica is there (`mdadm --create`, os-brick's options). mdadm is the one program brick
+//! runs for this, as an argv with a deadline. The array is found in sysfs
+//! (`/sys/block/NAME/holders/mdN`), never through /dev/md links.
+//!
+//! Never over data, never another volume's array (see `legs`): a create needs every replica
+//! read in-process with no md superblock and no other signature, and mdadm's own "No md
+//! superblock detected"; a replica that cannot be read, or that holds a file system, LVM, LUKS
+//! or a partition table, stops the connect with nothing written. An array is used or assembled
+//! only when the name in its members' superblocks is the alias, they are of one array, and it
+//! holds no device that is not one of the replicas (a clone's replica carries the same
+//! superblock). A failed connect stops only an array it made and detaches only the replicas it
+//! attached: a replica that showed before it (another attach uses it) is left as it was.
 //!
 //! Disconnect flushes the array, stops it in-process (`clear` to `md/array_state`, which the
-//! kernel refuses while it is open), then disconnects every replica as a plain volume.
+//! kernel refuses while it is open), then disconnects every replica as a plain volume; an array
+//! holding a device that is not a replica is refused, nothing flushed or stopped.
 
 use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::props::NvmeProperties;
+use super::props::{NvmeProperties, NvmeTarget};
 use super::sysfs;
 use super::NvmeTuning;
 use crate::error::{Error, Result};
@@ -23,7 +33,12 @@ use crate::host::{Cmd, Host};
 use crate::iscsi::DisconnectOptions;
 use crate::props::DeviceInfo;
 use crate::report::{DisconnectReport, Outcome, Thing};
+
+#[path = "legs.rs"]
+mod legs;
 use crate::time::Pause;
+pub(crate) use legs::holder_of;
+use legs::{array_of, check_blank, check_members, classify, refused, Leg};
 
 /// Replica `i` of `props` as a volume of its own.
 fn replica(props: &NvmeProperties, i: usize) -> NvmeProperties {
@@ -35,7 +50,8 @@ fn replica(props: &NvmeProperties, i: usize) -> NvmeProperties {
     }
 }
 
-/// The md array (`md127`) that holds any of `devs`, from their `holders` in sysfs.
+/// The md array (`md127`) that holds any of `devs`, from their `holders` in sysfs. Not a proof
+/// that the array is the volume's: see [`array_of`].
 pub(crate) fn md_holding(host: &Host, devs: &[String]) -> Result<Option<String>> {
     for d in devs {
         for h in host.list(&host.sys(format!("block/{d}/holders")))? {
@@ -47,7 +63,7 @@ pub(crate) fn md_holding(host: &Host, devs: &[String]) -> Result<Option<String>>
     Ok(None)
 }
 
-fn mdadm(host: &Host, args: &[&str], timeout: Duration) -> Result<crate::host::Output> {
+pub(super) fn mdadm(host: &Host, args: &[&str], timeout: Duration) -> Result<crate::host::Output> {
     let cmd = Cmd::new("mdadm")
         .args(args.iter().copied())
         .timeout(timeout);
@@ -65,11 +81,6 @@ fn mdadm_ok(host: &Host, args: &[&str], timeout: Duration) -> Result<()> {
             detail: out.tail(),
         })
     }
-}
-
-/// Whether `/dev/DEV` carries an md superblock (`mdadm --examine` exits 0).
-fn is_member(host: &Host, dev: &str, timeout: Duration) -> Result<bool> {
-    Ok(mdadm(host, &["--examine", &format!("/dev/{dev}")], timeout)?.success())
 }
 
 /// Whether array `md` is running (its `array_state` is not `inactive` or `clear`).
@@ -122,8 +133,6 @@ pub(crate) fn grow(host: &Host, md: &str, tuning: &NvmeTuning) -> Result<u64> {
     }
 }
 
-/// Attaches a volume in the replicated format: every replica, then its md RAID1. Returns the
-/// device_info (`/dev/mdN`) and the array.
 /// Connects a volume in the replicated format (one replica or several) and describes it: the md
 /// RAID1, or the one namespace.
 pub(crate) fn connect_replicated_volume(
@@ -162,124 +171,225 @@ pub(crate) fn connect_replicated(
         .as_deref()
         .ok_or_else(|| Error::invalid("alias", "a replicated volume needs its md name"))?;
     let mut devs = Vec::new();
+    // The replicas this call attached (their namespace was not on the host before): the only
+    // ones a failure detaches again.
+    let mut attached = Vec::new();
     let mut failures = Vec::new();
-    for i in 0..props.targets.len() {
+    for (i, t) in props.targets.iter().enumerate() {
+        let before = replica_shown(host, t)?;
         match super::connect::connect_one(host, &replica(props, i), tuning) {
-            Ok(c) => devs.push(c.namespace.name),
+            Ok(c) => {
+                if !before {
+                    attached.push((i, c.namespace.name.clone()));
+                }
+                devs.push(c.namespace.name);
+            }
             Err(e) => {
                 warn!(replica = i, "replica not attached: {e}");
                 failures.push(format!("replica {i}: {e}"));
             }
         }
     }
-    let fail = |detail: String| Error::NvmeConnect {
-        volume: props.label(),
-        detail,
-    };
     if devs.is_empty() {
-        return Err(fail(failures.join("; ")));
+        return Err(Error::NvmeConnect {
+            volume: props.label(),
+            detail: failures.join("; "),
+        });
     }
-    let t = tuning.connect_timeout;
-    let result = (|| -> Result<String> {
-        if let Some(md) = md_holding(host, &devs)? {
-            if md_running(host, &md)? {
-                info!(md = %md, "the replicas' array is running");
-                return Ok(md);
-            }
-            // An incremental assembly waiting for members that will not come: stopped, then
-            // assembled with what is there.
-            stop_md(host, &md, tuning).map_err(fail)?;
-        }
-        let mut members = Vec::new();
-        for d in &devs {
-            if is_member(host, d, t)? {
-                members.push(d.clone());
-            }
-        }
-        let paths: Vec<String> = devs.iter().map(|d| format!("/dev/{d}")).collect();
-        let md_path = format!("/dev/md/{alias}");
-        let raid_devices = format!("--raid-devices={}", devs.len());
-        let mut args: Vec<&str>;
-        if members.is_empty() && props.targets.len() == 1 {
-            // One replica that was never in an array: the namespace itself, as os-brick does.
-            return Ok(devs[0].clone());
-        }
-        if !members.is_empty() {
-            args = vec!["--assemble", "--run", &md_path];
-        } else if props.targets.len() > devs.len() {
-            return Err(fail(format!(
-                "cannot create the RAID1 {alias}: only {} of its {} replicas attached ({})",
-                devs.len(),
-                props.targets.len(),
-                failures.join("; ")
-            )));
-        } else {
-            args = vec![
-                "--create",
-                &md_path,
-                "--run",
-                "--name",
-                alias,
-                "--level=1",
-                "--bitmap=internal",
-                "--homehost=any",
-                "--failfast",
-                "--assume-clean",
-                "--metadata=1.2",
-            ];
-            args.push(&raid_devices);
-        }
-        args.extend(paths.iter().map(String::as_str));
-        if let Err(e) = mdadm_ok(host, &args, t) {
-            // udev's incremental assembly (mdadm's own rules) may have taken the members
-            // meanwhile: use its array once it runs, or stop it and assemble once more.
-            host.time().sleep(Duration::from_secs(1));
-            match md_holding(host, &devs)? {
-                Some(md) if md_running(host, &md)? => return Ok(md),
-                Some(md) => {
-                    stop_md(host, &md, tuning).map_err(fail)?;
-                    mdadm_ok(host, &args, t)?;
-                }
-                None => return Err(e),
-            }
-        }
-        let clock = host.time();
-        let end = clock.now() + tuning.namespace_deadline;
-        let mut pause = Pause::new(Duration::from_millis(20), Duration::from_millis(500));
-        loop {
-            if let Some(md) = md_holding(host, &devs)? {
-                if md_running(host, &md)? {
-                    return Ok(md);
-                }
-            }
-            if clock.now() >= end {
-                return Err(fail(format!("the RAID1 {alias} did not show in sysfs")));
-            }
-            clock.sleep(pause.take());
-        }
-    })();
-    match result {
+    let mut made_array = false;
+    match use_array(
+        host,
+        props,
+        alias,
+        &devs,
+        &failures,
+        tuning,
+        &mut made_array,
+    ) {
         Ok(md) => Ok(DeviceInfo {
             kind: "block".into(),
             path: Some(format!("/dev/{md}")),
             ..Default::default()
         }),
         Err(e) => {
-            // Undo: the array if one shows, then every replica.
-            if let Ok(Some(md)) = md_holding(host, &devs) {
-                let _ = stop_md(host, &md, tuning);
-            }
-            for i in 0..props.targets.len() {
-                let _ = super::disconnect::disconnect_one(
-                    host,
-                    &replica(props, i),
-                    None,
-                    DisconnectOptions::default(),
-                    tuning,
-                );
-            }
+            undo(host, props, &devs, &attached, made_array, tuning);
             Err(e)
         }
+    }
+}
+
+/// Whether replica `t`'s namespace shows on the host (attached before, by anyone).
+fn replica_shown(host: &Host, t: &NvmeTarget) -> Result<bool> {
+    Ok(sysfs::subsystem(host, &t.nqn)?.is_some_and(|sub| {
+        sysfs::volume_devices(&sub, t)
+            .iter()
+            .any(|d| !d.contradicts(t))
+    }))
+}
+
+/// Undoes a failed replicated connect: the array if this call assembled or created it (and it
+/// holds nothing but the replicas), then each replica this call attached that no array holds.
+fn undo(
+    host: &Host,
+    props: &NvmeProperties,
+    devs: &[String],
+    attached: &[(usize, String)],
+    made_array: bool,
+    tuning: &NvmeTuning,
+) {
+    if made_array {
+        if let Ok(Some(md)) = holder_of(host, &props.label(), devs) {
+            let _ = stop_md(host, &md, tuning);
+        }
+    }
+    for (i, dev) in attached {
+        if let Ok(Some(md)) = md_holding(host, std::slice::from_ref(dev)) {
+            warn!(replica = i, device = %dev, array = %md, "replica left attached: an array this connect did not make holds it");
+            continue;
+        }
+        let _ = super::disconnect::disconnect_one(
+            host,
+            &replica(props, *i),
+            None,
+            DisconnectOptions::default(),
+            tuning,
+        );
+    }
+}
+
+/// The array the volume's replicas `devs` make: the one running already (once proven the
+/// volume's), else assembled from the replicas with an md superblock, else created when every
+/// replica is there and none holds anything. `made` is set once this call runs mdadm to make
+/// one.
+fn use_array(
+    host: &Host,
+    props: &NvmeProperties,
+    alias: &str,
+    devs: &[String],
+    failures: &[String],
+    tuning: &NvmeTuning,
+    made: &mut bool,
+) -> Result<String> {
+    let legs = devs
+        .iter()
+        .map(|d| Ok((d.clone(), classify(host, d, tuning.connect_timeout)?)))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(md) = array_of(host, props, alias, &legs)? {
+        if md_running(host, &md)? {
+            info!(md = %md, "the replicas' array is running");
+            return Ok(md);
+        }
+        // An incremental assembly waiting for members that will not come: stopped, then
+        // assembled with what is there.
+        stop_md(host, &md, tuning).map_err(|d| nvme_fail(props, d))?;
+    }
+    let members: Vec<String> = legs
+        .iter()
+        .filter(|(_, l)| matches!(l, Leg::Member(_)))
+        .map(|(d, _)| format!("/dev/{d}"))
+        .collect();
+    let md_path = format!("/dev/md/{alias}");
+    let raid_devices = format!("--raid-devices={}", devs.len());
+    let paths: Vec<String> = devs.iter().map(|d| format!("/dev/{d}")).collect();
+    let mut args: Vec<&str>;
+    if members.is_empty() && props.targets.len() == 1 {
+        // One replica that was never in an array: the namespace itself, as os-brick does;
+        // unless it cannot be read, when it could be an array's member.
+        return match &legs[0].1 {
+            Leg::Unknown(why) => Err(refused(
+                props,
+                &devs[0],
+                format!("whether it is an md member is unknown: {why}"),
+            )),
+            _ => Ok(devs[0].clone()),
+        };
+    }
+    if !members.is_empty() {
+        check_members(props, alias, &legs)?;
+        for (d, l) in legs.iter().filter(|(_, l)| !matches!(l, Leg::Member(_))) {
+            warn!(device = %d, "replica not in the array: it holds {l}");
+        }
+        args = vec!["--assemble", "--run", &md_path];
+        args.extend(members.iter().map(String::as_str));
+    } else if props.targets.len() > devs.len() {
+        return Err(nvme_fail(
+            props,
+            format!(
+                "cannot create the RAID1 {alias}: only {} of its {} replicas attached ({})",
+                devs.len(),
+                props.targets.len(),
+                failures.join("; ")
+            ),
+        ));
+    } else {
+        check_blank(props, &legs)?;
+        args = vec![
+            "--create",
+            &md_path,
+            "--run",
+            "--name",
+            alias,
+            "--level=1",
+            "--bitmap=internal",
+            "--homehost=any",
+            "--failfast",
+            "--assume-clean",
+            "--metadata=1.2",
+            &raid_devices,
+        ];
+        args.extend(paths.iter().map(String::as_str));
+    }
+    *made = true;
+    assemble_and_wait(host, props, alias, devs, &args, tuning)
+}
+fn nvme_fail(props: &NvmeProperties, detail: String) -> Error {
+    Error::NvmeConnect {
+        volume: props.label(),
+        detail,
+    }
+}
+
+/// Runs mdadm (`args`: an assembly or a create), then waits for the array over the replicas
+/// to run, and checks that it holds nothing but them.
+fn assemble_and_wait(
+    host: &Host,
+    props: &NvmeProperties,
+    alias: &str,
+    devs: &[String],
+    args: &[&str],
+    tuning: &NvmeTuning,
+) -> Result<String> {
+    let t = tuning.connect_timeout;
+    let label = props.label();
+    if let Err(e) = mdadm_ok(host, args, t) {
+        // udev's incremental assembly (mdadm's own rules) may have taken the members
+        // meanwhile: use its array once it runs, or stop it and assemble once more.
+        host.time().sleep(Duration::from_secs(1));
+        match holder_of(host, &label, devs)? {
+            Some(md) if md_running(host, &md)? => return Ok(md),
+            Some(md) => {
+                stop_md(host, &md, tuning).map_err(|d| nvme_fail(props, d))?;
+                mdadm_ok(host, args, t)?;
+            }
+            None => return Err(e),
+        }
+    }
+    let clock = host.time();
+    let end = clock.now() + tuning.namespace_deadline;
+    let mut pause = Pause::new(Duration::from_millis(20), Duration::from_millis(500));
+    loop {
+        if let Some(md) = holder_of(host, &label, devs)? {
+            if md_running(host, &md)? {
+                return Ok(md);
+            }
+        }
+        if clock.now() >= end {
+            return Err(nvme_fail(
+                props,
+                format!("the RAID1 {alias} did not show in sysfs"),
+            ));
+        }
+        clock.sleep(pause.take());
     }
 }
 
@@ -305,7 +415,14 @@ pub(crate) fn replicated_plan(
             );
         }
     }
-    if let Some(md) = md_holding(host, &devs)? {
+    let array = match holder_of(host, &props.label(), &devs) {
+        Ok(a) => a,
+        Err(e) => {
+            plan.problems.push(e.to_string());
+            None
+        }
+    };
+    if let Some(md) = array {
         let thing = Thing::Device { dev: md.clone() };
         plan.flush.push(thing.clone());
         plan.remove.push(thing);
@@ -356,43 +473,23 @@ pub(crate) fn disconnect_replicated(
             );
         }
     }
-    if let Some(md) = md_holding(host, &devs)? {
-        let thing = Thing::Device { dev: md.clone() };
-        let flushed = host
-            .kern()
-            .flush_and_sync(&host.dev_node(&md), tuning.flush_timeout);
-        if let Err(e) = flushed {
-            report.fail(Some(thing.clone()), format!("cannot flush /dev/{md}: {e}"));
-            if !opts.force {
-                report.outcome = Outcome::Refused;
-                return Err(Error::Disconnect {
-                    message: format!(
-                        "{}: /dev/{md} did not flush; nothing was removed and the kernel keeps \
-                         the data",
-                        props.label()
-                    ),
-                    report: Box::new(report),
-                });
-            }
+    // An array with a member that is not one of the replicas (a clone's) is not the volume's:
+    // refused, before anything is flushed or stopped.
+    match holder_of(host, &props.label(), &devs) {
+        Ok(Some(md)) => report = stop_array(host, props, &md, opts, tuning, report)?,
+        Ok(None) => {}
+        Err(Error::RaidRefused { device, detail, .. }) => {
+            let thing = Thing::Device {
+                dev: device.trim_start_matches("/dev/").to_string(),
+            };
+            report.fail(Some(thing), format!("{device}: {detail}"));
+            report.outcome = Outcome::Refused;
+            return Err(Error::Disconnect {
+                message: format!("{}: {device}: {detail}", props.label()),
+                report: Box::new(report),
+            });
         }
-        match stop_md(host, &md, tuning) {
-            Ok(()) if !host.sys(format!("block/{md}/md")).exists() => report.removed.push(thing),
-            Ok(()) => report.leave(thing),
-            Err(why) => {
-                report.fail(Some(thing.clone()), why);
-                if !opts.force {
-                    report.outcome = Outcome::Refused;
-                    return Err(Error::Disconnect {
-                        message: format!(
-                            "{}: /dev/{md} cannot be stopped (open?); the replicas were kept",
-                            props.label()
-                        ),
-                        report: Box::new(report),
-                    });
-                }
-                report.leave(Thing::Device { dev: md.clone() });
-            }
-        }
+        Err(e) => return Err(e),
     }
     for i in 0..props.targets.len() {
         let r =
@@ -428,3 +525,60 @@ pub(crate) fn disconnect_replicated(
         report: Box::new(report),
     })
 }
+
+/// Flushes array `md` and stops it; a plain disconnect stops (refused, nothing removed) when
+/// the flush fails or the kernel refuses the stop.
+fn stop_array(
+    host: &Host,
+    props: &NvmeProperties,
+    md: &str,
+    opts: DisconnectOptions,
+    tuning: &NvmeTuning,
+    mut report: DisconnectReport,
+) -> Result<DisconnectReport> {
+    let thing = Thing::Device {
+        dev: md.to_string(),
+    };
+    let flushed = host
+        .kern()
+        .flush_and_sync(&host.dev_node(md), tuning.flush_timeout);
+    if let Err(e) = flushed {
+        report.fail(Some(thing.clone()), format!("cannot flush /dev/{md}: {e}"));
+        if !opts.force {
+            report.outcome = Outcome::Refused;
+            return Err(Error::Disconnect {
+                message: format!(
+                    "{}: /dev/{md} did not flush; nothing was removed and the kernel keeps \
+                     the data",
+                    props.label()
+                ),
+                report: Box::new(report),
+            });
+        }
+    }
+    match stop_md(host, md, tuning) {
+        Ok(()) if !host.sys(format!("block/{md}/md")).exists() => report.removed.push(thing),
+        Ok(()) => report.leave(thing),
+        Err(why) => {
+            report.fail(Some(thing.clone()), why);
+            if !opts.force {
+                report.outcome = Outcome::Refused;
+                return Err(Error::Disconnect {
+                    message: format!(
+                        "{}: /dev/{md} cannot be stopped (open?); the replicas were kept",
+                        props.label()
+                    ),
+                    report: Box::new(report),
+                });
+            }
+            report.leave(Thing::Device {
+                dev: md.to_string(),
+            });
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+#[path = "raid_tests.rs"]
+mod tests;

@@ -527,7 +527,7 @@ fn replicated_volume_is_a_raid1_created_over_every_replica_then_stopped_and_deta
 #[test]
 fn replicas_that_were_in_an_array_are_assembled_not_created() {
     let f = two_replica_host();
-    f.nvme_md_member(U1).nvme_md_member(U2);
+    f.nvme_md_member(U1, "vol-1").nvme_md_member(U2, "vol-1");
     let c = connect_volume(&f.host(), &replicated(2), &t()).unwrap();
     assert_eq!(c.device_info.path.as_deref(), Some("/dev/md127"));
     let calls = mdadm_calls(&f);
@@ -544,7 +544,9 @@ fn replicas_that_were_in_an_array_are_assembled_not_created() {
 fn a_missing_replica_assembles_degraded_but_never_creates_and_a_failure_leaves_nothing() {
     // Members: assembled with the replica that is there.
     let f = two_replica_host();
-    f.nvme_md_member(U1).nvme_md_member(U2).nvme_portal_dead(P2);
+    f.nvme_md_member(U1, "vol-1")
+        .nvme_md_member(U2, "vol-1")
+        .nvme_portal_dead(P2);
     let c = connect_volume(&f.host(), &replicated(2), &t()).unwrap();
     assert_eq!(c.device_info.path.as_deref(), Some("/dev/md127"));
     // Fresh replicas: no array of one leg; every controller made is deleted.

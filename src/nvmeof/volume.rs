@@ -19,7 +19,7 @@ pub fn volume_paths(host: &Host, props: &NvmeProperties) -> Result<Vec<String>> 
     if props.alias.is_some() {
         // A replicated volume is its md array, when one holds the replicas.
         let heads: Vec<String> = heads_of(host, props)?;
-        if let Some(md) = super::raid::md_holding(host, &heads)? {
+        if let Some(md) = super::raid::holder_of(host, &props.label(), &heads)? {
             return Ok(vec![format!("/dev/{md}")]);
         }
     }
@@ -44,7 +44,7 @@ pub fn volume_paths(host: &Host, props: &NvmeProperties) -> Result<Vec<String>> 
 pub fn extend_volume(host: &Host, props: &NvmeProperties, tuning: &NvmeTuning) -> Result<u64> {
     if props.alias.is_some() {
         let heads = heads_of(host, props)?;
-        if let Some(md) = super::raid::md_holding(host, &heads)? {
+        if let Some(md) = super::raid::holder_of(host, &props.label(), &heads)? {
             // Every replica first, then the array (os-brick: mdadm --grow --size max).
             for i in 0..props.targets.len() {
                 let one = NvmeProperties {

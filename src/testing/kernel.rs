@@ -89,6 +89,15 @@ impl Kernel for FakeKernel {
         super::nvme::fabrics_connect(&self.root, &mut lock(&self.world), options)
     }
 
+    fn read_at(
+        &self,
+        dev: &Path,
+        ranges: &[(u64, usize)],
+        _timeout: Duration,
+    ) -> Result<Vec<u8>, KernelError> {
+        super::nvme::read_device(&self.root, &mut lock(&self.world), dev, ranges)
+    }
+
     fn flush_buffers(&self, dev: &Path, _timeout: Duration) -> Result<(), KernelError> {
         let name = dev
             .file_name()

@@ -43,8 +43,10 @@ pub(super) struct NvmeWorld {
     deleted: Vec<String>,
     /// Delete requests that hang (a controller stuck in the kernel), by controller.
     stuck_deletes: Vec<String>,
-    /// Namespace UUIDs whose device carries an md superblock.
-    md_members: Vec<String>,
+    /// Namespace UUIDs whose reads fail with EIO (a path error, an ANA transition).
+    unreadable: Vec<String>,
+    /// md arrays the fake mdadm created, for a UUID of their own.
+    md_created: u8,
     /// md arrays held open (their stop is refused with EBUSY).
     md_open: Vec<String>,
 }
@@ -320,9 +322,79 @@ fn build_md(root: &Path, devs: &[String]) -> String {
     for d in devs {
         let real = fs::canonicalize(root.join(format!("sys/block/{d}"))).expect("member");
         rel_link(&real, &dir.join(format!("slaves/{d}")));
+        rel_link(&real, &dir.join(format!("md/dev-{d}/block")));
+        write(&dir.join(format!("md/dev-{d}/offset")), "2048\n");
         rel_link(&dir, &real.join(format!("holders/{md}")));
     }
     md
+}
+
+/// Where namespace `uuid`'s data lives (the target's backing file, sparse).
+fn image(root: &Path, uuid: &str) -> PathBuf {
+    root.join(format!("targets/nvme/{uuid}.img"))
+}
+
+/// Reads `ranges` of block device `dev` as the kernel would: a namespace's from its target's
+/// backing file, any other device from its node; EIO for a namespace made unreadable.
+pub(super) fn read_device(
+    root: &Path,
+    w: &mut World,
+    dev: &Path,
+    ranges: &[(u64, usize)],
+) -> Result<Vec<u8>, KernelError> {
+    use std::io::{Read, Seek};
+    let name = dev
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    w.events.push(format!("read {name}"));
+    if !dev.exists() {
+        return Err(KernelError::from_errno(libc::ENOENT));
+    }
+    let uuid = uuid_of(root, &name);
+    if uuid.as_ref().is_some_and(|u| w.nvme.unreadable.contains(u)) {
+        return Err(KernelError::from_errno(libc::EIO));
+    }
+    let path = uuid
+        .map(|u| image(root, &u))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| dev.to_path_buf());
+    let mut f = fs::File::open(&path).map_err(|e| KernelError::Os(e.to_string()))?;
+    let mut out = Vec::new();
+    for &(at, len) in ranges {
+        let mut b = vec![0u8; len];
+        f.seek(std::io::SeekFrom::Start(at))
+            .map_err(|e| KernelError::Os(e.to_string()))?;
+        let mut got = 0;
+        while got < len {
+            match f.read(&mut b[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) => return Err(KernelError::Os(e.to_string())),
+            }
+        }
+        out.extend(b);
+    }
+    Ok(out)
+}
+
+/// Writes `bytes` at `at` in namespace `uuid`'s backing file.
+fn write_image(root: &Path, uuid: &str, at: u64, bytes: &[u8]) {
+    use std::io::{Seek, Write};
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .open(image(root, uuid))
+        .expect("the namespace's backing file");
+    f.seek(std::io::SeekFrom::Start(at)).expect("seek");
+    f.write_all(bytes).expect("write");
+}
+
+/// Whether device `dev` reads as an md member (an md 1.2 superblock at 4 KiB) to the fake
+/// mdadm: a device it cannot read has none, as mdadm 4.2 reports (its `guess_super` takes a
+/// failed read for no superblock).
+fn md_member(root: &Path, w: &mut World, dev: &str) -> bool {
+    read_device(root, w, &root.join(format!("dev/{dev}")), &[(4096, 8)])
+        .is_ok_and(|b| b[..4] == [0xfc, 0x4e, 0x2b, 0xa9] && b[4..8] == [1, 0, 0, 0])
 }
 
 fn remove_md(root: &Path, md: &str) {
@@ -352,31 +424,35 @@ pub(super) fn fake_mdadm(root: &Path, w: &mut World, argv: &[String]) -> Output 
         .collect();
     match argv.get(1).map(String::as_str) {
         Some("--examine") => {
-            let member = devs
-                .first()
-                .and_then(|d| uuid_of(root, d))
-                .is_some_and(|u| w.nvme.md_members.contains(&u));
-            if member {
-                Output::exit(
-                    0,
-                    &format!("/dev/{}:\n          Magic : a92b4efc\n", devs[0]),
-                    "",
-                )
+            let dev = devs.first().map_or("", |d| d.as_str());
+            if md_member(root, w, dev) {
+                Output::exit(0, &format!("/dev/{dev}:\n          Magic : a92b4efc\n"), "")
             } else {
                 Output::exit(
                     1,
                     "",
-                    &format!(
-                        "mdadm: No md superblock detected on /dev/{}.\n",
-                        devs.first().map_or("", |d| d.as_str())
-                    ),
+                    &format!("mdadm: No md superblock detected on /dev/{dev}.\n"),
                 )
             }
         }
         Some("--create") => {
+            // mdadm --create writes its superblock over whatever the devices hold.
+            let arg = |k: &str| {
+                argv.iter()
+                    .position(|a| a == k)
+                    .and_then(|i| argv.get(i + 1))
+                    .cloned()
+            };
+            let home = argv
+                .iter()
+                .find_map(|a| a.strip_prefix("--homehost="))
+                .unwrap_or("lab");
+            let name = format!("{home}:{}", arg("--name").unwrap_or_default());
+            w.nvme.md_created += 1;
+            let sb = crate::signature::md12_superblock([w.nvme.md_created; 16], &name);
             for d in &devs {
                 if let Some(u) = uuid_of(root, d) {
-                    w.nvme.md_members.push(u);
+                    write_image(root, &u, 4096, &sb);
                 }
             }
             w.events.push(format!("mdadm create {}", devs.join(" ")));
@@ -386,7 +462,7 @@ pub(super) fn fake_mdadm(root: &Path, w: &mut World, argv: &[String]) -> Output 
         Some("--assemble") => {
             let members: Vec<String> = devs
                 .iter()
-                .filter(|d| uuid_of(root, d).is_some_and(|u| w.nvme.md_members.contains(&u)))
+                .filter(|d| md_member(root, w, d))
                 .cloned()
                 .collect();
             w.events
@@ -512,6 +588,13 @@ impl FakeHost {
             &self.root().join("etc/nvme/hostid"),
             "f00dcafe-0000-4000-8000-000000000001\n",
         );
+        for (_, u) in namespaces {
+            let img = image(self.root(), u);
+            fs::create_dir_all(img.parent().expect("folder")).expect("targets");
+            fs::File::create(&img)
+                .and_then(|f| f.set_len(65536 * 512))
+                .expect("backing file");
+        }
         lock(&self.world).nvme.targets.push(FakeNvmeTarget {
             nqn: nqn.to_string(),
             portals: portals.iter().map(ToString::to_string).collect(),
@@ -613,10 +696,48 @@ impl FakeHost {
         self
     }
 
-    /// Namespace `uuid` carries an md superblock (it was in an array before).
-    pub fn nvme_md_member(&self, uuid: &str) -> &Self {
-        lock(&self.world).nvme.md_members.push(uuid.to_string());
+    /// Namespace `uuid` carries the md 1.2 superblock of array `name` (as brick's `mdadm
+    /// --create --homehost=any --name NAME` writes it: `any:NAME`; the array's UUID comes
+    /// from the name, so the replicas of one array share it).
+    pub fn nvme_md_member(&self, uuid: &str, name: &str) -> &Self {
+        let mut set = [0u8; 16];
+        for (i, b) in name.bytes().enumerate() {
+            set[i % 16] ^= b;
+        }
+        let sb = crate::signature::md12_superblock(set, &format!("any:{name}"));
+        write_image(self.root(), uuid, 4096, &sb);
         self
+    }
+
+    /// Writes `bytes` at byte `at` of namespace `uuid` (on its target: seen through every
+    /// device of it), as a file system or a previous user would have left them.
+    pub fn nvme_ns_write(&self, uuid: &str, at: u64, bytes: &[u8]) -> &Self {
+        write_image(self.root(), uuid, at, bytes);
+        self
+    }
+
+    /// Bytes `at..at+len` of namespace `uuid` on its target.
+    pub fn nvme_ns_read(&self, uuid: &str, at: u64, len: usize) -> Vec<u8> {
+        use std::io::{Read, Seek};
+        let mut f = fs::File::open(image(self.root(), uuid)).expect("backing file");
+        f.seek(std::io::SeekFrom::Start(at)).expect("seek");
+        let mut b = vec![0u8; len];
+        f.read_exact(&mut b).expect("read");
+        b
+    }
+
+    /// Reads of namespace `uuid` fail with EIO on every device of it (a path error, an ANA
+    /// transition the kernel gave up on).
+    pub fn nvme_ns_unreadable(&self, uuid: &str) -> &Self {
+        lock(&self.world).nvme.unreadable.push(uuid.to_string());
+        self
+    }
+
+    /// An md array over `devs` (running), as udev's incremental assembly builds one from the
+    /// devices that carry its superblock; returns its name (`md127`).
+    pub fn md_array(&self, devs: &[&str]) -> String {
+        let devs: Vec<String> = devs.iter().map(ToString::to_string).collect();
+        build_md(self.root(), &devs)
     }
 
     /// Holds md array `md` open: stopping it is refused (EBUSY).
