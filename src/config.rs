@@ -91,6 +91,8 @@ pub struct Settings {
 enum Field {
     Duration(fn(&mut Settings) -> &mut Duration),
     Count(fn(&mut Settings) -> &mut u32),
+    /// A duration of at least a second, or `off` (for ever).
+    SecondsOrOff(fn(&mut Settings) -> &mut Option<Duration>),
     Dir(fn(&mut Settings) -> &mut PathBuf),
 }
 
@@ -203,8 +205,8 @@ const KEYS: &[(&str, &str, Field)] = &[
     ),
     (
         "nvme_ctrl_loss_tmo",
-        "NVMe-oF: how long the kernel reconnects a controller whose portal is gone",
-        Field::Duration(|s| &mut s.nvme.ctrl_loss_tmo),
+        "NVMe-oF: how long the kernel reconnects a controller whose portal is gone before it fails the queued I/O (off: for ever, until a disconnect; at least 1s)",
+        Field::SecondsOrOff(|s| &mut s.nvme.ctrl_loss_tmo),
     ),
     (
         "nvme_reconnect_delay",
@@ -333,6 +335,10 @@ impl Settings {
                 value: match field {
                     Field::Duration(f) => humantime::format_duration(*f(&mut copy)).to_string(),
                     Field::Count(f) => f(&mut copy).to_string(),
+                    Field::SecondsOrOff(f) => match *f(&mut copy) {
+                        Some(d) => humantime::format_duration(d).to_string(),
+                        None => "off".into(),
+                    },
                     Field::Dir(f) => f(&mut copy).display().to_string(),
                 },
                 source: self.sources.get(key).copied().unwrap_or(Source::Default),
@@ -374,6 +380,7 @@ impl Settings {
         match field {
             Field::Duration(f) => *f(self) = duration(value)?,
             Field::Count(f) => *f(self) = count(value)?,
+            Field::SecondsOrOff(f) => *f(self) = seconds_or_off(value)?,
             Field::Dir(f) => {
                 let p = PathBuf::from(value);
                 if !p.is_absolute() {
@@ -434,6 +441,21 @@ fn duration(v: &str) -> std::result::Result<Duration, String> {
         return Err(format!("{v:?}: a duration above 0 and at most a day"));
     }
     Ok(d)
+}
+
+/// `off` (also `-1`, as nvme-cli writes it): no bound; else a duration of at least a second
+/// (the kernel counts whole seconds: `0.5` would become 0, which gives up at the first loss).
+pub fn seconds_or_off(v: &str) -> std::result::Result<Option<Duration>, String> {
+    if matches!(v.trim(), "off" | "-1") {
+        return Ok(None);
+    }
+    let d = duration(v)?;
+    if d < Duration::from_secs(1) {
+        return Err(format!(
+            "{v:?}: at least 1s (the kernel counts whole seconds), or \"off\" for no bound"
+        ));
+    }
+    Ok(Some(d))
 }
 
 /// A count of attempts: 1 to 100.
@@ -532,7 +554,7 @@ mod tests {
         assert_eq!(s.tuning.scan_timeout, Duration::from_millis(500));
         assert_eq!(s.tuning.path_flush_backoff.tries, 6);
         assert_eq!(s.lock_dir, Path::new("/run/brick-test"));
-        assert_eq!(s.nvme.ctrl_loss_tmo, Duration::from_secs(120));
+        assert_eq!(s.nvme.ctrl_loss_tmo, Some(Duration::from_secs(120)));
         assert_eq!(s.file(), Some(p.as_path()));
         let by_key: BTreeMap<_, _> = s.entries().into_iter().map(|e| (e.key, e)).collect();
         assert_eq!(by_key.len(), KEYS.len());
@@ -542,6 +564,28 @@ mod tests {
         assert_eq!(by_key["map_deadline"].value, "2s");
         assert_eq!(by_key["delete_timeout"].source, Source::Default);
         assert_eq!(by_key["lock_timeout"].value, "2m");
+    }
+
+    #[test]
+    fn nvme_controllers_reconnect_for_ever_by_default_and_a_bound_is_at_least_a_second() {
+        let (_d, p) = file("");
+        let s = Settings::load(Some(&p), &[]).unwrap();
+        assert_eq!(s.nvme.ctrl_loss_tmo, None);
+        let e = s.entries();
+        let tmo = e.iter().find(|e| e.key == "nvme_ctrl_loss_tmo").unwrap();
+        assert_eq!(tmo.value, "off");
+        let s = Settings::load(Some(&p), &["nvme_ctrl_loss_tmo=1".into()]).unwrap();
+        assert_eq!(s.nvme.ctrl_loss_tmo, Some(Duration::from_secs(1)));
+        let s = Settings::load(Some(&p), &["nvme_ctrl_loss_tmo=off".into()]).unwrap();
+        assert_eq!(s.nvme.ctrl_loss_tmo, None);
+        let e = Settings::load(Some(&p), &["nvme_ctrl_loss_tmo=0.5".into()]).unwrap_err();
+        assert_eq!(field_of(e), "--set nvme_ctrl_loss_tmo");
+        // What `brick config` prints reads back as the same settings.
+        let (_d2, p2) = file("nvme_ctrl_loss_tmo = \"off\"\n");
+        assert_eq!(
+            Settings::load(Some(&p2), &[]).unwrap().nvme.ctrl_loss_tmo,
+            None
+        );
     }
 
     #[test]
@@ -565,6 +609,10 @@ mod tests {
             ("path_flush_tries = 1000", "path_flush_tries"),
             ("lock_dir = \"run/brick\"", "lock_dir"),
             ("lock_dir = [1]", "lock_dir"),
+            ("nvme_ctrl_loss_tmo = 0.5", "nvme_ctrl_loss_tmo"),
+            ("nvme_ctrl_loss_tmo = \"900ms\"", "nvme_ctrl_loss_tmo"),
+            ("nvme_ctrl_loss_tmo = 0", "nvme_ctrl_loss_tmo"),
+            ("nvme_ctrl_loss_tmo = \"never\"", "nvme_ctrl_loss_tmo"),
         ] {
             let (_d, p) = file(text);
             let f = field_of(Settings::load(Some(&p), &[]).unwrap_err());

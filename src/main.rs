@@ -139,11 +139,12 @@ enum Command {
         /// `driver_volume_type: iser` volume, else default.
         #[arg(long, value_name = "NAME")]
         iface: Option<String>,
-        /// NVMe-oF: seconds the kernel keeps reconnecting a controller whose portal is gone
-        /// before it deletes it (ctrl_loss_tmo; bounded, unlike os-brick's -1). Default: the
-        /// setting nvme_ctrl_loss_tmo (600 s).
-        #[arg(long)]
-        ctrl_loss_tmo: Option<u64>,
+        /// NVMe-oF: how long the kernel keeps reconnecting a controller whose portal is gone
+        /// before it deletes it and fails the queued I/O (ctrl_loss_tmo): seconds, at least 1,
+        /// or `off` (os-brick's -1: for ever, until a disconnect decides). Default: the setting
+        /// nvme_ctrl_loss_tmo (off).
+        #[arg(long, value_name = "SECONDS|off")]
+        ctrl_loss_tmo: Option<String>,
         /// NVMe-oF: seconds between two reconnect attempts (reconnect_delay). Default: the
         /// setting nvme_reconnect_delay (5 s).
         #[arg(long)]
@@ -494,7 +495,11 @@ fn run(
                     let secs = std::time::Duration::from_secs;
                     let base = settings.nvme.clone();
                     let tuning = NvmeTuning {
-                        ctrl_loss_tmo: ctrl_loss_tmo.map_or(base.ctrl_loss_tmo, secs),
+                        ctrl_loss_tmo: match ctrl_loss_tmo {
+                            Some(v) => brick::config::seconds_or_off(&v)
+                                .map_err(|why| Error::invalid("--ctrl-loss-tmo", why))?,
+                            None => base.ctrl_loss_tmo,
+                        },
                         reconnect_delay: reconnect_delay.map_or(base.reconnect_delay, secs),
                         fast_io_fail_tmo: fast_io_fail_tmo.map(secs).or(base.fast_io_fail_tmo),
                         multipath: single_path.then_some(false),

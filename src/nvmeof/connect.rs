@@ -53,7 +53,13 @@ pub(crate) fn connect_one(
         head: native,
     };
     let _lock = host.lock(&lock_name(&target.nqn))?;
-    let mut made: Vec<String> = Vec::new();
+    let mut made = Made {
+        before: sysfs::controllers(host)?
+            .into_iter()
+            .map(|c| c.name)
+            .collect(),
+        ..Made::default()
+    };
     let result = attach(
         host,
         props,
@@ -67,10 +73,22 @@ pub(crate) fn connect_one(
     match result {
         Ok(c) => Ok(c),
         Err(e) => {
-            undo(host, &made, tuning);
+            undo(host, target, hostnqn.as_str(), &made, tuning);
             Err(e)
         }
     }
+}
+
+/// What a connect made, for its undo.
+#[derive(Debug, Default)]
+struct Made {
+    /// The controllers there before it started.
+    before: Vec<String>,
+    /// The controllers it made.
+    controllers: Vec<String>,
+    /// The portals whose connect request timed out: the kernel may still make their controller
+    /// once the abandoned request finishes.
+    timed_out: Vec<NvmePortal>,
 }
 
 /// How a connect attaches the volume.
@@ -92,7 +110,7 @@ fn attach(
     hostid: &str,
     paths: Paths,
     tuning: &NvmeTuning,
-    made: &mut Vec<String>,
+    made: &mut Made,
 ) -> Result<NvmeConnected> {
     let existing = sysfs::controllers(host)?;
     let at = |p: &NvmePortal| {
@@ -143,21 +161,21 @@ fn attach(
         for (p, r) in missing.iter().zip(results) {
             match r {
                 Ok(Created::New(name)) => {
-                    made.push(name.clone());
+                    made.controllers.push(name.clone());
                     live.push(name);
                 }
                 Ok(Created::Raced) => match wait_for_existing(host, target, p, hostnqn, tuning)? {
                     Some(name) => live.push(name),
                     None => failed.push((*p, "another process connects it; it is not live".into())),
                 },
-                Err(e) => failed.push((*p, e)),
+                Err(e) => failed.push((*p, made.failed(p, e))),
             }
         }
     } else if live.is_empty() {
         for p in &missing {
             match create(host, target, p, hostnqn, hostid, tuning) {
                 Ok(Created::New(name)) => {
-                    made.push(name.clone());
+                    made.controllers.push(name.clone());
                     live.push(name);
                     break;
                 }
@@ -167,7 +185,7 @@ fn attach(
                         break;
                     }
                 }
-                Err(e) => failed.push((*p, e)),
+                Err(e) => failed.push((*p, made.failed(p, e))),
             }
         }
     }
@@ -198,6 +216,32 @@ fn attach(
     })
 }
 
+impl Made {
+    /// Notes a portal whose connect failed; gives the reason.
+    fn failed(&mut self, p: &NvmePortal, e: CreateError) -> String {
+        if e.timed_out {
+            self.timed_out.push(*p);
+        }
+        e.why
+    }
+}
+
+/// Why a connect request to a portal gave no controller.
+struct CreateError {
+    why: String,
+    /// The request did not return within its deadline (it was abandoned, not answered).
+    timed_out: bool,
+}
+
+impl From<String> for CreateError {
+    fn from(why: String) -> Self {
+        CreateError {
+            why,
+            timed_out: false,
+        }
+    }
+}
+
 enum Created {
     New(String),
     /// The kernel has a controller to that portal already (EALREADY): made meanwhile by another
@@ -220,7 +264,9 @@ pub(crate) fn options(
         p.transport,
         p.address,
         p.port,
-        tuning.ctrl_loss_tmo.as_secs(),
+        tuning
+            .ctrl_loss_tmo
+            .map_or(-1, |d| i64::try_from(d.as_secs().max(1)).unwrap_or(i64::MAX)),
         tuning.reconnect_delay.as_secs().max(1),
     );
     if let Some(f) = tuning.fast_io_fail_tmo {
@@ -236,7 +282,7 @@ fn create(
     hostnqn: &str,
     hostid: &str,
     tuning: &NvmeTuning,
-) -> std::result::Result<Created, String> {
+) -> std::result::Result<Created, CreateError> {
     let opts = options(target, p, hostnqn, hostid, tuning);
     let t = host.time().now();
     let dev = host.dev_node("nvme-fabrics");
@@ -256,8 +302,13 @@ fn create(
             "{}: {e} (is the nvme-{} module loaded?)",
             dev.display(),
             p.transport
-        )),
-        Err(e) => Err(format!("connect failed: {e}")),
+        )
+        .into()),
+        Err(e @ KernelError::TimedOut(_)) => Err(CreateError {
+            why: format!("connect failed: {e}"),
+            timed_out: true,
+        }),
+        Err(e) => Err(format!("connect failed: {e}").into()),
     }
 }
 
@@ -393,8 +444,48 @@ fn wait_namespace(
     }
 }
 
-/// Deletes the controllers a failed connect made, and waits (bounded) for them to go.
-fn undo(host: &Host, made: &[String], tuning: &NvmeTuning) {
+/// Deletes the controllers a failed connect made. A connect request that timed out was
+/// abandoned in the kernel, which may still make its controller: each such portal is looked at
+/// again, for up to `paths_grace`, and a controller that appeared there is deleted too.
+fn undo(host: &Host, target: &NvmeTarget, hostnqn: &str, made: &Made, tuning: &NvmeTuning) {
+    delete_made(host, &made.controllers, tuning);
+    if made.timed_out.is_empty() {
+        return;
+    }
+    let clock = host.time();
+    let end = clock.now() + tuning.paths_grace;
+    let mut pause = Pause::new(Duration::from_millis(50), Duration::from_millis(500));
+    let mut waiting = made.timed_out.clone();
+    loop {
+        let late: Vec<(NvmePortal, String)> = sysfs::controllers(host)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| !made.before.contains(&c.name) && !made.controllers.contains(&c.name))
+            .filter_map(|c| {
+                let p = waiting.iter().find(|p| c.is_at(&target.nqn, p, hostnqn))?;
+                Some((*p, c.name))
+            })
+            .collect();
+        for (p, name) in late {
+            info!(controller = %name, portal = %p, "a timed-out connect made its controller late");
+            delete_made(host, std::slice::from_ref(&name), tuning);
+            waiting.retain(|w| *w != p);
+        }
+        if waiting.is_empty() {
+            return;
+        }
+        if clock.now() >= end {
+            for p in &waiting {
+                warn!(portal = %p, "the connect to it timed out and may still make a controller later; `brick disconnect` removes it");
+            }
+            return;
+        }
+        clock.sleep(pause.take());
+    }
+}
+
+/// Deletes controllers a failed connect made.
+fn delete_made(host: &Host, made: &[String], tuning: &NvmeTuning) {
     for c in made {
         let path = host.sys(format!("class/nvme/{c}/delete_controller"));
         match host.kern().write_attr(&path, "1", tuning.delete_timeout) {

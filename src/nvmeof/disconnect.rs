@@ -5,7 +5,10 @@
 //! 2. flush each (write-back, cache flush, BLKFLSBUF, in a forked child with a deadline) while
 //!    nothing has been removed; a flush that fails or does not finish stops a plain disconnect:
 //!    nothing removed, the kernel keeps the data;
-//! 3. under the subsystem's lock (which connect takes), delete each controller of the subsystem
+//! 3. under the subsystem's lock (which connect takes): properties with no namespace identity
+//!    are checked again against the subsystem's namespaces; a device of the volume that is held
+//!    or open (a stacked device, a mount, a process: `crate::openers`) stops a plain disconnect
+//!    with nothing removed, naming the holder; then delete each controller of the subsystem
 //!    that serves no other namespace (`delete_controller`); a controller that serves another
 //!    volume's namespace stays, and with it the volume's namespace until the target unmaps it;
 //! 4. wait (bounded) for the kernel to drop them; whatever of the volume is left is named.
@@ -96,26 +99,14 @@ fn find<'p>(
     let target = &props.targets[0];
     let hostnqn = our_hostnqn(host, target);
     let sub = sysfs::subsystem(host, &target.nqn)?;
-    let devices =
-        match &sub {
-            Some(s) => {
-                let devs = sysfs::volume_devices(s, target);
-                let anon = target.uuid.is_none() && target.nguid.is_none() && target.nsid.is_none();
-                if anon && devs.len() > 1 {
-                    return Err(Error::NotTheVolume {
-                        volume: props.label(),
-                        detail: format!(
-                        "the properties give no vol_uuid, volume_nguid or ns_id, and subsystem {} \
-                         shows several namespaces ({}): none can be proven to be the volume's",
-                        target.nqn,
-                        devs.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
-                    ),
-                    });
-                }
-                devs
-            }
-            None => Vec::new(),
-        };
+    let devices = match &sub {
+        Some(s) => {
+            let devs = sysfs::volume_devices(s, target);
+            only_namespace(props, target, &devs)?;
+            devs
+        }
+        None => Vec::new(),
+    };
     // A device the device_info names that is not one of the volume's is never touched.
     if let Some(name) = device_info.and_then(|d| d.device_name().ok().flatten()) {
         if !devices.iter().any(|d| d.name == name) && name.starts_with("nvme") {
@@ -145,6 +136,96 @@ fn find<'p>(
         hostnqn,
         devices,
         left_alone,
+    })
+}
+
+/// Properties with no uuid, nguid or nsid name the subsystem's namespace only while it shows
+/// one: with several, none can be proven to be the volume's.
+fn only_namespace(props: &NvmeProperties, target: &NvmeTarget, devs: &[Namespace]) -> Result<()> {
+    let anon = target.uuid.is_none() && target.nguid.is_none() && target.nsid.is_none();
+    if !anon || devs.len() <= 1 {
+        return Ok(());
+    }
+    Err(Error::NotTheVolume {
+        volume: props.label(),
+        detail: format!(
+            "the properties give no vol_uuid, volume_nguid or ns_id, and subsystem {} shows \
+             several namespaces ({}): none can be proven to be the volume's; nothing was removed",
+            target.nqn,
+            devs.iter()
+                .map(|d| d.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
+}
+
+/// What holds each of the volume's devices open (`held by md0`, `mounted at /srv`, `open in
+/// process 812 (qemu-kvm)`), the same reading as iSCSI's. A device opened for a moment (udev's
+/// probe after a writer closed it) is looked at again for up to two seconds.
+fn in_use(host: &Host, devices: &[Namespace]) -> Vec<(Namespace, Vec<String>)> {
+    let clock = host.time();
+    let end = clock.now() + Duration::from_secs(2);
+    let mut pause = Pause::new(Duration::from_millis(100), Duration::from_millis(500));
+    loop {
+        let open: Vec<(Namespace, Vec<String>)> = devices
+            .iter()
+            .map(|d| (d.clone(), crate::openers::openers(host, &d.name, None)))
+            .filter(|(_, o)| !o.is_empty())
+            .collect();
+        if open.is_empty() || clock.now() >= end {
+            return open;
+        }
+        clock.sleep(pause.take());
+    }
+}
+
+/// Refuses a plain disconnect of a volume whose device is open (deleting its controllers would
+/// fail its I/O from under the opener); forced, each opener is a failure and the controllers go.
+fn refuse_if_open(
+    host: &Host,
+    props: &NvmeProperties,
+    devices: &[Namespace],
+    opts: DisconnectOptions,
+    report: &mut DisconnectReport,
+) -> Result<()> {
+    let open = in_use(host, devices);
+    if open.is_empty() {
+        return Ok(());
+    }
+    let what: Vec<String> = open
+        .iter()
+        .map(|(d, o)| format!("/dev/{} is in use ({})", d.name, o.join(", ")))
+        .collect();
+    if opts.force {
+        for (d, o) in &open {
+            report.fail(
+                Some(ns_thing(d)),
+                format!(
+                    "/dev/{} was in use ({}): its controllers were deleted from under it, and \
+                     its opener gets I/O errors",
+                    d.name,
+                    o.join(", ")
+                ),
+            );
+        }
+        return Ok(());
+    }
+    for (d, o) in &open {
+        report.failures.push(crate::report::Failure {
+            thing: Some(ns_thing(d)),
+            message: format!("/dev/{} is in use ({})", d.name, o.join(", ")),
+        });
+    }
+    report.outcome = Outcome::Refused;
+    Err(Error::Disconnect {
+        message: format!(
+            "{} not disconnected, nothing was removed: {}; close it (unmount, stop the process \
+             or the device stacked on it) and retry, or force the disconnect",
+            props.label(),
+            what.join("; ")
+        ),
+        report: Box::new(std::mem::take(report)),
     })
 }
 
@@ -218,6 +299,32 @@ pub(crate) fn plan_one(
     Ok(plan)
 }
 
+/// The plan of one volume on its own (not a replica under its array, which the array's own
+/// plan stops first): [`plan_one`], and what holds its devices open.
+pub(crate) fn plan_single(
+    host: &Host,
+    props: &NvmeProperties,
+    device_info: Option<&DeviceInfo>,
+) -> Result<DisconnectPlan> {
+    let mut plan = plan_one(host, props, device_info)?;
+    let f = find(host, props, device_info)?;
+    for d in &f.devices {
+        let open = crate::openers::openers(host, &d.name, None);
+        if !open.is_empty() {
+            plan.problems.push(format!(
+                "/dev/{} is in use ({}): a plain disconnect stops with nothing removed",
+                d.name,
+                open.join(", ")
+            ));
+            plan.if_forced.push(format!(
+                "deletes the controllers from under the opener of /dev/{}, which gets I/O errors",
+                d.name
+            ));
+        }
+    }
+    Ok(plan)
+}
+
 /// Detaches one (not replicated) volume: see [`super::disconnect_volume`].
 pub(crate) fn disconnect_one(
     host: &Host,
@@ -269,10 +376,15 @@ pub(crate) fn disconnect_one(
             report: Box::new(report),
         });
     }
-    // 3. The controllers, under the subsystem's lock.
+    // 3. The controllers, under the subsystem's lock: the namespace counted again (another
+    // attach may have mapped one meanwhile), and no device of the volume open.
     {
         let _lock = host.lock(&lock_name(&target.nqn))?;
         let sub = sysfs::subsystem(host, &target.nqn)?;
+        if let Some(s) = &sub {
+            only_namespace(props, target, &sysfs::volume_devices(s, target))?;
+        }
+        refuse_if_open(host, props, &devices, opts, &mut report)?;
         let (delete, kept) = decide(sub.as_ref(), target, hostnqn.as_deref());
         report.kept.extend(kept);
         let results = crate::par::par_map(&delete, |c| {

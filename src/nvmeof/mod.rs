@@ -63,15 +63,15 @@ pub fn disconnect_plan(
     if props.replicated {
         return raid::replicated_plan(host, props);
     }
-    disconnect::plan_one(host, props, device_info)
+    disconnect::plan_single(host, props, device_info)
 }
 
 /// Detaches the NVMe-oF volume `props` names from this host (see the module's text).
 ///
 /// # Errors
 /// [`crate::Error::NotTheVolume`] when the properties name no namespace and the subsystem shows
-/// several; [`crate::Error::Disconnect`] with the report when a flush failed (outcome `refused`,
-/// nothing removed) or something is left (`unfinished`; with `force` and `ignore_errors` the
+/// several; [`crate::Error::Disconnect`] with the report when a flush failed or a device of the
+/// volume is held or open (outcome `refused`, nothing removed) or something is left (`unfinished`; with `force` and `ignore_errors` the
 /// report is returned as `Ok`).
 pub fn disconnect_volume(
     host: &crate::host::Host,
@@ -92,10 +92,15 @@ pub fn disconnect_volume(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NvmeTuning {
     /// How long the kernel keeps reconnecting a controller whose portal is gone before it
-    /// deletes it (`ctrl_loss_tmo`). Bounded, unlike os-brick's `-l -1`: a dead portal does
-    /// not keep a controller for ever. I/O queued on a volume with every path down fails when
-    /// the last one is deleted.
-    pub ctrl_loss_tmo: Duration,
+    /// deletes it (`ctrl_loss_tmo`); `None` (the default, os-brick's `-l -1`): for ever, so
+    /// that I/O queued on a volume with every path down waits for the target however long the
+    /// outage lasts, until it comes back or a disconnect decides (`--force` fails it), as
+    /// iSCSI's `queue_if_no_path` does. Once the last controller of a volume is deleted, its
+    /// queued I/O fails and dirty pages are lost: a bound is a choice to lose data after it.
+    /// A dead portal at connect time is bounded by `connect_timeout` all the same: the kernel
+    /// makes no controller when the first connect fails, and a failed connect deletes what it
+    /// made. At least one second (the kernel takes whole seconds; 0 would give up at once).
+    pub ctrl_loss_tmo: Option<Duration>,
     /// The pause between two reconnect attempts (`reconnect_delay`).
     pub reconnect_delay: Duration,
     /// When set, I/O on a reconnecting controller fails after this long (`fast_io_fail_tmo`)
@@ -125,7 +130,7 @@ pub struct NvmeTuning {
 impl Default for NvmeTuning {
     fn default() -> Self {
         NvmeTuning {
-            ctrl_loss_tmo: Duration::from_secs(600),
+            ctrl_loss_tmo: None,
             reconnect_delay: Duration::from_secs(5),
             fast_io_fail_tmo: None,
             multipath: None,

@@ -55,7 +55,7 @@ fn t() -> NvmeTuning {
 }
 
 #[test]
-fn connect_makes_a_controller_per_portal_with_bounded_reconnects_and_returns_the_head() {
+fn connect_makes_a_controller_per_portal_reconnecting_for_ever_and_returns_the_head() {
     let f = FakeHost::new();
     f.nvme_target(NQN, &[P1, P2], &[(1, U1)]);
     let c = connect_volume(&f.host(), &props(NQN, U1, &[P1, P2]), &t()).unwrap();
@@ -69,7 +69,7 @@ fn connect_makes_a_controller_per_portal_with_bounded_reconnects_and_returns_the
     assert_eq!(connects.len(), 2);
     for o in &connects {
         assert!(o.contains(&format!("nqn={NQN},transport=tcp,")), "{o}");
-        assert!(o.contains(",ctrl_loss_tmo=600,reconnect_delay=5"), "{o}");
+        assert!(o.contains(",ctrl_loss_tmo=-1,reconnect_delay=5"), "{o}");
         assert!(
             o.contains("hostnqn=nqn.2014-08.org.nvmexpress:uuid:f00dcafe-0000-4000-8000-000000000001,hostid=f00dcafe-0000-4000-8000-000000000001"),
             "{o}"
@@ -634,4 +634,163 @@ fn the_dry_run_of_a_replicated_volume_stops_the_array_then_detaches_each_replica
     // A dry run changes nothing.
     assert_eq!(f.nvme_controllers(), before);
     assert!(f.root().join("sys/block/md127").exists());
+}
+
+#[test]
+fn by_default_controllers_reconnect_for_ever_so_an_outage_of_any_length_keeps_queued_io() {
+    let f = FakeHost::new();
+    f.nvme_target(NQN, &[P1, P2], &[(1, U1)]);
+    connect_volume(&f.host(), &props(NQN, U1, &[P1, P2]), &t()).unwrap();
+    for c in ["nvme0", "nvme1"] {
+        let shown =
+            std::fs::read_to_string(f.root().join(format!("sys/class/nvme/{c}/ctrl_loss_tmo")))
+                .unwrap();
+        assert_eq!(shown.trim(), "off", "{c}");
+    }
+}
+
+#[test]
+fn a_configured_ctrl_loss_tmo_is_written_in_whole_seconds() {
+    let f = FakeHost::new();
+    f.nvme_target(NQN, &[P1], &[(1, U1)]);
+    let bounded = NvmeTuning {
+        ctrl_loss_tmo: Some(Duration::from_millis(90_500)),
+        ..t()
+    };
+    connect_volume(&f.host(), &props(NQN, U1, &[P1]), &bounded).unwrap();
+    assert!(
+        f.nvme_connects()[0].contains(",ctrl_loss_tmo=90,"),
+        "{:?}",
+        f.nvme_connects()
+    );
+}
+
+#[test]
+fn a_connect_that_timed_out_has_its_late_controller_removed_by_the_undo() {
+    let f = FakeHost::new();
+    f.nvme_target(NQN, &[P1, P2], &[(1, U1)])
+        .nvme_connect_times_out(P2)
+        .nvme_portal_dead(P1);
+    let e = connect_volume(&f.host(), &props(NQN, U1, &[P1, P2]), &t()).unwrap_err();
+    assert!(matches!(e, Error::NvmeConnect { .. }), "{e}");
+    assert!(e.to_string().contains("still blocked in the kernel"), "{e}");
+    assert!(
+        f.nvme_controllers().is_empty(),
+        "the controller the timed-out request made is left: {:?}",
+        f.nvme_controllers()
+    );
+    assert_eq!(f.nvme_deleted(), ["nvme0"]);
+}
+
+#[test]
+fn a_late_controller_is_removed_but_one_there_before_the_connect_is_kept() {
+    // Single path: the portal that timed out shows a controller after the connect; another
+    // subsystem's controller, there before, is never touched.
+    let f = FakeHost::new();
+    f.nvme_target(NQN2, &[P1], &[(1, U2)])
+        .nvme_connected(NQN2, P1)
+        .nvme_target(NQN, &[P1], &[(1, U1)])
+        .nvme_connect_times_out(P1);
+    let one = NvmeTuning {
+        multipath: Some(false),
+        ..t()
+    };
+    connect_volume(&f.host(), &props(NQN, U1, &[P1]), &one).unwrap_err();
+    assert_eq!(f.nvme_controllers(), ["nvme0"]);
+    assert_eq!(f.nvme_deleted(), ["nvme1"]);
+}
+
+#[test]
+fn a_plain_disconnect_of_a_namespace_open_in_a_process_is_refused_naming_it() {
+    let f = FakeHost::new();
+    f.nvme_target(NQN, &[P1, P2], &[(1, U1)]);
+    let p = props(NQN, U1, &[P1, P2]);
+    connect_volume(&f.host(), &p, &t()).unwrap();
+    f.opened_by(4242, "qemu-kvm", "nvme0n1");
+    let before: Duration = f.clock().sleeps().iter().sum();
+    let e =
+        disconnect_volume(&f.host(), &p, Some(&info("/dev/nvme0n1")), plain(), &t()).unwrap_err();
+    // Looked at again for a while (an opener of a moment, udev's probe, lets go), not for ever.
+    let waited = f.clock().sleeps().iter().sum::<Duration>() - before;
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    let Error::Disconnect { report, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(report.outcome, Outcome::Refused, "{e}");
+    assert_eq!(e.kind().exit_code(), 3);
+    assert!(
+        e.to_string().contains("open in process 4242 (qemu-kvm)"),
+        "{e}"
+    );
+    assert!(report.removed.is_empty(), "{report}");
+    assert_eq!(f.nvme_controllers(), ["nvme0", "nvme1"]);
+    assert!(f.nvme_deleted().is_empty());
+    assert!(f.root().join("sys/block/nvme0n1").exists());
+    // The dry run says so too.
+    let plan = disconnect_plan(&f.host(), &p, None).unwrap();
+    assert!(
+        plan.problems.iter().any(|x| x.contains("qemu-kvm")),
+        "{plan}"
+    );
+    // Forced: the controllers go, and the opener is named as a failure.
+    let e = disconnect_volume(&f.host(), &p, None, forced(false), &t()).unwrap_err();
+    let Error::Disconnect { report, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(report.outcome, Outcome::Unfinished);
+    assert!(f.nvme_controllers().is_empty());
+    assert!(
+        e.to_string().contains("open in process 4242 (qemu-kvm)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_plain_disconnect_of_a_namespace_held_by_a_stacked_device_or_mount_is_refused() {
+    let f = FakeHost::new();
+    f.nvme_target(NQN, &[P1], &[(1, U1)]);
+    let p = props(NQN, U1, &[P1]);
+    connect_volume(&f.host(), &p, &t()).unwrap();
+    let head = std::fs::canonicalize(f.root().join("sys/block/nvme0n1")).unwrap();
+    std::fs::create_dir_all(head.join("holders/dm-3")).unwrap();
+    let e = disconnect_volume(&f.host(), &p, None, plain(), &t()).unwrap_err();
+    assert!(e.to_string().contains("held by dm-3"), "{e}");
+    assert_eq!(f.nvme_controllers(), ["nvme0"]);
+    std::fs::remove_dir(head.join("holders/dm-3")).unwrap();
+    // Mounted: /proc/self/mountinfo names the head's device number.
+    let dev_t = std::fs::read_to_string(head.join("dev")).unwrap();
+    std::fs::create_dir_all(f.root().join("proc/self")).unwrap();
+    std::fs::write(
+        f.root().join("proc/self/mountinfo"),
+        format!(
+            "36 25 {} / /srv rw,relatime - ext4 /dev/nvme0n1 rw\n",
+            dev_t.trim()
+        ),
+    )
+    .unwrap();
+    let e = disconnect_volume(&f.host(), &p, None, plain(), &t()).unwrap_err();
+    assert!(e.to_string().contains("mounted at /srv"), "{e}");
+    assert_eq!(f.nvme_controllers(), ["nvme0"]);
+}
+
+#[test]
+fn without_an_identity_a_namespace_mapped_during_the_disconnect_stops_it() {
+    // The one-namespace check is made again under the subsystem's lock: another volume's
+    // namespace that appears after the first look keeps every controller.
+    let f = FakeHost::new();
+    f.nvme_target(NQN, &[P1], &[(1, U1)])
+        .nvme_connected(NQN, P1);
+    let p = NvmeProperties::from_value(&serde_json::json!({
+        "nqn": NQN, "transport_type": "tcp", "target_portal": "127.0.0.1", "target_port": 4420
+    }))
+    .unwrap();
+    f.nvme_maps_at_next_flush(NQN, 2, U2);
+    let e = disconnect_volume(&f.host(), &p, None, plain(), &t()).unwrap_err();
+    assert!(matches!(e, Error::NotTheVolume { .. }), "{e}");
+    assert_eq!(f.nvme_controllers(), ["nvme0"]);
+    assert!(f.nvme_deleted().is_empty());
+    assert!(f.root().join("sys/block/nvme0n2").exists());
 }

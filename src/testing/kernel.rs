@@ -106,6 +106,7 @@ impl Kernel for FakeKernel {
         let mut w = lock(&self.world);
         w.flushes.push(name.clone());
         w.events.push(format!("flush {name}"));
+        super::nvme::after_flush(&self.root, &mut w);
         if let Some(e) = next_failure(&mut w.flush_failures, &name) {
             return Err(e);
         }

@@ -49,6 +49,12 @@ pub(super) struct NvmeWorld {
     md_created: u8,
     /// md arrays held open (their stop is refused with EBUSY).
     md_open: Vec<String>,
+    /// Portals whose connect request outlives its deadline: the caller sees a timeout, and the
+    /// kernel makes the controller all the same (still `connecting`).
+    slow: Vec<String>,
+    /// A namespace `(nqn, nsid, uuid)` the target maps, and the host shows, at the next flush
+    /// (another volume's namespace appearing while a disconnect runs).
+    map_on_flush: Option<(String, u32, String)>,
 }
 
 fn ctl_dir(root: &Path, name: &str) -> PathBuf {
@@ -177,6 +183,21 @@ pub(super) fn fabrics_connect(
         // The port answers, the subsystem is not there: the kernel's connect command fails.
         return Err(KernelError::from_errno(libc::EIO));
     };
+    if w.nvme.slow.contains(&portal) {
+        w.nvme.slow.retain(|p| *p != portal);
+        let options = options.to_string();
+        let answer = fabrics_connect(root, w, &options)?;
+        let name = format!(
+            "nvme{}",
+            answer
+                .trim_start_matches("instance=")
+                .split(',')
+                .next()
+                .expect("instance")
+        );
+        write(&ctl_dir(root, &name).join("state"), "connecting\n");
+        return Err(KernelError::TimedOut(Duration::from_secs(30)));
+    }
     let address = format!("traddr={addr},trsvcid={port},src_addr={addr}");
     for e in fs::read_dir(root.join("sys/class/nvme"))
         .into_iter()
@@ -202,9 +223,14 @@ pub(super) fn fabrics_connect(
         ("hostnqn", hostnqn),
         ("hostid", opt(options, "hostid").unwrap_or("")),
         ("cntlid", &(n + 1).to_string()),
+        // As the kernel shows it: `off` for -1 (reconnect for ever).
         (
             "ctrl_loss_tmo",
-            opt(options, "ctrl_loss_tmo").unwrap_or("600"),
+            match opt(options, "ctrl_loss_tmo") {
+                Some("-1") => "off",
+                Some(v) => v,
+                None => "600",
+            },
         ),
         (
             "reconnect_delay",
@@ -224,6 +250,34 @@ pub(super) fn fabrics_connect(
     rel_link(&dir, &subsys_dir(root, s).join(&name));
     show_namespaces(root, &t, s, &name);
     Ok(format!("instance={n},cntlid={}\n", n + 1))
+}
+
+/// After a flush: the namespace scripted with [`FakeHost::nvme_maps_at_next_flush`] appears.
+pub(super) fn after_flush(root: &Path, w: &mut World) {
+    let Some((nqn, nsid, uuid)) = w.nvme.map_on_flush.take() else {
+        return;
+    };
+    let Some(t) = w.nvme.targets.iter_mut().find(|t| t.nqn == nqn) else {
+        return;
+    };
+    t.namespaces.push(FakeNs {
+        nsid,
+        uuid,
+        nguid: None,
+        sectors: 65536,
+    });
+    let t = t.clone();
+    let s = subsystem_of(root, &nqn);
+    for e in fs::read_dir(subsys_dir(root, s))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if crate::nvmeof::sysfs::is_ctrl_name(&n) {
+            show_namespaces(root, &t, s, &n);
+        }
+    }
 }
 
 /// Removes controller `name` as the kernel does after `delete_controller`: its paths, the heads
@@ -738,6 +792,20 @@ impl FakeHost {
     pub fn md_array(&self, devs: &[&str]) -> String {
         let devs: Vec<String> = devs.iter().map(ToString::to_string).collect();
         build_md(self.root(), &devs)
+    }
+
+    /// The next connect request to `portal` outlives its deadline: the caller sees a timeout,
+    /// and the kernel makes the controller all the same (left `connecting`).
+    pub fn nvme_connect_times_out(&self, portal: &str) -> &Self {
+        lock(&self.world).nvme.slow.push(portal.to_string());
+        self
+    }
+
+    /// At the next flush, the target maps namespace `(nsid, uuid)` of `nqn` and the host shows
+    /// it on the subsystem's controllers (another volume's namespace, while a disconnect runs).
+    pub fn nvme_maps_at_next_flush(&self, nqn: &str, nsid: u32, uuid: &str) -> &Self {
+        lock(&self.world).nvme.map_on_flush = Some((nqn.to_string(), nsid, uuid.to_string()));
+        self
     }
 
     /// Holds md array `md` open: stopping it is refused (EBUSY).
