@@ -44,6 +44,9 @@ pub struct Tuning {
     pub map_deadline: Duration,
     /// How long, once the map shows, to wait for every path to join it.
     pub map_paths_grace: Duration,
+    /// How long to wait for multipathd to build the map from what udev tells it (well inside
+    /// `map_deadline`); then brick builds it itself, with the WWID it read from sysfs.
+    pub map_udev_wait: Duration,
 }
 
 impl Default for Tuning {
@@ -75,6 +78,7 @@ impl Default for Tuning {
             device_deadline: Duration::from_secs(20),
             map_deadline: Duration::from_secs(20),
             map_paths_grace: Duration::from_secs(5),
+            map_udev_wait: Duration::from_secs(6),
         }
     }
 }

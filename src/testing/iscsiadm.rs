@@ -27,6 +27,9 @@ impl FakeRunner {
                 {
                     return Ok(Output::exit(1, "", &format!("{dev}: no such device\n")));
                 }
+                if w.multipathd_builds_no_maps {
+                    return Ok(Output::exit(1, "", &format!("{dev}: ignoring map\n")));
+                }
                 join_map(&self.root, &name);
                 Ok(Output::exit(0, "", ""))
             }

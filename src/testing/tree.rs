@@ -125,10 +125,11 @@ pub(super) fn write_udev_record(root: &Path, name: &str, multipath_path: bool) {
     );
 }
 
-/// Whether udev has a record of block device `name`.
-pub(super) fn has_udev_record(root: &Path, name: &str) -> bool {
-    root.join(format!("run/udev/data/b{}", dev_t(name)))
-        .exists()
+/// Whether udev's record of block device `name` gives its ID_SERIAL (what multipathd takes
+/// as the WWID at its default `uid_attribute`).
+pub(super) fn udev_record_has_serial(root: &Path, name: &str) -> bool {
+    fs::read_to_string(root.join(format!("run/udev/data/b{}", dev_t(name))))
+        .is_ok_and(|r| r.lines().any(|l| l.starts_with("E:ID_SERIAL=")))
 }
 
 pub(super) fn add_dm(root: &Path, dev: &str, name: &str, uuid: &str, slaves: &[&str]) {
