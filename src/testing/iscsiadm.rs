@@ -231,6 +231,13 @@ impl crate::iscsi::iscsid::Iscsid for FakeIscsid {
     fn logout(&self, sid: SessionId, _timeout: Duration) -> crate::iscsi::iscsid::Logout {
         use crate::iscsi::iscsid::Logout;
         let mut w = lock(&self.world);
+        if let Some(logs_out) = w.iscsid_answers_late {
+            w.events.push(format!("iscsid logout {sid} (no answer)"));
+            if logs_out {
+                remove_session(&self.root, &mut w, sid.0);
+            }
+            return Logout::NoAnswer("fake host: iscsid answers too late".into());
+        }
         if !w.iscsid_answers {
             return Logout::Unavailable("fake host: iscsid's socket is not faked".into());
         }

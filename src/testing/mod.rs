@@ -74,6 +74,8 @@ struct World {
     multipathd_down: bool,
     /// iscsid answers logouts on its management socket (else brick falls back to iscsiadm).
     iscsid_answers: bool,
+    /// iscsid takes logouts but answers none in time; `Some(true)`: it logs out all the same.
+    iscsid_answers_late: Option<bool>,
     /// Paths multipathd calls active whatever their state in sysfs.
     multipathd_active: Vec<String>,
     /// multipathd takes paths but builds no map (it cannot get their WWID: no udev).
@@ -331,6 +333,13 @@ impl FakeHost {
     /// brick knows: a disconnect then starts no iscsiadm.
     pub fn iscsid_answers(&self) -> &Self {
         lock(&self.world).iscsid_answers = true;
+        self
+    }
+
+    /// iscsid takes each logout on its management socket but answers none before brick's
+    /// timeout (its loop busy elsewhere); with `logs_out` the session goes all the same.
+    pub fn iscsid_answers_too_late(&self, logs_out: bool) -> &Self {
+        lock(&self.world).iscsid_answers_late = Some(logs_out);
         self
     }
 
