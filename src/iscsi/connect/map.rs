@@ -1,7 +1,7 @@
 //! The multipath map of a connect: the WWID registered with multipath-tools, the paths handed to
 //! multipathd, the wait for the map, and udev told of its paths.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
@@ -135,14 +135,12 @@ pub(super) fn wait_or_build_map(
     tuning: &Tuning,
 ) -> Result<Option<DmMap>> {
     let start = host.time().now();
+    let deadline = start + tuning.map_deadline;
     let first = tuning.map_udev_wait.min(tuning.map_deadline);
-    if let Some(m) = wait_for_map(host, wwid, paths, first, tuning)? {
+    if let Some(m) = wait_for_map(host, wwid, paths, start + first, deadline, tuning)? {
         return Ok(Some(m));
     }
-    let rest = tuning
-        .map_deadline
-        .saturating_sub(host.time().now() - start);
-    if rest.is_zero() {
+    if host.time().now() >= deadline {
         return Ok(None);
     }
     debug!(wwn = %wwid, waited = ?first, "multipathd built no map: building it with the WWID read from sysfs");
@@ -151,26 +149,27 @@ pub(super) fn wait_or_build_map(
         Ok(None) => warn!(wwn = %wwid, "multipath built no map of the paths either"),
         Err(e) => warn!(wwn = %wwid, error = %e, "multipath did not build the map"),
     }
-    let rest = tuning
-        .map_deadline
-        .saturating_sub(host.time().now() - start);
-    wait_for_map(host, wwid, paths, rest, tuning)
+    wait_for_map(host, wwid, paths, deadline, deadline, tuning)
 }
 
-/// Waits at most `within` for the multipath map of `wwid`, then briefly for every path to join
-/// it.
+/// Waits for the multipath map of `wwid` until `no_map_by` (`None` when none shows by then),
+/// then briefly for every path to join it, until `deadline` at the latest.
 fn wait_for_map(
     host: &Host,
     wwid: &crate::types::Wwid,
     paths: &[String],
-    within: Duration,
+    no_map_by: Instant,
+    deadline: Instant,
     tuning: &Tuning,
 ) -> Result<Option<DmMap>> {
     let start = host.time().now();
-    let deadline = start + within;
     let mut pause = Pause::new(Duration::from_millis(5), Duration::from_millis(50));
     let mut grace_end = None;
-    let mut progress = Progress::new(format!("the multipath map of {wwid}"), start, Some(within));
+    let mut progress = Progress::new(
+        format!("the multipath map of {wwid}"),
+        start,
+        Some(deadline.saturating_duration_since(start)),
+    );
     // Each poll reads the paths' holders only; after a second without a map, and every second
     // then, every map of the host, for a map multipathd built from a disk of the WWID that is
     // not one of these paths.
@@ -208,7 +207,7 @@ fn wait_for_map(
                 debug!(map = %m.dev, slaves = ?m.slaves, "not every path joined the map yet");
                 return Ok(map);
             }
-        } else if now >= deadline {
+        } else if now >= no_map_by {
             return Ok(None);
         }
         host.pause(watch.as_ref(), pause.take());
