@@ -1037,9 +1037,10 @@ fn with_udevd_stuck_multipath_connect_builds_the_map_itself_well_before_the_dead
     assert_eq!(slaves, ["sda", "sdb"]);
     let waited = f.clock().now() - t0;
     assert!(waited < Tuning::default().map_deadline, "{waited:?}");
+    // udev has seen both disks: the tool's first run takes both, and it runs once.
     assert_eq!(
         multipath_tool_runs(&f).len(),
-        2,
+        1,
         "{:?}",
         multipath_tool_runs(&f)
     );

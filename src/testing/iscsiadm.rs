@@ -12,9 +12,10 @@ impl FakeRunner {
     fn default_response(&self, w: &mut World, argv: &[String]) -> Result<Output, CmdError> {
         let a: Vec<&str> = argv.iter().map(String::as_str).collect();
         match a.as_slice() {
-            // The multipath tool, without udev: it lists only the disks udev has described,
-            // so it builds (or grows) the map of the device's WWID from that device alone,
-            // reading the WWID from sysfs; libdevmapper must not wait for udev (DM_DISABLE_UDEV).
+            // The multipath tool, without udev's WWID: it lists only the disks udev has
+            // described, so it builds (or grows) the map of the device's WWID from that device
+            // and those disks of the WWID udev has a record of, reading the WWID from sysfs;
+            // libdevmapper must not wait for udev (DM_DISABLE_UDEV).
             ["env", "DM_DISABLE_UDEV=1", "multipath", dev] => {
                 let name = Path::new(dev)
                     .file_name()
@@ -31,6 +32,20 @@ impl FakeRunner {
                     return Ok(Output::exit(1, "", &format!("{dev}: ignoring map\n")));
                 }
                 join_map(&self.root, &name);
+                let sys = self.root.join("sys/block");
+                let wwid_of =
+                    |d: &str| fs::read_to_string(sys.join(format!("{d}/device/wwid"))).ok();
+                let want = wwid_of(&name);
+                for e in fs::read_dir(&sys).into_iter().flatten().flatten() {
+                    let d = e.file_name().to_string_lossy().into_owned();
+                    if d != name
+                        && d.starts_with("sd")
+                        && has_udev_record(&self.root, &d)
+                        && wwid_of(&d) == want
+                    {
+                        join_map(&self.root, &d);
+                    }
+                }
                 Ok(Output::exit(0, "", ""))
             }
             ["iscsiadm", "-m", "session", "-r", id, "--logout"] => {

@@ -126,6 +126,8 @@ struct World {
     /// udev gives new disks none (no udevd, or one whose SCSI rules are slow or failing): it
     /// gets none for a disk whose record has no ID_SERIAL.
     udev_gives_no_uid: bool,
+    /// udevd runs but its SCSI rules fail: each new disk gets a record with no ID_SERIAL.
+    udev_stuck: bool,
     /// Paths multipathd holds with no WWID (no udev record): it builds no map of them, and a
     /// second `add path` does not look again (0.9.4's cli_add_path); only a map that holds
     /// them, adopted with `add map`, gives them its WWID.
@@ -524,13 +526,16 @@ impl FakeHost {
         self
     }
 
-    /// udevd runs, but its SCSI rules are slow or failing (issue 26): new disks get no
-    /// ID_SERIAL in udev's record, so multipathd at its default `uid_attribute` answers `add
+    /// udevd runs, but its SCSI rules are slow or failing (issue 26): new disks get a udev
+    /// record with no ID_SERIAL, so multipathd at its default `uid_attribute` answers `add
     /// path` with "fail" and builds no map of them (0.9.4 falls back to sysfs only after three
     /// retriggers, some 30 s); `multipath DEVNODE` still builds the map (the tool reads the WWID
     /// from sysfs).
     pub fn udevd_stuck(&self) -> &Self {
-        lock(&self.world).udev_gives_no_uid = true;
+        let mut w = lock(&self.world);
+        w.udev_gives_no_uid = true;
+        w.udev_stuck = true;
+        drop(w);
         self
     }
 
