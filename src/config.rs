@@ -144,6 +144,12 @@ const KEYS: &[(&str, &str, Field)] = &[
         Field::Duration(|s| &mut s.tuning.map_paths_grace),
     ),
     (
+        "map_udev_wait",
+        "how long multipathd may take to build the map from what udev tells it before brick \
+         builds it itself",
+        Field::Duration(|s| &mut s.tuning.map_udev_wait),
+    ),
+    (
         "map_sync_timeout",
         "how long the write-back of a multipath map may take",
         Field::Duration(|s| &mut s.tuning.map_sync_timeout),

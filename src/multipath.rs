@@ -305,9 +305,15 @@ pub fn build_map_without_udev(
     timeout: Duration,
 ) -> Result<Option<DmMap>> {
     // The tool lists only the disks udev has described: it takes the one it is given (and the
-    // map's own paths), so it runs once per path. With udevd gone its control socket may stay,
-    // and libdevmapper would wait for udev for ever after creating the map: DM_DISABLE_UDEV.
+    // map's own paths, and the disks udev has seen, with a udevd that runs but gives no WWID),
+    // so it runs once per path until the map holds them all. With udevd gone its control socket
+    // may stay, and libdevmapper would wait for udev for ever after creating the map:
+    // DM_DISABLE_UDEV.
     for disk in disks {
+        let built = maps_of(host, wwid)?.into_iter().next();
+        if built.is_some_and(|m| disks.iter().all(|d| m.slaves.contains(d))) {
+            break;
+        }
         let node = host.dev_node(disk);
         let cmd = Cmd::new("env")
             .args(["DM_DISABLE_UDEV=1", "multipath"])

@@ -47,6 +47,9 @@ pub struct Tuning {
     /// Deadline of cleanup's question to multipathd (which paths it calls active); unanswered,
     /// sysfs alone decides which paths are dead.
     pub multipathd_query_timeout: Duration,
+    /// How long to wait for multipathd to build the map from what udev tells it (well inside
+    /// `map_deadline`); then brick builds it itself, with the WWID it read from sysfs.
+    pub map_udev_wait: Duration,
 }
 
 impl Default for Tuning {
@@ -79,6 +82,7 @@ impl Default for Tuning {
             map_deadline: Duration::from_secs(20),
             map_paths_grace: Duration::from_secs(5),
             multipathd_query_timeout: Duration::from_secs(5),
+            map_udev_wait: Duration::from_secs(6),
         }
     }
 }

@@ -1021,3 +1021,47 @@ fn an_unknown_iface_is_bad_input_before_anything_changes() {
     assert!(f.calls().is_empty() && f.discoveries().is_empty());
     assert_host_as_before(&f);
 }
+
+#[test]
+fn with_udevd_stuck_multipath_connect_builds_the_map_itself_well_before_the_deadline() {
+    // Issue 26 item 8: udevd runs, but its SCSI rules give the new disks no ID_SERIAL, so
+    // multipathd ("failed to get udev uid") builds no map by itself within the deadline. After a
+    // short wait brick builds the map as without udevd, with the WWID it read from sysfs.
+    let f = lab();
+    f.udevd_stuck();
+    let t0 = f.clock().now();
+    let c = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(c.device_info.path.as_deref(), Some("/dev/dm-0"));
+    let mut slaves = map_of_wwn1(&f).slaves;
+    slaves.sort();
+    assert_eq!(slaves, ["sda", "sdb"]);
+    let waited = f.clock().now() - t0;
+    assert!(waited < Tuning::default().map_deadline, "{waited:?}");
+    // udev has seen both disks: the tool's first run takes both, and it runs once.
+    assert_eq!(
+        multipath_tool_runs(&f).len(),
+        1,
+        "{:?}",
+        multipath_tool_runs(&f)
+    );
+    assert!(
+        f.multipathd_cmds().contains(&format!("add map {WWN1}")),
+        "{:?}",
+        f.multipathd_cmds()
+    );
+}
+
+#[test]
+fn with_udevd_stuck_each_of_two_volumes_gets_its_own_map() {
+    let f = lab();
+    f.udevd_stuck();
+    let c1 = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
+    let c2 = connect_volume(&f.host(), &props(2, ""), MP, &Tuning::default()).unwrap();
+    assert_eq!(c1.device_info.path.as_deref(), Some("/dev/dm-0"));
+    assert_eq!(c2.device_info.path.as_deref(), Some("/dev/dm-1"));
+    for (wwn, want) in [(WWN1, ["sda", "sdb"]), (WWN2, ["sdc", "sdd"])] {
+        let mut slaves = map_of(&f, wwn).slaves;
+        slaves.sort();
+        assert_eq!(slaves, want, "{wwn}");
+    }
+}

@@ -1295,3 +1295,53 @@ fn where_iscsid_answers_a_disconnect_runs_no_iscsiadm() {
         "{logouts:?}"
     );
 }
+
+#[test]
+fn a_logout_iscsid_did_without_answering_in_time_is_read_back_from_sysfs() {
+    // Issue 26 item 7: iscsid took the logout and did it, but its answer came after brick's
+    // timeout. The session is gone from sysfs: no iscsiadm is started to ask the same iscsid.
+    let f = FakeHost::new();
+    f.iscsid_answers_too_late(true);
+    f.session(1, P1, IQN)
+        .session(2, P2, IQN)
+        .disk(1, 1, "sda", WWID1)
+        .disk(2, 1, "sdb", WWID1)
+        .map("dm-0", &["sda", "sdb"]);
+    let r = disconnect_volume(
+        &f.host(),
+        &multi(1),
+        None,
+        DisconnectOptions::default(),
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert!(r.clean(), "{r:?}");
+    assert!(f.session_ids().is_empty());
+    assert!(f.calls().is_empty(), "processes: {:?}", f.calls());
+}
+
+#[test]
+fn a_logout_iscsid_neither_did_nor_answered_goes_to_iscsiadm() {
+    let f = FakeHost::new();
+    f.iscsid_answers_too_late(false);
+    f.session(1, P1, IQN)
+        .disk(1, 1, "sda", WWID1)
+        .map("dm-0", &["sda"]);
+    let r = disconnect_volume(
+        &f.host(),
+        &multi(1),
+        None,
+        DisconnectOptions::default(),
+        &Tuning::default(),
+    )
+    .unwrap();
+    assert!(r.clean(), "{r:?}");
+    assert!(f.session_ids().is_empty());
+    let logouts: Vec<String> = f
+        .calls()
+        .iter()
+        .filter(|c| c.iter().any(|a| a == "--logout"))
+        .map(|c| c.join(" "))
+        .collect();
+    assert_eq!(logouts, ["iscsiadm -m session -r 1 --logout"]);
+}

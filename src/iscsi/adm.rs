@@ -10,8 +10,9 @@ use crate::iscsi::session::ISCSI_ERR_NO_OBJS_FOUND;
 use crate::types::{Iqn, Portal};
 
 /// Logs out of session `id`. A session that is already gone is not an error. Through iscsid's
-/// management socket where the installed open-iscsi's request layout is known (no process),
-/// else with iscsiadm.
+/// management socket (no process), else with iscsiadm. When iscsid took the request but did not
+/// answer in time, sysfs is read again first: a session gone is logged out, and iscsiadm would
+/// only wait on the same iscsid.
 pub fn logout_session(host: &Host, id: crate::types::SessionId, timeout: Duration) -> Result<()> {
     match crate::iscsi::iscsid::client(host).logout(id, timeout) {
         Logout::Done => {
@@ -26,6 +27,13 @@ pub fn logout_session(host: &Host, id: crate::types::SessionId, timeout: Duratio
                     .into(),
             })
         }
+        Logout::NoAnswer(why) => {
+            if !session_shows(host, id)? {
+                tracing::debug!(session = %id, why, "iscsid did not answer, and the session is gone");
+                return Ok(());
+            }
+            tracing::debug!(session = %id, why, "iscsid did not answer: logging out with iscsiadm");
+        }
         Logout::Unavailable(why) => {
             tracing::debug!(session = %id, why, "logging out with iscsiadm");
         }
@@ -34,6 +42,16 @@ pub fn logout_session(host: &Host, id: crate::types::SessionId, timeout: Duratio
         .args(["-m", "session", "-r", &id.to_string(), "--logout"])
         .timeout(timeout);
     expect_ok_or_none(host, &cmd)
+}
+
+/// Whether the kernel still shows session `id` (`/sys/class/iscsi_session/sessionN`).
+fn session_shows(host: &Host, id: crate::types::SessionId) -> Result<bool> {
+    let dir = host.sys(format!("class/iscsi_session/{}", id.sysfs_name()));
+    match std::fs::symlink_metadata(&dir) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(&dir, e)),
+    }
 }
 
 /// Whether open-iscsi has a node record of `iqn` at `portal`, read from its node database

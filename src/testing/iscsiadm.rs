@@ -12,9 +12,10 @@ impl FakeRunner {
     fn default_response(&self, w: &mut World, argv: &[String]) -> Result<Output, CmdError> {
         let a: Vec<&str> = argv.iter().map(String::as_str).collect();
         match a.as_slice() {
-            // The multipath tool, without udev: it lists only the disks udev has described,
-            // so it builds (or grows) the map of the device's WWID from that device alone,
-            // reading the WWID from sysfs; libdevmapper must not wait for udev (DM_DISABLE_UDEV).
+            // The multipath tool, without udev's WWID: it lists only the disks udev has
+            // described, so it builds (or grows) the map of the device's WWID from that device
+            // and those disks of the WWID udev has a record of, reading the WWID from sysfs;
+            // libdevmapper must not wait for udev (DM_DISABLE_UDEV).
             ["env", "DM_DISABLE_UDEV=1", "multipath", dev] => {
                 let name = Path::new(dev)
                     .file_name()
@@ -27,7 +28,24 @@ impl FakeRunner {
                 {
                     return Ok(Output::exit(1, "", &format!("{dev}: no such device\n")));
                 }
+                if w.multipathd_builds_no_maps {
+                    return Ok(Output::exit(1, "", &format!("{dev}: ignoring map\n")));
+                }
                 join_map(&self.root, &name);
+                let sys = self.root.join("sys/block");
+                let wwid_of =
+                    |d: &str| fs::read_to_string(sys.join(format!("{d}/device/wwid"))).ok();
+                let want = wwid_of(&name);
+                for e in fs::read_dir(&sys).into_iter().flatten().flatten() {
+                    let d = e.file_name().to_string_lossy().into_owned();
+                    if d != name
+                        && d.starts_with("sd")
+                        && has_udev_record(&self.root, &d)
+                        && wwid_of(&d) == want
+                    {
+                        join_map(&self.root, &d);
+                    }
+                }
                 Ok(Output::exit(0, "", ""))
             }
             ["iscsiadm", "-m", "session", "-r", id, "--logout"] => {
@@ -228,6 +246,13 @@ impl crate::iscsi::iscsid::Iscsid for FakeIscsid {
     fn logout(&self, sid: SessionId, _timeout: Duration) -> crate::iscsi::iscsid::Logout {
         use crate::iscsi::iscsid::Logout;
         let mut w = lock(&self.world);
+        if let Some(logs_out) = w.iscsid_answers_late {
+            w.events.push(format!("iscsid logout {sid} (no answer)"));
+            if logs_out {
+                remove_session(&self.root, &mut w, sid.0);
+            }
+            return Logout::NoAnswer("fake host: iscsid answers too late".into());
+        }
         if !w.iscsid_answers {
             return Logout::Unavailable("fake host: iscsid's socket is not faked".into());
         }

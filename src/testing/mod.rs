@@ -74,6 +74,8 @@ struct World {
     multipathd_down: bool,
     /// iscsid answers logouts on its management socket (else brick falls back to iscsiadm).
     iscsid_answers: bool,
+    /// iscsid takes logouts but answers none in time; `Some(true)`: it logs out all the same.
+    iscsid_answers_late: Option<bool>,
     /// Paths multipathd calls active whatever their state in sysfs.
     multipathd_active: Vec<String>,
     /// multipathd takes paths but builds no map (it cannot get their WWID: no udev).
@@ -122,9 +124,12 @@ struct World {
     /// udev has described each new disk by the time brick sees it, with this
     /// DM_MULTIPATH_DEVICE_PATH (None: udev is slower than brick, no record yet).
     udev_describes_new_disks: Option<bool>,
-    /// No udevd runs, and multipathd takes a path's WWID from udev's record (its default
-    /// `uid_attribute`): it gets none for a disk udev never described.
-    no_udevd: bool,
+    /// multipathd takes a path's WWID from udev's record (its default `uid_attribute`), and
+    /// udev gives new disks none (no udevd, or one whose SCSI rules are slow or failing): it
+    /// gets none for a disk whose record has no ID_SERIAL.
+    udev_gives_no_uid: bool,
+    /// udevd runs but its SCSI rules fail: each new disk gets a record with no ID_SERIAL.
+    udev_stuck: bool,
     /// Paths multipathd holds with no WWID (no udev record): it builds no map of them, and a
     /// second `add path` does not look again (0.9.4's cli_add_path); only a map that holds
     /// them, adopted with `add map`, gives them its WWID.
@@ -360,6 +365,13 @@ impl FakeHost {
         self
     }
 
+    /// iscsid takes each logout on its management socket but answers none before brick's
+    /// timeout (its loop busy elsewhere); with `logs_out` the session goes all the same.
+    pub fn iscsid_answers_too_late(&self, logs_out: bool) -> &Self {
+        lock(&self.world).iscsid_answers_late = Some(logs_out);
+        self
+    }
+
     /// multipathd calls path `name` active (its checker saw it answer), whatever sysfs says.
     pub fn multipathd_calls_active(&self, name: &str) -> &Self {
         lock(&self.world).multipathd_active.push(name.to_string());
@@ -537,7 +549,20 @@ impl FakeHost {
     /// `multipath DEVNODE` still builds the map (the tool reads the WWID from sysfs).
     pub fn without_udevd(&self) -> &Self {
         let _ = fs::remove_dir_all(self.root().join("proc/100"));
-        lock(&self.world).no_udevd = true;
+        lock(&self.world).udev_gives_no_uid = true;
+        self
+    }
+
+    /// udevd runs, but its SCSI rules are slow or failing (issue 26): new disks get a udev
+    /// record with no ID_SERIAL, so multipathd at its default `uid_attribute` answers `add
+    /// path` with "fail" and builds no map of them (0.9.4 falls back to sysfs only after three
+    /// retriggers, some 30 s); `multipath DEVNODE` still builds the map (the tool reads the WWID
+    /// from sysfs).
+    pub fn udevd_stuck(&self) -> &Self {
+        let mut w = lock(&self.world);
+        w.udev_gives_no_uid = true;
+        w.udev_stuck = true;
+        drop(w);
         self
     }
 
@@ -720,7 +745,8 @@ impl FakeHost {
     }
 
     /// multipathd takes the paths handed to it but builds no map, as when it cannot get their
-    /// WWID (no udev, and its sysfs fallback not yet due).
+    /// WWID (no udev, and its sysfs fallback not yet due), and the `multipath` tool builds none
+    /// either.
     pub fn multipathd_builds_no_maps(&self) -> &Self {
         lock(&self.world).multipathd_builds_no_maps = true;
         self

@@ -28,7 +28,7 @@ impl crate::host::Multipathd for FakeMultipathd {
                 if w.no_wwid_paths.iter().any(|p| p == name) {
                     return Ok("fail".into());
                 }
-                if w.no_udevd && !has_udev_record(&self.root, name) {
+                if w.udev_gives_no_uid && !udev_record_has_serial(&self.root, name) {
                     w.no_wwid_paths.push(name.to_string());
                     return Ok("fail".into());
                 }

@@ -125,10 +125,17 @@ pub(super) fn write_udev_record(root: &Path, name: &str, multipath_path: bool) {
     );
 }
 
-/// Whether udev has a record of block device `name`.
+/// Whether udev has a record of block device `name` (it has seen the disk).
 pub(super) fn has_udev_record(root: &Path, name: &str) -> bool {
     root.join(format!("run/udev/data/b{}", dev_t(name)))
         .exists()
+}
+
+/// Whether udev's record of block device `name` gives its ID_SERIAL (what multipathd takes
+/// as the WWID at its default `uid_attribute`).
+pub(super) fn udev_record_has_serial(root: &Path, name: &str) -> bool {
+    fs::read_to_string(root.join(format!("run/udev/data/b{}", dev_t(name))))
+        .is_ok_and(|r| r.lines().any(|l| l.starts_with("E:ID_SERIAL=")))
 }
 
 pub(super) fn add_dm(root: &Path, dev: &str, name: &str, uuid: &str, slaves: &[&str]) {
@@ -213,6 +220,11 @@ pub(super) fn scan(root: &Path, w: &mut World, hostno: u32, lun: u64) {
     add_disk(root, hostno, sid, lun, &name, &wwid);
     if let Some(said) = w.udev_describes_new_disks {
         write_udev_record(root, &name, said);
+    } else if w.udev_stuck {
+        write(
+            &root.join(format!("run/udev/data/b{}", dev_t(&name))),
+            "I:1234567\nG:systemd\n",
+        );
     }
     if w.auto_multipath {
         join_map(root, &name);

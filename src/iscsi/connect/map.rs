@@ -1,7 +1,7 @@
 //! The multipath map of a connect: the WWID registered with multipath-tools, the paths handed to
 //! multipathd, the wait for the map, and udev told of its paths.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
@@ -119,21 +119,56 @@ pub(super) fn tell_udev_of_the_map(
     }
 }
 
-/// Waits for the multipath map of `wwid`, then briefly for every path to join it.
-pub(super) fn wait_for_map(
+/// Waits for the multipath map of `wwid` (then briefly for every path to join it); when
+/// multipathd has built none after `map_udev_wait`, builds it as without udevd
+/// ([`multipath::build_map_without_udev`]: the `multipath` tool reads the WWID from sysfs, and
+/// `add map` gives it to multipathd), and waits for the rest of `map_deadline`. Whether udev
+/// works is judged by what it delivers, not by whether udevd runs: a udevd whose SCSI rules are
+/// slow or failing gives multipathd no WWID for the new paths ("failed to get udev uid"), and
+/// multipathd builds the map only after its own sysfs fallback, some 30 s later. `built_from`
+/// becomes the paths of the map brick built. `Ok(None)`: no map by the deadline.
+pub(super) fn wait_or_build_map(
     host: &Host,
     wwid: &crate::types::Wwid,
     paths: &[String],
+    built_from: &mut Vec<String>,
     tuning: &Tuning,
 ) -> Result<Option<DmMap>> {
     let start = host.time().now();
     let deadline = start + tuning.map_deadline;
+    let first = tuning.map_udev_wait.min(tuning.map_deadline);
+    if let Some(m) = wait_for_map(host, wwid, paths, start + first, deadline, tuning)? {
+        return Ok(Some(m));
+    }
+    if host.time().now() >= deadline {
+        return Ok(None);
+    }
+    debug!(wwn = %wwid, waited = ?first, "multipathd built no map: building it with the WWID read from sysfs");
+    match multipath::build_map_without_udev(host, wwid, paths, tuning.command_timeout) {
+        Ok(Some(m)) => *built_from = m.slaves,
+        Ok(None) => warn!(wwn = %wwid, "multipath built no map of the paths either"),
+        Err(e) => warn!(wwn = %wwid, error = %e, "multipath did not build the map"),
+    }
+    wait_for_map(host, wwid, paths, deadline, deadline, tuning)
+}
+
+/// Waits for the multipath map of `wwid` until `no_map_by` (`None` when none shows by then),
+/// then briefly for every path to join it, until `deadline` at the latest.
+fn wait_for_map(
+    host: &Host,
+    wwid: &crate::types::Wwid,
+    paths: &[String],
+    no_map_by: Instant,
+    deadline: Instant,
+    tuning: &Tuning,
+) -> Result<Option<DmMap>> {
+    let start = host.time().now();
     let mut pause = Pause::new(Duration::from_millis(5), Duration::from_millis(50));
     let mut grace_end = None;
     let mut progress = Progress::new(
         format!("the multipath map of {wwid}"),
         start,
-        Some(tuning.map_deadline),
+        Some(deadline.saturating_duration_since(start)),
     );
     // Each poll reads the paths' holders only; after a second without a map, and every second
     // then, every map of the host, for a map multipathd built from a disk of the WWID that is
@@ -172,7 +207,7 @@ pub(super) fn wait_for_map(
                 debug!(map = %m.dev, slaves = ?m.slaves, "not every path joined the map yet");
                 return Ok(map);
             }
-        } else if now >= deadline {
+        } else if now >= no_map_by {
             return Ok(None);
         }
         host.pause(watch.as_ref(), pause.take());

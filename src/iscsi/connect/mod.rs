@@ -10,7 +10,7 @@ mod undo;
 
 use discovery::check_offered;
 use login::login;
-use map::{hand_paths_to_multipathd, register_wwid, tell_udev_of_the_map, wait_for_map};
+use map::{hand_paths_to_multipathd, register_wwid, tell_udev_of_the_map, wait_or_build_map};
 use scan::{lun_on_session, rescan_present_disk, scan_until_present, wait_for_disk};
 use undo::{remove_map_of_failed_connect, remove_pathless_maps, undo};
 
@@ -226,22 +226,23 @@ impl Connect<'_> {
             None if rest.is_empty() => None,
             None => hand_paths_to_multipathd(host, &w, &rest, tuning),
         };
-        let Some(built_from) = built_from else {
+        let Some(mut built_from) = built_from else {
             return Err(PathError::NoMap(format!(
                 "multipathd took none of the paths of WWN {w} (is multipathd running? does it \
                  blacklist the device?); connect with a single path (--single-path) to use the \
                  bare disk"
             )));
         };
-        match wait_for_map(host, &w, &paths, tuning) {
+        match wait_or_build_map(host, &w, &paths, &mut built_from, tuning) {
             Ok(Some(m)) => {
                 tell_udev_of_the_map(host, &m, &built_from, self.registered);
                 self.map = Some(m);
                 Ok(())
             }
             Ok(None) => Err(PathError::NoMap(format!(
-                "multipathd built no map of WWN {w} within {:?}",
-                tuning.map_deadline
+                "multipathd built no map of WWN {w} within {:?}, nor did multipath after {:?} \
+                 (does the multipath configuration blacklist the device?)",
+                tuning.map_deadline, tuning.map_udev_wait
             ))),
             Err(e) => Err(PathError::NoMap(format!(
                 "cannot look for the map of WWN {w}: {e}"
