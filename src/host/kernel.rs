@@ -276,7 +276,7 @@ fn read_in_child(
         Err(e) => return Err(KernelError::Os(format!("fork failed: {e}"))),
     };
     drop(wr);
-    wait_child(child, timeout)?;
+    wait_child(child, timeout, |_| {})?;
     let mut bytes = Vec::with_capacity(total);
     std::io::Read::read_to_end(&mut std::fs::File::from(rd), &mut bytes)
         .map_err(|e| KernelError::Os(format!("reading the helper's answer: {e}")))?;
@@ -287,11 +287,17 @@ fn read_in_child(
 }
 
 /// Waits for `child` to exit until `timeout`: Ok when it exited 0, its exit code as the errno
-/// otherwise; a child still running at the deadline is abandoned.
-fn wait_child(child: Pid, timeout: Duration) -> Result<(), KernelError> {
+/// otherwise; a child still running at the deadline is abandoned. `tick` is called at every
+/// look (a progress line).
+fn wait_child(
+    child: Pid,
+    timeout: Duration,
+    mut tick: impl FnMut(Instant),
+) -> Result<(), KernelError> {
     let deadline = Instant::now() + timeout;
     let mut pause = Pause::new(Duration::from_micros(500), Duration::from_millis(10));
     loop {
+        tick(Instant::now());
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
             Ok(WaitStatus::Exited(_, errno)) => return Err(KernelError::from_errno(errno)),
@@ -470,8 +476,6 @@ fn in_child(path: &Path, op: Op<'_>, timeout: Duration) -> Result<(), KernelErro
         Err(e) => return Err(KernelError::Os(format!("fork failed: {e}"))),
     };
     let start = Instant::now();
-    let deadline = start + timeout;
-    let mut pause = Pause::new(Duration::from_micros(500), Duration::from_millis(10));
     let what = match op {
         Op::Flush | Op::FlushAndSync => format!("the flush of {}", path.display()),
         Op::Write(v) => format!(
@@ -482,23 +486,7 @@ fn in_child(path: &Path, op: Op<'_>, timeout: Duration) -> Result<(), KernelErro
         Op::Dm(..) => "a device-mapper request".to_string(),
     };
     let mut progress = Progress::new(what, start, Some(timeout));
-    loop {
-        progress.tick(Instant::now());
-        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
-            Ok(WaitStatus::Exited(_, errno)) => return Err(KernelError::from_errno(errno)),
-            Ok(WaitStatus::Signaled(_, sig, _)) => {
-                return Err(KernelError::Os(format!("helper process killed by {sig}")))
-            }
-            Ok(_) => {}
-            Err(e) => return Err(KernelError::Os(format!("waiting for helper process: {e}"))),
-        }
-        if Instant::now() >= deadline {
-            abandon(child);
-            return Err(KernelError::TimedOut(timeout));
-        }
-        std::thread::sleep(pause.take());
-    }
+    wait_child(child, timeout, |now| progress.tick(now))
 }
 
 /// Leaves a child blocked in the kernel to finish on its own. SIGKILL takes effect when the system

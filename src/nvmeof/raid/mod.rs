@@ -34,7 +34,6 @@ use crate::iscsi::DisconnectOptions;
 use crate::props::DeviceInfo;
 use crate::report::{DisconnectReport, Outcome, Thing};
 
-#[path = "legs.rs"]
 mod legs;
 use crate::time::Pause;
 pub(crate) use legs::holder_of;
@@ -580,5 +579,4 @@ fn stop_array(
 }
 
 #[cfg(test)]
-#[path = "raid_tests.rs"]
 mod tests;
