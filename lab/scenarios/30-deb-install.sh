@@ -66,7 +66,8 @@ files=$(dpkg -L brick)
 for f in /usr/sbin/brick /usr/lib/tmpfiles.d/brick.conf /usr/share/man/man8/brick.8.gz \
     /usr/share/man/man8/brick-connect.8.gz /usr/share/man/man8/brick-disconnect.8.gz \
     /usr/share/bash-completion/completions/brick /usr/share/zsh/vendor-completions/_brick \
-    /usr/share/fish/vendor_completions.d/brick.fish; do
+    /usr/share/fish/vendor_completions.d/brick.fish \
+    /usr/share/doc/brick/examples/rootwrap.d/brick.filters /usr/share/doc/brick/examples/sudoers.d/brick; do
     grep -qx "$f" <<<"$files" || fail "$f is not in the package"
     [ -f "$f" ] || fail "$f is not on disk after dpkg -i"
 done
