@@ -241,8 +241,23 @@ const KEYS: &[(&str, &str, Field)] = &[
     ),
     (
         "nvme_flush_timeout",
-        "NVMe-oF: deadline of the namespace's flush",
+        "NVMe-oF: deadline of each attempt to flush the namespace or array",
         Field::Duration(|s| &mut s.nvme.flush_timeout),
+    ),
+    (
+        "nvme_flush_tries",
+        "NVMe-oF: attempts to flush the namespace or array",
+        Field::Count(|s| &mut s.nvme.flush_backoff.tries),
+    ),
+    (
+        "nvme_flush_first_delay",
+        "NVMe-oF: first wait between flush attempts (doubling)",
+        Field::Duration(|s| &mut s.nvme.flush_backoff.first),
+    ),
+    (
+        "nvme_flush_max_delay",
+        "NVMe-oF: longest wait between flush attempts",
+        Field::Duration(|s| &mut s.nvme.flush_backoff.max_delay),
     ),
     (
         "nvme_delete_timeout",

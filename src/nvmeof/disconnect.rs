@@ -346,10 +346,7 @@ pub(crate) fn disconnect_one(
         ..Default::default()
     };
     // 2. Flush, while nothing has been removed.
-    let flush_results = crate::par::par_map(&devices, |d| {
-        host.kern()
-            .flush_and_sync(&host.dev_node(&d.name), tuning.flush_timeout)
-    });
+    let flush_results = crate::par::par_map(&devices, |d| super::flush(host, &d.name, tuning));
     let mut unflushed = Vec::new();
     for (d, r) in devices.iter().zip(flush_results) {
         if let Err(e) = r {

@@ -17,6 +17,9 @@ pub(crate) mod volume;
 
 use std::time::Duration;
 
+use crate::host::{Host, KernelError};
+use crate::retry::{retry, Backoff, Retried};
+
 pub use connect::NvmeConnected;
 pub use identity::{host_identity, HostIdentity};
 pub use props::{Nqn, NvmePortal, NvmeProperties, NvmeTarget, Transport, Uuid};
@@ -117,8 +120,12 @@ pub struct NvmeTuning {
     pub namespace_deadline: Duration,
     /// Once the head shows, how long to wait for its path under every live controller.
     pub paths_grace: Duration,
-    /// Deadline of a flush of the namespace (write-back, cache flush, BLKFLSBUF).
+    /// Deadline of each attempt to flush the namespace or array (write-back, cache flush,
+    /// BLKFLSBUF).
     pub flush_timeout: Duration,
+    /// Attempts at that flush, and the waits between them, for an error the kernel returned;
+    /// an attempt that times out is not repeated (it is still in the kernel: every path down).
+    pub flush_backoff: Backoff,
     /// Deadline of a write to `delete_controller` or `rescan_controller`.
     pub delete_timeout: Duration,
     /// How long to wait for the kernel to drop deleted controllers and their namespaces.
@@ -139,11 +146,36 @@ impl Default for NvmeTuning {
             namespace_deadline: Duration::from_secs(20),
             paths_grace: Duration::from_secs(5),
             flush_timeout: Duration::from_secs(20),
+            flush_backoff: Backoff {
+                tries: 4,
+                first: Duration::from_millis(250),
+                factor: 2,
+                max_delay: Duration::from_secs(2),
+            },
             delete_timeout: Duration::from_secs(30),
             removal_deadline: Duration::from_secs(30),
             resize_deadline: Duration::from_secs(5),
         }
     }
+}
+
+/// Flushes `/dev/NAME`, a namespace's head or a replicated volume's array: write-back, cache
+/// flush and BLKFLSBUF, in a forked child bounded by `flush_timeout`. An error the kernel
+/// returns is retried with `flush_backoff` (only the final failure is reported); an attempt
+/// that times out is not, since it is still blocked in the kernel.
+pub(crate) fn flush(
+    host: &Host,
+    name: &str,
+    tuning: &NvmeTuning,
+) -> std::result::Result<(), Retried<KernelError>> {
+    let device = host.dev_node(name);
+    retry(
+        host.time(),
+        &tuning.flush_backoff,
+        &format!("flush {}", device.display()),
+        |e: &KernelError| !matches!(e, KernelError::TimedOut(_)),
+        || host.kern().flush_and_sync(&device, tuning.flush_timeout),
+    )
 }
 
 /// The host-wide lock of subsystem `nqn`: connect holds it from the first controller to the

@@ -799,3 +799,70 @@ fn without_an_identity_a_namespace_mapped_during_the_disconnect_stops_it() {
     assert!(f.nvme_deleted().is_empty());
     assert!(f.root().join("sys/block/nvme0n2").exists());
 }
+
+#[test]
+fn a_flush_error_is_retried_with_backoff_and_the_disconnect_goes_on() {
+    // An error the kernel returns (EIO while a path fails over) is not the end: the flush is
+    // tried again after 250 ms, then 500 ms, as a path flush of an iSCSI volume is.
+    let f = FakeHost::new();
+    f.nvme_target(NQN, &[P1, P2], &[(1, U1)]);
+    let p = props(NQN, U1, &[P1, P2]);
+    connect_volume(&f.host(), &p, &t()).unwrap();
+    f.fail_flush_times("nvme0n1", KernelError::from_errno(libc::EIO), 2);
+    let r = disconnect_volume(&f.host(), &p, None, plain(), &t()).unwrap();
+    assert_eq!(r.outcome, Outcome::Gone, "{r:?}");
+    assert!(f.nvme_controllers().is_empty());
+    let sleeps = f.clock().sleeps();
+    let backoff = [Duration::from_millis(250), Duration::from_millis(500)];
+    assert!(
+        sleeps.windows(2).any(|w| w == backoff),
+        "no 250-ms then 500-ms wait between flushes: {sleeps:?}"
+    );
+}
+
+#[test]
+fn a_flush_that_keeps_failing_is_tried_flush_tries_times_then_refused() {
+    let f = FakeHost::new();
+    f.nvme_target(NQN, &[P1, P2], &[(1, U1)]);
+    let p = props(NQN, U1, &[P1, P2]);
+    connect_volume(&f.host(), &p, &t()).unwrap();
+    f.fail_flush("nvme0n1", KernelError::from_errno(libc::EIO));
+    let e = disconnect_volume(&f.host(), &p, None, plain(), &t()).unwrap_err();
+    let Error::Disconnect { report, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(report.outcome, Outcome::Refused);
+    assert!(
+        report
+            .failures
+            .iter()
+            .any(|x| x.message.contains("after 4 attempts")),
+        "{report:?}"
+    );
+    assert_eq!(f.nvme_controllers(), ["nvme0", "nvme1"]);
+}
+
+#[test]
+fn an_array_flush_error_is_retried_and_a_flush_that_never_finishes_refuses() {
+    let md_flushes = |f: &FakeHost| f.flushes().iter().filter(|d| *d == "md127").count();
+    // An error: tried again, then the volume goes.
+    let f = two_replica_host();
+    let p = replicated(2);
+    connect_volume(&f.host(), &p, &t()).unwrap();
+    f.fail_flush_times("md127", KernelError::from_errno(libc::EIO), 1);
+    let r = disconnect_volume(&f.host(), &p, None, plain(), &t()).unwrap();
+    assert!(r.clean(), "{r}");
+    assert_eq!(md_flushes(&f), 2);
+    // Every path down (the flush does not finish): not repeated, nothing removed.
+    let f = two_replica_host();
+    connect_volume(&f.host(), &p, &t()).unwrap();
+    f.fail_flush("md127", KernelError::TimedOut(Duration::from_secs(20)));
+    let e = disconnect_volume(&f.host(), &p, None, plain(), &t()).unwrap_err();
+    let Error::Disconnect { report, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(report.outcome, Outcome::Refused, "{e}");
+    assert_eq!(md_flushes(&f), 1);
+    assert_eq!(f.nvme_controllers(), ["nvme0", "nvme1"]);
+    assert!(f.root().join("sys/block/md127").exists());
+}

@@ -538,9 +538,7 @@ fn stop_array(
     let thing = Thing::Device {
         dev: md.to_string(),
     };
-    let flushed = host
-        .kern()
-        .flush_and_sync(&host.dev_node(md), tuning.flush_timeout);
+    let flushed = super::flush(host, md, tuning);
     if let Err(e) = flushed {
         report.fail(Some(thing.clone()), format!("cannot flush /dev/{md}: {e}"));
         if !opts.force {
