@@ -466,6 +466,18 @@ fn to_json(v: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
+/// Refuses the first flag of `flags` that was given (`true`): it applies to `theirs` volumes
+/// only, and this one is `ours`. Silently ignored, it would let a caller believe it took effect.
+fn refuse_other_transport(flags: &[(&str, bool)], theirs: &str, ours: &str) -> Result<(), Error> {
+    match flags.iter().find(|(_, given)| *given) {
+        Some((flag, _)) => Err(Error::invalid(
+            *flag,
+            format!("applies to {theirs} volumes only, and this volume is {ours}"),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn read_props(path: &str, protocol: Option<Protocol>) -> Result<VolumeProperties, Error> {
     VolumeProperties::from_json(&read_input(path)?, protocol)
 }
@@ -490,8 +502,17 @@ fn run(
             fast_io_fail_tmo,
         } => {
             let props = match read_props(&props, protocol)? {
-                VolumeProperties::Iscsi(p) => p,
+                VolumeProperties::Iscsi(p) => {
+                    let nvme_only = [
+                        ("--ctrl-loss-tmo", ctrl_loss_tmo.is_some()),
+                        ("--reconnect-delay", reconnect_delay.is_some()),
+                        ("--fast-io-fail-tmo", fast_io_fail_tmo.is_some()),
+                    ];
+                    refuse_other_transport(&nvme_only, "NVMe-oF", "iSCSI")?;
+                    p
+                }
                 VolumeProperties::Nvmeof(p) => {
+                    refuse_other_transport(&[("--iface", iface.is_some())], "iSCSI", "NVMe-oF")?;
                     let secs = std::time::Duration::from_secs;
                     let base = settings.nvme.clone();
                     let tuning = NvmeTuning {

@@ -116,3 +116,33 @@ fn inspect_shows_nvme_subsystems_controllers_and_ana_states() {
     );
     assert_eq!(v[0]["heads"][0]["uuid"], U1);
 }
+
+#[test]
+fn a_flag_of_the_other_transport_is_refused_naming_it_before_anything_is_done() {
+    let f = FakeHost::new();
+    let nvme = format!(
+        r#"{{"target_nqn": "{NQN}", "vol_uuid": "{U1}", "portals": [["127.0.0.1", 4420, "tcp"]]}}"#
+    );
+    let iscsi = r#"{"target_portal": "127.0.0.1:3260", "target_iqn": "iqn.2003-01.org.linux-iscsi.lab:t1", "target_lun": 1}"#;
+    let cases: [(&str, &[&str], &str); 4] = [
+        (&nvme, &["--iface", "iser"], "--iface"),
+        (iscsi, &["--ctrl-loss-tmo", "off"], "--ctrl-loss-tmo"),
+        (iscsi, &["--reconnect-delay", "2"], "--reconnect-delay"),
+        (iscsi, &["--fast-io-fail-tmo", "5"], "--fast-io-fail-tmo"),
+    ];
+    for (json, flags, field) in cases {
+        let mut args = vec!["connect", "-", "--json"];
+        args.extend_from_slice(flags);
+        let out = brick(&f, &args, json);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["error"]["field"], field, "{args:?}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("volumes only"),
+            "{v}"
+        );
+    }
+}
