@@ -47,7 +47,7 @@ log "us-1's connect, on the map:"; grep -E 'map|multipath' us-1.err | cut -c1-22
 log "multipathd's paths (dev, wwid, init state, map):"; multipathd show paths format "%d %w %I %m" >&2 || true
 [ "$bad" = 0 ] || fail "a concurrent connect failed"
 # The setup did what it says: udev described the disks, without an ID_SERIAL.
-sd=$(lun_sds us 1 | head -1)
+sd=$(lun_sds us 1 | sed -n 1p)  # not head: lun_sds would die of SIGPIPE writing its next line
 [ -n "$sd" ] || fail "LUN 1 has no disk"
 udevadm info -q property -n "/dev/$sd" >udev.txt 2>&1 || true
 grep -q '^DEVNAME=' udev.txt || fail "udev has no record of $sd: $(cat udev.txt)"
