@@ -1,7 +1,8 @@
 #!/bin/bash
 # nvme_core loaded with multipath=N: brick connect on two portals makes one controller only and
-# returns that controller's own namespace device (nvmeCnX, no head); disconnect: clean, data
-# kept. nvme_core is loaded back with multipath=Y at the end.
+# returns that controller's own namespace device (nvmeCnX, no head); disconnect: clean (also
+# of the dm-multipath map multipathd may have built over it), data kept. nvme_core is loaded
+# back with multipath=Y at the end.
 set -euo pipefail
 . "$LAB_DIR/lib.sh"
 nvme_setup
@@ -32,7 +33,14 @@ c=$(nvme_ctrls sp)
 log "ok: one controller $c, device /dev/$dev"
 make_pattern "$LAB_STATE/pat" 1
 write_pattern "$dev" "$LAB_STATE/pat" 2 buffered
+# multipathd (find_multipaths no) may build a dm-multipath map over the namespace: the volume's
+# own multipath layer, which the disconnect must take away too (it was left, pathless, before
+# brick refused held namespaces; then the disconnect refused, "held by dm-0").
+maps_over() { ls "/sys/block/$dev/holders" 2>/dev/null | tr '\n' ' '; }
+log "holders of /dev/$dev before the disconnect: $(maps_over)"
 read -r brick_rc _ <<<"$(run_brick disconnect props.json --device-info device_info.json)"
 [ "$brick_rc" = 0 ] || nvme_fail "brick disconnect exited $brick_rc"
 assert_nvme_clean
+left=$(ls -d /sys/block/dm-* 2>/dev/null | tr '\n' ' ')
+[ -z "$left" ] || nvme_fail "device-mapper devices left: $left"
 assert_nvme_backing_has sp 1 "$LAB_STATE/pat" 2

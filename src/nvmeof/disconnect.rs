@@ -27,6 +27,7 @@ use super::{lock_name, NvmeTuning};
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::iscsi::DisconnectOptions;
+use crate::multipath::{self, DmMap};
 use crate::props::DeviceInfo;
 use crate::report::{DisconnectPlan, DisconnectReport, Outcome, Thing, Untouched};
 use crate::time::Pause;
@@ -161,8 +162,9 @@ fn only_namespace(props: &NvmeProperties, target: &NvmeTarget, devs: &[Namespace
 }
 
 /// What holds each of the volume's devices open (`held by md0`, `mounted at /srv`, `open in
-/// process 812 (qemu-kvm)`), the same reading as iSCSI's. A device opened for a moment (udev's
-/// probe after a writer closed it) is looked at again for up to two seconds.
+/// process 812 (qemu-kvm)`), the same reading as iSCSI's, multipathd's path checker aside (it
+/// reads and writes no data). A device opened for a moment (udev's probe after a writer closed
+/// it) is looked at again for up to two seconds.
 fn in_use(host: &Host, devices: &[Namespace]) -> Vec<(Namespace, Vec<String>)> {
     let clock = host.time();
     let end = clock.now() + Duration::from_secs(2);
@@ -170,13 +172,62 @@ fn in_use(host: &Host, devices: &[Namespace]) -> Vec<(Namespace, Vec<String>)> {
     loop {
         let open: Vec<(Namespace, Vec<String>)> = devices
             .iter()
-            .map(|d| (d.clone(), crate::openers::openers(host, &d.name, None)))
+            .map(|d| (d.clone(), crate::openers::disk_openers(host, &d.name)))
             .filter(|(_, o)| !o.is_empty())
             .collect();
         if open.is_empty() || clock.now() >= end {
             return open;
         }
         clock.sleep(pause.take());
+    }
+}
+
+/// The dm-multipath maps stacked on the volume's namespaces whose every path is one of them:
+/// with the kernel's native NVMe multipath off, multipathd may build one over a namespace (as
+/// it does over an iSCSI volume's disks), and it is the volume's own multipath layer, not
+/// another user. Each that nobody holds open is flushed and removed in-process, as iSCSI's map
+/// is; one that is open, or will not go, stays, and its namespace is then in use (a plain
+/// disconnect refuses, naming it).
+fn remove_multipath_maps(
+    host: &Host,
+    devices: &[Namespace],
+    tuning: &NvmeTuning,
+    report: &mut DisconnectReport,
+) {
+    let ours: Vec<&str> = devices.iter().map(|d| d.name.as_str()).collect();
+    let mut maps: Vec<DmMap> = Vec::new();
+    for d in devices {
+        for h in host
+            .list(&host.sys(format!("block/{}/holders", d.name)))
+            .unwrap_or_default()
+        {
+            let Ok(Some(m)) = DmMap::read(host, &h) else {
+                continue;
+            };
+            let all_ours = m.slaves.iter().all(|s| ours.contains(&s.as_str()));
+            if m.uuid.starts_with("mpath-") && all_ours && !maps.contains(&m) {
+                maps.push(m);
+            }
+        }
+    }
+    for m in maps {
+        let thing = Thing::map(&m.dev, m.name.as_str());
+        if !crate::openers::openers(host, &m.dev, Some(m.name.as_str())).is_empty() {
+            continue;
+        }
+        let removed = super::flush(host, &m.dev, tuning)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                multipath::remove_map(host, &m, &tuning.flush_backoff, tuning.delete_timeout)
+                    .map_err(|e| e.to_string())
+            });
+        match removed {
+            Ok(()) => {
+                info!(map = %m.dev, "multipath map over the namespace removed");
+                report.removed.push(thing);
+            }
+            Err(e) => debug!(map = %m.dev, "multipath map stays: {e}"),
+        }
     }
 }
 
@@ -381,6 +432,7 @@ pub(crate) fn disconnect_one(
         if let Some(s) = &sub {
             only_namespace(props, target, &sysfs::volume_devices(s, target))?;
         }
+        remove_multipath_maps(host, &devices, tuning, &mut report);
         refuse_if_open(host, props, &devices, opts, &mut report)?;
         let (delete, kept) = decide(sub.as_ref(), target, hostnqn.as_deref());
         report.kept.extend(kept);

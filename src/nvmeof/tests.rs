@@ -866,3 +866,40 @@ fn an_array_flush_error_is_retried_and_a_flush_that_never_finishes_refuses() {
     assert_eq!(f.nvme_controllers(), ["nvme0", "nvme1"]);
     assert!(f.root().join("sys/block/md127").exists());
 }
+
+#[test]
+fn a_multipath_map_multipathd_built_over_the_namespace_goes_with_it_an_open_one_refuses() {
+    // Native NVMe multipath off and multipathd taking every device (lab 57): dm-0 over
+    // nvme0n1, which multipathd's path checker keeps open. That map is the volume's own
+    // multipath layer: flushed and removed, then the controller; nothing is left.
+    let map = |f: &FakeHost| {
+        f.dm(
+            "dm-0",
+            &format!("uuid.{U1}"),
+            &format!("mpath-uuid.{U1}"),
+            &["nvme0n1"],
+        )
+        .opened_by(290, "multipathd", "nvme0n1");
+    };
+    let p = props(NQN, U1, &[P1, P2]);
+    let f = FakeHost::new();
+    f.nvme_multipath(false)
+        .nvme_target(NQN, &[P1, P2], &[(1, U1)]);
+    connect_volume(&f.host(), &p, &t()).unwrap();
+    map(&f);
+    let r = disconnect_volume(&f.host(), &p, None, plain(), &t()).unwrap();
+    assert!(r.clean(), "{r}");
+    assert!(!f.root().join("sys/block/dm-0").exists());
+    assert!(f.nvme_controllers().is_empty());
+    // The same map open in a process (a VM on it): a plain disconnect refuses, naming it.
+    let f = FakeHost::new();
+    f.nvme_multipath(false)
+        .nvme_target(NQN, &[P1, P2], &[(1, U1)]);
+    connect_volume(&f.host(), &p, &t()).unwrap();
+    map(&f);
+    f.opened_by(812, "qemu-kvm", "dm-0");
+    let e = disconnect_volume(&f.host(), &p, None, plain(), &t()).unwrap_err();
+    assert!(e.to_string().contains("held by dm-0"), "{e}");
+    assert!(f.root().join("sys/block/dm-0").exists());
+    assert_eq!(f.nvme_controllers(), ["nvme0"]);
+}
