@@ -251,11 +251,7 @@ fn read_in_child(
     let skip = buf.as_ptr().align_offset(DIRECT_ALIGN);
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| KernelError::Os(format!("pipe failed: {e}")))?;
-    // SAFETY: sysconf has no preconditions.
-    let max_fd = match unsafe { libc::sysconf(libc::_SC_OPEN_MAX) } {
-        n if n > 0 => n.min(1 << 20) as libc::c_int,
-        _ => 1 << 16,
-    };
+    let max_fd = max_fd();
     let wr_fd = std::os::fd::AsRawFd::as_raw_fd(&wr);
     let out = buf[skip..].as_mut_ptr();
     // SAFETY: the child only makes async-signal-safe system calls on memory prepared before the
@@ -377,11 +373,7 @@ fn fabrics_in_child(dev: &Path, options: &[u8], timeout: Duration) -> Result<Str
         .map_err(|_| KernelError::Os("path holds a NUL byte".into()))?;
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| KernelError::Os(format!("pipe failed: {e}")))?;
-    // SAFETY: sysconf has no preconditions.
-    let max_fd = match unsafe { libc::sysconf(libc::_SC_OPEN_MAX) } {
-        n if n > 0 => n.min(1 << 20) as libc::c_int,
-        _ => 1 << 16,
-    };
+    let max_fd = max_fd();
     let wr_fd = std::os::fd::AsRawFd::as_raw_fd(&wr);
     // SAFETY: the child only makes async-signal-safe system calls on memory prepared before the
     // fork, then leaves with _exit (see `in_child`).
@@ -403,24 +395,7 @@ fn fabrics_in_child(dev: &Path, options: &[u8], timeout: Duration) -> Result<Str
         Err(e) => return Err(KernelError::Os(format!("fork failed: {e}"))),
     };
     drop(wr);
-    let deadline = Instant::now() + timeout;
-    let mut pause = Pause::new(Duration::from_micros(500), Duration::from_millis(10));
-    loop {
-        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, 0)) => break,
-            Ok(WaitStatus::Exited(_, errno)) => return Err(KernelError::from_errno(errno)),
-            Ok(WaitStatus::Signaled(_, sig, _)) => {
-                return Err(KernelError::Os(format!("helper process killed by {sig}")))
-            }
-            Ok(_) => {}
-            Err(e) => return Err(KernelError::Os(format!("waiting for helper process: {e}"))),
-        }
-        if Instant::now() >= deadline {
-            abandon(child);
-            return Err(KernelError::TimedOut(timeout));
-        }
-        std::thread::sleep(pause.take());
-    }
+    wait_child(child, timeout, |_| {})?;
     let mut answer = Vec::new();
     std::io::Read::read_to_end(&mut std::fs::File::from(rd), &mut answer)
         .map_err(|e| KernelError::Os(format!("reading the helper's answer: {e}")))?;
@@ -456,11 +431,7 @@ fn in_child(path: &Path, op: Op<'_>, timeout: Duration) -> Result<(), KernelErro
     let cpath = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| KernelError::Os("path holds a NUL byte".into()))?;
     // Read before the fork: the child closes every descriptor up to it if close_range is missing.
-    // SAFETY: sysconf has no preconditions.
-    let max_fd = match unsafe { libc::sysconf(libc::_SC_OPEN_MAX) } {
-        n if n > 0 => n.min(1 << 20) as libc::c_int,
-        _ => 1 << 16,
-    };
+    let max_fd = max_fd();
     // SAFETY: the child only makes async-signal-safe system calls on memory prepared before the
     // fork (the path and the value), then leaves with _exit; it never returns into Rust code.
     let child = match unsafe { fork() } {
@@ -496,6 +467,16 @@ fn abandon(child: Pid) {
     std::thread::spawn(move || {
         let _ = waitpid(child, None);
     });
+}
+
+/// The highest descriptor a forked child may have inherited, read before the fork: the child
+/// closes every one up to it where `close_range` is missing.
+fn max_fd() -> libc::c_int {
+    // SAFETY: sysconf has no preconditions.
+    match unsafe { libc::sysconf(libc::_SC_OPEN_MAX) } {
+        n if n > 0 => n.min(1 << 20) as libc::c_int,
+        _ => 1 << 16,
+    }
 }
 
 /// Closes, in the forked child, every descriptor it inherited above standard error. A fork

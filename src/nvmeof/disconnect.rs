@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::props::{NvmeProperties, NvmeTarget};
 use super::sysfs::{self, Controller, Namespace, Subsystem};
@@ -499,28 +499,7 @@ pub(crate) fn disconnect_one(
         let what: Vec<String> = report.left_behind.iter().map(ToString::to_string).collect();
         report.fail(None, format!("still on the host: {}", what.join(", ")));
     }
-    if report.clean() {
-        report.outcome = Outcome::Gone;
-        return Ok(report);
-    }
-    report.outcome = Outcome::Unfinished;
-    if opts.force && opts.ignore_errors {
-        warn!("finished with failures, ignored as asked");
-        return Ok(report);
-    }
-    Err(Error::Disconnect {
-        message: format!(
-            "{}: {}",
-            props.label(),
-            report
-                .failures
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
-        report: Box::new(report),
-    })
+    report.finish(opts.ignore_errors)
 }
 
 /// Waits until the controllers and namespace devices are gone, or the deadline; returns those

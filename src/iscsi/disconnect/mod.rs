@@ -666,26 +666,7 @@ impl<'a> Disconnect<'a> {
 
     /// The result: the report when the volume is gone (or `force` and `ignore_errors`), else
     /// the error with the report.
-    fn finish(mut self) -> Result<DisconnectReport> {
-        if self.report.failures.is_empty() && self.report.left_behind.is_empty() {
-            info!("volume disconnected");
-            self.report.outcome = Outcome::Gone;
-            return Ok(self.report);
-        }
-        self.report.outcome = Outcome::Unfinished;
-        if self.opts.force && self.opts.ignore_errors {
-            warn!(
-                failures = self.report.failures.len(),
-                "disconnect finished with errors, ignored as asked"
-            );
-            return Ok(self.report);
-        }
-        let failures: Vec<String> = self.report.failures.iter().map(|f| f.to_string()).collect();
-        let message = format!(
-            "{} disconnected with errors: {}",
-            self.props.label(),
-            failures.join("; ")
-        );
-        Err(self.stop(Outcome::Unfinished, message))
+    fn finish(self) -> Result<DisconnectReport> {
+        self.report.finish(self.opts.ignore_errors)
     }
 }

@@ -502,27 +502,7 @@ pub(crate) fn disconnect_replicated(
             };
         report.absorb(r);
     }
-    if report.clean() {
-        report.outcome = Outcome::Gone;
-        return Ok(report);
-    }
-    report.outcome = Outcome::Unfinished;
-    if opts.force && opts.ignore_errors {
-        return Ok(report);
-    }
-    Err(Error::Disconnect {
-        message: format!(
-            "{}: {}",
-            props.label(),
-            report
-                .failures
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
-        report: Box::new(report),
-    })
+    report.finish(opts.ignore_errors)
 }
 
 /// Flushes array `md` and stops it; a plain disconnect stops (refused, nothing removed) when
