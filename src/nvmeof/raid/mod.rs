@@ -392,17 +392,9 @@ fn assemble_and_wait(
     }
 }
 
-/// The dry run of a replicated volume's disconnect, from the code's own steps: the md array is
-/// flushed and stopped first (a plain disconnect stops if it is open), then each replica is
-/// detached as a plain volume (its own plan, merged).
-pub(crate) fn replicated_plan(
-    host: &Host,
-    props: &NvmeProperties,
-) -> Result<crate::report::DisconnectPlan> {
-    let mut plan = crate::report::DisconnectPlan {
-        volume: props.label(),
-        ..Default::default()
-    };
+/// The block devices of the replicas on the host now (the heads, or single-path namespaces),
+/// each proven by its target's identity: the array's candidate members.
+fn replica_devices(host: &Host, props: &NvmeProperties) -> Result<Vec<String>> {
     let mut devs = Vec::new();
     for t in &props.targets {
         if let Some(sub) = sysfs::subsystem(host, &t.nqn)? {
@@ -414,6 +406,21 @@ pub(crate) fn replicated_plan(
             );
         }
     }
+    Ok(devs)
+}
+
+/// The dry run of a replicated volume's disconnect, from the code's own steps: the md array is
+/// flushed and stopped first (a plain disconnect stops if it is open), then each replica is
+/// detached as a plain volume (its own plan, merged).
+pub(crate) fn replicated_plan(
+    host: &Host,
+    props: &NvmeProperties,
+) -> Result<crate::report::DisconnectPlan> {
+    let mut plan = crate::report::DisconnectPlan {
+        volume: props.label(),
+        ..Default::default()
+    };
+    let devs = replica_devices(host, props)?;
     let array = match holder_of(host, &props.label(), &devs) {
         Ok(a) => a,
         Err(e) => {
@@ -461,17 +468,7 @@ pub(crate) fn disconnect_replicated(
         forced: opts.force,
         ..Default::default()
     };
-    let mut devs = Vec::new();
-    for t in &props.targets {
-        if let Some(sub) = sysfs::subsystem(host, &t.nqn)? {
-            devs.extend(
-                sysfs::volume_devices(&sub, t)
-                    .into_iter()
-                    .filter(|d| !d.contradicts(t))
-                    .map(|d| d.name),
-            );
-        }
-    }
+    let devs = replica_devices(host, props)?;
     // An array with a member that is not one of the replicas (a clone's) is not the volume's:
     // refused, before anything is flushed or stopped.
     match holder_of(host, &props.label(), &devs) {
