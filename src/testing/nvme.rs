@@ -49,6 +49,9 @@ pub(super) struct NvmeWorld {
     md_created: u8,
     /// md arrays held open (their stop is refused with EBUSY).
     md_open: Vec<String>,
+    /// Inactive md arrays that udev's incremental assembly starts while brick looks: the first
+    /// stop is refused (EBUSY) and the array is running from then on.
+    md_starting: Vec<String>,
     /// Portals whose connect request outlives its deadline: the caller sees a timeout, and the
     /// kernel makes the controller all the same (still `connecting`).
     slow: Vec<String>,
@@ -560,6 +563,11 @@ pub(super) fn write_ctrl_attr(
     let parts: Vec<&str> = rel.split('/').collect();
     if let ["block", md, "md", "array_state"] = parts.as_slice() {
         w.events.push(format!("stop {md}"));
+        if let Some(i) = w.nvme.md_starting.iter().position(|m| m == md) {
+            w.nvme.md_starting.remove(i);
+            write(&root.join(format!("sys/{rel}")), "clean\n");
+            return Some(Err(KernelError::from_errno(libc::EBUSY)));
+        }
         if w.nvme.md_open.iter().any(|m| m == md) {
             return Some(Err(KernelError::from_errno(libc::EBUSY)));
         }
@@ -805,6 +813,17 @@ impl FakeHost {
     /// it on the subsystem's controllers (another volume's namespace, while a disconnect runs).
     pub fn nvme_maps_at_next_flush(&self, nqn: &str, nsid: u32, uuid: &str) -> &Self {
         lock(&self.world).nvme.map_on_flush = Some((nqn.to_string(), nsid, uuid.to_string()));
+        self
+    }
+
+    /// Array `md` shows `inactive` (udev's incremental assembly has not started it yet), and
+    /// starts as brick tries to stop it: that stop is refused (EBUSY), and the array runs.
+    pub fn md_starting(&self, md: &str) -> &Self {
+        write(
+            &self.root().join(format!("sys/block/{md}/md/array_state")),
+            "inactive\n",
+        );
+        lock(&self.world).nvme.md_starting.push(md.to_string());
         self
     }
 

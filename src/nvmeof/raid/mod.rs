@@ -89,6 +89,23 @@ fn md_running(host: &Host, md: &str) -> Result<bool> {
         .is_some_and(|s| !matches!(s.trim(), "inactive" | "clear")))
 }
 
+/// Whether array `md`, whose stop was just refused, runs within two seconds (udev's incremental
+/// assembly starting it as brick tried to stop it).
+fn started_meanwhile(host: &Host, md: &str) -> Result<bool> {
+    let clock = host.time();
+    let end = clock.now() + Duration::from_secs(2);
+    let mut pause = Pause::new(Duration::from_millis(50), Duration::from_millis(500));
+    loop {
+        if md_running(host, md)? {
+            return Ok(true);
+        }
+        if clock.now() >= end {
+            return Ok(false);
+        }
+        clock.sleep(pause.take());
+    }
+}
+
 /// Stops array `md` in-process (`clear` to its `array_state`), then waits for it to go.
 fn stop_md(host: &Host, md: &str, tuning: &NvmeTuning) -> std::result::Result<(), String> {
     let state = host.sys(format!("block/{md}/md/array_state"));
@@ -279,8 +296,15 @@ fn use_array(
             return Ok(md);
         }
         // An incremental assembly waiting for members that will not come: stopped, then
-        // assembled with what is there.
-        stop_md(host, &md, tuning).map_err(|d| nvme_fail(props, d))?;
+        // assembled with what is there. The kernel refuses the stop (EBUSY) while udev's
+        // incremental assembly is starting it: then it runs, and is the volume's (array_of).
+        if let Err(d) = stop_md(host, &md, tuning) {
+            if !started_meanwhile(host, &md)? {
+                return Err(nvme_fail(props, d));
+            }
+            info!(md = %md, "the replicas' array started meanwhile");
+            return Ok(md);
+        }
     }
     let members: Vec<String> = legs
         .iter()

@@ -219,3 +219,18 @@ fn one_replica_that_cannot_be_read_is_not_handed_out_as_the_volume() {
     assert!(e.to_string().contains("/dev/nvme0n1"), "{e}");
     assert!(f.nvme_controllers().is_empty());
 }
+
+#[test]
+fn an_array_udev_starts_while_connect_would_stop_it_is_taken() {
+    // Lab 58, once in six runs: the second connect found md127 inactive (udev's incremental
+    // assembly had one member in), tried to stop it to assemble it itself, and the kernel
+    // refused (EBUSY): udev was starting it. The connect failed with the array running.
+    let f = host();
+    f.nvme_md_member(U1, "vol-1").nvme_md_member(U2, "vol-1");
+    f.nvme_connected(NQN, P1).nvme_connected(NQN2, P2);
+    let md = f.md_array(&["nvme0n1", "nvme1n1"]);
+    f.md_starting(&md);
+    let c = connect_volume(&f.host(), &replicated(), &NvmeTuning::default()).unwrap();
+    assert_eq!(c.device_info.path, Some(format!("/dev/{md}")));
+    assert!(mdadm_runs(&f, "--assemble").is_empty() && mdadm_runs(&f, "--create").is_empty());
+}
