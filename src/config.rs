@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::host::{Host, DEFAULT_LOCK_TIMEOUT};
-use crate::tuning::Tuning;
+use crate::iscsi::tuning::Tuning;
 
 /// The file read when none is named, if it exists.
 pub const DEFAULT_PATH: &str = "/etc/brick/brick.toml";

@@ -50,7 +50,7 @@ pub struct ConnectorProperties {
 /// # Errors
 /// [`crate::Error::Io`] when `initiatorname.iscsi` exists but cannot be read.
 pub fn connector_properties(host: &Host, ip: Option<String>) -> Result<ConnectorProperties> {
-    let initiator = initiator_name(host)?;
+    let initiator = crate::iscsi::initiator_name(host)?;
     // os-brick makes the NVMe identity files when they are missing; a host where they cannot
     // be written still reports its iSCSI properties.
     let nvme = match crate::nvmeof::host_identity(host) {
@@ -101,24 +101,6 @@ pub fn root_fs_uuid(host: &Host) -> Option<String> {
         .find_map(|l| l.strip_prefix("E:ID_FS_UUID="))
         .map(|u| u.trim().to_string())
         .filter(|u| !u.is_empty())
-}
-
-/// This host's initiator name (`InitiatorName=` in `initiatorname.iscsi`), if set.
-pub fn initiator_name(host: &Host) -> Result<Option<String>> {
-    Ok(host
-        .read_attr_opt(&host.iscsi_conf("initiatorname.iscsi"))?
-        .and_then(|text| {
-            text.lines().find_map(|l| {
-                let l = l.trim();
-                (!l.starts_with('#'))
-                    .then(|| {
-                        l.strip_prefix("InitiatorName=")
-                            .map(|v| v.trim().to_string())
-                    })
-                    .flatten()
-            })
-        })
-        .filter(|v| !v.is_empty()))
 }
 
 /// Whether a process named `multipathd` runs (read from /proc, no process started).

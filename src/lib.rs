@@ -11,42 +11,40 @@
 //! [`connector_properties`]. They take os-brick's connection properties
 //! ([`ConnectionProperties::from_json`]) and give os-brick's device_info ([`DeviceInfo`]).
 
+mod block;
 pub mod config;
 mod connector;
+mod device_info;
 mod error;
 pub mod host;
 mod iscsi;
-mod multipath;
 pub mod nvmeof;
-mod openers;
 mod par;
-mod props;
 mod protocol;
 pub mod report;
 pub mod request;
 mod retry;
-mod scsi;
-mod signature;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod time;
-mod tuning;
 pub mod types;
 
+pub use block::multipath::DmMap;
+pub use block::scsi::ScsiDisk;
 pub use connector::{connector_properties, ConnectorProperties};
+pub use device_info::DeviceInfo;
 pub use error::{Error, ErrorKind, PathError, PathFailure, Result};
 pub use iscsi::cleanup::{cleanup, CleanupOptions, CleanupReport, Leftover};
+pub use iscsi::props::{Chap, ConnectionProperties, Target};
 pub use iscsi::topology::{DiskTopology, SessionTopology};
+pub use iscsi::tuning::Tuning;
 pub use iscsi::volume::{extend_volume, volume_paths};
 pub use iscsi::{
-    connect_volume, disconnect_plan, disconnect_volume, inspect, ConnectOptions, Connected,
-    DisconnectOptions, Session,
+    connect_volume, disconnect_plan, disconnect_volume, inspect, ConnectOptions, Connected, Session,
 };
-pub use multipath::DmMap;
-pub use props::{Chap, ConnectionProperties, DeviceInfo, Target};
 pub use protocol::{Protocol, VolumeProperties};
-pub use report::{DisconnectPlan, DisconnectReport, Failure, Outcome, Thing, Untouched};
+pub use report::{
+    DisconnectOptions, DisconnectPlan, DisconnectReport, Failure, Outcome, Thing, Untouched,
+};
 pub use retry::Backoff;
-pub use scsi::ScsiDisk;
 pub use time::PROGRESS_TARGET;
-pub use tuning::Tuning;

@@ -5,8 +5,8 @@
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::iscsi::props::ConnectionProperties;
 use crate::nvmeof::NvmeProperties;
-use crate::props::ConnectionProperties;
 
 /// A volume protocol brick attaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

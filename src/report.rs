@@ -9,6 +9,17 @@ use serde::Serialize;
 
 use crate::types::{Iqn, Portal, ScsiAddress, Wwid};
 
+/// What the caller of a disconnect accepts (every transport).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DisconnectOptions {
+    /// A clean host matters more than the data: go on through every step whatever fails, and
+    /// report every failure at the end.
+    pub force: bool,
+    /// With `force`: return success even when something failed (each failure is still logged
+    /// as a warning and listed in the report).
+    pub ignore_errors: bool,
+}
+
 /// One thing on the host, with its identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

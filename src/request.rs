@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 
 use crate::config::Settings;
 use crate::host::Host;
-use crate::tuning::Tuning;
+use crate::iscsi::tuning::Tuning;
 use crate::{ConnectionProperties, DeviceInfo, Error, ErrorKind};
 
 /// How long `check_valid_device` waits for its one-block read by default.

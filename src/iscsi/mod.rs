@@ -5,15 +5,19 @@ pub(crate) mod cleanup;
 pub(crate) mod connect;
 pub(crate) mod disconnect;
 pub(crate) mod iface;
+mod initiator;
 pub(crate) mod iscsid;
 pub(crate) mod node;
+pub(crate) mod props;
 pub(crate) mod sendtargets;
 pub(crate) mod session;
 pub(crate) mod topology;
+pub(crate) mod tuning;
 pub(crate) mod volume;
 
 pub use connect::{connect_volume, ConnectOptions, Connected};
-pub use disconnect::{disconnect_plan, disconnect_volume, DisconnectOptions};
+pub use disconnect::{disconnect_plan, disconnect_volume};
+pub use initiator::initiator_name;
 pub use session::Session;
 
 use crate::error::Result;

@@ -4,11 +4,11 @@
 
 use serde::Serialize;
 
+use crate::block::multipath::DmMap;
+use crate::block::scsi::{self, ScsiDisk};
 use crate::error::Result;
 use crate::host::Host;
 use crate::iscsi::session::Session;
-use crate::multipath::DmMap;
-use crate::scsi::{self, ScsiDisk};
 use crate::types::SessionId;
 use crate::types::SessionState;
 

@@ -6,15 +6,16 @@ use std::collections::BTreeSet;
 
 use tracing::{info, warn};
 
+use crate::block::multipath::{self, DmMap};
+use crate::block::scsi::{self, ScsiDisk};
+use crate::device_info::DeviceInfo;
 use crate::error::{Error, Result};
 use crate::host::Host;
+use crate::iscsi::props::ConnectionProperties;
 use crate::iscsi::session::Session;
 use crate::iscsi::topology;
-use crate::multipath::{self, DmMap};
-use crate::props::{ConnectionProperties, DeviceInfo};
+use crate::iscsi::tuning::Tuning;
 use crate::report::{Thing, Untouched};
-use crate::scsi::{self, ScsiDisk};
-use crate::tuning::Tuning;
 use crate::types::SessionId;
 use crate::types::Wwid;
 

@@ -15,9 +15,9 @@ use super::identity::host_identity;
 use super::props::{NvmePortal, NvmeProperties, NvmeTarget};
 use super::sysfs::{self, Controller, Namespace};
 use super::{lock_name, NvmeTuning};
+use crate::device_info::DeviceInfo;
 use crate::error::{Error, Result};
 use crate::host::{Host, KernelError};
-use crate::props::DeviceInfo;
 use crate::time::Pause;
 
 /// What an NVMe-oF connect gives back.

@@ -7,7 +7,7 @@
 //!    nothing removed, the kernel keeps the data;
 //! 3. under the subsystem's lock (which connect takes): properties with no namespace identity
 //!    are checked again against the subsystem's namespaces; a device of the volume that is held
-//!    or open (a stacked device, a mount, a process: `crate::openers`) stops a plain disconnect
+//!    or open (a stacked device, a mount, a process: `crate::block::openers`) stops a plain disconnect
 //!    with nothing removed, naming the holder; then delete each controller of the subsystem
 //!    that serves no other namespace (`delete_controller`); a controller that serves another
 //!    volume's namespace stays, and with it the volume's namespace until the target unmaps it;
@@ -24,11 +24,11 @@ use tracing::{debug, info};
 use super::props::{NvmeProperties, NvmeTarget};
 use super::sysfs::{self, Controller, Namespace, Subsystem};
 use super::{lock_name, NvmeTuning};
+use crate::block::multipath::{self, DmMap};
+use crate::device_info::DeviceInfo;
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::iscsi::DisconnectOptions;
-use crate::multipath::{self, DmMap};
-use crate::props::DeviceInfo;
+use crate::report::DisconnectOptions;
 use crate::report::{DisconnectPlan, DisconnectReport, Outcome, Thing, Untouched};
 use crate::time::Pause;
 
@@ -172,7 +172,12 @@ fn in_use(host: &Host, devices: &[Namespace]) -> Vec<(Namespace, Vec<String>)> {
     loop {
         let open: Vec<(Namespace, Vec<String>)> = devices
             .iter()
-            .map(|d| (d.clone(), crate::openers::disk_openers(host, &d.name)))
+            .map(|d| {
+                (
+                    d.clone(),
+                    crate::block::openers::disk_openers(host, &d.name),
+                )
+            })
             .filter(|(_, o)| !o.is_empty())
             .collect();
         if open.is_empty() || clock.now() >= end {
@@ -212,7 +217,7 @@ fn remove_multipath_maps(
     }
     for m in maps {
         let thing = Thing::map(&m.dev, m.name.as_str());
-        if !crate::openers::openers(host, &m.dev, Some(m.name.as_str())).is_empty() {
+        if !crate::block::openers::openers(host, &m.dev, Some(m.name.as_str())).is_empty() {
             continue;
         }
         let removed = super::flush(host, &m.dev, tuning)
@@ -360,7 +365,7 @@ pub(crate) fn plan_single(
     let mut plan = plan_one(host, props, device_info)?;
     let f = find(host, props, device_info)?;
     for d in &f.devices {
-        let open = crate::openers::openers(host, &d.name, None);
+        let open = crate::block::openers::openers(host, &d.name, None);
         if !open.is_empty() {
             plan.problems.push(format!(
                 "/dev/{} is in use ({}): a plain disconnect stops with nothing removed",

@@ -61,7 +61,7 @@ pub fn connect_volume(
 pub fn disconnect_plan(
     host: &crate::host::Host,
     props: &NvmeProperties,
-    device_info: Option<&crate::props::DeviceInfo>,
+    device_info: Option<&crate::device_info::DeviceInfo>,
 ) -> crate::error::Result<crate::report::DisconnectPlan> {
     if props.replicated {
         return raid::replicated_plan(host, props);
@@ -79,8 +79,8 @@ pub fn disconnect_plan(
 pub fn disconnect_volume(
     host: &crate::host::Host,
     props: &NvmeProperties,
-    device_info: Option<&crate::props::DeviceInfo>,
-    opts: crate::iscsi::DisconnectOptions,
+    device_info: Option<&crate::device_info::DeviceInfo>,
+    opts: crate::report::DisconnectOptions,
     tuning: &NvmeTuning,
 ) -> crate::error::Result<crate::report::DisconnectReport> {
     let span = tracing::info_span!("nvme_disconnect", volume = %props.label(), force = opts.force);

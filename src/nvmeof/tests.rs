@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use super::*;
+use crate::device_info::DeviceInfo;
 use crate::host::KernelError;
-use crate::iscsi::DisconnectOptions;
-use crate::props::DeviceInfo;
+use crate::report::DisconnectOptions;
 use crate::report::{Outcome, Thing};
 use crate::testing::FakeHost;
 use crate::Error;

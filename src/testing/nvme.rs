@@ -506,7 +506,7 @@ pub(super) fn fake_mdadm(root: &Path, w: &mut World, argv: &[String]) -> Output 
                 .unwrap_or("lab");
             let name = format!("{home}:{}", arg("--name").unwrap_or_default());
             w.nvme.md_created += 1;
-            let sb = crate::signature::md12_superblock([w.nvme.md_created; 16], &name);
+            let sb = crate::block::signature::md12_superblock([w.nvme.md_created; 16], &name);
             for d in &devs {
                 if let Some(u) = uuid_of(root, d) {
                     write_image(root, &u, 4096, &sb);
@@ -766,7 +766,7 @@ impl FakeHost {
         for (i, b) in name.bytes().enumerate() {
             set[i % 16] ^= b;
         }
-        let sb = crate::signature::md12_superblock(set, &format!("any:{name}"));
+        let sb = crate::block::signature::md12_superblock(set, &format!("any:{name}"));
         write_image(self.root(), uuid, 4096, &sb);
         self
     }

@@ -6,14 +6,14 @@ use std::time::Duration;
 use tracing::debug;
 
 use super::{boot_record, in_recovery, multipath_maps, node_records, CleanupOptions, Leftover};
+use crate::block::multipath::{self, DmMap};
+use crate::block::openers;
+use crate::block::scsi::ScsiDisk;
 use crate::error::Result;
 use crate::host::Host;
 use crate::iscsi::session::Session;
 use crate::iscsi::topology;
-use crate::multipath::{self, DmMap};
-use crate::openers;
-use crate::scsi::ScsiDisk;
-use crate::tuning::Tuning;
+use crate::iscsi::tuning::Tuning;
 use crate::types::{DiskState, SessionId, Wwid};
 
 /// What a look at the host found.

@@ -27,13 +27,13 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing::info;
 
+use crate::block::multipath::DmMap;
+use crate::block::scsi::ScsiDisk;
 use crate::error::Result;
 use crate::host::Host;
 use crate::iscsi::session::Session;
+use crate::iscsi::tuning::Tuning;
 use crate::iscsi::{node, topology};
-use crate::multipath::DmMap;
-use crate::scsi::ScsiDisk;
-use crate::tuning::Tuning;
 use crate::types::{Iqn, Portal, SessionId, SessionState};
 
 mod find;

@@ -6,15 +6,15 @@ use std::time::Duration;
 use tracing::debug;
 
 use super::{in_recovery, starts_at_boot, Leftover};
+use crate::block::multipath::{self, DmMap};
+use crate::block::openers;
+use crate::block::scsi::{self, ScsiDisk};
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::iscsi::session::{target_lock_name, Session};
+use crate::iscsi::tuning::Tuning;
 use crate::iscsi::{adm, node, topology};
-use crate::multipath::{self, DmMap};
-use crate::openers;
 use crate::retry::Backoff;
-use crate::scsi::{self, ScsiDisk};
-use crate::tuning::Tuning;
 use crate::types::{DiskState, Iqn, Portal, SessionId, SessionState, Wwid};
 
 /// What became of a leftover that did not fail.

@@ -7,9 +7,9 @@ use crate::error::PathError;
 use crate::error::Result;
 use crate::host::{Cmd, Host};
 use crate::iscsi::node;
+use crate::iscsi::props::{ConnectionProperties, Target};
 use crate::iscsi::session::ISCSI_ERR_NO_OBJS_FOUND;
-use crate::props::{ConnectionProperties, Target};
-use crate::tuning::Tuning;
+use crate::iscsi::tuning::Tuning;
 use crate::types::{Iqn, Portal};
 
 /// Asks `t.portal` with a sendtargets discovery which targets it offers, as (portal, IQN). The
@@ -25,7 +25,7 @@ pub(super) fn discover(
     let out = match &props.discovery_auth {
         None => {
             // In-process: no process, no node database, a few milliseconds.
-            let initiator = crate::connector::initiator_name(host)
+            let initiator = crate::iscsi::initiator_name(host)
                 .map_err(|e| e.to_string())?
                 .ok_or("no InitiatorName in initiatorname.iscsi")?;
             let initiator: Iqn = initiator
@@ -180,7 +180,7 @@ fn not_offered(t: &Target) -> PathError {
 pub(super) fn set_discovery_chap(
     host: &Host,
     t: &Target,
-    chap: &crate::props::Chap,
+    chap: &crate::iscsi::props::Chap,
 ) -> std::result::Result<(), String> {
     let dir = host.iscsi_conf(format!(
         "send_targets/{},{}",

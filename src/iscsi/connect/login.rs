@@ -6,9 +6,9 @@ use tracing::info;
 use crate::error::PathError;
 use crate::host::{Cmd, Host};
 use crate::iscsi::iface::Iface;
+use crate::iscsi::props::{ConnectionProperties, Target};
+use crate::iscsi::tuning::Tuning;
 use crate::iscsi::{adm, node, topology};
-use crate::props::{ConnectionProperties, Target};
-use crate::tuning::Tuning;
 use crate::types::SessionId;
 
 use super::Created;

@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
+use crate::block::multipath::{self, DmMap};
 use crate::error::Result;
 use crate::host::Host;
-use crate::multipath::{self, DmMap};
+use crate::iscsi::tuning::Tuning;
 use crate::retry::Pause;
 use crate::time::Progress;
-use crate::tuning::Tuning;
 
 /// Registers the volume's WWID with multipath-tools before any path is handed over, as
 /// `multipath -a` (and os-brick) would: multipathd then builds the map whatever `find_multipaths`

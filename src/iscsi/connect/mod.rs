@@ -19,15 +19,16 @@ use std::time::Instant;
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
+use crate::block::multipath::{self, DmMap};
+use crate::block::scsi::ScsiDisk;
+use crate::device_info::DeviceInfo;
 use crate::error::{Error, PathError, PathFailure, Result};
 use crate::host::Host;
 use crate::iscsi::iface::Iface;
+use crate::iscsi::props::{ConnectionProperties, Target};
 use crate::iscsi::session::target_lock_name;
 use crate::iscsi::topology;
-use crate::multipath::{self, DmMap};
-use crate::props::{ConnectionProperties, DeviceInfo, Target};
-use crate::scsi::ScsiDisk;
-use crate::tuning::Tuning;
+use crate::iscsi::tuning::Tuning;
 use crate::types::SessionId;
 use crate::types::{Iqn, Portal};
 

@@ -5,14 +5,14 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
+use crate::block::scsi::ScsiDisk;
 use crate::error::PathError;
 use crate::host::Host;
+use crate::iscsi::props::Target;
 use crate::iscsi::topology;
-use crate::props::Target;
+use crate::iscsi::tuning::Tuning;
 use crate::retry::Pause;
-use crate::scsi::ScsiDisk;
 use crate::time::Progress;
-use crate::tuning::Tuning;
 use crate::types::SessionId;
 use crate::types::{Lun, SessionState};
 

@@ -2,14 +2,14 @@
 
 use tracing::{info, warn};
 
+use crate::block::multipath::{self, DmMap};
+use crate::block::scsi;
 use crate::error::Result;
 use crate::host::Host;
+use crate::iscsi::props::Target;
 use crate::iscsi::session::target_lock_name;
+use crate::iscsi::tuning::Tuning;
 use crate::iscsi::{adm, node, topology};
-use crate::multipath::{self, DmMap};
-use crate::props::Target;
-use crate::scsi;
-use crate::tuning::Tuning;
 use crate::types::SessionId;
 
 use super::PathAttempt;

@@ -1,15 +1,17 @@
 //! `brick disconnect --dry-run`: the disconnect's plan and decisions, changing nothing.
 
+use crate::device_info::DeviceInfo;
 use crate::error::Result;
 use crate::host::Host;
+use crate::iscsi::props::ConnectionProperties;
 use crate::iscsi::{adm, topology};
-use crate::props::{ConnectionProperties, DeviceInfo};
 use crate::report::{DisconnectPlan, Thing, Untouched};
 
 use super::plan::{
     disk_thing, map_thing, paths_to_delete_early, records_to_forget, session_thing, session_users,
 };
-use super::{Disconnect, DisconnectOptions, Tuning};
+use super::{Disconnect, Tuning};
+use crate::report::DisconnectOptions;
 
 /// What [`disconnect_volume`](super::disconnect_volume) would do now, from the same code: the plan it makes, which of
 /// the volume's sessions it would log out or keep (and why), the node records it would delete,

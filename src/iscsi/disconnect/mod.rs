@@ -21,19 +21,21 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
+use crate::block::multipath::{self, DmMap};
+use crate::block::scsi::{self, ScsiDisk};
+use crate::device_info::DeviceInfo;
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::iscsi::adm;
+use crate::iscsi::props::ConnectionProperties;
 use crate::iscsi::session::target_lock_name;
 use crate::iscsi::session::Session;
 use crate::iscsi::topology;
+pub(crate) use crate::iscsi::tuning::Tuning;
 use crate::iscsi::volume::find_volume;
-use crate::multipath::{self, DmMap};
-use crate::props::{ConnectionProperties, DeviceInfo};
+use crate::report::DisconnectOptions;
 pub(crate) use crate::report::{DisconnectReport, Failure, Outcome, Thing, Untouched};
 use crate::retry::Backoff;
-use crate::scsi::{self, ScsiDisk};
-pub(crate) use crate::tuning::Tuning;
 use crate::types::{DiskState, Iqn, Portal};
 
 pub use dry_run::disconnect_plan;
@@ -46,17 +48,6 @@ use removal::{delete_disks, logout_if_unused, stop_queueing, Logout};
 /// How long a forced disconnect waits for multipathd to reload a map left open once its paths
 /// are gone (see `keep_left_maps_failing`).
 const RELOAD_WAIT: Duration = Duration::from_secs(5);
-
-/// What the caller accepts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DisconnectOptions {
-    /// A clean host matters more than the data: go on through every step whatever fails, and
-    /// report every failure at the end.
-    pub force: bool,
-    /// With `force`: return success even when something failed (each failure is still logged
-    /// as a warning and listed in the report).
-    pub ignore_errors: bool,
-}
 
 /// Disconnects the volume described by `props` from this host.
 ///
@@ -353,7 +344,7 @@ impl<'a> Disconnect<'a> {
             );
             let mut held_by = Vec::new();
             if removed.is_err() {
-                held_by = crate::openers::openers(host, &m.dev, Some(m.name.as_str()));
+                held_by = crate::block::openers::openers(host, &m.dev, Some(m.name.as_str()));
             }
             let flushed = !self.unflushed.iter().any(|(n, _)| *n == m.dev);
             if removed.is_err() && self.opts.force && flushed {

@@ -1,14 +1,14 @@
 //! What the host shows of a volume before a disconnect changes anything, and the decisions the
 //! disconnect and its dry run share.
 
+use crate::block::multipath::{self, DmMap};
+use crate::block::scsi::ScsiDisk;
 use crate::error::Result;
 use crate::host::Host;
+use crate::iscsi::props::ConnectionProperties;
 use crate::iscsi::session::Session;
 use crate::iscsi::topology;
-use crate::multipath::{self, DmMap};
-use crate::props::ConnectionProperties;
 use crate::report::{Thing, Untouched};
-use crate::scsi::ScsiDisk;
 use crate::types::{DiskState, Iqn, Portal, Wwid};
 
 /// What the host shows of the volume, before anything is changed.

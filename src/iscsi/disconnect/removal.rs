@@ -3,15 +3,15 @@
 
 use tracing::{debug, info};
 
+use crate::block::multipath::{self, DmMap};
+use crate::block::scsi::{self, ScsiDisk};
 use crate::error::{Error, Result};
 use crate::host::Host;
+use crate::iscsi::props::ConnectionProperties;
 use crate::iscsi::session::{target_lock_name, Session};
+use crate::iscsi::tuning::Tuning;
 use crate::iscsi::{adm, topology};
-use crate::multipath::{self, DmMap};
-use crate::props::ConnectionProperties;
 use crate::report::{DisconnectReport, Untouched};
-use crate::scsi::{self, ScsiDisk};
-use crate::tuning::Tuning;
 use crate::types::Wwid;
 
 use super::plan::{disk_thing, session_users, Plan};

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use super::mdadm;
+use crate::block::signature::{self, MdSuper};
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::nvmeof::props::NvmeProperties;
-use crate::signature::{self, MdSuper};
 
 /// The members of array `md` (`nvme0n1`), from `md/dev-*/block` in sysfs.
 pub(super) fn md_members(host: &Host, md: &str) -> Result<Vec<String>> {

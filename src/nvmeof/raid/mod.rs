@@ -28,10 +28,10 @@ use tracing::{info, warn};
 use super::props::{NvmeProperties, NvmeTarget};
 use super::sysfs;
 use super::NvmeTuning;
+use crate::device_info::DeviceInfo;
 use crate::error::{Error, Result};
 use crate::host::{Cmd, Host};
-use crate::iscsi::DisconnectOptions;
-use crate::props::DeviceInfo;
+use crate::report::DisconnectOptions;
 use crate::report::{DisconnectReport, Outcome, Thing};
 
 mod legs;
@@ -456,7 +456,7 @@ pub(crate) fn replicated_plan(
         let thing = Thing::Device { dev: md.clone() };
         plan.flush.push(thing.clone());
         plan.remove.push(thing);
-        let open = crate::openers::openers(host, &md, None);
+        let open = crate::block::openers::openers(host, &md, None);
         if !open.is_empty() {
             plan.problems.push(format!(
                 "/dev/{md} is in use ({}): a plain disconnect stops before removing anything",

@@ -65,7 +65,7 @@ fn replicas_that_cannot_be_read_are_never_taken_for_blank_and_get_no_array() {
     assert!(mdadm_runs(&f, "--create").is_empty());
     assert!(mdadm_runs(&f, "--assemble").is_empty());
     // The superblocks are as they were, and the controllers this connect made are gone.
-    let sb = crate::signature::md12_superblock([0; 16], "");
+    let sb = crate::block::signature::md12_superblock([0; 16], "");
     assert_eq!(f.nvme_ns_read(U1, 4096, 8), sb[..8]);
     assert!(f.nvme_controllers().is_empty());
 }
@@ -95,7 +95,7 @@ fn blank_replicas_still_get_their_array() {
     assert_eq!(c.device_info.path.as_deref(), Some("/dev/md127"));
     assert_eq!(mdadm_runs(&f, "--create").len(), 1);
     // What the create wrote: an md 1.2 superblock named as brick names it.
-    let sb = crate::signature::probe(&f.host(), "nvme0n1", Duration::from_secs(1)).unwrap();
+    let sb = crate::block::signature::probe(&f.host(), "nvme0n1", Duration::from_secs(1)).unwrap();
     assert_eq!(sb.md.unwrap().name.as_deref(), Some("any:vol-1"));
 }
 
@@ -116,7 +116,7 @@ fn replicas_of_two_arrays_of_the_same_name_are_not_assembled() {
     f.nvme_md_member(U1, "vol-1").nvme_ns_write(
         U2,
         4096,
-        &crate::signature::md12_superblock([0xee; 16], "any:vol-1"),
+        &crate::block::signature::md12_superblock([0xee; 16], "any:vol-1"),
     );
     let e = connect_err(&f);
     assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
@@ -193,7 +193,7 @@ fn a_disconnect_never_stops_an_array_that_holds_a_clones_leg() {
         &f.host(),
         &p,
         None,
-        crate::iscsi::DisconnectOptions::default(),
+        crate::report::DisconnectOptions::default(),
         &NvmeTuning::default(),
     )
     .unwrap_err();

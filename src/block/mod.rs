@@ -1,0 +1,7 @@
+//! The block layer every transport shares: SCSI disks, dm-multipath maps, who holds a device
+//! open, and what a device already holds (signatures). Nothing here knows a transport.
+
+pub(crate) mod multipath;
+pub(crate) mod openers;
+pub(crate) mod scsi;
+pub(crate) mod signature;
