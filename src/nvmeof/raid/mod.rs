@@ -107,7 +107,11 @@ fn started_meanwhile(host: &Host, md: &str) -> Result<bool> {
 }
 
 /// Stops array `md` in-process (`clear` to its `array_state`), then waits for it to go.
-fn stop_md(host: &Host, md: &str, tuning: &NvmeTuning) -> std::result::Result<(), String> {
+pub(crate) fn stop_md(
+    host: &Host,
+    md: &str,
+    tuning: &NvmeTuning,
+) -> std::result::Result<(), String> {
     let state = host.sys(format!("block/{md}/md/array_state"));
     host.kern()
         .write_attr(&state, "clear", tuning.delete_timeout)
