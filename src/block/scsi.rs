@@ -11,6 +11,7 @@ use crate::host::{Host, KernelError};
 use crate::retry::{Backoff, Pause, Retried};
 
 use super::flush::{flush_devices, Depth};
+use super::multipath::partition_maps;
 use crate::types::{DiskState, ScsiAddress, Wwid};
 
 /// Why brick did not act on a SCSI disk, naming it.
@@ -188,31 +189,6 @@ pub fn flush(
         backoff,
         timeout,
     )
-}
-
-/// The partition maps of the map `dev` (`dm-N`): the device-mapper devices holding it whose uuid
-/// is `partN-` followed by its own.
-fn partition_maps(host: &Host, dev: &str) -> Vec<String> {
-    let uuid_of = |d: &str| {
-        host.read_dm_attr(&host.sys(format!("block/{d}/dm/uuid")))
-            .ok()
-            .flatten()
-    };
-    let Some(uuid) = uuid_of(dev) else {
-        return Vec::new();
-    };
-    host.list(&host.sys(format!("block/{dev}/holders")))
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|h| {
-            uuid_of(h).is_some_and(|u| {
-                u.strip_suffix(uuid.as_str())
-                    .and_then(|p| p.strip_suffix('-'))
-                    .and_then(|p| p.strip_prefix("part"))
-                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-            })
-        })
-        .collect()
 }
 
 /// Asks the kernel to remove the SCSI disk `name` (`device/delete`). The write can block while the
