@@ -85,7 +85,6 @@ fn live_slaves(host: &Host, dev: &str) -> Result<Vec<String>> {
 /// The multipath map of `wwid` that holds one of `paths`, read from those paths' holders only
 /// (a host may have hundreds of maps; a wait polls this). `None` when none of them is in it.
 pub fn map_holding(host: &Host, wwid: &Wwid, paths: &[String]) -> Result<Option<DmMap>> {
-    let uuid = wwid.mpath_uuid();
     for p in paths {
         let holders = match host.list(&host.sys(format!("block/{p}/holders"))) {
             Ok(h) => h,
@@ -93,11 +92,7 @@ pub fn map_holding(host: &Host, wwid: &Wwid, paths: &[String]) -> Result<Option<
             Err(e) => return Err(e.into()),
         };
         for dev in holders.into_iter().filter(|h| h.starts_with("dm-")) {
-            let attr = host.sys(format!("block/{dev}/dm/uuid"));
-            if host.read_dm_attr(&attr)?.as_deref() != Some(uuid.as_str()) {
-                continue;
-            }
-            if let Some(m) = DmMap::read(host, &dev)?.filter(|m| m.is_multipath_of(wwid)) {
+            if let Some(m) = read_if_map_of(host, &dev, wwid)? {
                 return Ok(Some(m));
             }
         }
@@ -130,15 +125,19 @@ pub fn maps_of(host: &Host, wwid: &Wwid) -> Result<Vec<DmMap>> {
         .into_iter()
         .filter(|n| n.starts_with("dm-"))
     {
-        let attr = host.sys(format!("block/{dev}/dm/uuid"));
-        if host.read_dm_attr(&attr)?.as_deref() != Some(uuid.as_str()) {
-            continue;
-        }
-        if let Some(m) = DmMap::read(host, &dev)?.filter(|m| m.is_multipath_of(wwid)) {
-            maps.push(m);
-        }
+        maps.extend(read_if_map_of(host, &dev, wwid)?);
     }
     Ok(maps)
+}
+
+/// The device-mapper device `dev` when it is the multipath map of `wwid`: its uuid is read
+/// first, the rest only for the map that matches.
+fn read_if_map_of(host: &Host, dev: &str, wwid: &Wwid) -> Result<Option<DmMap>> {
+    let attr = host.sys(format!("block/{dev}/dm/uuid"));
+    if host.read_dm_attr(&attr)?.as_deref() != Some(wwid.mpath_uuid().as_str()) {
+        return Ok(None);
+    }
+    Ok(DmMap::read(host, dev)?.filter(|m| m.is_multipath_of(wwid)))
 }
 
 /// Removes the multipath map `m` in-process, as `multipath -f` does without starting it: its
