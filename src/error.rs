@@ -342,6 +342,7 @@ impl Error {
 
 /// brick's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 // The closing step of a disconnect sits beside the error it may become, so that report.rs
 // needs nothing of this file.
 impl DisconnectReport {
