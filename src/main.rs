@@ -527,10 +527,8 @@ fn run(
                         ..base
                     };
                     let c = brick::nvmeof::connect_volume(host, &p, &tuning)?;
-                    for (portal, why) in &c.failed_portals {
-                        say(&format!(
-                            "brick: warning: path not attached: {portal}: {why}"
-                        ));
+                    for f in &c.failed_paths {
+                        say(&format!("brick: warning: path not attached: {f}"));
                     }
                     let _ = writeln!(out, "{}", to_json(&c.device_info));
                     return Ok(());
@@ -783,7 +781,7 @@ fn print_nvme_tree(subs: &[brick::nvmeof::Subsystem], out: &mut String) {
                 c.name,
                 opt(&c.transport),
                 opt(&c.address),
-                opt(&c.state)
+                c.state.as_ref().map_or("?".into(), ToString::to_string)
             );
         }
         for h in &s.heads {

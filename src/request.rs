@@ -313,9 +313,11 @@ fn internal(e: &impl std::fmt::Display) -> Value {
 /// An error as the answer carries it.
 pub fn error_value(e: &Error) -> Value {
     let (paths, report) = match e {
-        Error::Connect { paths, .. } => (serde_json::to_value(paths).ok(), None),
         Error::Disconnect { report, .. } => (None, serde_json::to_value(report).ok()),
-        _ => (None, None),
+        _ => (
+            e.path_failures().and_then(|p| serde_json::to_value(p).ok()),
+            None,
+        ),
     };
     json!({
         "kind": e.kind(),

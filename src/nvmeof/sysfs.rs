@@ -68,7 +68,7 @@ pub struct Controller {
     /// `nvmeN`.
     pub name: String,
     /// `live`, `connecting`, `resetting`, `deleting`, ...
-    pub state: Option<String>,
+    pub state: Option<ControllerState>,
     /// `tcp`, `rdma`, `loop`, `pcie`.
     pub transport: Option<String>,
     /// The `address` attribute as the kernel shows it.
@@ -109,7 +109,78 @@ impl Controller {
 
     /// Whether its state is `live`.
     pub fn is_live(&self) -> bool {
-        self.state.as_deref() == Some("live")
+        self.state == Some(ControllerState::Live)
+    }
+}
+
+/// The state of an NVMe controller, as the kernel shows it in `/sys/class/nvme/nvmeN/state`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ControllerState {
+    /// `new`: being set up.
+    New,
+    /// `live`: connected; I/O flows.
+    Live,
+    /// `resetting`: being reset; the kernel reconnects it by itself.
+    Resetting,
+    /// `connecting`: reconnecting after its portal went away (until `ctrl_loss_tmo`).
+    Connecting,
+    /// `deleting`: being deleted.
+    Deleting,
+    /// `deleting (no IO)`: being deleted, its I/O already failed.
+    DeletingNoIo,
+    /// `dead`: removed after a failure.
+    Dead,
+    /// A state a newer kernel adds, in its words.
+    Other(String),
+}
+
+impl ControllerState {
+    /// Whether the controller is on its way out (`deleting`, `deleting (no IO)`, `dead`): the
+    /// kernel reconnects it no more, and takes a new connect to its portal as no duplicate.
+    pub fn is_going(&self) -> bool {
+        matches!(
+            self,
+            ControllerState::Deleting | ControllerState::DeletingNoIo | ControllerState::Dead
+        )
+    }
+}
+
+impl std::str::FromStr for ControllerState {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(match s.trim() {
+            "new" => ControllerState::New,
+            "live" => ControllerState::Live,
+            "resetting" => ControllerState::Resetting,
+            "connecting" => ControllerState::Connecting,
+            "deleting" => ControllerState::Deleting,
+            "deleting (no IO)" => ControllerState::DeletingNoIo,
+            "dead" => ControllerState::Dead,
+            other => ControllerState::Other(other.to_string()),
+        })
+    }
+}
+
+impl std::fmt::Display for ControllerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ControllerState::New => "new",
+            ControllerState::Live => "live",
+            ControllerState::Resetting => "resetting",
+            ControllerState::Connecting => "connecting",
+            ControllerState::Deleting => "deleting",
+            ControllerState::DeletingNoIo => "deleting (no IO)",
+            ControllerState::Dead => "dead",
+            ControllerState::Other(s) => s,
+        })
+    }
+}
+
+impl Serialize for ControllerState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -207,7 +278,7 @@ pub fn controller(host: &Host, name: &str) -> Result<Option<Controller>> {
     }
     Ok(Some(Controller {
         name: name.to_string(),
-        state: attr("state")?,
+        state: attr("state")?.map(|t| t.parse().unwrap_or_else(|e| match e {})),
         transport: attr("transport")?,
         address: attr("address")?,
         subsysnqn: attr("subsysnqn")?,
@@ -314,7 +385,7 @@ mod tests {
     fn address_fields_as_the_kernel_writes_them() {
         let c = Controller {
             name: "nvme0".into(),
-            state: Some("live".into()),
+            state: Some(ControllerState::Live),
             transport: Some("tcp".into()),
             address: Some("traddr=127.0.0.1,trsvcid=4420,src_addr=127.0.0.1".into()),
             subsysnqn: Some("nqn.2014-08.org.lab:sub1".into()),

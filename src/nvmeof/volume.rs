@@ -61,7 +61,9 @@ pub fn extend_volume(host: &Host, props: &NvmeProperties, tuning: &NvmeTuning) -
     let t = &props.targets[0];
     let not_here = || Error::NvmeConnect {
         volume: props.label(),
-        detail: "the volume's namespace is not on this host".into(),
+        reason: crate::error::NvmeNotConnected::NotOnHost(
+            "the volume's namespace is not on this host".into(),
+        ),
     };
     let sub = sysfs::subsystem(host, &t.nqn)?.ok_or_else(not_here)?;
     let dev = sysfs::volume_devices(&sub, t)
