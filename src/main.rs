@@ -552,7 +552,7 @@ fn run(
                 VolumeProperties::Iscsi(p) => p,
                 VolumeProperties::Nvmeof(p) => {
                     let bytes = brick::nvmeof::extend_volume(host, &p, &settings.nvme)?;
-                    print_size(bytes, json, out);
+                    print_size(bytes.0, json, out);
                     return Ok(());
                 }
             };
@@ -787,7 +787,7 @@ fn print_nvme_tree(subs: &[brick::nvmeof::Subsystem], out: &mut String) {
         for h in &s.heads {
             let size = h
                 .size_bytes
-                .map(|b| format!(" {} MiB", b >> 20))
+                .map(|b| format!(" {} MiB", b.0 >> 20))
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
@@ -881,7 +881,7 @@ fn print_tree(topo: &[brick::SessionTopology], out: &mut String) {
             let size = d
                 .disk
                 .size_bytes
-                .map(|b| format!(" {} MiB", b >> 20))
+                .map(|b| format!(" {} MiB", b.0 >> 20))
                 .unwrap_or_default();
             let map = d
                 .map

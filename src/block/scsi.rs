@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::host::{Host, KernelError};
 use crate::retry::{retry, Backoff, Pause, Retried};
-use crate::types::{DiskState, ScsiAddress, Wwid};
+use crate::types::{Bytes, DiskState, ScsiAddress, Wwid};
 
 /// Why brick did not act on a SCSI disk, naming it.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +73,7 @@ pub struct ScsiDisk {
     /// The device-mapper devices that hold it (`dm-N`), from `holders/`.
     pub holders: Vec<String>,
     /// Size in bytes, from `size` (512-byte sectors).
-    pub size_bytes: Option<u64>,
+    pub size_bytes: Option<Bytes>,
 }
 
 impl ScsiDisk {
@@ -82,7 +82,7 @@ impl ScsiDisk {
         let size_bytes = host
             .read_attr_opt(&host.sys(format!("block/{name}/size")))?
             .and_then(|s| s.parse::<u64>().ok())
-            .map(|sectors| sectors * 512);
+            .map(Bytes::from_sectors);
         Ok(ScsiDisk {
             name: name.to_string(),
             address,

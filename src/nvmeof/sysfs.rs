@@ -36,7 +36,7 @@ pub struct Namespace {
     /// The `wwid` attribute (`uuid.…`, `eui.…`).
     pub wwid: Option<String>,
     /// Its size in bytes.
-    pub size_bytes: Option<u64>,
+    pub size_bytes: Option<crate::types::Bytes>,
     /// The ANA state of a path (`optimized`, `non-optimized`, `inaccessible`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ana_state: Option<String>,
@@ -258,7 +258,7 @@ fn read_ns(host: &Host, dir: &std::path::Path, name: &str) -> Result<Namespace> 
         wwid: attr("wwid")?,
         size_bytes: attr("size")?
             .and_then(|s| s.trim().parse::<u64>().ok())
-            .map(|s| s * 512),
+            .map(crate::types::Bytes::from_sectors),
         ana_state: attr("ana_state")?,
     })
 }

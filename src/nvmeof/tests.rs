@@ -395,7 +395,7 @@ fn extend_rescans_and_returns_the_new_size() {
     let p = props(NQN, U1, &[P1, P2]);
     connect_volume(&f.host(), &p, &t()).unwrap();
     f.nvme_resize(NQN, 1, 48 << 20);
-    assert_eq!(extend_volume(&f.host(), &p, &t()).unwrap(), 48 << 20);
+    assert_eq!(extend_volume(&f.host(), &p, &t()).unwrap().0, 48 << 20);
     assert!(f.events().contains(&"rescan controller nvme1".to_string()));
     assert_eq!(volume_paths(&f.host(), &p).unwrap(), ["/dev/nvme0n1"]);
 }
@@ -604,7 +604,7 @@ fn a_replicated_volume_is_extended_replica_by_replica_then_its_array_grown() {
     assert_eq!(volume_paths(&f.host(), &p).unwrap(), ["/dev/md127"]);
     f.nvme_resize(NQN, 1, 48 << 20)
         .nvme_resize(NQN2, 1, 48 << 20);
-    assert_eq!(extend_volume(&f.host(), &p, &t()).unwrap(), 47 << 20);
+    assert_eq!(extend_volume(&f.host(), &p, &t()).unwrap().0, 47 << 20);
     let ev = f.events();
     let rescans = ev
         .iter()
