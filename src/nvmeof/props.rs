@@ -77,81 +77,9 @@ impl NvmeProperties {
 
     /// As [`NvmeProperties::from_json`], from decoded JSON.
     pub fn from_value(v: &Value) -> Result<NvmeProperties> {
-        let mut obj = v
-            .as_object()
-            .ok_or_else(|| Error::invalid("connection properties", "expected a JSON object"))?;
-        if let Some(kind) = obj.get("driver_volume_type") {
-            let kind = kind.as_str().unwrap_or_default();
-            if !kind.eq_ignore_ascii_case("nvmeof") {
-                return Err(Error::invalid(
-                    "driver_volume_type",
-                    format!("{kind:?} is not nvmeof"),
-                ));
-            }
-            obj = obj.get("data").and_then(Value::as_object).ok_or_else(|| {
-                Error::invalid("data", "a connection_info needs a \"data\" object")
-            })?;
-        }
+        let obj = unwrap_connection_info(v)?;
         if let Some(reps) = obj.get("volume_replicas") {
-            let reps = reps
-                .as_array()
-                .ok_or_else(|| Error::invalid("volume_replicas", "expected a list of targets"))?;
-            if reps.is_empty() {
-                return Err(Error::invalid("volume_replicas", "is empty"));
-            }
-            let mut targets = Vec::new();
-            for (i, r) in reps.iter().enumerate() {
-                let field = format!("volume_replicas[{i}]");
-                let o = r
-                    .as_object()
-                    .ok_or_else(|| Error::invalid(&field, "expected an object"))?;
-                targets.push(parse_target(o, &format!("{field}."))?);
-            }
-            if let Some(c) = obj.get("replica_count").filter(|c| !c.is_null()) {
-                let n = c
-                    .as_u64()
-                    .ok_or_else(|| Error::invalid("replica_count", "expected a whole number"))?;
-                if n != targets.len() as u64 {
-                    return Err(Error::invalid(
-                        "replica_count",
-                        format!("is {n}, but volume_replicas lists {}", targets.len()),
-                    ));
-                }
-            }
-            let volume_id = str_field(obj, "vol_uuid")?
-                .map(|v| Uuid::parse(v).map_err(|e| Error::invalid("vol_uuid", e)))
-                .transpose()?
-                .map(|u| u.to_string());
-            let alias = str_field(obj, "alias")?
-                .map(|a| {
-                    let ok = !a.is_empty()
-                        && a.len() <= 32
-                        && a.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-                        && !a.starts_with('.');
-                    if ok {
-                        Ok(a.to_string())
-                    } else {
-                        Err(Error::invalid(
-                            "alias",
-                            format!("{a:?}: expected up to 32 letters, digits, '-', '_' or '.'"),
-                        ))
-                    }
-                })
-                .transpose()?;
-            let replicated = targets.len() > 1;
-            if replicated && alias.is_none() {
-                return Err(Error::invalid(
-                    "alias",
-                    "a replicated volume needs its md name",
-                ));
-            }
-            return Ok(NvmeProperties {
-                targets,
-                volume_id,
-                alias,
-                replicated,
-            });
+            return parse_replicated(obj, reps);
         }
         let target = if obj.contains_key("target_nqn") {
             parse_target(obj, "")?
@@ -177,6 +105,91 @@ impl NvmeProperties {
             Some(v) => v.clone(),
             None => format!("{} ({})", self.targets[0].nqn, self.targets[0].identity()),
         }
+    }
+}
+
+/// The properties object: `v` itself, or the `data` of a connection_info (which must say
+/// `nvmeof`).
+fn unwrap_connection_info(v: &Value) -> Result<&Map<String, Value>> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| Error::invalid("connection properties", "expected a JSON object"))?;
+    let Some(kind) = obj.get("driver_volume_type") else {
+        return Ok(obj);
+    };
+    let kind = kind.as_str().unwrap_or_default();
+    if !kind.eq_ignore_ascii_case("nvmeof") {
+        return Err(Error::invalid(
+            "driver_volume_type",
+            format!("{kind:?} is not nvmeof"),
+        ));
+    }
+    obj.get("data")
+        .and_then(Value::as_object)
+        .ok_or_else(|| Error::invalid("data", "a connection_info needs a \"data\" object"))
+}
+
+/// The replicated format: `volume_replicas` (`reps`), `replica_count`, `vol_uuid`, `alias`.
+fn parse_replicated(obj: &Map<String, Value>, reps: &Value) -> Result<NvmeProperties> {
+    let reps = reps
+        .as_array()
+        .ok_or_else(|| Error::invalid("volume_replicas", "expected a list of targets"))?;
+    if reps.is_empty() {
+        return Err(Error::invalid("volume_replicas", "is empty"));
+    }
+    let mut targets = Vec::new();
+    for (i, r) in reps.iter().enumerate() {
+        let field = format!("volume_replicas[{i}]");
+        let o = r
+            .as_object()
+            .ok_or_else(|| Error::invalid(&field, "expected an object"))?;
+        targets.push(parse_target(o, &format!("{field}."))?);
+    }
+    if let Some(c) = obj.get("replica_count").filter(|c| !c.is_null()) {
+        let n = c
+            .as_u64()
+            .ok_or_else(|| Error::invalid("replica_count", "expected a whole number"))?;
+        if n != targets.len() as u64 {
+            return Err(Error::invalid(
+                "replica_count",
+                format!("is {n}, but volume_replicas lists {}", targets.len()),
+            ));
+        }
+    }
+    let volume_id = str_field(obj, "vol_uuid")?
+        .map(|v| Uuid::parse(v).map_err(|e| Error::invalid("vol_uuid", e)))
+        .transpose()?
+        .map(|u| u.to_string());
+    let alias = str_field(obj, "alias")?.map(alias).transpose()?;
+    let replicated = targets.len() > 1;
+    if replicated && alias.is_none() {
+        return Err(Error::invalid(
+            "alias",
+            "a replicated volume needs its md name",
+        ));
+    }
+    Ok(NvmeProperties {
+        targets,
+        volume_id,
+        alias,
+        replicated,
+    })
+}
+
+/// An md array's name: up to 32 letters, digits, `-`, `_` or `.`, not starting with `.`.
+fn alias(a: &str) -> Result<String> {
+    let ok = !a.is_empty()
+        && a.len() <= 32
+        && a.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && !a.starts_with('.');
+    if ok {
+        Ok(a.to_string())
+    } else {
+        Err(Error::invalid(
+            "alias",
+            format!("{a:?}: expected up to 32 letters, digits, '-', '_' or '.'"),
+        ))
     }
 }
 
