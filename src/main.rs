@@ -779,7 +779,7 @@ fn print_nvme_tree(subs: &[brick::nvmeof::Subsystem], out: &mut String) {
                 out,
                 "  ├─ controller {} {} {} [{}]",
                 c.name,
-                opt(&c.transport),
+                c.transport.as_ref().map_or("?".into(), ToString::to_string),
                 opt(&c.address),
                 c.state.as_ref().map_or("?".into(), ToString::to_string)
             );

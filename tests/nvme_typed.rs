@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use brick::config::Settings;
 use brick::host::Host;
-use brick::nvmeof::{self, ControllerState, NvmeProperties, NvmeTuning};
+use brick::nvmeof::{
+    self, ControllerState, ControllerTransport, NvmeProperties, NvmeTuning, Transport,
+};
 use brick::testing::FakeHost;
 use brick::{Error, NvmeNotConnected, PathError, PathTarget};
 use serde_json::{json, Value};
@@ -143,6 +145,7 @@ fn controller_states_read_as_the_kernel_spells_them_and_keep_unknown_words() {
         .nvme_connected(NQN, P2)
         .nvme_ctrl_state("nvme0", "deleting (no IO)")
         .nvme_ctrl_state("nvme1", "frozen");
+    std::fs::write(f.root().join("sys/class/nvme/nvme1/transport"), "loop\n").unwrap();
     let subs = nvmeof::inspect(&f.host()).unwrap();
     let states: Vec<_> = subs[0]
         .controllers
@@ -156,8 +159,19 @@ fn controller_states_read_as_the_kernel_spells_them_and_keep_unknown_words() {
             Some(ControllerState::Other("frozen".into()))
         ]
     );
-    let json = serde_json::to_value(&subs[0].controllers[0]).unwrap();
+    let c = &subs[0].controllers;
+    assert_eq!(
+        c[0].transport,
+        Some(ControllerTransport::Fabric(Transport::Tcp))
+    );
+    assert_eq!(
+        c[1].transport,
+        Some(ControllerTransport::Other("loop".into()))
+    );
+    let json = serde_json::to_value(&c[0]).unwrap();
     assert_eq!(json["state"], "deleting (no IO)");
+    assert_eq!(json["transport"], "tcp");
+    assert_eq!(serde_json::to_value(&c[1]).unwrap()["transport"], "loop");
     assert_eq!(ControllerState::Live.to_string(), "live");
 }
 

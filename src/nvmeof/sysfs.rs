@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::props::{Nqn, NvmePortal, NvmeTarget, Uuid};
+use super::props::{Nqn, NvmePortal, NvmeTarget, Transport, Uuid};
 use crate::error::Result;
 use crate::host::Host;
 
@@ -70,7 +70,7 @@ pub struct Controller {
     /// `live`, `connecting`, `resetting`, `deleting`, ...
     pub state: Option<ControllerState>,
     /// `tcp`, `rdma`, `loop`, `pcie`.
-    pub transport: Option<String>,
+    pub transport: Option<ControllerTransport>,
     /// The `address` attribute as the kernel shows it.
     pub address: Option<String>,
     /// The subsystem NQN.
@@ -101,7 +101,7 @@ impl Controller {
     /// the kernel shows the host NQN).
     pub fn is_at(&self, nqn: &Nqn, portal: &NvmePortal, hostnqn: &str) -> bool {
         self.subsysnqn.as_deref() == Some(nqn.as_str())
-            && self.transport.as_deref() == Some(portal.transport.as_str())
+            && self.transport == Some(ControllerTransport::Fabric(portal.transport))
             && self.traddr() == Some(portal.address)
             && self.trsvcid() == Some(portal.port)
             && self.hostnqn.as_deref().is_none_or(|h| h == hostnqn)
@@ -133,6 +133,42 @@ pub enum ControllerState {
     Dead,
     /// A state a newer kernel adds, in its words.
     Other(String),
+}
+
+/// How a controller reaches its subsystem, as its `transport` attribute says.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ControllerTransport {
+    /// A fabric brick connects over: `tcp`, `rdma`.
+    Fabric(Transport),
+    /// Any other (`pcie`, `loop`, `fc`), in the kernel's words.
+    Other(String),
+}
+
+impl ControllerTransport {
+    /// The kernel's word (`tcp`, `rdma`, `pcie`, ...).
+    pub fn from_kernel(s: &str) -> ControllerTransport {
+        match s.trim() {
+            "tcp" => ControllerTransport::Fabric(Transport::Tcp),
+            "rdma" => ControllerTransport::Fabric(Transport::Rdma),
+            other => ControllerTransport::Other(other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for ControllerTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControllerTransport::Fabric(t) => f.write_str(t.as_str()),
+            ControllerTransport::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl Serialize for ControllerTransport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 impl ControllerState {
@@ -279,7 +315,7 @@ pub fn controller(host: &Host, name: &str) -> Result<Option<Controller>> {
     Ok(Some(Controller {
         name: name.to_string(),
         state: attr("state")?.map(|t| t.parse().unwrap_or_else(|e| match e {})),
-        transport: attr("transport")?,
+        transport: attr("transport")?.map(|t| ControllerTransport::from_kernel(&t)),
         address: attr("address")?,
         subsysnqn: attr("subsysnqn")?,
         hostnqn: attr("hostnqn")?,
@@ -386,7 +422,7 @@ mod tests {
         let c = Controller {
             name: "nvme0".into(),
             state: Some(ControllerState::Live),
-            transport: Some("tcp".into()),
+            transport: Some(ControllerTransport::Fabric(Transport::Tcp)),
             address: Some("traddr=127.0.0.1,trsvcid=4420,src_addr=127.0.0.1".into()),
             subsysnqn: Some("nqn.2014-08.org.lab:sub1".into()),
             hostnqn: Some("nqn.2014-08.org.nvmexpress:uuid:1".into()),
