@@ -10,8 +10,8 @@
 //! at most 300). The answer:
 //! `{"ok": true, "result": ...}`, or `{"ok": false, "error": {"kind", "field", "message",
 //! "paths", "report"}}` where `kind` is an [`ErrorKind`] or one of `protocol_not_supported`,
-//! `volume_paths_not_found`; `paths` lists each path of a failed connect (portal, IQN, kind,
-//! message) and `report` is the report of a failed disconnect.
+//! `volume_paths_not_found`; `paths` lists each path of a failed connect (portal, IQN or, for
+//! NVMe-oF, NQN and transport, kind, message) and `report` is the report of a failed disconnect.
 //!
 //! Every request runs with brick's settings (for `brick request` and the Python package's
 //! in-process calls, `/etc/brick/brick.toml`; `brick request` refuses `--config` and `--set`):
