@@ -392,11 +392,14 @@ impl Settings {
     }
 
     /// Sets `key` from its text form. `Err` says why the key or value is refused.
-    fn set(&mut self, key: &str, value: &str, source: Source) -> std::result::Result<(), String> {
+    fn set(
+        &mut self,
+        key: &str,
+        value: &str,
+        source: Source,
+    ) -> std::result::Result<(), BadSetting> {
         let Some((key, _, field)) = KEYS.iter().find(|(k, _, _)| *k == key) else {
-            return Err(format!(
-                "unknown setting {key:?} (`brick config` lists them all)"
-            ));
+            return Err(BadSetting::UnknownKey(key.to_string()));
         };
         match field {
             Field::Duration(f) => *f(self) = duration(value)?,
@@ -405,7 +408,7 @@ impl Settings {
             Field::Dir(f) => {
                 let p = PathBuf::from(value);
                 if !p.is_absolute() {
-                    return Err(format!("{value:?} is not an absolute path"));
+                    return Err(BadSetting::NotAbsolute(value.to_string()));
                 }
                 *f(self) = p;
             }
@@ -449,42 +452,74 @@ fn read(p: &Path) -> Result<String> {
 
 /// A duration: seconds (`30`, `0.5`) or humantime text (`30s`, `1m 30s`, `500ms`), above zero
 /// and at most a day.
-fn duration(v: &str) -> std::result::Result<Duration, String> {
+fn duration(v: &str) -> std::result::Result<Duration, BadSetting> {
     let d = match v.parse::<f64>() {
         Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= MAX_DURATION.as_secs_f64() => {
             Duration::from_secs_f64(secs)
         }
-        Ok(_) => return Err(format!("{v:?}: a duration above 0 and at most a day")),
-        Err(_) => humantime::parse_duration(v)
-            .map_err(|e| format!("{v:?} is not a duration (`30s`, `1m 30s`, or seconds): {e}"))?,
+        Ok(_) => return Err(BadSetting::DurationOutOfRange(v.to_string())),
+        Err(_) => humantime::parse_duration(v).map_err(|why| BadSetting::NotADuration {
+            value: v.to_string(),
+            why,
+        })?,
     };
     if d.is_zero() || d > MAX_DURATION {
-        return Err(format!("{v:?}: a duration above 0 and at most a day"));
+        return Err(BadSetting::DurationOutOfRange(v.to_string()));
     }
     Ok(d)
 }
 
 /// `off` (also `-1`, as nvme-cli writes it): no bound; else a duration of at least a second
 /// (the kernel counts whole seconds: `0.5` would become 0, which gives up at the first loss).
-pub fn seconds_or_off(v: &str) -> std::result::Result<Option<Duration>, String> {
+///
+/// # Errors
+/// [`BadSetting`] saying what a value must be.
+pub fn seconds_or_off(v: &str) -> std::result::Result<Option<Duration>, BadSetting> {
     if matches!(v.trim(), "off" | "-1") {
         return Ok(None);
     }
     let d = duration(v)?;
     if d < Duration::from_secs(1) {
-        return Err(format!(
-            "{v:?}: at least 1s (the kernel counts whole seconds), or \"off\" for no bound"
-        ));
+        return Err(BadSetting::BelowASecond(v.to_string()));
     }
     Ok(Some(d))
 }
 
 /// A count of attempts: 1 to 100.
-fn count(v: &str) -> std::result::Result<u32, String> {
+fn count(v: &str) -> std::result::Result<u32, BadSetting> {
     match v.parse::<u32>() {
         Ok(n) if (1..=MAX_COUNT).contains(&n) => Ok(n),
-        _ => Err(format!("{v:?} is not a whole number from 1 to {MAX_COUNT}")),
+        _ => Err(BadSetting::NotACount(v.to_string())),
     }
+}
+
+/// Why a setting's key or value is refused (the text names the value and says what it must
+/// be; the caller adds which setting).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BadSetting {
+    /// No setting has this key.
+    #[error("unknown setting {0:?} (`brick config` lists them all)")]
+    UnknownKey(String),
+    /// A number of seconds not above zero or over a day.
+    #[error("{0:?}: a duration above 0 and at most a day")]
+    DurationOutOfRange(String),
+    /// Neither seconds nor humantime text.
+    #[error("{value:?} is not a duration (`30s`, `1m 30s`, or seconds): {why}")]
+    NotADuration {
+        /// The text given.
+        value: String,
+        /// What humantime made of it.
+        why: humantime::DurationError,
+    },
+    /// A kernel timeout under a second, which the kernel would make 0.
+    #[error("{0:?}: at least 1s (the kernel counts whole seconds), or \"off\" for no bound")]
+    BelowASecond(String),
+    /// Not a count of attempts.
+    #[error("{0:?} is not a whole number from 1 to {MAX_COUNT}")]
+    NotACount(String),
+    /// A folder given relative to wherever brick happens to run.
+    #[error("{0:?} is not an absolute path")]
+    NotAbsolute(String),
 }
 
 #[cfg(test)]

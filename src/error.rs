@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::host::CmdError;
+use crate::report::{DisconnectReport, Outcome};
 
 /// Everything that can go wrong in brick.
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +127,7 @@ pub enum Error {
         /// The sentence for a person.
         message: String,
         /// What was done and what is left, typed.
-        report: Box<crate::report::DisconnectReport>,
+        report: Box<DisconnectReport>,
     },
 }
 
@@ -423,7 +424,6 @@ impl From<crate::host::HostError> for Error {
 impl Error {
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
-        use crate::report::Outcome;
         match self {
             Error::InvalidInput { .. } => ErrorKind::InvalidInput,
             Error::NotTheVolume { .. } | Error::RaidRefused { .. } => ErrorKind::Refused,
@@ -478,3 +478,34 @@ impl Error {
 
 /// brick's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+// The closing step of a disconnect sits beside the error it may become, so that report.rs
+// needs nothing of this file.
+impl DisconnectReport {
+    /// The end of a disconnect, every transport's: [`Outcome::Gone`] when nothing failed and
+    /// nothing is left; otherwise [`Outcome::Unfinished`], returned as a success only for a
+    /// forced disconnect told to ignore errors, else as the error that names every failure.
+    pub fn finish(mut self, ignore_errors: bool) -> Result<DisconnectReport> {
+        if self.clean() {
+            tracing::info!("volume disconnected");
+            self.outcome = Outcome::Gone;
+            return Ok(self);
+        }
+        self.outcome = Outcome::Unfinished;
+        if self.forced && ignore_errors {
+            tracing::warn!(
+                failures = self.failures.len(),
+                "disconnect finished with errors, ignored as asked"
+            );
+            return Ok(self);
+        }
+        let failures: Vec<String> = self.failures.iter().map(ToString::to_string).collect();
+        Err(Error::Disconnect {
+            message: format!(
+                "{} disconnected with errors: {}",
+                self.volume,
+                failures.join("; ")
+            ),
+            report: Box::new(self),
+        })
+    }
+}

@@ -208,34 +208,6 @@ pub struct DisconnectReport {
 }
 
 impl DisconnectReport {
-    /// The end of a disconnect, every transport's: [`Outcome::Gone`] when nothing failed and
-    /// nothing is left; otherwise [`Outcome::Unfinished`], returned as a success only for a
-    /// forced disconnect told to ignore errors, else as the error that names every failure.
-    pub fn finish(mut self, ignore_errors: bool) -> crate::error::Result<DisconnectReport> {
-        if self.clean() {
-            tracing::info!("volume disconnected");
-            self.outcome = Outcome::Gone;
-            return Ok(self);
-        }
-        self.outcome = Outcome::Unfinished;
-        if self.forced && ignore_errors {
-            tracing::warn!(
-                failures = self.failures.len(),
-                "disconnect finished with errors, ignored as asked"
-            );
-            return Ok(self);
-        }
-        let failures: Vec<String> = self.failures.iter().map(ToString::to_string).collect();
-        Err(crate::error::Error::Disconnect {
-            message: format!(
-                "{} disconnected with errors: {}",
-                self.volume,
-                failures.join("; ")
-            ),
-            report: Box::new(self),
-        })
-    }
-
     /// Whether the volume is gone from the host.
     pub fn clean(&self) -> bool {
         self.left_behind.is_empty() && self.failures.is_empty()

@@ -44,19 +44,40 @@ pub(crate) struct Signatures {
 /// # Errors
 /// Why nothing can be said, in words naming the device: sysfs gives no size, or a read failed,
 /// came back short or did not finish in `timeout`.
-pub(crate) fn probe(host: &Host, dev: &str, timeout: Duration) -> Result<Signatures, String> {
+pub(crate) fn probe(host: &Host, dev: &str, timeout: Duration) -> Result<Signatures, Unreadable> {
     let size_path = host.sys(format!("block/{dev}/size"));
     let sectors: u64 = host
-        .read_attr_opt(&size_path)
-        .map_err(|e| e.to_string())?
+        .read_attr_opt(&size_path)?
         .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| format!("{}: no size", size_path.display()))?;
+        .ok_or(Unreadable::NoSize(size_path))?;
     let ranges = ranges(sectors * 512);
     let bytes = host
         .kern()
         .read_at(&host.dev_node(dev), &ranges, timeout)
-        .map_err(|e: KernelError| format!("cannot read /dev/{dev}: {e}"))?;
+        .map_err(|why| Unreadable::Read {
+            dev: dev.to_string(),
+            why,
+        })?;
     Ok(scan(sectors * 512, &ranges, &bytes))
+}
+
+/// Why nothing can be said of what a device carries.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Unreadable {
+    /// sysfs could not be read.
+    #[error(transparent)]
+    Host(#[from] crate::host::HostError),
+    /// sysfs gives the device no size.
+    #[error("{}: no size", .0.display())]
+    NoSize(std::path::PathBuf),
+    /// The read failed, came back short or did not finish in time.
+    #[error("cannot read /dev/{dev}: {why}")]
+    Read {
+        /// The device's kernel name.
+        dev: String,
+        /// What the kernel or the deadline said.
+        why: KernelError,
+    },
 }
 
 /// The blocks to read of a device of `size` bytes: 0 (two blocks), 64 KiB, and where md 1.0

@@ -4,8 +4,8 @@
 use std::fmt;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -208,14 +208,12 @@ impl SystemRunner {
     }
 }
 
-impl Runner for SystemRunner {
-    fn run(&self, cmd: &Cmd) -> Result<Output, CmdError> {
-        let started = Instant::now();
-        let shown = cmd.to_string();
-        let program = self
-            .program_path(&cmd.argv[0])
+impl SystemRunner {
+    /// Where `cmd`'s program is, or why it cannot run.
+    fn program_for(&self, cmd: &Cmd, shown: &str) -> Result<PathBuf, CmdError> {
+        self.program_path(&cmd.argv[0])
             .ok_or_else(|| CmdError::Spawn {
-                cmd: shown.clone(),
+                cmd: shown.to_string(),
                 reason: format!(
                     "{} is not installed in {}",
                     cmd.argv[0],
@@ -225,68 +223,82 @@ impl Runner for SystemRunner {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-            })?;
-        let mut child = Command::new(&program)
-            .arg0(&cmd.argv[0])
-            .args(&cmd.argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .env("LC_ALL", "C")
-            .spawn()
-            .map_err(|e| CmdError::Spawn {
-                cmd: shown.clone(),
-                reason: e.to_string(),
-            })?;
+            })
+    }
+}
+
+/// Starts `program` with `cmd`'s arguments in a process group of its own, with no input, its
+/// output piped and the C locale.
+fn spawn(program: &Path, cmd: &Cmd, shown: &str) -> Result<Child, CmdError> {
+    Command::new(program)
+        .arg0(&cmd.argv[0])
+        .args(&cmd.argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .env("LC_ALL", "C")
+        .spawn()
+        .map_err(|e| CmdError::Spawn {
+            cmd: shown.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Waits for `child` until `cmd`'s deadline (counted from `started`), showing progress; at the
+/// deadline kills its process group and reaps it.
+fn wait_or_kill(
+    child: Child,
+    cmd: &Cmd,
+    shown: &str,
+    started: Instant,
+) -> Result<ExitStatus, CmdError> {
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (tx, rx) = mpsc::channel();
+    let mut child = child;
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let mut progress = crate::time::Progress::new(format!("`{shown}`"), started, Some(cmd.timeout));
+    let deadline = started + cmd.timeout;
+    let waited = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.min(Duration::from_secs(1))) {
+            Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {
+                progress.tick(Instant::now())
+            }
+            other => break other,
+        }
+    };
+    match waited {
+        Ok(s) => s.map_err(|e| CmdError::Spawn {
+            cmd: shown.to_string(),
+            reason: e.to_string(),
+        }),
+        Err(_) => {
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+            // Reap it; SIGKILL ends a process that is not stuck in the kernel at once.
+            let _ = rx.recv_timeout(Duration::from_secs(5));
+            tracing::debug!(cmd = %shown, elapsed = ?started.elapsed(), "killed at its deadline");
+            Err(CmdError::TimedOut {
+                cmd: shown.to_string(),
+                timeout: cmd.timeout,
+            })
+        }
+    }
+}
+
+impl Runner for SystemRunner {
+    fn run(&self, cmd: &Cmd) -> Result<Output, CmdError> {
+        let started = Instant::now();
+        let shown = cmd.to_string();
+        let program = self.program_for(cmd, &shown)?;
+        let mut child = spawn(&program, cmd, &shown)?;
         let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-
         // Drain both pipes at once: a child that fills one while we read the other would block.
-        let out = Drain::start(
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        );
-        let err = Drain::start(
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        );
-
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait());
-        });
-        let mut progress =
-            crate::time::Progress::new(format!("`{shown}`"), started, Some(cmd.timeout));
-        let deadline = started + cmd.timeout;
-        let waited = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left.min(Duration::from_secs(1))) {
-                Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {
-                    progress.tick(Instant::now())
-                }
-                other => break other,
-            }
-        };
-        let status = match waited {
-            Ok(s) => s.map_err(|e| CmdError::Spawn {
-                cmd: shown.clone(),
-                reason: e.to_string(),
-            })?,
-            Err(_) => {
-                let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-                // Reap it; SIGKILL ends a process that is not stuck in the kernel at once.
-                let _ = rx.recv_timeout(Duration::from_secs(5));
-                tracing::debug!(cmd = %shown, elapsed = ?started.elapsed(), "killed at its deadline");
-                return Err(CmdError::TimedOut {
-                    cmd: shown,
-                    timeout: cmd.timeout,
-                });
-            }
-        };
+        let out = Drain::start(child.stdout.take().map(boxed));
+        let err = Drain::start(child.stderr.take().map(boxed));
+        let status = wait_or_kill(child, cmd, &shown, started)?;
         // A grandchild that outlives the program could hold the pipes open: kill the group. One
         // that left the group (setsid, a daemon) is not killed: its output is not waited for past
         // the deadline (or a short grace when the program ended right at it).
@@ -300,6 +312,10 @@ impl Runner for SystemRunner {
         tracing::debug!(cmd = %shown, code = ?output.code, elapsed = ?started.elapsed(), "ran");
         Ok(output)
     }
+}
+
+fn boxed(pipe: impl Read + Send + 'static) -> Box<dyn Read + Send> {
+    Box::new(pipe)
 }
 
 /// How long the output of a program that ended is still read, at least, when something it

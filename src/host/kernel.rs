@@ -245,37 +245,13 @@ fn read_in_child(
             "{total} bytes asked, at most {READ_AT_MAX} in one read"
         )));
     }
-    let cpath = CString::new(dev.as_os_str().as_bytes())
-        .map_err(|_| KernelError::Os("path holds a NUL byte".into()))?;
     let mut buf = vec![0u8; total + DIRECT_ALIGN];
     let skip = buf.as_ptr().align_offset(DIRECT_ALIGN);
-    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| KernelError::Os(format!("pipe failed: {e}")))?;
-    let max_fd = max_fd();
-    let wr_fd = std::os::fd::AsRawFd::as_raw_fd(&wr);
     let out = buf[skip..].as_mut_ptr();
-    // SAFETY: the child only makes async-signal-safe system calls on memory prepared before the
-    // fork, then leaves with _exit (see `in_child`).
-    let child = match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            // SAFETY: only system calls, then _exit.
-            let code = unsafe {
-                if libc::dup2(wr_fd, 1) < 0 {
-                    libc::_exit(*libc::__errno_location());
-                }
-                close_inherited(max_fd);
-                read_child(&cpath, ranges, out)
-            };
-            unsafe { libc::_exit(code) }
-        }
-        Ok(ForkResult::Parent { child }) => child,
-        Err(e) => return Err(KernelError::Os(format!("fork failed: {e}"))),
-    };
-    drop(wr);
-    wait_child(child, timeout, |_| {})?;
-    let mut bytes = Vec::with_capacity(total);
-    std::io::Read::read_to_end(&mut std::fs::File::from(rd), &mut bytes)
-        .map_err(|e| KernelError::Os(format!("reading the helper's answer: {e}")))?;
+    // SAFETY: read_child makes only system calls on `out`, made before the fork.
+    let bytes = answer_from_child(dev, timeout, |path| unsafe {
+        read_child(path, ranges, out)
+    })?;
     if bytes.len() != total {
         return Err(KernelError::from_errno(libc::EIO));
     }
@@ -369,8 +345,22 @@ const FABRICS_ANSWER_MAX: usize = 256;
 /// command) for as long as the transport's own timeouts allow: the request runs in a forked
 /// child, as the other operations do, and its answer comes back through a pipe.
 fn fabrics_in_child(dev: &Path, options: &[u8], timeout: Duration) -> Result<String, KernelError> {
-    let cpath = CString::new(dev.as_os_str().as_bytes())
-        .map_err(|_| KernelError::Os("path holds a NUL byte".into()))?;
+    // SAFETY: fabrics_child makes only system calls on `options` and its own stack.
+    let answer = answer_from_child(dev, timeout, |path| unsafe { fabrics_child(path, options) })?;
+    Ok(String::from_utf8_lossy(&answer).trim().to_string())
+}
+
+/// Runs `body` on `dev`'s path in a forked child whose standard output is a pipe (every other
+/// descriptor closed), waits for it until `timeout`, and returns what it wrote there.
+///
+/// `body` runs after the fork: it must make only async-signal-safe system calls on memory made
+/// before the fork, and return the errno to exit with (0 for success).
+fn answer_from_child(
+    dev: &Path,
+    timeout: Duration,
+    body: impl FnOnce(&CString) -> i32,
+) -> Result<Vec<u8>, KernelError> {
+    let cpath = c_path(dev)?;
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| KernelError::Os(format!("pipe failed: {e}")))?;
     let max_fd = max_fd();
@@ -381,13 +371,11 @@ fn fabrics_in_child(dev: &Path, options: &[u8], timeout: Duration) -> Result<Str
         Ok(ForkResult::Child) => {
             // SAFETY: only system calls, then _exit.
             let code = unsafe {
-                // The answer goes to standard output, which is the pipe: every other
-                // descriptor is closed.
                 if libc::dup2(wr_fd, 1) < 0 {
                     libc::_exit(*libc::__errno_location());
                 }
                 close_inherited(max_fd);
-                fabrics_child(&cpath, options)
+                body(&cpath)
             };
             unsafe { libc::_exit(code) }
         }
@@ -399,7 +387,13 @@ fn fabrics_in_child(dev: &Path, options: &[u8], timeout: Duration) -> Result<Str
     let mut answer = Vec::new();
     std::io::Read::read_to_end(&mut std::fs::File::from(rd), &mut answer)
         .map_err(|e| KernelError::Os(format!("reading the helper's answer: {e}")))?;
-    Ok(String::from_utf8_lossy(&answer).trim().to_string())
+    Ok(answer)
+}
+
+/// `path` for a system call.
+fn c_path(path: &Path) -> Result<CString, KernelError> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| KernelError::Os("path holds a NUL byte".into()))
 }
 
 /// Runs in the forked child: open, write the options, read the answer, hand it on.
@@ -428,8 +422,7 @@ unsafe fn fabrics_child(path: &CString, options: &[u8]) -> i32 {
 }
 
 fn in_child(path: &Path, op: Op<'_>, timeout: Duration) -> Result<(), KernelError> {
-    let cpath = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| KernelError::Os("path holds a NUL byte".into()))?;
+    let cpath = c_path(path)?;
     // Read before the fork: the child closes every descriptor up to it if close_range is missing.
     let max_fd = max_fd();
     // SAFETY: the child only makes async-signal-safe system calls on memory prepared before the

@@ -125,7 +125,7 @@ impl Iscsid for SocketIscsid {
     fn logout(&self, sid: SessionId, timeout: Duration) -> Logout {
         let s = match self.connect(timeout) {
             Ok(s) => s,
-            Err(why) => return Logout::Unavailable(why),
+            Err(why) => return Logout::Unavailable(why.to_string()),
         };
         match exchange(s, SESSION_LOGOUT, sid) {
             Ok(0) | Ok(ERR_SESS_NOT_FOUND) => Logout::Done,
@@ -139,25 +139,46 @@ impl Iscsid for SocketIscsid {
 impl SocketIscsid {
     /// Connects, with `timeout` on each read and write, once the peer proves to run as
     /// `peer_uid` (`SO_PEERCRED`).
-    fn connect(&self, timeout: Duration) -> Result<UnixStream, String> {
+    fn connect(&self, timeout: Duration) -> Result<UnixStream, Unreachable> {
         use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-        let addr = SocketAddr::from_abstract_name(&self.name).map_err(|e| e.to_string())?;
-        let s = UnixStream::connect_addr(&addr).map_err(|e| format!("cannot reach iscsid: {e}"))?;
-        let cred = getsockopt(&s, PeerCredentials)
-            .map_err(|e| format!("iscsid's socket: whose it is is unknown (SO_PEERCRED): {e}"))?;
+        let addr = SocketAddr::from_abstract_name(&self.name).map_err(Unreachable::Connect)?;
+        let s = UnixStream::connect_addr(&addr).map_err(Unreachable::Connect)?;
+        let cred = getsockopt(&s, PeerCredentials).map_err(Unreachable::PeerUnknown)?;
         if cred.uid() != self.peer_uid {
-            return Err(format!(
-                "iscsid's socket is held by process {} of uid {}, not {}: not iscsid, not asked",
-                cred.pid(),
-                cred.uid(),
-                self.peer_uid
-            ));
+            return Err(Unreachable::NotIscsid {
+                pid: cred.pid(),
+                uid: cred.uid(),
+                want: self.peer_uid,
+            });
         }
         s.set_read_timeout(Some(timeout))
             .and_then(|()| s.set_write_timeout(Some(timeout)))
-            .map_err(|e| e.to_string())?;
+            .map_err(Unreachable::Connect)?;
         Ok(s)
     }
+}
+
+/// Why iscsid's socket was not asked.
+#[derive(Debug, thiserror::Error)]
+enum Unreachable {
+    /// No socket, or it took no connection.
+    #[error("cannot reach iscsid: {0}")]
+    Connect(std::io::Error),
+    /// The kernel did not say who holds the socket.
+    #[error("iscsid's socket: whose it is is unknown (SO_PEERCRED): {0}")]
+    PeerUnknown(nix::Error),
+    /// Another user's process holds the name.
+    #[error(
+        "iscsid's socket is held by process {pid} of uid {uid}, not {want}: not iscsid, not asked"
+    )]
+    NotIscsid {
+        /// The holder's process.
+        pid: i32,
+        /// The holder's user.
+        uid: u32,
+        /// The user iscsid runs as.
+        want: u32,
+    },
 }
 
 /// Why an exchange gave no `err`.

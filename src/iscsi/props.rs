@@ -206,7 +206,7 @@ impl AddressingMode {
     }
 
     /// The LUN number the kernel shows (in H:C:T:L, and for a scan) for the array's `lun`.
-    fn kernel_lun(self, lun: Lun) -> std::result::Result<Lun, String> {
+    fn kernel_lun(self, lun: Lun) -> std::result::Result<Lun, NotFlat> {
         let flat = match self {
             AddressingMode::Sam => false,
             AddressingMode::Sam2 => lun.0 >= 256,
@@ -216,15 +216,18 @@ impl AddressingMode {
             return Ok(lun);
         }
         if lun.0 >= FLAT_SPACE {
-            return Err(format!(
-                "{lun} does not fit flat space addressing (LUNs 0 to 16383) of the addressing_mode"
-            ));
+            return Err(NotFlat(lun));
         }
         let kernel = Lun(FLAT_SPACE + lun.0);
         tracing::debug!(%lun, %kernel, "the kernel shows the LUN flat-space addressed");
         Ok(kernel)
     }
 }
+
+/// A LUN that flat space addressing cannot carry (it has 14 bits).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} does not fit flat space addressing (LUNs 0 to 16383) of the addressing_mode")]
+struct NotFlat(Lun);
 
 fn parse_targets(obj: &Map<String, Value>) -> Result<Vec<Target>> {
     let mut targets = Vec::new();

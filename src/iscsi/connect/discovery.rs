@@ -4,7 +4,7 @@
 use tracing::warn;
 
 use crate::error::PathError;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::host::{Cmd, Host};
 use crate::iscsi::node;
 use crate::iscsi::props::{ConnectionProperties, Target};
@@ -20,20 +20,26 @@ pub(super) fn discover(
     props: &ConnectionProperties,
     t: &Target,
     tuning: &Tuning,
-) -> std::result::Result<Vec<(Portal, Iqn)>, String> {
+) -> std::result::Result<Vec<(Portal, Iqn)>, DiscoveryFailed> {
     let portal = t.portal.to_string();
     let out = match &props.discovery_auth {
         None => {
             // In-process: no process, no node database, a few milliseconds.
-            let initiator = crate::iscsi::initiator_name(host)
-                .map_err(|e| e.to_string())?
-                .ok_or("no InitiatorName in initiatorname.iscsi")?;
-            let initiator: Iqn = initiator
-                .parse()
-                .map_err(|e| format!("the host's initiator name {initiator:?}: {e}"))?;
+            let initiator =
+                crate::iscsi::initiator_name(host)?.ok_or(DiscoveryFailed::NoInitiatorName)?;
+            let initiator: Iqn =
+                initiator
+                    .parse()
+                    .map_err(|why| DiscoveryFailed::BadInitiatorName {
+                        name: initiator,
+                        why,
+                    })?;
             return crate::iscsi::sendtargets::client(host)
                 .send_targets(&t.portal, &initiator, tuning.discovery_timeout)
-                .map_err(|e| format!("sendtargets discovery on {portal} failed: {e}"));
+                .map_err(|e| DiscoveryFailed::Refused {
+                    portal: t.portal,
+                    detail: e.to_string(),
+                });
         }
         Some(chap) => {
             // Discovery CHAP lives in a discovery record: create it, set the secret in it (never
@@ -43,16 +49,19 @@ pub(super) fn discover(
                 .args(base)
                 .args(["--op", "new"])
                 .timeout(tuning.command_timeout);
-            let out = host.run(&new).map_err(|e| e.to_string())?;
+            let out = host.run(&new).map_err(Error::from)?;
             if !out.success() {
-                return Err(format!("`{new}` failed: {}", out.tail()));
+                return Err(DiscoveryFailed::Record {
+                    cmd: new.to_string(),
+                    detail: out.tail(),
+                });
             }
             let result = set_discovery_chap(host, t, chap).and_then(|()| {
                 let cmd = Cmd::new("iscsiadm")
                     .args(base)
                     .args(["--discover", "--op", "nonpersistent"])
                     .timeout(tuning.discovery_timeout);
-                host.run(&cmd).map_err(|e| e.to_string())
+                host.run(&cmd).map_err(Error::from)
             });
             let del = Cmd::new("iscsiadm")
                 .args(base)
@@ -65,10 +74,10 @@ pub(super) fn discover(
         }
     };
     if !out.success() && out.code != Some(ISCSI_ERR_NO_OBJS_FOUND) {
-        return Err(format!(
-            "sendtargets discovery on {portal} failed: {}",
-            out.tail()
-        ));
+        return Err(DiscoveryFailed::Refused {
+            portal: t.portal,
+            detail: out.tail(),
+        });
     }
     // Lines look like `127.0.0.1:3260,1 iqn.2003-01.org.linux-iscsi.lab:tgt1`.
     Ok(out
@@ -164,7 +173,7 @@ pub(super) fn check_offered(
                 known.extend(found);
                 results.push(if offered { Ok(()) } else { Err(not_offered(t)) });
             }
-            Err(e) => results.push(Err(PathError::Discovery(e))),
+            Err(e) => results.push(Err(PathError::Discovery(e.to_string()))),
         }
     }
     Ok(results)
@@ -181,14 +190,14 @@ pub(super) fn set_discovery_chap(
     host: &Host,
     t: &Target,
     chap: &crate::iscsi::props::Chap,
-) -> std::result::Result<(), String> {
+) -> Result<()> {
     let dir = host.iscsi_conf(format!(
         "send_targets/{},{}",
         t.portal.address(),
         t.portal.port
     ));
     let file = dir.join("st_config");
-    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
     let text = node::set_keys(
         &text,
         &[
@@ -200,5 +209,40 @@ pub(super) fn set_discovery_chap(
             ),
         ],
     );
-    node::write_private(host, &file, &text).map_err(|e| e.to_string())
+    node::write_private(host, &file, &text)
+}
+
+/// Why a sendtargets discovery gave no list of targets.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DiscoveryFailed {
+    /// The host could not be read or a command not run.
+    #[error(transparent)]
+    Host(#[from] Error),
+    /// initiatorname.iscsi names no initiator.
+    #[error("no InitiatorName in initiatorname.iscsi")]
+    NoInitiatorName,
+    /// The initiator name is not an IQN.
+    #[error("the host's initiator name {name:?}: {why}")]
+    BadInitiatorName {
+        /// As written in initiatorname.iscsi.
+        name: String,
+        /// What is wrong with it.
+        why: crate::types::ParseError,
+    },
+    /// The portal did not answer the discovery, or refused it.
+    #[error("sendtargets discovery on {portal} failed: {detail}")]
+    Refused {
+        /// The portal asked.
+        portal: Portal,
+        /// What the portal or iscsiadm said.
+        detail: String,
+    },
+    /// The discovery record could not be made.
+    #[error("`{cmd}` failed: {detail}")]
+    Record {
+        /// The iscsiadm command.
+        cmd: String,
+        /// Its output's end.
+        detail: String,
+    },
 }

@@ -105,18 +105,8 @@ pub fn connect_volume(
     };
     let span = tracing::info_span!("connect", volume = %props.label(), multipath = opts.multipath);
     let _enter = span.enter();
-    // 0. A multipath connect needs multipathd: without it no map can come, so say so before
-    // any login rather than after every path was attached and undone.
     if opts.multipath {
-        if let Err(e) = host.multipathd_cmd("show daemon", tuning.command_timeout) {
-            return Err(Error::Prerequisite {
-                what: format!(
-                    "{} not connected, nothing was changed: multipathd does not answer ({e}); a \
-                     multipath connect needs it: start multipathd, or connect with --single-path",
-                    props.label()
-                ),
-            });
-        }
+        need_multipathd(host, props, tuning)?;
     }
     // 0b. One portal given and multipath asked: the others come from a discovery on it.
     let discovered = opts
@@ -128,11 +118,7 @@ pub fn connect_volume(
         None => (props, Vec::new()),
     };
     // The sessions to the volume's targets that exist before any login of this connect.
-    let targets: Vec<_> = props.targets.iter().map(|t| (&t.iqn, &t.portal)).collect();
-    let sessions_before: Vec<(Iqn, Portal)> = topology::sessions_of(host, &targets)?
-        .into_iter()
-        .map(|s| (s.iqn, s.portal))
-        .collect();
+    let sessions_before = sessions_now(host, props)?;
     // 1. The paths and the map, with the sendtargets check beside them rather than before:
     // it only confirms what a login finds out anyway, and under load it takes longer than
     // both. A path whose portal does not offer the target fails (and is undone, out of the
@@ -166,15 +152,8 @@ pub fn connect_volume(
                 c.fail_every_path(&why);
             }
         }
-        let offered = match check.map(|h| h.join().expect("discovery thread does not panic")) {
-            None => vec![Ok(()); props.targets.len()],
-            Some(Ok(offered)) => offered,
-            Some(Err(e)) => {
-                let e = PathError::Discovery(format!("sendtargets discovery: {e}"));
-                vec![Err(e); props.targets.len()]
-            }
-        };
-        (c, offered)
+        let checked = check.map(|h| h.join().expect("discovery thread does not panic"));
+        (c, per_path(checked, props.targets.len()))
     });
     // 3. Paths whose portal does not offer the target go.
     c.apply_discovery(&offered);
@@ -182,6 +161,46 @@ pub fn connect_volume(
     let mut connected = c.finish()?;
     connected.discovered_portals = discovered_portals;
     Ok(connected)
+}
+
+/// Step 0: a multipath connect needs multipathd: without it no map can come, so say so before
+/// any login rather than after every path was attached and undone.
+fn need_multipathd(host: &Host, props: &ConnectionProperties, tuning: &Tuning) -> Result<()> {
+    match host.multipathd_cmd("show daemon", tuning.command_timeout) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Error::Prerequisite {
+            what: format!(
+                "{} not connected, nothing was changed: multipathd does not answer ({e}); a \
+                 multipath connect needs it: start multipathd, or connect with --single-path",
+                props.label()
+            ),
+        }),
+    }
+}
+
+/// The sessions to the volume's targets there are now, as (IQN, portal).
+fn sessions_now(host: &Host, props: &ConnectionProperties) -> Result<Vec<(Iqn, Portal)>> {
+    let targets: Vec<_> = props.targets.iter().map(|t| (&t.iqn, &t.portal)).collect();
+    Ok(topology::sessions_of(host, &targets)?
+        .into_iter()
+        .map(|s| (s.iqn, s.portal))
+        .collect())
+}
+
+/// The sendtargets check's answer for each of `n` paths: none asked (every path offered), each
+/// path's, or the check's own failure for every path.
+fn per_path(
+    checked: Option<Result<Vec<std::result::Result<(), PathError>>>>,
+    n: usize,
+) -> Vec<std::result::Result<(), PathError>> {
+    match checked {
+        None => vec![Ok(()); n],
+        Some(Ok(offered)) => offered,
+        Some(Err(e)) => {
+            let e = PathError::Discovery(format!("sendtargets discovery: {e}"));
+            vec![Err(e); n]
+        }
+    }
 }
 
 /// One connect under way: its path attempts, the volume's WWN and its map.

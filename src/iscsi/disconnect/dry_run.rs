@@ -6,9 +6,11 @@ use crate::host::Host;
 use crate::iscsi::props::ConnectionProperties;
 use crate::iscsi::{adm, topology};
 use crate::report::{DisconnectPlan, Thing, Untouched};
+use crate::types::{Iqn, Portal};
 
 use super::plan::{
     disk_thing, map_thing, paths_to_delete_early, records_to_forget, session_thing, session_users,
+    Plan,
 };
 use super::{Disconnect, Tuning};
 use crate::report::DisconnectOptions;
@@ -53,6 +55,19 @@ pub fn disconnect_plan(
             .filter(|d| !early.iter().any(|e| e.name == d.name))
             .map(disk_thing),
     );
+    let kept = plan_sessions(host, props, plan, &mut out)?;
+    plan_records(host, props, plan, &kept, &mut out)?;
+    plan_if_forced(plan, &mut out);
+    Ok(out)
+}
+
+/// The sessions logged out, and those kept because another volume uses them (returned).
+fn plan_sessions(
+    host: &Host,
+    props: &ConnectionProperties,
+    plan: &Plan,
+    out: &mut DisconnectPlan,
+) -> Result<Vec<(Iqn, Portal)>> {
     let mut kept = Vec::new();
     for s in &plan.sessions {
         let others = session_users(host, props, plan, s)?;
@@ -66,17 +81,34 @@ pub fn disconnect_plan(
             });
         }
     }
+    Ok(kept)
+}
+
+/// The node records deleted: those of sessions logged out, unless a session stays on them.
+fn plan_records(
+    host: &Host,
+    props: &ConnectionProperties,
+    plan: &Plan,
+    kept: &[(Iqn, Portal)],
+    out: &mut DisconnectPlan,
+) -> Result<()> {
     // The sessions that stay: those of the host that the disconnect does not log out.
     let staying: Vec<_> = topology::list_sessions(host)?
         .into_iter()
         .filter(|s| !plan.sessions.iter().any(|p| p.id == s.id))
         .collect();
-    for (iqn, portal) in records_to_forget(props, plan, &kept) {
+    for (iqn, portal) in records_to_forget(props, plan, kept) {
         let session_stays = staying.iter().any(|s| s.iqn == iqn && s.portal == portal);
         if adm::node_exists(host, &iqn, &portal)? && !session_stays {
             out.delete.push(Thing::NodeRecord { iqn, portal });
         }
     }
+    Ok(())
+}
+
+/// What a forced disconnect would do beyond a plain one: foreign holders, maps that do not
+/// flush or stay open.
+fn plan_if_forced(plan: &Plan, out: &mut DisconnectPlan) {
     for h in &plan.foreign_holders {
         out.problems.push(format!(
             "{h}: a plain disconnect stops here, nothing removed"
@@ -109,5 +141,4 @@ pub fn disconnect_plan(
             map_thing(m)
         ));
     }
-    Ok(out)
 }

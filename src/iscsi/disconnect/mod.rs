@@ -43,7 +43,7 @@ use plan::{
     devices_left, disk_thing, map_thing, paths_to_delete_early, records_to_forget, session_thing,
     Plan,
 };
-use removal::{delete_disks, logout_if_unused, stop_queueing, Logout};
+use removal::{delete_disks, logout_if_unused, Logout};
 
 /// How long a forced disconnect waits for multipathd to reload a map left open once its paths
 /// are gone (see `keep_left_maps_failing`).
@@ -274,9 +274,7 @@ impl<'a> Disconnect<'a> {
         let is_stuck = |name: &str| stuck.iter().any(|(n, _)| n == name);
         let mut offline: Vec<String> = Vec::new();
         for m in self.plan.maps.iter().filter(|m| is_stuck(&m.dev)) {
-            if let Err(e) = stop_queueing(host, m, tuning) {
-                self.report.fail(Some(map_thing(m)), e);
-            }
+            stop_queueing(host, m, tuning, &mut self.report);
             offline.extend(m.slaves.iter().cloned());
         }
         offline.extend(
@@ -444,9 +442,7 @@ impl<'a> Disconnect<'a> {
                 format!("{e} (forced: going on, what was written since may be lost)"),
             );
         }
-        if let Err(e) = stop_queueing(host, m, tuning) {
-            self.report.fail(Some(map_thing(m)), e);
-        }
+        stop_queueing(host, m, tuning, &mut self.report);
         Ok(())
     }
 
@@ -556,7 +552,7 @@ impl<'a> Disconnect<'a> {
                 }
                 host.pause(watch.as_ref(), pause.take());
             }
-            match stop_queueing(host, &m, tuning) {
+            match multipath::disable_queueing(host, &m, tuning.command_timeout) {
                 Ok(()) => debug!(map = %m.name, "queueing disabled again after the paths went"),
                 Err(e) => debug!(map = %m.name, error = %e, "queueing not disabled again"),
             }
@@ -659,5 +655,13 @@ impl<'a> Disconnect<'a> {
     /// the error with the report.
     fn finish(self) -> Result<DisconnectReport> {
         self.report.finish(self.opts.ignore_errors)
+    }
+}
+
+/// Forced only: map `m` stops queueing I/O while it has no path; a failure goes in the report.
+fn stop_queueing(host: &Host, m: &DmMap, tuning: &Tuning, report: &mut DisconnectReport) {
+    if let Err(e) = multipath::disable_queueing(host, m, tuning.command_timeout) {
+        let why = format!("cannot disable queueing on multipath map {}: {e}", m.name);
+        report.fail(Some(map_thing(m)), why);
     }
 }

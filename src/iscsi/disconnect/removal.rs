@@ -3,7 +3,6 @@
 
 use tracing::{debug, info};
 
-use crate::block::multipath::{self, DmMap};
 use crate::block::scsi::{self, ScsiDisk};
 use crate::error::{Error, Result};
 use crate::host::Host;
@@ -15,17 +14,6 @@ use crate::report::{DisconnectReport, Untouched};
 use crate::types::Wwid;
 
 use super::plan::{disk_thing, session_users, Plan};
-
-/// Forced only: stops map `m` from queueing I/O while it has no path (see
-/// [`multipath::disable_queueing`]); the failure in words for the report.
-pub(super) fn stop_queueing(
-    host: &Host,
-    m: &DmMap,
-    tuning: &Tuning,
-) -> std::result::Result<(), String> {
-    multipath::disable_queueing(host, m, tuning.command_timeout)
-        .map_err(|e| format!("cannot disable queueing on multipath map {}: {e}", m.name))
-}
 
 pub(super) fn delete_disks(
     host: &Host,

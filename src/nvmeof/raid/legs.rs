@@ -65,7 +65,7 @@ const NO_SUPERBLOCK: &str = "No md superblock detected on";
 pub(super) fn classify(host: &Host, dev: &str, timeout: Duration) -> Result<Leg> {
     let found = match signature::probe(host, dev, timeout) {
         Ok(f) => f,
-        Err(why) => return Ok(Leg::Unknown(why)),
+        Err(why) => return Ok(Leg::Unknown(why.to_string())),
     };
     let out = mdadm(host, &["--examine", &format!("/dev/{dev}")], timeout)?;
     if out.success() {
