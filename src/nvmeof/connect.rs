@@ -60,16 +60,19 @@ pub(crate) fn connect_one(
             .collect(),
         ..Made::default()
     };
-    let result = attach(
+    let hostid = identity.id.to_string();
+    let result = Attach {
         host,
-        props,
         target,
-        hostnqn.as_str(),
-        &identity.id.to_string(),
+        hostnqn: hostnqn.as_str(),
+        hostid: &hostid,
         paths,
         tuning,
-        &mut made,
-    );
+        made: &mut made,
+        live: Vec::new(),
+        failed: Vec::new(),
+    }
+    .run(props);
     match result {
         Ok(c) => Ok(c),
         Err(e) => {
@@ -119,59 +122,41 @@ struct Attach<'a> {
     failed: Vec<PathFailure>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn attach(
-    host: &Host,
-    props: &NvmeProperties,
-    target: &NvmeTarget,
-    hostnqn: &str,
-    hostid: &str,
-    paths: Paths,
-    tuning: &NvmeTuning,
-    made: &mut Made,
-) -> Result<NvmeConnected> {
-    let mut a = Attach {
-        host,
-        target,
-        hostnqn,
-        hostid,
-        paths,
-        tuning,
-        made,
-        live: Vec::new(),
-        failed: Vec::new(),
-    };
-    let (missing, waiting) = a.reuse_live()?;
-    a.wait_reconnecting(waiting)?;
-    if paths.every_portal {
-        a.connect_every(&missing)?;
-    } else if a.live.is_empty() {
-        a.connect_first(&missing)?;
-    }
-    for f in &a.failed {
-        warn!(portal = %f.target, "no controller: {}", f.error);
-    }
-    if a.live.is_empty() {
-        return Err(Error::NvmeConnect {
-            volume: props.label(),
-            reason: NvmeNotConnected::NoController(a.failed),
-        });
-    }
-    let ns = wait_namespace(host, props, target, &a.live, paths.head, tuning)?;
-    info!(device = %ns.name, controllers = ?a.live, "connected");
-    Ok(NvmeConnected {
-        device_info: DeviceInfo {
-            kind: "block".into(),
-            path: Some(format!("/dev/{}", ns.name)),
-            ..Default::default()
-        },
-        namespace: ns,
-        controllers: a.live,
-        failed_paths: a.failed,
-    })
-}
-
 impl Attach<'_> {
+    /// Gets a live controller to the target's portals (reused, reconnected or made), then
+    /// waits for the volume's namespace on them.
+    fn run(mut self, props: &NvmeProperties) -> Result<NvmeConnected> {
+        let (missing, waiting) = self.reuse_live()?;
+        self.wait_reconnecting(waiting)?;
+        if self.paths.every_portal {
+            self.connect_every(&missing)?;
+        } else if self.live.is_empty() {
+            self.connect_first(&missing)?;
+        }
+        for f in &self.failed {
+            warn!(portal = %f.target, "no controller: {}", f.error);
+        }
+        if self.live.is_empty() {
+            return Err(Error::NvmeConnect {
+                volume: props.label(),
+                reason: NvmeNotConnected::NoController(self.failed),
+            });
+        }
+        let (host, target, tuning) = (self.host, self.target, self.tuning);
+        let ns = wait_namespace(host, props, target, &self.live, self.paths.head, tuning)?;
+        info!(device = %ns.name, controllers = ?self.live, "connected");
+        Ok(NvmeConnected {
+            device_info: DeviceInfo {
+                kind: "block".into(),
+                path: Some(format!("/dev/{}", ns.name)),
+                ..Default::default()
+            },
+            namespace: ns,
+            controllers: self.live,
+            failed_paths: self.failed,
+        })
+    }
+
     /// Reuses (and rescans) the live controllers already at the target's portals; gives the
     /// portals with none, and the controllers the kernel is reconnecting.
     fn reuse_live(&mut self) -> Result<(Vec<NvmePortal>, Reconnecting)> {
