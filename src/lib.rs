@@ -33,7 +33,7 @@ pub use block::multipath::DmMap;
 pub use block::scsi::ScsiDisk;
 pub use connector::{connector_properties, ConnectorProperties};
 pub use device_info::DeviceInfo;
-pub use error::{Error, ErrorKind, PathError, PathFailure, Result};
+pub use error::{Error, ErrorKind, NvmeNotConnected, PathError, PathFailure, PathTarget, Result};
 pub use iscsi::cleanup::{cleanup, CleanupOptions, CleanupReport, Leftover};
 pub use iscsi::props::{Chap, ConnectionProperties, Target};
 pub use iscsi::topology::{DiskTopology, SessionTopology};

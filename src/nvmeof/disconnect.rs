@@ -44,7 +44,8 @@ fn ns_thing(n: &Namespace) -> Thing {
 }
 
 fn ctrl_thing(c: &Controller) -> Thing {
-    let portal = match (c.transport.as_deref(), c.traddr(), c.trsvcid()) {
+    let transport = c.transport.as_ref().map(ToString::to_string);
+    let portal = match (transport, c.traddr(), c.trsvcid()) {
         (Some(t), Some(std::net::IpAddr::V6(a)), Some(p)) => format!("{t} [{a}]:{p}"),
         (Some(t), Some(a), Some(p)) => format!("{t} {a}:{p}"),
         _ => c.address.clone().unwrap_or_default(),

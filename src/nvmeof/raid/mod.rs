@@ -170,10 +170,12 @@ pub(crate) fn connect_replicated_volume(
         device_info,
         namespace: namespace.ok_or_else(|| Error::NvmeConnect {
             volume: props.label(),
-            detail: "no replica's namespace shows any more".into(),
+            reason: crate::error::NvmeNotConnected::NotOnHost(
+                "no replica's namespace shows any more".into(),
+            ),
         })?,
         controllers,
-        failed_portals: Vec::new(),
+        failed_paths: Vec::new(),
     })
 }
 
@@ -209,7 +211,7 @@ pub(crate) fn connect_replicated(
     if devs.is_empty() {
         return Err(Error::NvmeConnect {
             volume: props.label(),
-            detail: failures.join("; "),
+            reason: crate::error::NvmeNotConnected::Replicas(failures.join("; ")),
         });
     }
     let mut made_array = false;
@@ -368,7 +370,7 @@ fn use_array(
 fn nvme_fail(props: &NvmeProperties, detail: String) -> Error {
     Error::NvmeConnect {
         volume: props.label(),
-        detail,
+        reason: crate::error::NvmeNotConnected::Replicas(detail),
     }
 }
 
