@@ -56,7 +56,12 @@ pub fn extend_volume(host: &Host, props: &NvmeProperties, tuning: &NvmeTuning) -
                 };
                 extend_volume(host, &one, tuning)?;
             }
-            return super::raid::grow(host, &md, tuning).map(Bytes);
+            return crate::block::md::grow(
+                host,
+                &md,
+                tuning.connect_timeout,
+                tuning.resize_deadline,
+            );
         }
     }
     let t = &props.targets[0];
