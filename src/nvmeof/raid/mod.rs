@@ -578,6 +578,3 @@ fn stop_array(
     }
     Ok(report)
 }
-
-#[cfg(test)]
-mod tests;
