@@ -184,6 +184,3 @@ pub(crate) fn flush(
 pub(crate) fn lock_name(nqn: &Nqn) -> String {
     format!("nvme-{nqn}")
 }
-
-#[cfg(test)]
-mod tests;

@@ -533,6 +533,3 @@ fn stop_array(
     }
     Ok(report)
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,15 +1,17 @@
-//! The NVMe-oF connector on the fake host (`testing::nvme`), laid out as the lab's kernel shows
+//! The NVMe-oF connector through its public API (`brick::nvmeof`) on the fake host
+//! (`brick::testing::FakeHost` and its `nvme_*` builders), laid out as the lab's kernel shows
 //! NVMe/TCP in sysfs.
 
 use std::time::Duration;
 
-use super::*;
-use crate::device_info::DeviceInfo;
-use crate::host::KernelError;
-use crate::report::DisconnectOptions;
-use crate::report::{Outcome, Thing};
-use crate::testing::FakeHost;
-use crate::Error;
+use brick::host::KernelError;
+use brick::nvmeof::{
+    connect_volume, disconnect_plan, disconnect_volume, extend_volume, inspect, paths_of,
+    volume_paths, NvmeProperties, NvmeTuning,
+};
+use brick::report::{DisconnectOptions, Outcome, Thing};
+use brick::testing::FakeHost;
+use brick::{DeviceInfo, Error};
 
 const NQN: &str = "nqn.2014-08.org.lab:sub1";
 const U1: &str = "cbee5289-1b94-4aeb-baa3-56414b47eb7d";
@@ -627,7 +629,7 @@ fn the_dry_run_of_a_replicated_volume_stops_the_array_then_detaches_each_replica
     connect_volume(&f.host(), &p, &t()).unwrap();
     let before = f.nvme_controllers();
     let plan = disconnect_plan(&f.host(), &p, None).unwrap();
-    let names = |v: &[crate::report::Thing]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+    let names = |v: &[Thing]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
     let flush = names(&plan.flush);
     assert!(flush[0].contains("md127"), "{flush:?}");
     assert!(
