@@ -13,6 +13,7 @@
 
 mod block;
 mod cleanup;
+mod cleanup_report;
 pub mod config;
 mod connector;
 mod device_info;
@@ -32,10 +33,12 @@ pub mod types;
 
 pub use block::multipath::DmMap;
 pub use block::scsi::ScsiDisk;
-pub use cleanup::{cleanup, CleanupOptions, CleanupReport, Leftover};
+pub use cleanup::{
+    cleanup, cleanup_with, CleanupOptions, CleanupReport, Leftover, NvmeControllerSeen,
+};
 pub use connector::{connector_properties, ConnectorProperties};
 pub use device_info::DeviceInfo;
-pub use error::{Error, ErrorKind, PathError, PathFailure, Result};
+pub use error::{Error, ErrorKind, NvmeNotConnected, PathError, PathFailure, PathTarget, Result};
 pub use iscsi::props::{Chap, ConnectionProperties, Target};
 pub use iscsi::topology::{DiskTopology, SessionTopology};
 pub use iscsi::tuning::Tuning;

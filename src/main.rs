@@ -527,10 +527,8 @@ fn run(
                         ..base
                     };
                     let c = brick::nvmeof::connect_volume(host, &p, &tuning)?;
-                    for (portal, why) in &c.failed_portals {
-                        say(&format!(
-                            "brick: warning: path not attached: {portal}: {why}"
-                        ));
+                    for f in &c.failed_paths {
+                        say(&format!("brick: warning: path not attached: {f}"));
                     }
                     let _ = writeln!(out, "{}", to_json(&c.device_info));
                     return Ok(());
@@ -554,7 +552,7 @@ fn run(
                 VolumeProperties::Iscsi(p) => p,
                 VolumeProperties::Nvmeof(p) => {
                     let bytes = brick::nvmeof::extend_volume(host, &p, &settings.nvme)?;
-                    print_size(bytes, json, out);
+                    print_size(bytes.0, json, out);
                     return Ok(());
                 }
             };
@@ -781,15 +779,15 @@ fn print_nvme_tree(subs: &[brick::nvmeof::Subsystem], out: &mut String) {
                 out,
                 "  ├─ controller {} {} {} [{}]",
                 c.name,
-                opt(&c.transport),
+                c.transport.as_ref().map_or("?".into(), ToString::to_string),
                 opt(&c.address),
-                opt(&c.state)
+                c.state.as_ref().map_or("?".into(), ToString::to_string)
             );
         }
         for h in &s.heads {
             let size = h
                 .size_bytes
-                .map(|b| format!(" {} MiB", b >> 20))
+                .map(|b| format!(" {} MiB", b.0 >> 20))
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
@@ -883,7 +881,7 @@ fn print_tree(topo: &[brick::SessionTopology], out: &mut String) {
             let size = d
                 .disk
                 .size_bytes
-                .map(|b| format!(" {} MiB", b >> 20))
+                .map(|b| format!(" {} MiB", b.0 >> 20))
                 .unwrap_or_default();
             let map = d
                 .map

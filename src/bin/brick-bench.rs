@@ -88,7 +88,7 @@ fn handle_nvme(host: &Host, req: &Value) -> Value {
                 "secs": secs,
                 "device_info": serde_json::to_value(&c.device_info).unwrap_or(Value::Null),
                 "controllers": c.controllers,
-                "failed_paths": c.failed_portals.len(),
+                "failed_paths": c.failed_paths.len(),
             }),
             Err(e) => fail(e, Some(secs)),
         };

@@ -85,7 +85,6 @@ fn live_slaves(host: &Host, dev: &str) -> Result<Vec<String>> {
 /// The multipath map of `wwid` that holds one of `paths`, read from those paths' holders only
 /// (a host may have hundreds of maps; a wait polls this). `None` when none of them is in it.
 pub fn map_holding(host: &Host, wwid: &Wwid, paths: &[String]) -> Result<Option<DmMap>> {
-    let uuid = wwid.mpath_uuid();
     for p in paths {
         let holders = match host.list(&host.sys(format!("block/{p}/holders"))) {
             Ok(h) => h,
@@ -93,11 +92,7 @@ pub fn map_holding(host: &Host, wwid: &Wwid, paths: &[String]) -> Result<Option<
             Err(e) => return Err(e.into()),
         };
         for dev in holders.into_iter().filter(|h| h.starts_with("dm-")) {
-            let attr = host.sys(format!("block/{dev}/dm/uuid"));
-            if host.read_dm_attr(&attr)?.as_deref() != Some(uuid.as_str()) {
-                continue;
-            }
-            if let Some(m) = DmMap::read(host, &dev)?.filter(|m| m.is_multipath_of(wwid)) {
+            if let Some(m) = read_if_map_of(host, &dev, wwid)? {
                 return Ok(Some(m));
             }
         }
@@ -130,15 +125,19 @@ pub fn maps_of(host: &Host, wwid: &Wwid) -> Result<Vec<DmMap>> {
         .into_iter()
         .filter(|n| n.starts_with("dm-"))
     {
-        let attr = host.sys(format!("block/{dev}/dm/uuid"));
-        if host.read_dm_attr(&attr)?.as_deref() != Some(uuid.as_str()) {
-            continue;
-        }
-        if let Some(m) = DmMap::read(host, &dev)?.filter(|m| m.is_multipath_of(wwid)) {
-            maps.push(m);
-        }
+        maps.extend(read_if_map_of(host, &dev, wwid)?);
     }
     Ok(maps)
+}
+
+/// The device-mapper device `dev` when it is the multipath map of `wwid`: its uuid is read
+/// first, the rest only for the map that matches.
+fn read_if_map_of(host: &Host, dev: &str, wwid: &Wwid) -> Result<Option<DmMap>> {
+    let attr = host.sys(format!("block/{dev}/dm/uuid"));
+    if host.read_dm_attr(&attr)?.as_deref() != Some(wwid.mpath_uuid().as_str()) {
+        return Ok(None);
+    }
+    Ok(DmMap::read(host, dev)?.filter(|m| m.is_multipath_of(wwid)))
 }
 
 /// Removes the multipath map `m` in-process, as `multipath -f` does without starting it: its
@@ -160,13 +159,38 @@ pub fn remove_map(
         let Ok(Some(part)) = DmMap::read(host, &h) else {
             continue;
         };
-        let is_partition =
-            part.uuid.starts_with("part") && part.uuid.ends_with(&format!("-{}", m.uuid));
-        if is_partition {
+        if is_partition_of(&part.uuid, &m.uuid) {
             remove_dm(host, &part, backoff, timeout)?;
         }
     }
     remove_dm(host, m, backoff, timeout)
+}
+
+/// The partition maps of the map `dev` (`dm-N`): the device-mapper devices holding it whose uuid
+/// is `partN-` followed by its own (see [`is_partition_of`]).
+pub(crate) fn partition_maps(host: &Host, dev: &str) -> Vec<String> {
+    let uuid_of = |d: &str| {
+        host.read_dm_attr(&host.sys(format!("block/{d}/dm/uuid")))
+            .ok()
+            .flatten()
+    };
+    let Some(uuid) = uuid_of(dev) else {
+        return Vec::new();
+    };
+    host.list(&host.sys(format!("block/{dev}/holders")))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|h| uuid_of(h).is_some_and(|u| is_partition_of(&u, &uuid)))
+        .collect()
+}
+
+/// Whether the device-mapper uuid `uuid` is that of a partition map kpartx made on the map of
+/// uuid `map_uuid`: `partN-<map_uuid>`, N a number.
+fn is_partition_of(uuid: &str, map_uuid: &str) -> bool {
+    uuid.strip_suffix(map_uuid)
+        .and_then(|p| p.strip_suffix('-'))
+        .and_then(|p| p.strip_prefix("part"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn remove_dm(
@@ -598,6 +622,23 @@ mod tests {
         assert!(std::fs::read_to_string(record)
             .unwrap()
             .contains("E:DM_MULTIPATH_DEVICE_PATH=0"));
+    }
+
+    #[test]
+    fn only_kpartx_partition_maps_of_the_map_count_as_its_partitions() {
+        let map = "mpath-36001405deadbeef";
+        for (uuid, is) in [
+            ("part1-mpath-36001405deadbeef", true),
+            ("part12-mpath-36001405deadbeef", true),
+            ("part-mpath-36001405deadbeef", false),
+            ("partx-mpath-36001405deadbeef", false),
+            ("part1-mpath-36001405deadbeef0", false),
+            ("part1-mpath-16001405deadbeef", false),
+            ("LVM-abc-mpath-36001405deadbeef", false),
+            ("mpath-36001405deadbeef", false),
+        ] {
+            assert_eq!(is_partition_of(uuid, map), is, "{uuid}");
+        }
     }
 
     #[test]

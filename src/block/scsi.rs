@@ -8,8 +8,11 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::host::{Host, KernelError};
-use crate::retry::{retry, Backoff, Pause, Retried};
-use crate::types::{DiskState, ScsiAddress, Wwid};
+use crate::retry::{Backoff, Pause, Retried};
+use crate::types::{Bytes, DiskState, ScsiAddress, Wwid};
+
+use super::flush::{flush_devices, Depth};
+use super::multipath::partition_maps;
 
 /// Why brick did not act on a SCSI disk, naming it.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +76,7 @@ pub struct ScsiDisk {
     /// The device-mapper devices that hold it (`dm-N`), from `holders/`.
     pub holders: Vec<String>,
     /// Size in bytes, from `size` (512-byte sectors).
-    pub size_bytes: Option<u64>,
+    pub size_bytes: Option<Bytes>,
 }
 
 impl ScsiDisk {
@@ -82,7 +85,7 @@ impl ScsiDisk {
         let size_bytes = host
             .read_attr_opt(&host.sys(format!("block/{name}/size")))?
             .and_then(|s| s.parse::<u64>().ok())
-            .map(|sectors| sectors * 512);
+            .map(Bytes::from_sectors);
         Ok(ScsiDisk {
             name: name.to_string(),
             address,
@@ -152,13 +155,7 @@ pub fn addresses_under(
     Ok(out)
 }
 
-/// How a device flush failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot flush {device}: {reason}")]
-pub struct FlushError {
-    pub device: PathBuf,
-    pub reason: KernelError,
-}
+pub use super::flush::FlushError;
 
 /// Writes back the dirty pages of `/dev/NAME` and drops its cache, retrying errors with `backoff`;
 /// each attempt may block up to `timeout` (a device whose paths are down blocks), and an attempt
@@ -175,62 +172,23 @@ pub fn flush(
     backoff: &Backoff,
     timeout: Duration,
 ) -> Result<(), Retried<FlushError>> {
-    let is_map = name.starts_with("dm-");
-    retry(
-        host.time(),
+    if !name.starts_with("dm-") {
+        let path = || vec![name.to_string()];
+        return flush_devices(host, name, path, Depth::PageCache, backoff, timeout);
+    }
+    let map_and_partitions = || {
+        let mut devs = partition_maps(host, name);
+        devs.push(name.to_string());
+        devs
+    };
+    flush_devices(
+        host,
+        name,
+        map_and_partitions,
+        Depth::Stable,
         backoff,
-        &format!("flush {}", host.dev_node(name).display()),
-        |e: &FlushError| !matches!(e.reason, KernelError::TimedOut(_)),
-        || {
-            if !is_map {
-                let device = host.dev_node(name);
-                return host
-                    .kern()
-                    .flush_buffers(&device, timeout)
-                    .map_err(|reason| FlushError { device, reason });
-            }
-            let deadline = Instant::now() + timeout;
-            for dev in partition_maps(host, name)
-                .into_iter()
-                .chain([name.to_string()])
-            {
-                let device = host.dev_node(&dev);
-                let left = deadline.saturating_duration_since(Instant::now());
-                let done = if left.is_zero() {
-                    Err(KernelError::TimedOut(timeout))
-                } else {
-                    host.kern().flush_and_sync(&device, left)
-                };
-                done.map_err(|reason| FlushError { device, reason })?;
-            }
-            Ok(())
-        },
+        timeout,
     )
-}
-
-/// The partition maps of the map `dev` (`dm-N`): the device-mapper devices holding it whose uuid
-/// is `partN-` followed by its own.
-fn partition_maps(host: &Host, dev: &str) -> Vec<String> {
-    let uuid_of = |d: &str| {
-        host.read_dm_attr(&host.sys(format!("block/{d}/dm/uuid")))
-            .ok()
-            .flatten()
-    };
-    let Some(uuid) = uuid_of(dev) else {
-        return Vec::new();
-    };
-    host.list(&host.sys(format!("block/{dev}/holders")))
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|h| {
-            uuid_of(h).is_some_and(|u| {
-                u.strip_suffix(uuid.as_str())
-                    .and_then(|p| p.strip_suffix('-'))
-                    .and_then(|p| p.strip_prefix("part"))
-                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-            })
-        })
-        .collect()
 }
 
 /// Asks the kernel to remove the SCSI disk `name` (`device/delete`). The write can block while the

@@ -206,9 +206,7 @@ impl SystemRunner {
             std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
     }
-}
 
-impl SystemRunner {
     /// Where `cmd`'s program is, or why it cannot run.
     fn program_for(&self, cmd: &Cmd, shown: &str) -> Result<PathBuf, CmdError> {
         self.program_path(&cmd.argv[0])
@@ -248,14 +246,13 @@ fn spawn(program: &Path, cmd: &Cmd, shown: &str) -> Result<Child, CmdError> {
 /// Waits for `child` until `cmd`'s deadline (counted from `started`), showing progress; at the
 /// deadline kills its process group and reaps it.
 fn wait_or_kill(
-    child: Child,
+    mut child: Child,
     cmd: &Cmd,
     shown: &str,
     started: Instant,
 ) -> Result<ExitStatus, CmdError> {
     let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
     let (tx, rx) = mpsc::channel();
-    let mut child = child;
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());
     });

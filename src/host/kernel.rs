@@ -249,9 +249,7 @@ fn read_in_child(
     let skip = buf.as_ptr().align_offset(DIRECT_ALIGN);
     let out = buf[skip..].as_mut_ptr();
     // SAFETY: read_child makes only system calls on `out`, made before the fork.
-    let bytes = answer_from_child(dev, timeout, |path| unsafe {
-        read_child(path, ranges, out)
-    })?;
+    let bytes = unsafe { answer_from_child(dev, timeout, |path| read_child(path, ranges, out)) }?;
     if bytes.len() != total {
         return Err(KernelError::from_errno(libc::EIO));
     }
@@ -346,16 +344,19 @@ const FABRICS_ANSWER_MAX: usize = 256;
 /// child, as the other operations do, and its answer comes back through a pipe.
 fn fabrics_in_child(dev: &Path, options: &[u8], timeout: Duration) -> Result<String, KernelError> {
     // SAFETY: fabrics_child makes only system calls on `options` and its own stack.
-    let answer = answer_from_child(dev, timeout, |path| unsafe { fabrics_child(path, options) })?;
+    let answer = unsafe { answer_from_child(dev, timeout, |path| fabrics_child(path, options)) }?;
     Ok(String::from_utf8_lossy(&answer).trim().to_string())
 }
 
 /// Runs `body` on `dev`'s path in a forked child whose standard output is a pipe (every other
 /// descriptor closed), waits for it until `timeout`, and returns what it wrote there.
 ///
-/// `body` runs after the fork: it must make only async-signal-safe system calls on memory made
-/// before the fork, and return the errno to exit with (0 for success).
-fn answer_from_child(
+/// `body` returns the errno to exit with (0 for success).
+///
+/// # Safety
+/// `body` runs in the child of a fork of a process with other threads: it must make only
+/// async-signal-safe system calls on memory made before the fork (no allocation, no lock).
+unsafe fn answer_from_child(
     dev: &Path,
     timeout: Duration,
     body: impl FnOnce(&CString) -> i32,
@@ -363,25 +364,9 @@ fn answer_from_child(
     let cpath = c_path(dev)?;
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| KernelError::Os(format!("pipe failed: {e}")))?;
-    let max_fd = max_fd();
     let wr_fd = std::os::fd::AsRawFd::as_raw_fd(&wr);
-    // SAFETY: the child only makes async-signal-safe system calls on memory prepared before the
-    // fork, then leaves with _exit (see `in_child`).
-    let child = match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            // SAFETY: only system calls, then _exit.
-            let code = unsafe {
-                if libc::dup2(wr_fd, 1) < 0 {
-                    libc::_exit(*libc::__errno_location());
-                }
-                close_inherited(max_fd);
-                body(&cpath)
-            };
-            unsafe { libc::_exit(code) }
-        }
-        Ok(ForkResult::Parent { child }) => child,
-        Err(e) => return Err(KernelError::Os(format!("fork failed: {e}"))),
-    };
+    // SAFETY: `body` keeps to what fork_child asks (the caller's promise).
+    let child = unsafe { fork_child(Some(wr_fd), || body(&cpath)) }?;
     drop(wr);
     wait_child(child, timeout, |_| {})?;
     let mut answer = Vec::new();
@@ -423,22 +408,8 @@ unsafe fn fabrics_child(path: &CString, options: &[u8]) -> i32 {
 
 fn in_child(path: &Path, op: Op<'_>, timeout: Duration) -> Result<(), KernelError> {
     let cpath = c_path(path)?;
-    // Read before the fork: the child closes every descriptor up to it if close_range is missing.
-    let max_fd = max_fd();
-    // SAFETY: the child only makes async-signal-safe system calls on memory prepared before the
-    // fork (the path and the value), then leaves with _exit; it never returns into Rust code.
-    let child = match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            // SAFETY: only system calls, then _exit (see above).
-            let code = unsafe {
-                close_inherited(max_fd);
-                child_op(&cpath, &op)
-            };
-            unsafe { libc::_exit(code) }
-        }
-        Ok(ForkResult::Parent { child }) => child,
-        Err(e) => return Err(KernelError::Os(format!("fork failed: {e}"))),
-    };
+    // SAFETY: child_op makes only system calls on the path and the value, made before the fork.
+    let child = unsafe { fork_child(None, || child_op(&cpath, &op)) }?;
     let start = Instant::now();
     let what = match op {
         Op::Flush | Op::FlushAndSync => format!("the flush of {}", path.display()),
@@ -451,6 +422,39 @@ fn in_child(path: &Path, op: Op<'_>, timeout: Duration) -> Result<(), KernelErro
     };
     let mut progress = Progress::new(what, start, Some(timeout));
     wait_child(child, timeout, |now| progress.tick(now))
+}
+
+/// Forks a child that points its standard output at `stdout` (when given), closes every other
+/// descriptor it inherited, runs `body` and exits with what `body` returns (an errno, 0 for
+/// success). It never returns into Rust code.
+///
+/// # Safety
+/// `body` runs in the child of a fork of a process with other threads: it must make only
+/// async-signal-safe system calls on memory made before the fork (no allocation, no lock).
+unsafe fn fork_child(
+    stdout: Option<libc::c_int>,
+    body: impl FnOnce() -> i32,
+) -> Result<Pid, KernelError> {
+    // Read before the fork: the child closes every descriptor up to it if close_range is missing.
+    let max_fd = max_fd();
+    // SAFETY: the child only makes async-signal-safe system calls (the caller's promise for
+    // `body`), then leaves with _exit.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            // SAFETY: only system calls, then _exit.
+            unsafe {
+                if let Some(fd) = stdout {
+                    if libc::dup2(fd, 1) < 0 {
+                        libc::_exit(*libc::__errno_location());
+                    }
+                }
+                close_inherited(max_fd);
+                libc::_exit(body())
+            }
+        }
+        Ok(ForkResult::Parent { child }) => Ok(child),
+        Err(e) => Err(KernelError::Os(format!("fork failed: {e}"))),
+    }
 }
 
 /// Leaves a child blocked in the kernel to finish on its own. SIGKILL takes effect when the system

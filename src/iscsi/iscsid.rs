@@ -332,6 +332,17 @@ mod tests {
     }
 
     #[test]
+    fn a_socket_name_that_cannot_be_reached_says_iscsid_is_not_reached() {
+        // Past what an abstract name holds (107 bytes): no connect is tried, and the reason
+        // says what was not reached rather than the bare OS error.
+        let c = SocketIscsid::at(&[b'x'; 200], me());
+        match c.logout(SessionId(1), Duration::from_secs(1)) {
+            Logout::Unavailable(why) => assert!(why.starts_with("cannot reach iscsid: "), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn a_socket_not_held_by_root_is_not_asked() {
         // The abstract name has no permissions: when iscsid is down, any user may listen there.
         let (name, server) = fake_iscsid(16, Answer::Err(0));

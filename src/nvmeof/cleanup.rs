@@ -25,12 +25,11 @@ use std::time::Duration;
 use tracing::{debug, info};
 
 use super::props::Nqn;
-use super::sysfs::{self, Controller, Subsystem};
+use super::sysfs::{self, Controller, ControllerTransport, Subsystem};
 use super::{lock_name, NvmeTuning};
-use crate::cleanup::{CleanupOptions, CleanupReport, Leftover};
+use crate::cleanup_report::{CleanupOptions, CleanupReport, Leftover, NvmeControllerSeen};
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::iscsi::tuning::Tuning;
 use crate::time::Pause;
 
 /// What became of a leftover that did not fail.
@@ -54,7 +53,11 @@ impl Findings {
 }
 
 /// Finds the NVMe-oF leftovers on `host` and, with `opts.apply`, removes them.
-pub(crate) fn cleanup(host: &Host, opts: CleanupOptions, tuning: &Tuning) -> Result<CleanupReport> {
+pub(crate) fn cleanup(
+    host: &Host,
+    opts: CleanupOptions,
+    tuning: &NvmeTuning,
+) -> Result<CleanupReport> {
     let span = tracing::info_span!("nvme_cleanup", apply = opts.apply);
     let _enter = span.enter();
     let f = find(host, opts.grace)?;
@@ -196,9 +199,20 @@ fn memberless_arrays(host: &Host, out: &mut Findings) -> Result<Vec<(String, Vec
     Ok(found)
 }
 
+/// Controller `c` as the report names it.
+fn seen(c: &Controller) -> NvmeControllerSeen {
+    NvmeControllerSeen {
+        name: c.name.clone(),
+        nqn: c.subsysnqn.clone(),
+        transport: c.transport.as_ref().map(ToString::to_string),
+        address: c.address.clone(),
+        hostnqn: c.hostnqn.clone(),
+    }
+}
+
 /// Whether controller `c` is one brick makes (TCP or RDMA; never a local PCIe drive).
 fn is_fabrics(c: &Controller) -> bool {
-    matches!(c.transport.as_deref(), Some("tcp" | "rdma"))
+    matches!(c.transport, Some(ControllerTransport::Fabric(_)))
 }
 
 /// Whether the kernel is deleting controller `name` already.
@@ -252,15 +266,20 @@ fn idle_controllers(
     host: &Host,
     hostnqn: Option<&str>,
     out: &mut Findings,
-) -> Result<Vec<Controller>> {
+) -> Result<Vec<NvmeControllerSeen>> {
     let mut found = Vec::new();
     for c in sysfs::controllers(host)? {
         if !is_fabrics(&c) || !c.namespaces.is_empty() || deleting(host, &c.name)? {
             continue;
         }
         match idle_why_not(host, &c, hostnqn)? {
-            None => found.push(c),
-            Some(why) => out.leave(Leftover::NvmeController { controller: c }, why),
+            None => found.push(seen(&c)),
+            Some(why) => out.leave(
+                Leftover::NvmeController {
+                    controller: seen(&c),
+                },
+                why,
+            ),
         }
     }
     Ok(found)
@@ -270,17 +289,13 @@ fn idle_controllers(
 /// serves a namespace now, or it is no longer brick's to remove.
 fn controller_must_stay(
     host: &Host,
-    was: &Controller,
+    was: &NvmeControllerSeen,
     hostnqn: Option<&str>,
 ) -> Result<Option<String>> {
     let Some(now) = sysfs::controller(host, &was.name)? else {
         return Ok(Some("it is gone".into()));
     };
-    let same = now.subsysnqn == was.subsysnqn
-        && now.address == was.address
-        && now.hostnqn == was.hostnqn
-        && now.transport == was.transport;
-    if !same {
+    if seen(&now) != *was {
         return Ok(Some("another controller has the name now".into()));
     }
     if !now.namespaces.is_empty() {
@@ -294,7 +309,7 @@ fn controller_must_stay(
 }
 
 /// Removes one leftover after checking again that it still is one.
-fn remove(host: &Host, l: &Leftover, tuning: &Tuning) -> Result<Done> {
+fn remove(host: &Host, l: &Leftover, tuning: &NvmeTuning) -> Result<Done> {
     match l {
         Leftover::MdArray { md, .. } => remove_array(host, md, tuning),
         Leftover::NvmeController { controller } => remove_controller(host, controller, tuning),
@@ -307,27 +322,23 @@ fn failed_on(host: &Host, name: &str, what: String) -> Error {
     Error::io(&host.dev_node(name), std::io::Error::other(what))
 }
 
-fn remove_array(host: &Host, md: &str, tuning: &Tuning) -> Result<Done> {
+fn remove_array(host: &Host, md: &str, tuning: &NvmeTuning) -> Result<Done> {
     if !host.sys(format!("block/{md}/md")).exists() {
         return Ok(Done::Removed);
     }
     if let Some(why) = array_must_stay(host, md)? {
         return Ok(Done::Kept(why));
     }
-    let nvme = NvmeTuning {
-        delete_timeout: tuning.delete_timeout,
-        removal_deadline: tuning.removal_deadline,
-        ..NvmeTuning::default()
-    };
-    super::raid::stop_md(host, md, &nvme).map_err(|e| failed_on(host, md, e))?;
+    crate::block::md::stop(host, md, tuning.delete_timeout, tuning.removal_deadline)
+        .map_err(|e| failed_on(host, md, e.to_string()))?;
     if host.sys(format!("block/{md}/md")).exists() {
         return Err(failed_on(host, md, "still there after its stop".into()));
     }
     Ok(Done::Removed)
 }
 
-fn remove_controller(host: &Host, c: &Controller, tuning: &Tuning) -> Result<Done> {
-    let Some(nqn) = c.subsysnqn.as_deref().and_then(|n| n.parse::<Nqn>().ok()) else {
+fn remove_controller(host: &Host, c: &NvmeControllerSeen, tuning: &NvmeTuning) -> Result<Done> {
+    let Some(nqn) = c.nqn.as_deref().and_then(|n| n.parse::<Nqn>().ok()) else {
         return Ok(Done::Kept(
             "its subsystem NQN is not one brick can lock".into(),
         ));

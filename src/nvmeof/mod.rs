@@ -18,13 +18,14 @@ pub(crate) mod volume;
 
 use std::time::Duration;
 
+use crate::block::flush::{flush_devices, Depth};
 use crate::host::{Host, KernelError};
-use crate::retry::{retry, Backoff, Retried};
+use crate::retry::{Backoff, Retried};
 
 pub use connect::NvmeConnected;
 pub use identity::{host_identity, HostIdentity};
 pub use props::{Nqn, NvmePortal, NvmeProperties, NvmeTarget, Transport, Uuid};
-pub use sysfs::{Controller, Namespace, Subsystem};
+pub use sysfs::{Controller, ControllerState, ControllerTransport, Namespace, Subsystem};
 pub use volume::{extend_volume, inspect, paths_of, volume_paths};
 
 /// Attaches the volume `props` names: controllers to its portals, then its namespace.
@@ -169,14 +170,12 @@ pub(crate) fn flush(
     name: &str,
     tuning: &NvmeTuning,
 ) -> std::result::Result<(), Retried<KernelError>> {
-    let device = host.dev_node(name);
-    retry(
-        host.time(),
-        &tuning.flush_backoff,
-        &format!("flush {}", device.display()),
-        |e: &KernelError| !matches!(e, KernelError::TimedOut(_)),
-        || host.kern().flush_and_sync(&device, tuning.flush_timeout),
-    )
+    let head = || vec![name.to_string()];
+    let (backoff, timeout) = (&tuning.flush_backoff, tuning.flush_timeout);
+    flush_devices(host, name, head, Depth::Stable, backoff, timeout).map_err(|r| Retried {
+        attempts: r.attempts,
+        error: r.error.reason,
+    })
 }
 
 /// The host-wide lock of subsystem `nqn`: connect holds it from the first controller to the
@@ -186,6 +185,3 @@ pub(crate) fn flush(
 pub(crate) fn lock_name(nqn: &Nqn) -> String {
     format!("nvme-{nqn}")
 }
-
-#[cfg(test)]
-mod tests;

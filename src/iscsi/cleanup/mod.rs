@@ -24,7 +24,7 @@
 use tracing::info;
 
 use crate::block::multipath::DmMap;
-use crate::cleanup::{CleanupOptions, CleanupReport, Leftover};
+use crate::cleanup_report::{CleanupOptions, CleanupReport, Leftover};
 use crate::error::Result;
 use crate::host::Host;
 use crate::iscsi::tuning::Tuning;

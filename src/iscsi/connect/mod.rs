@@ -9,7 +9,6 @@ mod scan;
 mod undo;
 
 use discovery::check_offered;
-use login::login;
 use map::{hand_paths_to_multipathd, register_wwid, tell_udev_of_the_map, wait_or_build_map};
 use scan::{lun_on_session, rescan_present_disk, scan_until_present, wait_for_disk};
 use undo::{remove_map_of_failed_connect, remove_pathless_maps, undo};
@@ -134,11 +133,17 @@ pub fn connect_volume(
             })
         });
         let handoff = Handoff::new(host, tuning, opts.multipath);
+        let attach = Attach {
+            host,
+            props,
+            iface: &iface,
+            tuning,
+        };
         let mut c = Connect {
             host,
             props,
             tuning,
-            attempts: attach_paths(host, props, &opts, &iface, tuning, &handoff),
+            attempts: attach.paths(opts.multipath, &handoff),
             wwid: None,
             map: None,
             registered: false,
@@ -312,17 +317,15 @@ impl Connect<'_> {
     /// The connected volume, once the failed paths are undone; or, when no path is up, the
     /// error, once everything this connect made is undone.
     fn finish(mut self) -> Result<Connected> {
-        let failed: Vec<PathFailure> = self
-            .attempts
-            .iter()
-            .filter_map(|a| {
-                a.result.as_ref().err().map(|e| PathFailure {
-                    portal: a.target.portal,
-                    iqn: a.target.iqn.clone(),
-                    error: e.clone(),
+        let failed: Vec<PathFailure> =
+            self.attempts
+                .iter()
+                .filter_map(|a| {
+                    a.result.as_ref().err().map(|e| {
+                        PathFailure::iscsi(a.target.portal, a.target.iqn.clone(), e.clone())
+                    })
                 })
-            })
-            .collect();
+                .collect();
         let paths = up_paths(&self.attempts);
         let Some(wwid) = self.wwid.clone().filter(|_| !paths.is_empty()) else {
             self.undo_all();
@@ -507,71 +510,106 @@ fn up_paths(attempts: &[PathAttempt]) -> Vec<String> {
         .collect()
 }
 
-/// With `multipath`, every path at once, each handed to multipathd as soon as its disk shows;
-/// else one portal after the other until one works.
-fn attach_paths(
-    host: &Host,
-    props: &ConnectionProperties,
-    opts: &ConnectOptions,
-    iface: &Iface,
-    tuning: &Tuning,
-    handoff: &Handoff,
-) -> Vec<PathAttempt> {
-    if opts.multipath {
-        return crate::par::par_map(&props.targets, |t| {
-            let a = connect_path(host, props, t, iface, tuning);
-            if let Ok((_, disk)) = &a.result {
-                handoff.offer(disk);
+/// What every path of one connect works with: the host, the volume, the interface its sessions
+/// use and the tuning.
+#[derive(Clone, Copy)]
+struct Attach<'a> {
+    host: &'a Host,
+    props: &'a ConnectionProperties,
+    iface: &'a Iface,
+    tuning: &'a Tuning,
+}
+
+impl Attach<'_> {
+    /// With `multipath`, every path at once, each handed to multipathd as soon as its disk
+    /// shows; else one portal after the other until one works.
+    fn paths(&self, multipath: bool, handoff: &Handoff) -> Vec<PathAttempt> {
+        if multipath {
+            return crate::par::par_map(&self.props.targets, |t| {
+                let a = self.path(t);
+                if let Ok((_, disk)) = &a.result {
+                    handoff.offer(disk);
+                }
+                a
+            });
+        }
+        let mut attempts = Vec::new();
+        for t in &self.props.targets {
+            let a = self.path(t);
+            let done = a.result.is_ok();
+            attempts.push(a);
+            if done {
+                break;
             }
-            a
-        });
+        }
+        attempts
     }
-    let mut attempts = Vec::new();
-    for t in &props.targets {
-        let a = connect_path(host, props, t, iface, tuning);
-        let done = a.result.is_ok();
-        attempts.push(a);
-        if done {
-            break;
+
+    /// One portal's attempt, with what it created.
+    fn path(&self, target: &Target) -> PathAttempt {
+        let mut created = Created::default();
+        let result = self.attach_path(target, &mut created);
+        PathAttempt {
+            target: target.clone(),
+            created,
+            result,
         }
     }
-    attempts
-}
 
-fn connect_path(
-    host: &Host,
-    props: &ConnectionProperties,
-    target: &Target,
-    iface: &Iface,
-    tuning: &Tuning,
-) -> PathAttempt {
-    let mut created = Created::default();
-    let result = attach_path(host, props, target, iface, tuning, &mut created);
-    PathAttempt {
-        target: target.clone(),
-        created,
-        result,
+    fn attach_path(
+        &self,
+        t: &Target,
+        created: &mut Created,
+    ) -> std::result::Result<(SessionId, ScsiDisk), PathError> {
+        let span = tracing::debug_span!("path", portal = %t.portal, iqn = %t.iqn, lun = %t.lun);
+        let _enter = span.enter();
+        let lun = self.lun_under_lock(t, created)?;
+        let disk = wait_for_disk(self.host, lun.session, t, lun.deadline, self.tuning)?;
+        // A disk that was there before this connect (another attach of the same volume) is not
+        // ours to remove if the connect fails; one we scanned, or found on a session we made, is.
+        if lun.scanned || created.session.is_some() {
+            created.disk = Some(disk.name.clone());
+        }
+        Ok((lun.session, disk))
     }
-}
 
-fn attach_path(
-    host: &Host,
-    props: &ConnectionProperties,
-    t: &Target,
-    iface: &Iface,
-    tuning: &Tuning,
-    created: &mut Created,
-) -> std::result::Result<(SessionId, ScsiDisk), PathError> {
-    let span = tracing::debug_span!("path", portal = %t.portal, iqn = %t.iqn, lun = %t.lun);
-    let _enter = span.enter();
-    let lun = lun_under_lock(host, props, t, iface, tuning, created)?;
-    let disk = wait_for_disk(host, lun.session, t, lun.deadline, tuning)?;
-    // A disk that was there before this connect (another attach of the same volume) is not ours
-    // to remove if the connect fails; one we scanned, or found on a session we made, is.
-    if lun.scanned || created.session.is_some() {
-        created.disk = Some(disk.name.clone());
+    /// Under the target's lock, held until the LUN's SCSI device exists so that a disconnect of
+    /// another volume on the same session cannot log out in between: reuses the session to the
+    /// target or logs in, then rescans the LUN's disk when it was there already, or scans for
+    /// it.
+    fn lun_under_lock(
+        &self,
+        t: &Target,
+        created: &mut Created,
+    ) -> std::result::Result<LunOnSession, PathError> {
+        let (host, tuning) = (self.host, self.tuning);
+        let _lock = host
+            .lock(&target_lock_name(&t.iqn, &t.portal))
+            .map_err(PathError::host)?;
+        let session = match topology::find_session_on(host, &t.iqn, &t.portal, &self.iface.name)
+            .map_err(PathError::host)?
+        {
+            Some(sid) => {
+                debug!(session = %sid, "reusing session");
+                sid
+            }
+            None => self.login(t, created)?,
+        };
+        // The device deadline counts from the session, not from the wait for the lock or the
+        // login.
+        let deadline = host.time().now() + tuning.device_deadline;
+        let present = lun_on_session(host, session, t.lun)?;
+        if present {
+            rescan_present_disk(host, session, t, tuning)?;
+        } else {
+            scan_until_present(host, session, t, deadline, tuning)?;
+        }
+        Ok(LunOnSession {
+            session,
+            scanned: !present,
+            deadline,
+        })
     }
-    Ok((lun.session, disk))
 }
 
 /// The LUN's SCSI device on a session to the target, as [`lun_under_lock`] leaves it.
@@ -581,42 +619,4 @@ struct LunOnSession {
     scanned: bool,
     /// Until when the disk may take to show.
     deadline: Instant,
-}
-
-/// Under the target's lock, held until the LUN's SCSI device exists so that a disconnect of
-/// another volume on the same session cannot log out in between: reuses the session to the
-/// target or logs in, then rescans the LUN's disk when it was there already, or scans for it.
-fn lun_under_lock(
-    host: &Host,
-    props: &ConnectionProperties,
-    t: &Target,
-    iface: &Iface,
-    tuning: &Tuning,
-    created: &mut Created,
-) -> std::result::Result<LunOnSession, PathError> {
-    let _lock = host
-        .lock(&target_lock_name(&t.iqn, &t.portal))
-        .map_err(PathError::host)?;
-    let session = match topology::find_session_on(host, &t.iqn, &t.portal, &iface.name)
-        .map_err(PathError::host)?
-    {
-        Some(sid) => {
-            debug!(session = %sid, "reusing session");
-            sid
-        }
-        None => login(host, props, t, iface, tuning, created)?,
-    };
-    // The device deadline counts from the session, not from the wait for the lock or the login.
-    let deadline = host.time().now() + tuning.device_deadline;
-    let present = lun_on_session(host, session, t.lun)?;
-    if present {
-        rescan_present_disk(host, session, t, tuning)?;
-    } else {
-        scan_until_present(host, session, t, deadline, tuning)?;
-    }
-    Ok(LunOnSession {
-        session,
-        scanned: !present,
-        deadline,
-    })
 }
