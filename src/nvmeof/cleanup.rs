@@ -27,6 +27,7 @@ use tracing::{debug, info};
 use super::props::Nqn;
 use super::sysfs::{self, Controller, ControllerTransport, Subsystem};
 use super::{lock_name, NvmeTuning};
+use crate::block::md;
 use crate::cleanup_report::{CleanupOptions, CleanupReport, Leftover, NvmeControllerSeen};
 use crate::error::{Error, Result};
 use crate::host::Host;
@@ -128,49 +129,12 @@ fn our_hostnqn(host: &Host) -> Result<Option<String>> {
         .map(|s| s.trim().to_string()))
 }
 
-/// The md arrays of the host (`md127`), with the members they name (`dev-*`).
-fn arrays(host: &Host) -> Result<Vec<(String, Vec<String>)>> {
-    let mut out = Vec::new();
-    for md in host.list(&host.sys("block"))? {
-        let dir = host.sys(format!("block/{md}/md"));
-        if !md.starts_with("md") || !dir.exists() {
-            continue;
-        }
-        let members = host
-            .list(&dir)?
-            .into_iter()
-            .filter_map(|e| e.strip_prefix("dev-").map(str::to_string))
-            .collect();
-        out.push((md, members));
-    }
-    Ok(out)
-}
-
-/// The members of array `md` whose device is still there and not faulty.
-fn live_members(host: &Host, md: &str) -> Result<Vec<String>> {
-    let dir = host.sys(format!("block/{md}/md"));
-    let mut live = Vec::new();
-    for e in host.list(&dir)? {
-        let Some(name) = e.strip_prefix("dev-") else {
-            continue;
-        };
-        let there = dir.join(&e).join("block").exists();
-        let faulty = host
-            .read_attr_opt(&dir.join(&e).join("state"))?
-            .is_some_and(|s| s.contains("faulty"));
-        if there && !faulty {
-            live.push(name.to_string());
-        }
-    }
-    Ok(live)
-}
-
 /// Why array `md` is not (or no longer) left over: gone, a member is back, or it is in use.
 fn array_must_stay(host: &Host, md: &str) -> Result<Option<String>> {
     if !host.sys(format!("block/{md}/md")).exists() {
         return Ok(Some("it is gone".into()));
     }
-    let live = live_members(host, md)?;
+    let live = md::live_members(host, md)?;
     if !live.is_empty() {
         return Ok(Some(format!("it has members: {}", live.join(" "))));
     }
@@ -187,10 +151,11 @@ fn array_must_stay(host: &Host, md: &str) -> Result<Option<String>> {
 /// The arrays with no member left; those in use are left alone, with why.
 fn memberless_arrays(host: &Host, out: &mut Findings) -> Result<Vec<(String, Vec<String>)>> {
     let mut found = Vec::new();
-    for (md, members) in arrays(host)? {
-        if !live_members(host, &md)?.is_empty() {
+    for md in md::arrays(host)? {
+        if !md::live_members(host, &md)?.is_empty() {
             continue;
         }
+        let members = md::members(host, &md)?;
         match array_must_stay(host, &md)? {
             None => found.push((md, members)),
             Some(why) => out.leave(Leftover::MdArray { md, members }, why),
@@ -329,7 +294,7 @@ fn remove_array(host: &Host, md: &str, tuning: &NvmeTuning) -> Result<Done> {
     if let Some(why) = array_must_stay(host, md)? {
         return Ok(Done::Kept(why));
     }
-    crate::block::md::stop(host, md, tuning.delete_timeout, tuning.removal_deadline)
+    md::stop(host, md, tuning.delete_timeout, tuning.removal_deadline)
         .map_err(|e| failed_on(host, md, e.to_string()))?;
     if host.sys(format!("block/{md}/md")).exists() {
         return Err(failed_on(host, md, "still there after its stop".into()));
