@@ -12,6 +12,8 @@
 //! ([`ConnectionProperties::from_json`]) and give os-brick's device_info ([`DeviceInfo`]).
 
 mod block;
+mod cleanup;
+mod cleanup_report;
 pub mod config;
 mod connector;
 mod device_info;
@@ -31,10 +33,12 @@ pub mod types;
 
 pub use block::multipath::DmMap;
 pub use block::scsi::ScsiDisk;
+pub use cleanup::{
+    cleanup, cleanup_with, CleanupOptions, CleanupReport, Leftover, NvmeControllerSeen,
+};
 pub use connector::{connector_properties, ConnectorProperties};
 pub use device_info::DeviceInfo;
 pub use error::{Error, ErrorKind, NvmeNotConnected, PathError, PathFailure, PathTarget, Result};
-pub use iscsi::cleanup::{cleanup, CleanupOptions, CleanupReport, Leftover};
 pub use iscsi::props::{Chap, ConnectionProperties, Target};
 pub use iscsi::topology::{DiskTopology, SessionTopology};
 pub use iscsi::tuning::Tuning;

@@ -999,3 +999,20 @@ mod tests {
         assert!("connection1:0".parse::<SessionId>().is_err());
     }
 }
+
+/// One iSCSI session: what `iscsiadm -m session` would list, read from sysfs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Session {
+    /// The session number (N in `/sys/class/iscsi_session/sessionN`).
+    pub id: SessionId,
+    /// The transport (`tcp`, `iser`, ...).
+    pub transport: String,
+    /// The open-iscsi interface it was made on (`default`, `iser`, or an iface record's name).
+    pub iface: String,
+    /// The target portal (address and port) the session is connected to.
+    pub portal: Portal,
+    /// The target portal group tag.
+    pub tpgt: u32,
+    /// The target's name.
+    pub iqn: Iqn,
+}

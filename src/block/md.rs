@@ -39,6 +39,38 @@ pub(crate) fn members(host: &Host, md: &str) -> Result<Vec<String>> {
     Ok(members)
 }
 
+/// Every md array of the host (`md127`).
+pub(crate) fn arrays(host: &Host) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for md in host.list(&host.sys("block"))? {
+        if md.starts_with("md") && host.sys(format!("block/{md}/md")).exists() {
+            out.push(md);
+        }
+    }
+    Ok(out)
+}
+
+/// The members of array `md` whose device is still there (its `block` link leads somewhere)
+/// and not `faulty`. When a member's device goes (its controller deleted, its namespace
+/// unmapped), the kernel keeps the member (`in_sync`) with a `block` link to nothing.
+pub(crate) fn live_members(host: &Host, md: &str) -> Result<Vec<String>> {
+    let dir = host.sys(format!("block/{md}/md"));
+    let mut live = Vec::new();
+    for e in host.list(&dir)? {
+        let Some(name) = e.strip_prefix("dev-") else {
+            continue;
+        };
+        let there = dir.join(&e).join("block").exists();
+        let faulty = host
+            .read_attr_opt(&dir.join(&e).join("state"))?
+            .is_some_and(|s| s.contains("faulty"));
+        if there && !faulty {
+            live.push(name.to_string());
+        }
+    }
+    Ok(live)
+}
+
 /// Runs mdadm with `args`, with a deadline.
 pub(crate) fn mdadm(host: &Host, args: &[&str], timeout: Duration) -> Result<Output> {
     let cmd = Cmd::new("mdadm")

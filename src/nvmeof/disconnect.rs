@@ -200,6 +200,28 @@ fn remove_multipath_maps(
     tuning: &NvmeTuning,
     report: &mut DisconnectReport,
 ) {
+    for m in removable_multipath_maps(host, devices) {
+        let thing = Thing::map(&m.dev, m.name.as_str());
+        let removed = super::flush(host, &m.dev, tuning)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                multipath::remove_map(host, &m, &tuning.flush_backoff, tuning.delete_timeout)
+                    .map_err(|e| e.to_string())
+            });
+        match removed {
+            Ok(()) => {
+                info!(map = %m.dev, "multipath map over the namespace removed");
+                report.removed.push(thing);
+            }
+            Err(e) => debug!(map = %m.dev, "multipath map stays: {e}"),
+        }
+    }
+}
+
+/// The dm-multipath maps over the volume's namespaces that a disconnect removes (see
+/// [`remove_multipath_maps`]): every path of each is one of `devices`, and nothing holds it
+/// open. The dry run shows them from here, so the plan names what the disconnect removes.
+fn removable_multipath_maps(host: &Host, devices: &[Namespace]) -> Vec<DmMap> {
     let ours: Vec<&str> = devices.iter().map(|d| d.name.as_str()).collect();
     let mut maps: Vec<DmMap> = Vec::new();
     for d in devices {
@@ -216,25 +238,8 @@ fn remove_multipath_maps(
             }
         }
     }
-    for m in maps {
-        let thing = Thing::map(&m.dev, m.name.as_str());
-        if !crate::block::openers::openers(host, &m.dev, Some(m.name.as_str())).is_empty() {
-            continue;
-        }
-        let removed = super::flush(host, &m.dev, tuning)
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                multipath::remove_map(host, &m, &tuning.flush_backoff, tuning.delete_timeout)
-                    .map_err(|e| e.to_string())
-            });
-        match removed {
-            Ok(()) => {
-                info!(map = %m.dev, "multipath map over the namespace removed");
-                report.removed.push(thing);
-            }
-            Err(e) => debug!(map = %m.dev, "multipath map stays: {e}"),
-        }
-    }
+    maps.retain(|m| crate::block::openers::openers(host, &m.dev, Some(m.name.as_str())).is_empty());
+    maps
 }
 
 /// Refuses a plain disconnect of a volume whose device is open (deleting its controllers would
@@ -328,10 +333,17 @@ pub(crate) fn plan_one(
     let f = find(host, props, device_info)?;
     let sub = sysfs::subsystem(host, &f.target.nqn)?;
     let (delete, keep) = decide(sub.as_ref(), f.target, f.hostnqn.as_deref());
+    let maps = removable_multipath_maps(host, &f.devices);
+    let map_things = maps.iter().map(|m| Thing::map(&m.dev, m.name.as_str()));
     let mut plan = DisconnectPlan {
         volume: props.label(),
-        flush: f.devices.iter().map(ns_thing).collect(),
-        remove: delete.iter().map(ctrl_thing).collect(),
+        flush: f
+            .devices
+            .iter()
+            .map(ns_thing)
+            .chain(map_things.clone())
+            .collect(),
+        remove: map_things.chain(delete.iter().map(ctrl_thing)).collect(),
         keep,
         left_alone: f.left_alone,
         ..Default::default()
@@ -365,8 +377,14 @@ pub(crate) fn plan_single(
 ) -> Result<DisconnectPlan> {
     let mut plan = plan_one(host, props, device_info)?;
     let f = find(host, props, device_info)?;
+    // A map the disconnect removes first holds the namespace, but does not stop it.
+    let maps: Vec<String> = removable_multipath_maps(host, &f.devices)
+        .iter()
+        .map(|m| format!("held by {}", m.dev))
+        .collect();
     for d in &f.devices {
-        let open = crate::block::openers::openers(host, &d.name, None);
+        let mut open = crate::block::openers::openers(host, &d.name, None);
+        open.retain(|o| !maps.contains(o));
         if !open.is_empty() {
             plan.problems.push(format!(
                 "/dev/{} is in use ({}): a plain disconnect stops with nothing removed",

@@ -7,6 +7,7 @@
 //! - `sysfs`: subsystems, controllers and namespaces as the kernel shows them;
 //! - `connect`, `disconnect`, `volume` (extend, paths, inspect).
 
+pub(crate) mod cleanup;
 pub(crate) mod connect;
 pub(crate) mod disconnect;
 pub(crate) mod identity;

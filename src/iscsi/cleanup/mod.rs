@@ -21,17 +21,12 @@
 //! descriptor on a path aside); a node record set to log in at boot (os-brick's own records,
 //! `node.startup = automatic`).
 
-use std::fmt;
-use std::time::Duration;
-
-use serde::Serialize;
 use tracing::info;
 
 use crate::block::multipath::DmMap;
-use crate::block::scsi::ScsiDisk;
+use crate::cleanup_report::{CleanupOptions, CleanupReport, Leftover};
 use crate::error::Result;
 use crate::host::Host;
-use crate::iscsi::session::Session;
 use crate::iscsi::tuning::Tuning;
 use crate::iscsi::{node, topology};
 use crate::types::{Iqn, Portal, SessionId, SessionState};
@@ -39,153 +34,14 @@ use crate::types::{Iqn, Portal, SessionId, SessionState};
 mod find;
 mod remove;
 
-/// What `cleanup` does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CleanupOptions {
-    /// Remove what was found (else only list it).
-    pub apply: bool,
-    /// How long a `blocked` disk whose session is not in recovery must stay blocked to count as
-    /// dead (a disk whose session is in recovery never counts: see the module's notes).
-    pub grace: Duration,
-}
-
-impl Default for CleanupOptions {
-    fn default() -> Self {
-        CleanupOptions {
-            apply: false,
-            grace: Duration::from_secs(5),
-        }
-    }
-}
-
-/// One thing no volume needs any more.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Leftover {
-    /// A multipath map with no path, or only dead ones, that nothing holds open.
-    Map {
-        /// The map.
-        map: DmMap,
-    },
-    /// A disk the transport gave up on, of a WWN no running disk has.
-    Disk {
-        /// The disk.
-        disk: ScsiDisk,
-    },
-    /// A session with no SCSI device.
-    Session {
-        /// The session.
-        session: Session,
-    },
-    /// A node record for a manual login with no session.
-    NodeRecord {
-        /// The target.
-        iqn: Iqn,
-        /// The portal.
-        portal: Portal,
-    },
-    /// A WWID in multipath's wwids file that nothing on the host has.
-    Wwid {
-        /// The WWID, as the file lists it.
-        wwid: String,
-    },
-}
-
-impl fmt::Display for Leftover {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Leftover::Map { map } => write!(
-                f,
-                "multipath map /dev/{} ({}), paths: {}",
-                map.dev,
-                map.name,
-                if map.slaves.is_empty() {
-                    "none".to_string()
-                } else {
-                    map.slaves.join(" ")
-                }
-            ),
-            Leftover::Disk { disk } => write!(
-                f,
-                "disk /dev/{} ({}) [{}] wwn {}",
-                disk.name,
-                disk.address,
-                disk.state
-                    .as_ref()
-                    .map_or("?".to_string(), ToString::to_string),
-                disk.wwid.as_ref().map_or("?", |w| w.as_str())
-            ),
-            Leftover::Session { session: s } => write!(
-                f,
-                "session {} to {} at {} with no device",
-                s.id, s.iqn, s.portal
-            ),
-            Leftover::NodeRecord { iqn, portal } => {
-                write!(f, "node record of {iqn} at {portal} with no session")
-            }
-            Leftover::Wwid { wwid } => write!(f, "wwids entry {wwid} of no device"),
-        }
-    }
-}
-
-/// What `cleanup` found and, with `apply`, what became of each thing.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct CleanupReport {
-    /// Everything found, in the order it is removed (maps, disks, sessions, records, WWIDs).
-    pub found: Vec<Leftover>,
-    /// What was removed.
-    pub removed: Vec<Leftover>,
-    /// What was left in place when checked again, and why (in use now, or no longer left over).
-    pub kept: Vec<(Leftover, String)>,
-    /// What could not be removed, and why.
-    pub failed: Vec<(Leftover, String)>,
-    /// What looks left over at first sight but is not, and why (named, never removed): a disk
-    /// whose session is in recovery, a disk or map in use, a node record set to log in at boot.
-    pub left_alone: Vec<(Leftover, String)>,
-}
-
-impl CleanupReport {
-    /// Whether every thing found was removed, or, without `apply`, nothing was found.
-    pub fn clean(&self) -> bool {
-        self.kept.is_empty() && self.failed.is_empty()
-    }
-}
-
-impl fmt::Display for CleanupReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let applied = !self.removed.is_empty() || !self.kept.is_empty() || !self.failed.is_empty();
-        if self.found.is_empty() {
-            writeln!(f, "nothing left over")?;
-        } else if !applied {
-            writeln!(f, "left over (brick cleanup --apply removes them):")?;
-            for l in &self.found {
-                writeln!(f, "  {l}")?;
-            }
-        }
-        for l in &self.removed {
-            writeln!(f, "removed: {l}")?;
-        }
-        for (l, why) in &self.kept {
-            writeln!(f, "kept: {l}: {why}")?;
-        }
-        for (l, why) in &self.failed {
-            writeln!(f, "failed: {l}: {why}")?;
-        }
-        for (l, why) in &self.left_alone {
-            writeln!(f, "left alone: {l}: {why}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Finds what no volume needs any more on `host` and, with `opts.apply`, removes it.
+/// Finds what no iSCSI volume needs any more on `host` and, with `opts.apply`, removes it (the
+/// iSCSI part of [`crate::cleanup::cleanup`]).
 ///
 /// # Errors
 /// [`Error::Io`] when sysfs, the node records or the wwids file cannot be read;
 /// Something `apply` left in place is no error: the report says what and why
 /// ([`CleanupReport::clean`]).
-pub fn cleanup(host: &Host, opts: CleanupOptions, tuning: &Tuning) -> Result<CleanupReport> {
+pub(crate) fn cleanup(host: &Host, opts: CleanupOptions, tuning: &Tuning) -> Result<CleanupReport> {
     let span = tracing::info_span!("cleanup", apply = opts.apply);
     let _enter = span.enter();
     let found = find::find(host, opts, tuning)?;

@@ -31,6 +31,7 @@ pub(super) fn remove(host: &Host, l: &Leftover, tuning: &Tuning) -> Result<Done>
         Leftover::Session { session } => remove_session(host, session, tuning),
         Leftover::NodeRecord { iqn, portal } => remove_record(host, iqn, portal),
         Leftover::Wwid { wwid } => remove_wwid(host, wwid, tuning),
+        _ => Ok(Done::Kept("not an iSCSI leftover".into())),
     }
 }
 
