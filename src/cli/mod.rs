@@ -125,9 +125,9 @@ enum Command {
     /// the host as it was.
     Connect(connect::Args),
     /// Make the host see a volume's new size after it grew; prints the size in bytes.
-    Extend(extend::Args),
+    Extend(output::VolumeArgs),
     /// Print the volume's block devices on this host as a JSON list (the map first).
-    Paths(paths::Args),
+    Paths(output::VolumeArgs),
     /// Print this host's connector properties (initiator IQN, host name, multipathd) as JSON.
     Properties(properties::Args),
     /// Detach a volume: flush and remove its multipath map and every path device, log out of

@@ -105,3 +105,24 @@ pub(super) fn print(
         let _ = write!(out, "{value}");
     }
 }
+
+/// The arguments of the commands that read a volume and the device_info of its connect.
+#[derive(clap::Args)]
+pub(super) struct VolumeArgs {
+    /// The connection properties (JSON file, or - for standard input).
+    props: String,
+    /// The device_info that connect returned (JSON file).
+    #[arg(long)]
+    device_info: Option<PathBuf>,
+}
+
+impl VolumeArgs {
+    /// The volume (for `protocol` when given) and the device_info, read in that order.
+    pub(super) fn read(
+        self,
+        protocol: Option<Protocol>,
+    ) -> Result<(VolumeProperties, Option<DeviceInfo>), Error> {
+        let props = read_props(&self.props, protocol)?;
+        Ok((props, read_device_info(self.device_info)?))
+    }
+}
