@@ -67,12 +67,12 @@ pub enum Error {
 
     /// An NVMe-oF volume did not attach: no controller came up, or its namespace did not show
     /// in time; the controllers the connect created were deleted again.
-    #[error("{volume} not connected: {detail}")]
+    #[error("{volume} not connected: {reason}")]
     NvmeConnect {
         /// The volume.
         volume: String,
-        /// Each portal's failure, or why the namespace was not found.
-        detail: String,
+        /// Why: each portal's failure, or the namespace that did not show.
+        reason: NvmeNotConnected,
     },
 
     /// A replicated volume's md RAID1 was neither created nor assembled nor taken, to protect
@@ -191,6 +191,19 @@ pub enum PathError {
     /// A multipath connect got no map.
     #[error("{0}")]
     NoMap(String),
+    /// The NVMe-oF connect request to the portal failed: refused, unreachable, timed out, or
+    /// an answer of the kernel brick does not understand.
+    #[error("{0}")]
+    NvmeConnect(String),
+    /// A controller to the portal exists (reconnecting, or made by another program meanwhile)
+    /// but was not live before the deadline.
+    #[error("{} is not live after {waited:?}", controller.as_deref().map_or_else(|| "the controller another program makes".to_string(), |c| format!("controller {c}")))]
+    ControllerNotLive {
+        /// The controller (`nvme1`), when one shows.
+        controller: Option<String>,
+        /// For how long it was waited for.
+        waited: std::time::Duration,
+    },
 }
 
 impl PathError {
@@ -200,18 +213,80 @@ impl PathError {
     }
 }
 
+/// Where a path goes: an iSCSI portal and target, or an NVMe-oF portal and subsystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PathTarget {
+    /// An iSCSI portal and the target there.
+    Iscsi {
+        /// The portal.
+        portal: crate::types::Portal,
+        /// The target.
+        iqn: crate::types::Iqn,
+    },
+    /// An NVMe-oF portal and the subsystem there.
+    Nvme {
+        /// The portal.
+        portal: crate::types::NvmePortal,
+        /// The subsystem.
+        nqn: crate::types::Nqn,
+    },
+}
+
+impl std::fmt::Display for PathTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PathTarget::Iscsi { portal, iqn } => write!(f, "{portal} ({iqn})"),
+            PathTarget::Nvme { portal, nqn } => write!(f, "{portal} ({nqn})"),
+        }
+    }
+}
+
 /// A path that did not attach: where, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathFailure {
-    /// The portal.
-    pub portal: crate::types::Portal,
-    /// The target there.
-    pub iqn: crate::types::Iqn,
+    /// The portal and target.
+    pub target: PathTarget,
     /// Why.
     pub error: PathError,
 }
 
 impl PathFailure {
+    /// An iSCSI path that did not attach.
+    pub fn iscsi(
+        portal: crate::types::Portal,
+        iqn: crate::types::Iqn,
+        error: PathError,
+    ) -> PathFailure {
+        PathFailure {
+            target: PathTarget::Iscsi { portal, iqn },
+            error,
+        }
+    }
+
+    /// An NVMe-oF portal that gave no live controller.
+    pub fn nvme(
+        portal: crate::types::NvmePortal,
+        nqn: crate::types::Nqn,
+        error: PathError,
+    ) -> PathFailure {
+        PathFailure {
+            target: PathTarget::Nvme { portal, nqn },
+            error,
+        }
+    }
+
+    /// The portal's address and port: `127.0.0.1:3260`, `[fd00::1]:4420`.
+    pub fn portal(&self) -> String {
+        match &self.target {
+            PathTarget::Iscsi { portal, .. } => portal.to_string(),
+            PathTarget::Nvme { portal, .. } => match portal.address {
+                std::net::IpAddr::V4(a) => format!("{a}:{}", portal.port),
+                std::net::IpAddr::V6(a) => format!("[{a}]:{}", portal.port),
+            },
+        }
+    }
+
     fn join(paths: &[PathFailure]) -> String {
         paths
             .iter()
@@ -219,18 +294,10 @@ impl PathFailure {
             .collect::<Vec<_>>()
             .join("; ")
     }
-}
 
-impl std::fmt::Display for PathFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.portal, self.iqn, self.error)
-    }
-}
-
-impl serde::Serialize for PathFailure {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let kind = match &self.error {
+    /// The failure's kind, as the JSON answer names it.
+    fn kind(&self) -> &'static str {
+        match &self.error {
             PathError::Host(_) => "host",
             PathError::Discovery(_) => "discovery",
             PathError::Login { .. } => "login",
@@ -239,14 +306,71 @@ impl serde::Serialize for PathFailure {
             PathError::Scan(_) => "scan",
             PathError::OtherVolume(_) => "other_volume",
             PathError::NoMap(_) => "no_map",
-        };
-        let mut st = s.serialize_struct("PathFailure", 4)?;
-        st.serialize_field("portal", &self.portal)?;
-        st.serialize_field("iqn", &self.iqn)?;
-        st.serialize_field("kind", kind)?;
-        st.serialize_field("message", &self.error.to_string())?;
+            PathError::NvmeConnect(_) => "connect",
+            PathError::ControllerNotLive { .. } => "controller_not_live",
+        }
+    }
+}
+
+impl std::fmt::Display for PathFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.target, self.error)
+    }
+}
+
+/// iSCSI: `{"portal": "127.0.0.1:3260", "iqn", "kind", "message"}`; NVMe-oF:
+/// `{"portal": "127.0.0.1:4420", "transport": "tcp", "nqn", "kind", "message"}`.
+impl serde::Serialize for PathFailure {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut st = s.serialize_map(None)?;
+        match &self.target {
+            PathTarget::Iscsi { portal, iqn } => {
+                st.serialize_entry("portal", portal)?;
+                st.serialize_entry("iqn", iqn)?;
+            }
+            PathTarget::Nvme { portal, nqn } => {
+                st.serialize_entry("portal", &self.portal())?;
+                st.serialize_entry("transport", &portal.transport)?;
+                st.serialize_entry("nqn", nqn)?;
+            }
+        }
+        st.serialize_entry("kind", self.kind())?;
+        st.serialize_entry("message", &self.error.to_string())?;
         st.end()
     }
+}
+
+/// Why an NVMe-oF volume did not attach.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NvmeNotConnected {
+    /// No portal gave a live controller: each portal, and why.
+    #[error("{}", PathFailure::join(.0))]
+    NoController(Vec<PathFailure>),
+    /// Controllers came up, but no namespace with the volume's identity showed in the
+    /// subsystem before the deadline.
+    #[error(
+        "no namespace with {identity} showed in subsystem {nqn} within {waited:?} (controllers \
+         {}): check the properties and that the target exports the namespace to this host",
+        controllers.join(", ")
+    )]
+    NamespaceNotShown {
+        /// The subsystem.
+        nqn: crate::types::Nqn,
+        /// What names the namespace (`uuid ...`, `nguid ...`, `nsid 1`).
+        identity: String,
+        /// The deadline.
+        waited: std::time::Duration,
+        /// The live controllers it was looked for under.
+        controllers: Vec<String>,
+    },
+    /// The volume's namespace is not on this host (any more).
+    #[error("{0}")]
+    NotOnHost(String),
+    /// The replicas of a replicated volume did not attach, or their md RAID1 did not run.
+    #[error("{0}")]
+    Replicas(String),
 }
 
 /// What kind of failure an error is, for a script: the command line gives each its own exit
@@ -312,6 +436,18 @@ impl Error {
                 ErrorKind::Prerequisite
             }
             _ => ErrorKind::Failed,
+        }
+    }
+
+    /// Each path that did not attach, for a connect that attached none (or got no map).
+    pub fn path_failures(&self) -> Option<&[PathFailure]> {
+        match self {
+            Error::Connect { paths, .. }
+            | Error::NvmeConnect {
+                reason: NvmeNotConnected::NoController(paths),
+                ..
+            } => Some(paths),
+            _ => None,
         }
     }
 

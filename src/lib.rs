@@ -36,7 +36,7 @@ pub use block::multipath::DmMap;
 pub use block::scsi::ScsiDisk;
 pub use connector::{connector_properties, ConnectorProperties};
 pub use device_info::DeviceInfo;
-pub use error::{Error, ErrorKind, PathError, PathFailure, Result};
+pub use error::{Error, ErrorKind, NvmeNotConnected, PathError, PathFailure, PathTarget, Result};
 pub use iscsi::cleanup::{cleanup, CleanupOptions, CleanupReport, Leftover};
 pub use iscsi::props::{Chap, ConnectionProperties, Target};
 pub use iscsi::topology::{DiskTopology, SessionTopology};
@@ -48,6 +48,6 @@ pub use retry::Backoff;
 pub use time::PROGRESS_TARGET;
 pub use volume::{
     connect_volume, disconnect_plan, disconnect_volume, extend_volume, inspect, volume_paths,
-    ConnectOptions, Connected, CtrlLossTmo, FailedPath, Inspection, Protocol, UnknownProtocol,
+    ConnectOptions, Connected, CtrlLossTmo, Inspection, Protocol, UnknownProtocol,
     VolumeProperties,
 };

@@ -11,8 +11,8 @@
 //! at most 300). The answer:
 //! `{"ok": true, "result": ...}`, or `{"ok": false, "error": {"kind", "field", "message",
 //! "paths", "report"}}` where `kind` is an [`ErrorKind`] or one of `protocol_not_supported`,
-//! `volume_paths_not_found`; `paths` lists each path of a failed connect (portal, IQN, kind,
-//! message) and `report` is the report of a failed disconnect.
+//! `volume_paths_not_found`; `paths` lists each path of a failed connect (portal, IQN or, for
+//! NVMe-oF, NQN and transport, kind, message) and `report` is the report of a failed disconnect.
 //!
 //! Every request runs with brick's settings (for `brick request` and the Python package's
 //! in-process calls, `/etc/brick/brick.toml`; `brick request` refuses `--config` and `--set`):
@@ -316,9 +316,11 @@ fn internal(e: &impl std::fmt::Display) -> Value {
 /// An error as the answer carries it.
 pub fn error_value(e: &Error) -> Value {
     let (paths, report) = match e {
-        Error::Connect { paths, .. } => (serde_json::to_value(paths).ok(), None),
         Error::Disconnect { report, .. } => (None, serde_json::to_value(report).ok()),
-        _ => (None, None),
+        _ => (
+            e.path_failures().and_then(|p| serde_json::to_value(p).ok()),
+            None,
+        ),
     };
     json!({
         "kind": e.kind(),

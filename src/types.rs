@@ -1,4 +1,5 @@
-//! Domain values, parsed once at the edge: an IQN, a portal, a LUN, a WWID, a SCSI address.
+//! Domain values, parsed once at the edge: an IQN, a portal, a LUN, a WWID, a SCSI address, an
+//! NQN, an NVMe-oF portal.
 //!
 //! Each `FromStr` returns a [`ParseError`] that says what was wrong; the caller adds the name of
 //! the field it came from.
@@ -624,6 +625,190 @@ impl fmt::Display for SessionState {
     }
 }
 serialize_as_display!(SessionState);
+
+/// An NVMe Qualified Name (NVMe base specification, 4.5): `nqn.yyyy-mm.reverse.domain:anything`,
+/// or the UUID form `nqn.2014-08.org.nvmexpress:uuid:<uuid>`; at most 223 bytes of printable
+/// ASCII without white space, `,` or `=`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Nqn(String);
+
+impl Nqn {
+    /// The NQN's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Nqn {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Nqn, ParseError> {
+        if s.is_empty() {
+            return Err(bad("is empty"));
+        }
+        if s.len() > 223 {
+            return Err(bad(format!(
+                "is {} bytes long, over the 223 an NQN may have",
+                s.len()
+            )));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !c.is_ascii_graphic() || matches!(c, ',' | '=' | '\\' | '"' | '\''))
+        {
+            return Err(bad(format!(
+                "{s:?} holds {c:?}, which no NQN brick accepts may hold"
+            )));
+        }
+        let rest = s
+            .strip_prefix("nqn.")
+            .ok_or_else(|| bad(format!("{s:?} does not start with \"nqn.\"")))?;
+        // yyyy-mm.
+        let date_ok = rest.len() > 8
+            && rest.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+            && rest.as_bytes()[4] == b'-'
+            && rest.as_bytes()[5..7].iter().all(u8::is_ascii_digit)
+            && rest.as_bytes()[7] == b'.'
+            && matches!(
+                &rest[5..7],
+                "01" | "02" | "03" | "04" | "05" | "06" | "07" | "08" | "09" | "10" | "11" | "12"
+            );
+        if !date_ok {
+            return Err(bad(format!(
+                "{s:?} has no date \"yyyy-mm.\" after \"nqn.\" (e.g. nqn.2014-08.org.example:vol)"
+            )));
+        }
+        let domain = rest[8..].split(':').next().unwrap_or("");
+        if domain.is_empty() {
+            return Err(bad(format!("{s:?} names no reverse domain after its date")));
+        }
+        if let Some(u) = rest.strip_prefix("2014-08.org.nvmexpress:uuid:") {
+            Uuid::parse(u).map_err(|e| bad(format!("{s:?}: the UUID form needs a UUID: {e}")))?;
+        }
+        Ok(Nqn(s.to_string()))
+    }
+}
+
+impl fmt::Display for Nqn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Nqn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// A 128-bit identifier in the kernel's text form: lower-case hex, hyphenated 8-4-4-4-12. Both a
+/// namespace UUID and a namespace NGUID show so in sysfs; os-brick takes either with or without
+/// hyphens, in any case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Uuid([u8; 16]);
+
+impl Uuid {
+    /// Parses 32 hex digits, with or without the four hyphens (also in `{}` or with a `urn:uuid:`
+    /// prefix, as Python's `uuid.UUID` takes them).
+    pub fn parse(s: &str) -> Result<Uuid, ParseError> {
+        let t = s.trim();
+        let t = t.strip_prefix("urn:uuid:").unwrap_or(t);
+        let t = t
+            .strip_prefix('{')
+            .and_then(|x| x.strip_suffix('}'))
+            .unwrap_or(t);
+        let hex: String = t.chars().filter(|c| *c != '-').collect();
+        let hyphens_ok = !t.contains('-')
+            || (t.len() == 36 && [8, 13, 18, 23].iter().all(|&i| t.as_bytes()[i] == b'-'));
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) || !hyphens_ok {
+            return Err(bad(format!("{s:?} is not 32 hex digits (8-4-4-4-12)")));
+        }
+        let mut b = [0u8; 16];
+        for (i, byte) in b.iter_mut().enumerate() {
+            *byte =
+                u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| bad(e.to_string()))?;
+        }
+        Ok(Uuid(b))
+    }
+
+    /// Whether every byte is zero (the kernel shows no `nguid` then).
+    pub fn is_nil(&self) -> bool {
+        self.0 == [0; 16]
+    }
+}
+
+impl fmt::Display for Uuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
+            }
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Uuid {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// How a controller reaches its portal. os-brick: `RoCEv2` (or `rdma`) is rdma, anything else tcp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// NVMe/TCP.
+    Tcp,
+    /// NVMe over RDMA (RoCEv2).
+    Rdma,
+}
+
+impl Transport {
+    /// os-brick's mapping of a `transport_type`.
+    pub fn from_os_brick(s: &str) -> Transport {
+        if s == "RoCEv2" || s.eq_ignore_ascii_case("rdma") {
+            Transport::Rdma
+        } else {
+            Transport::Tcp
+        }
+    }
+
+    /// The name the kernel uses (`transport=` option, `transport` attribute).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Rdma => "rdma",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One portal of an NVMe-oF target: transport, IP address and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct NvmePortal {
+    /// The transport.
+    pub transport: Transport,
+    /// The address (`traddr`).
+    pub address: IpAddr,
+    /// The port (`trsvcid`).
+    pub port: u16,
+}
+
+impl fmt::Display for NvmePortal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.address {
+            IpAddr::V4(a) => write!(f, "{} {a}:{}", self.transport, self.port),
+            IpAddr::V6(a) => write!(f, "{} [{a}]:{}", self.transport, self.port),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -389,7 +389,7 @@ fn unreachable_portal_among_two_still_connects_and_leaves_no_record_for_it() {
     .unwrap();
     assert_eq!(c.paths.len(), 1);
     assert_eq!(c.failed_paths.len(), 1);
-    assert_eq!(c.failed_paths[0].portal.to_string(), "127.0.0.2:3260");
+    assert_eq!(c.failed_paths[0].portal(), "127.0.0.2:3260");
     assert_eq!(f.session_ids().len(), 1);
     assert!(
         f.node_record(IQN, P2).is_none(),
@@ -481,7 +481,7 @@ fn session_in_recovery_fails_its_path_at_once_and_the_volume_attaches_on_the_oth
     assert_eq!(c2.paths.len(), 1, "{:?}", c2.failed_paths);
     assert_eq!(c2.failed_paths.len(), 1);
     let why = &c2.failed_paths[0];
-    assert_eq!(why.portal.to_string(), P2);
+    assert_eq!(why.portal(), P2);
     assert!(
         matches!(why.error, brick::PathError::SessionInRecovery { .. }),
         "{why}"

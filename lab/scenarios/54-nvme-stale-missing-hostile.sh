@@ -37,6 +37,18 @@ printf '{"target_nqn": "%s", "vol_uuid": "0badc0de-0000-4000-8000-000000000001",
 read -r brick_rc brick_secs <<<"$(run_brick --timeout 60 connect nosuch.json)"
 [ "$brick_rc" = 1 ] || nvme_fail "connect of a subsystem nobody exports exited $brick_rc"
 assert_nvme_clean
+# The same through `brick request` (the Python package's way): each portal's failure, typed,
+# under "paths" (so Python raises TargetPortalsNotFound), naming the portal and the NQN.
+answer=$(printf '{"op": "connect", "protocol": "nvmeof", "props": %s}\n' "$(cat nosuch.json)" |
+    timeout 60 "$BRICK" request) || true
+python3 - "$answer" "$(nqn_of nosuch)" <<'PY' || nvme_fail "no typed paths in the answer: $answer"
+import json, sys
+e = json.loads(sys.argv[1])["error"]
+assert sorted(p["portal"] for p in e["paths"]) == ["127.0.0.1:4420", "127.0.0.3:4420"], e
+assert all(p["nqn"] == sys.argv[2] and p["kind"] == "connect" for p in e["paths"]), e
+PY
+assert_nvme_clean
+log "ok: every portal's failure typed in brick request's answer"
 
 # Hostile input.
 for bad in \

@@ -9,14 +9,18 @@ from typing import Any, Dict, List, Optional
 from brick import exception
 
 # Path failures that mean the portal did not answer or did not let us in: os-brick raises
-# TargetPortal(s)NotFound when no portal can be logged in to.
-_PORTAL_KINDS = {"login", "discovery", "session_in_recovery"}
+# TargetPortal(s)NotFound when no portal can be logged in to. iSCSI: a login, a discovery, a
+# session in recovery; NVMe-oF: the connect to the portal, a controller that stays not live.
+_PORTAL_KINDS = {"login", "discovery", "session_in_recovery", "connect", "controller_not_live"}
 
 
 def _portals(props: Optional[dict]) -> List[str]:
+    """The volume's portals (iSCSI's target_portal(s), NVMe-oF's portals), to count them."""
     p = (props or {}).get("data", props) or {}
     if p.get("target_portals"):
         return list(p["target_portals"])
+    if p.get("portals"):
+        return ["%s:%s" % (a[0], a[1]) for a in p["portals"] if len(a) >= 2]
     return [p["target_portal"]] if p.get("target_portal") else []
 
 

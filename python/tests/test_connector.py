@@ -115,7 +115,8 @@ def test_nvmeof_connect_gives_device_info_only_and_sends_no_iscsi_option():
     connector logs them and gives Nova device_info alone; it sends no option of iSCSI's (the
     seam would refuse it)."""
     c = connector.InitiatorConnector.factory("NVMEOF", None, use_multipath=True)
-    failed = {"portal": "tcp 127.0.0.2:4420", "kind": "connect", "message": "refused"}
+    failed = {"portal": "127.0.0.2:4420", "transport": "tcp", "nqn": "nqn.2014-08.org.lab:s1",
+              "kind": "connect", "message": "connect failed: Connection refused"}
     info = {"type": "block", "path": "/dev/nvme0n1", "failed_paths": [failed]}
     c._transport = Recorder({"connect": {"ok": True, "result": info}})
     assert c.connect_volume({"target_nqn": "nqn.2014-08.org.lab:s1"}) == {

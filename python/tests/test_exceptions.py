@@ -57,6 +57,36 @@ def test_missing_lun_is_volume_device_not_found():
     assert "no LUN 7" in str(e)
 
 
+NVME_PROPS = {"target_nqn": "nqn.2014-08.org.lab:s1",
+              "vol_uuid": "cbee5289-1b94-4aeb-baa3-56414b47eb7d",
+              "portals": [["127.0.0.1", 4420, "tcp"], ["127.0.0.2", 4420, "tcp"]]}
+
+
+def _nvme_path(kind, portal="127.0.0.1:4420"):
+    """A failed NVMe portal as brick's answer gives it (tests/nvme_typed.rs checks the shape)."""
+    return {"portal": portal, "transport": "tcp", "nqn": NVME_PROPS["target_nqn"],
+            "kind": kind, "message": "connect failed: Connection refused"}
+
+
+def test_every_nvme_portal_failing_is_target_portal_not_found():
+    one = dict(NVME_PROPS, portals=NVME_PROPS["portals"][:1])
+    e = _errors.to_exception("connect", {"kind": "failed", "message": "m",
+                                         "paths": [_nvme_path("connect")]}, one)
+    assert type(e) is exception.TargetPortalNotFound
+    assert e.paths[0]["nqn"] == NVME_PROPS["target_nqn"]
+    e = _errors.to_exception("connect", {"kind": "failed", "message": "m", "paths": [
+        _nvme_path("connect"), _nvme_path("controller_not_live", "127.0.0.2:4420")]},
+        NVME_PROPS)
+    assert type(e) is exception.TargetPortalsNotFound
+    assert e.kwargs["target_portals"] == ["127.0.0.1:4420", "127.0.0.2:4420"]
+
+
+def test_nvme_namespace_that_never_showed_is_volume_device_not_found():
+    e = _errors.to_exception("connect", {"kind": "failed", "message": "no namespace with uuid",
+                                         "paths": None}, NVME_PROPS)
+    assert type(e) is exception.VolumeDeviceNotFound
+
+
 def test_forced_disconnect_failures_come_back_chained():
     report = {"failures": [{"thing": {"disk": "sdb"}, "message": "sdb: flush failed"},
                            {"thing": None, "message": "session 3: logout failed"}]}

@@ -9,10 +9,10 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::host::{Host, KernelError};
 use crate::retry::{Backoff, Pause, Retried};
+use crate::types::{Bytes, DiskState, ScsiAddress, Wwid};
 
 use super::flush::{flush_devices, Depth};
 use super::multipath::partition_maps;
-use crate::types::{DiskState, ScsiAddress, Wwid};
 
 /// Why brick did not act on a SCSI disk, naming it.
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +76,7 @@ pub struct ScsiDisk {
     /// The device-mapper devices that hold it (`dm-N`), from `holders/`.
     pub holders: Vec<String>,
     /// Size in bytes, from `size` (512-byte sectors).
-    pub size_bytes: Option<u64>,
+    pub size_bytes: Option<Bytes>,
 }
 
 impl ScsiDisk {
@@ -85,7 +85,7 @@ impl ScsiDisk {
         let size_bytes = host
             .read_attr_opt(&host.sys(format!("block/{name}/size")))?
             .and_then(|s| s.parse::<u64>().ok())
-            .map(|sectors| sectors * 512);
+            .map(Bytes::from_sectors);
         Ok(ScsiDisk {
             name: name.to_string(),
             address,

@@ -202,9 +202,11 @@ fn scan(size: u64, ranges: &[(u64, usize)], bytes: &[u8]) -> Signatures {
 }
 
 /// The first block of an md 1.2 superblock as mdadm writes one at byte 4096 (for fake devices
-/// in tests): magic, major version 1, `uuid` (16 bytes), `name`.
+/// in tests): magic, major version 1, `uuid` (16 bytes), `name` (at byte 32, at most 32 bytes).
+/// Write it on a fake namespace with `FakeHost::nvme_ns_write` to give it an array's
+/// superblock, or compare a namespace's bytes with it.
 #[cfg(any(test, feature = "testing"))]
-pub(crate) fn md12_superblock(uuid: [u8; 16], name: &str) -> Vec<u8> {
+pub fn md12_superblock(uuid: [u8; 16], name: &str) -> Vec<u8> {
     let mut b = vec![0u8; 256];
     b[0..4].copy_from_slice(&MD_MAGIC.to_le_bytes());
     b[4..8].copy_from_slice(&1u32.to_le_bytes());

@@ -45,15 +45,15 @@ fn print_nvme_tree(subs: &[brick::nvmeof::Subsystem], out: &mut String) {
                 out,
                 "  ├─ controller {} {} {} [{}]",
                 c.name,
-                opt(&c.transport),
+                c.transport.as_ref().map_or("?".into(), ToString::to_string),
                 opt(&c.address),
-                opt(&c.state)
+                c.state.as_ref().map_or("?".into(), ToString::to_string)
             );
         }
         for h in &s.heads {
             let size = h
                 .size_bytes
-                .map(|b| format!(" {} MiB", b >> 20))
+                .map(|b| format!(" {} MiB", b.0 >> 20))
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
@@ -117,7 +117,7 @@ fn print_tree(topo: &[brick::SessionTopology], out: &mut String) {
             let size = d
                 .disk
                 .size_bytes
-                .map(|b| format!(" {} MiB", b >> 20))
+                .map(|b| format!(" {} MiB", b.0 >> 20))
                 .unwrap_or_default();
             let map = d
                 .map

@@ -13,10 +13,10 @@ use tracing::{debug, info, warn};
 
 use super::identity::host_identity;
 use super::props::{NvmePortal, NvmeProperties, NvmeTarget};
-use super::sysfs::{self, Controller, Namespace};
+use super::sysfs::{self, Controller, ControllerState, Namespace};
 use super::{lock_name, NvmeTuning};
 use crate::device_info::DeviceInfo;
-use crate::error::{Error, Result};
+use crate::error::{Error, NvmeNotConnected, PathError, PathFailure, Result};
 use crate::host::{Host, KernelError};
 use crate::time::Pause;
 
@@ -30,7 +30,7 @@ pub struct NvmeConnected {
     /// The controllers that serve it (made or reused).
     pub controllers: Vec<String>,
     /// The portals that did not give a live controller, and why.
-    pub failed_portals: Vec<(NvmePortal, String)>,
+    pub failed_paths: Vec<PathFailure>,
 }
 
 /// Connects the one target of `props` (not in the replicated format).
@@ -60,16 +60,19 @@ pub(crate) fn connect_one(
             .collect(),
         ..Made::default()
     };
-    let result = attach(
+    let hostid = identity.id.to_string();
+    let result = Attach {
         host,
-        props,
         target,
-        hostnqn.as_str(),
-        &identity.id.to_string(),
+        hostnqn: hostnqn.as_str(),
+        hostid: &hostid,
         paths,
         tuning,
-        &mut made,
-    );
+        made: &mut made,
+        live: Vec::new(),
+        failed: Vec::new(),
+    }
+    .run(props);
     match result {
         Ok(c) => Ok(c),
         Err(e) => {
@@ -101,142 +104,193 @@ struct Paths {
     head: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn attach(
-    host: &Host,
-    props: &NvmeProperties,
-    target: &NvmeTarget,
-    hostnqn: &str,
-    hostid: &str,
+/// Controllers the kernel is reconnecting, and their portals.
+type Reconnecting = Vec<(NvmePortal, Controller)>;
+
+/// One connect's attempt at the target's portals: what is live, what failed, what it made.
+struct Attach<'a> {
+    host: &'a Host,
+    target: &'a NvmeTarget,
+    hostnqn: &'a str,
+    hostid: &'a str,
     paths: Paths,
-    tuning: &NvmeTuning,
-    made: &mut Made,
-) -> Result<NvmeConnected> {
-    let existing = sysfs::controllers(host)?;
-    let at = |p: &NvmePortal| {
-        existing
-            .iter()
-            .find(|c| c.is_at(&target.nqn, p, hostnqn) && c.state.as_deref() != Some("deleting"))
-            .cloned()
-    };
-    let mut live: Vec<String> = Vec::new();
-    let mut failed: Vec<(NvmePortal, String)> = Vec::new();
-    let mut missing: Vec<NvmePortal> = Vec::new();
-    let mut waiting: Vec<(NvmePortal, Controller)> = Vec::new();
-    for p in &target.portals {
-        match at(p) {
-            Some(c) if c.is_live() => {
-                debug!(controller = %c.name, portal = %p, "reusing a live controller; rescanning");
-                rescan(host, &c.name, tuning);
-                live.push(c.name);
-            }
-            Some(c) => waiting.push((*p, c)),
-            None => missing.push(*p),
+    tuning: &'a NvmeTuning,
+    made: &'a mut Made,
+    /// The live controllers that serve the volume (reused or made).
+    live: Vec<String>,
+    /// The portals that gave no live controller, and why.
+    failed: Vec<PathFailure>,
+}
+
+impl Attach<'_> {
+    /// Gets a live controller to the target's portals (reused, reconnected or made), then
+    /// waits for the volume's namespace on them.
+    fn run(mut self, props: &NvmeProperties) -> Result<NvmeConnected> {
+        let (missing, waiting) = self.reuse_live()?;
+        self.wait_reconnecting(waiting)?;
+        if self.paths.every_portal {
+            self.connect_every(&missing)?;
+        } else if self.live.is_empty() {
+            self.connect_first(&missing)?;
         }
+        for f in &self.failed {
+            warn!(portal = %f.target, "no controller: {}", f.error);
+        }
+        if self.live.is_empty() {
+            return Err(Error::NvmeConnect {
+                volume: props.label(),
+                reason: NvmeNotConnected::NoController(self.failed),
+            });
+        }
+        let (host, target, tuning) = (self.host, self.target, self.tuning);
+        let ns = wait_namespace(host, props, target, &self.live, self.paths.head, tuning)?;
+        info!(device = %ns.name, controllers = ?self.live, "connected");
+        Ok(NvmeConnected {
+            device_info: DeviceInfo {
+                kind: "block".into(),
+                path: Some(format!("/dev/{}", ns.name)),
+                ..Default::default()
+            },
+            namespace: ns,
+            controllers: self.live,
+            failed_paths: self.failed,
+        })
     }
-    // Controllers in `connecting` or `resetting`: the kernel reconnects them by itself; wait for
-    // them, with a deadline, instead of making a second one to the same portal.
-    if !waiting.is_empty() && (paths.every_portal || live.is_empty()) {
+
+    /// Reuses (and rescans) the live controllers already at the target's portals; gives the
+    /// portals with none, and the controllers the kernel is reconnecting.
+    fn reuse_live(&mut self) -> Result<(Vec<NvmePortal>, Reconnecting)> {
+        let existing = sysfs::controllers(self.host)?;
+        let mut missing = Vec::new();
+        let mut waiting = Vec::new();
+        for p in &self.target.portals {
+            let at = existing.iter().find(|c| {
+                c.is_at(&self.target.nqn, p, self.hostnqn)
+                    && !c.state.as_ref().is_some_and(ControllerState::is_going)
+            });
+            match at.cloned() {
+                Some(c) if c.is_live() => {
+                    debug!(controller = %c.name, portal = %p, "reusing a live controller; rescanning");
+                    rescan(self.host, &c.name, self.tuning);
+                    self.live.push(c.name);
+                }
+                Some(c) => waiting.push((*p, c)),
+                None => missing.push(*p),
+            }
+        }
+        Ok((missing, waiting))
+    }
+
+    /// Controllers in `connecting` or `resetting`: the kernel reconnects them by itself; waits
+    /// for them, with a deadline, instead of making a second one to the same portal.
+    fn wait_reconnecting(&mut self, waiting: Reconnecting) -> Result<()> {
+        if waiting.is_empty() || !(self.paths.every_portal || self.live.is_empty()) {
+            return Ok(());
+        }
         let names: Vec<&str> = waiting.iter().map(|(_, c)| c.name.as_str()).collect();
-        let up = wait_live(host, &names, tuning.live_deadline)?;
+        let up = wait_live(self.host, &names, self.tuning.live_deadline)?;
         for (p, c) in waiting {
             if up.contains(&c.name) {
-                rescan(host, &c.name, tuning);
-                live.push(c.name);
+                rescan(self.host, &c.name, self.tuning);
+                self.live.push(c.name);
             } else {
-                failed.push((
-                    p,
-                    format!(
-                        "controller {} is not live after {:?}",
-                        c.name, tuning.live_deadline
-                    ),
-                ));
+                let error = PathError::ControllerNotLive {
+                    controller: Some(c.name),
+                    waited: self.tuning.live_deadline,
+                };
+                self.fail(p, error);
             }
         }
+        Ok(())
     }
-    if paths.every_portal {
-        let results = crate::par::par_map(&missing, |p| {
+
+    /// A controller to every portal with none, at once.
+    fn connect_every(&mut self, missing: &[NvmePortal]) -> Result<()> {
+        let (host, target, tuning) = (self.host, self.target, self.tuning);
+        let (hostnqn, hostid) = (self.hostnqn, self.hostid);
+        let results = crate::par::par_map(missing, |p| {
             create(host, target, p, hostnqn, hostid, tuning)
         });
         for (p, r) in missing.iter().zip(results) {
-            match r {
-                Ok(Created::New(name)) => {
-                    made.controllers.push(name.clone());
-                    live.push(name);
-                }
-                Ok(Created::Raced) => match wait_for_existing(host, target, p, hostnqn, tuning)? {
-                    Some(name) => live.push(name),
-                    None => failed.push((*p, "another process connects it; it is not live".into())),
-                },
-                Err(e) => failed.push((*p, made.failed(p, e))),
+            self.take(p, r)?;
+        }
+        Ok(())
+    }
+
+    /// A controller to the portals in turn, until one is live.
+    fn connect_first(&mut self, missing: &[NvmePortal]) -> Result<()> {
+        for p in missing {
+            let r = create(
+                self.host,
+                self.target,
+                p,
+                self.hostnqn,
+                self.hostid,
+                self.tuning,
+            );
+            if self.take(p, r)? {
+                break;
             }
         }
-    } else if live.is_empty() {
-        for p in &missing {
-            match create(host, target, p, hostnqn, hostid, tuning) {
-                Ok(Created::New(name)) => {
-                    made.controllers.push(name.clone());
-                    live.push(name);
-                    break;
-                }
-                Ok(Created::Raced) => {
-                    if let Some(name) = wait_for_existing(host, target, p, hostnqn, tuning)? {
-                        live.push(name);
-                        break;
+        Ok(())
+    }
+
+    /// Takes the result of a connect request to `p`: whether it gave a live controller.
+    fn take(
+        &mut self,
+        p: &NvmePortal,
+        r: std::result::Result<Created, CreateError>,
+    ) -> Result<bool> {
+        match r {
+            Ok(Created::New(name)) => {
+                self.made.controllers.push(name.clone());
+                self.live.push(name);
+                Ok(true)
+            }
+            Ok(Created::Raced) => {
+                let t = self.tuning;
+                match wait_for_existing(self.host, self.target, p, self.hostnqn, t)? {
+                    Some(name) => {
+                        self.live.push(name);
+                        Ok(true)
+                    }
+                    None => {
+                        let error = PathError::ControllerNotLive {
+                            controller: None,
+                            waited: t.live_deadline,
+                        };
+                        self.fail(*p, error);
+                        Ok(false)
                     }
                 }
-                Err(e) => failed.push((*p, made.failed(p, e))),
+            }
+            Err(e) => {
+                if e.timed_out {
+                    self.made.timed_out.push(*p);
+                }
+                self.fail(*p, e.error);
+                Ok(false)
             }
         }
     }
-    for (p, why) in &failed {
-        warn!(portal = %p, "no controller: {why}");
-    }
-    if live.is_empty() {
-        return Err(Error::NvmeConnect {
-            volume: props.label(),
-            detail: failed
-                .iter()
-                .map(|(p, w)| format!("{p}: {w}"))
-                .collect::<Vec<_>>()
-                .join("; "),
-        });
-    }
-    let ns = wait_namespace(host, props, target, &live, paths.head, tuning)?;
-    info!(device = %ns.name, controllers = ?live, "connected");
-    Ok(NvmeConnected {
-        device_info: DeviceInfo {
-            kind: "block".into(),
-            path: Some(format!("/dev/{}", ns.name)),
-            ..Default::default()
-        },
-        namespace: ns,
-        controllers: live,
-        failed_portals: failed,
-    })
-}
 
-impl Made {
-    /// Notes a portal whose connect failed; gives the reason.
-    fn failed(&mut self, p: &NvmePortal, e: CreateError) -> String {
-        if e.timed_out {
-            self.timed_out.push(*p);
-        }
-        e.why
+    fn fail(&mut self, p: NvmePortal, error: PathError) {
+        let nqn = self.target.nqn.clone();
+        self.failed.push(PathFailure::nvme(p, nqn, error));
     }
 }
 
 /// Why a connect request to a portal gave no controller.
 struct CreateError {
-    why: String,
+    error: PathError,
     /// The request did not return within its deadline (it was abandoned, not answered).
     timed_out: bool,
 }
 
-impl From<String> for CreateError {
-    fn from(why: String) -> Self {
+impl From<PathError> for CreateError {
+    fn from(error: PathError) -> Self {
         CreateError {
-            why,
+            error,
             timed_out: false,
         }
     }
@@ -292,23 +346,25 @@ fn create(
     {
         Ok(answer) => {
             let name = parse_answer(&answer).ok_or_else(|| {
-                format!("the kernel answered {answer:?}, not instance=N,cntlid=M")
+                PathError::NvmeConnect(format!(
+                    "the kernel answered {answer:?}, not instance=N,cntlid=M"
+                ))
             })?;
             debug!(portal = %p, controller = %name, took = ?host.time().now().duration_since(t), "controller made");
             Ok(Created::New(name))
         }
         Err(KernelError::Errno(libc::EALREADY)) => Ok(Created::Raced),
-        Err(e @ KernelError::Errno(libc::ENOENT)) => Err(format!(
+        Err(e @ KernelError::Errno(libc::ENOENT)) => Err(PathError::Host(format!(
             "{}: {e} (is the nvme-{} module loaded?)",
             dev.display(),
             p.transport
-        )
+        ))
         .into()),
         Err(e @ KernelError::TimedOut(_)) => Err(CreateError {
-            why: format!("connect failed: {e}"),
+            error: PathError::NvmeConnect(format!("connect failed: {e}")),
             timed_out: true,
         }),
-        Err(e) => Err(format!("connect failed: {e}").into()),
+        Err(e) => Err(PathError::NvmeConnect(format!("connect failed: {e}")).into()),
     }
 }
 
@@ -430,14 +486,12 @@ fn wait_namespace(
         } else if clock.now() >= end {
             return Err(Error::NvmeConnect {
                 volume: props.label(),
-                detail: format!(
-                    "no namespace with {} showed in subsystem {} within {:?} (controllers {}): \
-                     check the properties and that the target exports the namespace to this host",
-                    target.identity(),
-                    target.nqn,
-                    tuning.namespace_deadline,
-                    live.join(", ")
-                ),
+                reason: NvmeNotConnected::NamespaceNotShown {
+                    nqn: target.nqn.clone(),
+                    identity: target.identity(),
+                    waited: tuning.namespace_deadline,
+                    controllers: live.to_vec(),
+                },
             });
         }
         clock.sleep(pause.take());

@@ -44,7 +44,8 @@ fn ns_thing(n: &Namespace) -> Thing {
 }
 
 fn ctrl_thing(c: &Controller) -> Thing {
-    let portal = match (c.transport.as_deref(), c.traddr(), c.trsvcid()) {
+    let transport = c.transport.as_ref().map(ToString::to_string);
+    let portal = match (transport, c.traddr(), c.trsvcid()) {
         (Some(t), Some(std::net::IpAddr::V6(a)), Some(p)) => format!("{t} [{a}]:{p}"),
         (Some(t), Some(a), Some(p)) => format!("{t} {a}:{p}"),
         _ => c.address.clone().unwrap_or_default(),
@@ -389,95 +390,144 @@ pub(crate) fn disconnect_one(
     opts: DisconnectOptions,
     tuning: &NvmeTuning,
 ) -> Result<DisconnectReport> {
-    let Found {
-        target,
-        hostnqn,
-        devices,
-        left_alone,
-    } = find(host, props, device_info)?;
-    let mut report = DisconnectReport {
-        volume: props.label(),
-        forced: opts.force,
-        left_alone,
-        ..Default::default()
+    // 1. The volume's devices, from the kernel's state.
+    let found = find(host, props, device_info)?;
+    let mut d = Detach {
+        host,
+        props,
+        opts,
+        tuning,
+        target: found.target,
+        hostnqn: found.hostnqn,
+        devices: found.devices,
+        report: DisconnectReport {
+            volume: props.label(),
+            forced: opts.force,
+            left_alone: found.left_alone,
+            ..Default::default()
+        },
     };
-    // 2. Flush, while nothing has been removed.
-    let flush_results = crate::par::par_map(&devices, |d| super::flush(host, &d.name, tuning));
-    let mut unflushed = Vec::new();
-    for (d, r) in devices.iter().zip(flush_results) {
-        if let Err(e) = r {
-            report.fail(
-                Some(ns_thing(d)),
-                format!("cannot flush /dev/{}: {e}", d.name),
-            );
-            unflushed.push(d.clone());
+    let unflushed = d.flush()?;
+    d.remove(&unflushed)?;
+    d.finish()
+}
+
+/// One disconnect of an NVMe-oF volume under way: what it found, and its report.
+struct Detach<'a> {
+    host: &'a Host,
+    props: &'a NvmeProperties,
+    opts: DisconnectOptions,
+    tuning: &'a NvmeTuning,
+    target: &'a NvmeTarget,
+    hostnqn: Option<String>,
+    devices: Vec<Namespace>,
+    report: DisconnectReport,
+}
+
+impl Detach<'_> {
+    /// Step 2: flushes every device while nothing has been removed; returns those that did not
+    /// flush. A plain disconnect stops there, nothing removed, when one did not.
+    fn flush(&mut self) -> Result<Vec<Namespace>> {
+        let (host, tuning) = (self.host, self.tuning);
+        let results = crate::par::par_map(&self.devices, |d| super::flush(host, &d.name, tuning));
+        let mut unflushed = Vec::new();
+        for (d, r) in self.devices.iter().zip(results) {
+            if let Err(e) = r {
+                let why = format!("cannot flush /dev/{}: {e}", d.name);
+                self.report.fail(Some(ns_thing(d)), why);
+                unflushed.push(d.clone());
+            }
         }
-    }
-    if !unflushed.is_empty() && !opts.force {
-        report.outcome = Outcome::Refused;
+        if unflushed.is_empty() || self.opts.force {
+            return Ok(unflushed);
+        }
+        self.report.outcome = Outcome::Refused;
         let names: Vec<String> = unflushed
             .iter()
             .map(|d| format!("/dev/{}", d.name))
             .collect();
-        return Err(Error::Disconnect {
+        Err(Error::Disconnect {
             message: format!(
                 "{}: {} did not flush (every path down?); nothing was removed and the kernel \
                  keeps the data; retry once a portal is back, or use --force to lose it",
-                props.label(),
+                self.props.label(),
                 names.join(", ")
             ),
-            report: Box::new(report),
-        });
+            report: Box::new(std::mem::take(&mut self.report)),
+        })
     }
-    // 3. The controllers, under the subsystem's lock: the namespace counted again (another
-    // attach may have mapped one meanwhile), and no device of the volume open.
-    {
+
+    /// Step 3, under the subsystem's lock: the namespace counted again (another attach may have
+    /// mapped one meanwhile), a dm map multipathd built over it removed, no device of the volume
+    /// open, then the controllers no other volume uses deleted and waited for.
+    fn remove(&mut self, unflushed: &[Namespace]) -> Result<()> {
+        let (host, props, target) = (self.host, self.props, self.target);
         let _lock = host.lock(&lock_name(&target.nqn))?;
         let sub = sysfs::subsystem(host, &target.nqn)?;
         if let Some(s) = &sub {
             only_namespace(props, target, &sysfs::volume_devices(s, target))?;
         }
-        remove_multipath_maps(host, &devices, tuning, &mut report);
-        refuse_if_open(host, props, &devices, opts, &mut report)?;
-        let (delete, kept) = decide(sub.as_ref(), target, hostnqn.as_deref());
-        report.kept.extend(kept);
-        let results = crate::par::par_map(&delete, |c| {
+        remove_multipath_maps(host, &self.devices, self.tuning, &mut self.report);
+        refuse_if_open(host, props, &self.devices, self.opts, &mut self.report)?;
+        let (delete, kept) = decide(sub.as_ref(), target, self.hostnqn.as_deref());
+        self.report.kept.extend(kept);
+        self.delete_controllers(&delete)?;
+        self.account_gone(&delete);
+        if !self.report.kept.is_empty() && !unflushed.is_empty() {
+            self.report.fail(
+                None,
+                "I/O queued on the volume's namespace was not failed: its controllers also \
+                 serve other volumes' namespaces and were kept"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Deletes the controllers `delete` in parallel through sysfs.
+    fn delete_controllers(&mut self, delete: &[Controller]) -> Result<()> {
+        let (host, timeout) = (self.host, self.tuning.delete_timeout);
+        let results = crate::par::par_map(delete, |c| {
             let path = host.sys(format!("class/nvme/{}/delete_controller", c.name));
-            host.kern().write_attr(&path, "1", tuning.delete_timeout)
+            host.kern().write_attr(&path, "1", timeout)
         });
         for (c, r) in delete.iter().zip(results) {
             match r {
                 Ok(()) => {
                     info!(controller = %c.name, "controller deleted");
-                    report.removed.push(ctrl_thing(c));
+                    self.report.removed.push(ctrl_thing(c));
                 }
                 Err(e) if sysfs::controller(host, &c.name)?.is_none() => {
                     debug!(controller = %c.name, "gone meanwhile: {e}");
-                    report.removed.push(ctrl_thing(c));
+                    self.report.removed.push(ctrl_thing(c));
                 }
                 Err(e) => {
-                    report.fail(
-                        Some(ctrl_thing(c)),
-                        format!("cannot delete controller {}: {e}", c.name),
-                    );
+                    let why = format!("cannot delete controller {}: {e}", c.name);
+                    self.report.fail(Some(ctrl_thing(c)), why);
                 }
             }
         }
-        // 4. Wait for the kernel to drop them and the volume's devices.
+        Ok(())
+    }
+
+    /// Step 4: waits for the kernel to drop the deleted controllers and the volume's devices,
+    /// and says of each whether it went, stays (controllers kept), or is left behind.
+    fn account_gone(&mut self, delete: &[Controller]) {
         // With a controller kept, the volume's namespace stays: only the deleted controllers
         // are waited for.
+        let report = &mut self.report;
         let wait_devs: &[Namespace] = if report.kept.is_empty() {
-            &devices
+            &self.devices
         } else {
             &[]
         };
-        let gone = wait_gone(host, &delete, wait_devs, tuning.removal_deadline);
-        for c in &delete {
+        let gone = wait_gone(self.host, delete, wait_devs, self.tuning.removal_deadline);
+        for c in delete {
             if !gone.0.contains(&c.name) {
                 report.leave(ctrl_thing(c));
             }
         }
-        for d in &devices {
+        for d in &self.devices {
             if gone.1.contains(&d.name) {
                 report.removed.insert(0, ns_thing(d));
             } else if report.kept.is_empty() {
@@ -491,20 +541,17 @@ pub(crate) fn disconnect_one(
                 });
             }
         }
-        if !report.kept.is_empty() && !unflushed.is_empty() {
-            report.fail(
-                None,
-                "I/O queued on the volume's namespace was not failed: its controllers also \
-                 serve other volumes' namespaces and were kept"
-                    .into(),
-            );
+    }
+
+    /// Step 5: the report, and the outcome every transport's disconnect gives.
+    fn finish(mut self) -> Result<DisconnectReport> {
+        let report = &mut self.report;
+        if !report.left_behind.is_empty() && report.failures.is_empty() {
+            let what: Vec<String> = report.left_behind.iter().map(ToString::to_string).collect();
+            report.fail(None, format!("still on the host: {}", what.join(", ")));
         }
+        self.report.finish(self.opts.ignore_errors)
     }
-    if !report.left_behind.is_empty() && report.failures.is_empty() {
-        let what: Vec<String> = report.left_behind.iter().map(ToString::to_string).collect();
-        report.fail(None, format!("still on the host: {}", what.join(", ")));
-    }
-    report.finish(opts.ignore_errors)
 }
 
 /// Waits until the controllers and namespace devices are gone, or the deadline; returns those

@@ -24,7 +24,7 @@ use crate::retry::{Backoff, Retried};
 pub use connect::NvmeConnected;
 pub use identity::{host_identity, HostIdentity};
 pub use props::{Nqn, NvmePortal, NvmeProperties, NvmeTarget, Transport, Uuid};
-pub use sysfs::{Controller, Namespace, Subsystem};
+pub use sysfs::{Controller, ControllerState, ControllerTransport, Namespace, Subsystem};
 pub use volume::{extend_volume, inspect, paths_of, volume_paths};
 
 /// Attaches the volume `props` names: controllers to its portals, then its namespace.
@@ -184,6 +184,3 @@ pub(crate) fn flush(
 pub(crate) fn lock_name(nqn: &Nqn) -> String {
     format!("nvme-{nqn}")
 }
-
-#[cfg(test)]
-mod tests;

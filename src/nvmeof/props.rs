@@ -12,197 +12,13 @@
 //! NQNs and addresses end up in the option string written to `/dev/nvme-fabrics`, where a `,` or
 //! `=` would add options of the caller's choosing: they are refused.
 
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-
-/// An NVMe Qualified Name (NVMe base specification, 4.5): `nqn.yyyy-mm.reverse.domain:anything`,
-/// or the UUID form `nqn.2014-08.org.nvmexpress:uuid:<uuid>`; at most 223 bytes of printable
-/// ASCII without white space, `,` or `=`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Nqn(String);
-
-impl Nqn {
-    /// The NQN's text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for Nqn {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Nqn, String> {
-        if s.is_empty() {
-            return Err("is empty".into());
-        }
-        if s.len() > 223 {
-            return Err(format!(
-                "is {} bytes long, over the 223 an NQN may have",
-                s.len()
-            ));
-        }
-        if let Some(c) = s
-            .chars()
-            .find(|c| !c.is_ascii_graphic() || matches!(c, ',' | '=' | '\\' | '"' | '\''))
-        {
-            return Err(format!(
-                "{s:?} holds {c:?}, which no NQN brick accepts may hold"
-            ));
-        }
-        let rest = s
-            .strip_prefix("nqn.")
-            .ok_or_else(|| format!("{s:?} does not start with \"nqn.\""))?;
-        // yyyy-mm.
-        let date_ok = rest.len() > 8
-            && rest.as_bytes()[..4].iter().all(u8::is_ascii_digit)
-            && rest.as_bytes()[4] == b'-'
-            && rest.as_bytes()[5..7].iter().all(u8::is_ascii_digit)
-            && rest.as_bytes()[7] == b'.'
-            && matches!(
-                &rest[5..7],
-                "01" | "02" | "03" | "04" | "05" | "06" | "07" | "08" | "09" | "10" | "11" | "12"
-            );
-        if !date_ok {
-            return Err(format!(
-                "{s:?} has no date \"yyyy-mm.\" after \"nqn.\" (e.g. nqn.2014-08.org.example:vol)"
-            ));
-        }
-        let domain = rest[8..].split(':').next().unwrap_or("");
-        if domain.is_empty() {
-            return Err(format!("{s:?} names no reverse domain after its date"));
-        }
-        if let Some(u) = rest.strip_prefix("2014-08.org.nvmexpress:uuid:") {
-            Uuid::parse(u).map_err(|e| format!("{s:?}: the UUID form needs a UUID: {e}"))?;
-        }
-        Ok(Nqn(s.to_string()))
-    }
-}
-
-impl fmt::Display for Nqn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl Serialize for Nqn {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
-/// A 128-bit identifier in the kernel's text form: lower-case hex, hyphenated 8-4-4-4-12. Both a
-/// namespace UUID and a namespace NGUID show so in sysfs; os-brick takes either with or without
-/// hyphens, in any case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Uuid([u8; 16]);
-
-impl Uuid {
-    /// Parses 32 hex digits, with or without the four hyphens (also in `{}` or with a `urn:uuid:`
-    /// prefix, as Python's `uuid.UUID` takes them).
-    pub fn parse(s: &str) -> std::result::Result<Uuid, String> {
-        let t = s.trim();
-        let t = t.strip_prefix("urn:uuid:").unwrap_or(t);
-        let t = t
-            .strip_prefix('{')
-            .and_then(|x| x.strip_suffix('}'))
-            .unwrap_or(t);
-        let hex: String = t.chars().filter(|c| *c != '-').collect();
-        let hyphens_ok = !t.contains('-')
-            || (t.len() == 36 && [8, 13, 18, 23].iter().all(|&i| t.as_bytes()[i] == b'-'));
-        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) || !hyphens_ok {
-            return Err(format!("{s:?} is not 32 hex digits (8-4-4-4-12)"));
-        }
-        let mut b = [0u8; 16];
-        for (i, byte) in b.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
-        }
-        Ok(Uuid(b))
-    }
-
-    /// Whether every byte is zero (the kernel shows no `nguid` then).
-    pub fn is_nil(&self) -> bool {
-        self.0 == [0; 16]
-    }
-}
-
-impl fmt::Display for Uuid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, b) in self.0.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                f.write_str("-")?;
-            }
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl Serialize for Uuid {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-/// How a controller reaches its portal. os-brick: `RoCEv2` (or `rdma`) is rdma, anything else tcp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    /// NVMe/TCP.
-    Tcp,
-    /// NVMe over RDMA (RoCEv2).
-    Rdma,
-}
-
-impl Transport {
-    /// os-brick's mapping of a `transport_type`.
-    pub fn from_os_brick(s: &str) -> Transport {
-        if s == "RoCEv2" || s.eq_ignore_ascii_case("rdma") {
-            Transport::Rdma
-        } else {
-            Transport::Tcp
-        }
-    }
-
-    /// The name the kernel uses (`transport=` option, `transport` attribute).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Tcp => "tcp",
-            Transport::Rdma => "rdma",
-        }
-    }
-}
-
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One portal of an NVMe-oF target: transport, IP address and port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct NvmePortal {
-    /// The transport.
-    pub transport: Transport,
-    /// The address (`traddr`).
-    pub address: IpAddr,
-    /// The port (`trsvcid`).
-    pub port: u16,
-}
-
-impl fmt::Display for NvmePortal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.address {
-            IpAddr::V4(a) => write!(f, "{} {a}:{}", self.transport, self.port),
-            IpAddr::V6(a) => write!(f, "{} [{a}]:{}", self.transport, self.port),
-        }
-    }
-}
+pub use crate::types::{Nqn, NvmePortal, Transport, Uuid};
 
 /// One NVMe-oF target of a volume (a replica): its subsystem NQN, its portals, and what names
 /// the volume's namespace in it.
@@ -261,81 +77,9 @@ impl NvmeProperties {
 
     /// As [`NvmeProperties::from_json`], from decoded JSON.
     pub fn from_value(v: &Value) -> Result<NvmeProperties> {
-        let mut obj = v
-            .as_object()
-            .ok_or_else(|| Error::invalid("connection properties", "expected a JSON object"))?;
-        if let Some(kind) = obj.get("driver_volume_type") {
-            let kind = kind.as_str().unwrap_or_default();
-            if !kind.eq_ignore_ascii_case("nvmeof") {
-                return Err(Error::invalid(
-                    "driver_volume_type",
-                    format!("{kind:?} is not nvmeof"),
-                ));
-            }
-            obj = obj.get("data").and_then(Value::as_object).ok_or_else(|| {
-                Error::invalid("data", "a connection_info needs a \"data\" object")
-            })?;
-        }
+        let obj = unwrap_connection_info(v)?;
         if let Some(reps) = obj.get("volume_replicas") {
-            let reps = reps
-                .as_array()
-                .ok_or_else(|| Error::invalid("volume_replicas", "expected a list of targets"))?;
-            if reps.is_empty() {
-                return Err(Error::invalid("volume_replicas", "is empty"));
-            }
-            let mut targets = Vec::new();
-            for (i, r) in reps.iter().enumerate() {
-                let field = format!("volume_replicas[{i}]");
-                let o = r
-                    .as_object()
-                    .ok_or_else(|| Error::invalid(&field, "expected an object"))?;
-                targets.push(parse_target(o, &format!("{field}."))?);
-            }
-            if let Some(c) = obj.get("replica_count").filter(|c| !c.is_null()) {
-                let n = c
-                    .as_u64()
-                    .ok_or_else(|| Error::invalid("replica_count", "expected a whole number"))?;
-                if n != targets.len() as u64 {
-                    return Err(Error::invalid(
-                        "replica_count",
-                        format!("is {n}, but volume_replicas lists {}", targets.len()),
-                    ));
-                }
-            }
-            let volume_id = str_field(obj, "vol_uuid")?
-                .map(|v| Uuid::parse(v).map_err(|e| Error::invalid("vol_uuid", e)))
-                .transpose()?
-                .map(|u| u.to_string());
-            let alias = str_field(obj, "alias")?
-                .map(|a| {
-                    let ok = !a.is_empty()
-                        && a.len() <= 32
-                        && a.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-                        && !a.starts_with('.');
-                    if ok {
-                        Ok(a.to_string())
-                    } else {
-                        Err(Error::invalid(
-                            "alias",
-                            format!("{a:?}: expected up to 32 letters, digits, '-', '_' or '.'"),
-                        ))
-                    }
-                })
-                .transpose()?;
-            let replicated = targets.len() > 1;
-            if replicated && alias.is_none() {
-                return Err(Error::invalid(
-                    "alias",
-                    "a replicated volume needs its md name",
-                ));
-            }
-            return Ok(NvmeProperties {
-                targets,
-                volume_id,
-                alias,
-                replicated,
-            });
+            return parse_replicated(obj, reps);
         }
         let target = if obj.contains_key("target_nqn") {
             parse_target(obj, "")?
@@ -361,6 +105,91 @@ impl NvmeProperties {
             Some(v) => v.clone(),
             None => format!("{} ({})", self.targets[0].nqn, self.targets[0].identity()),
         }
+    }
+}
+
+/// The properties object: `v` itself, or the `data` of a connection_info (which must say
+/// `nvmeof`).
+fn unwrap_connection_info(v: &Value) -> Result<&Map<String, Value>> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| Error::invalid("connection properties", "expected a JSON object"))?;
+    let Some(kind) = obj.get("driver_volume_type") else {
+        return Ok(obj);
+    };
+    let kind = kind.as_str().unwrap_or_default();
+    if !kind.eq_ignore_ascii_case("nvmeof") {
+        return Err(Error::invalid(
+            "driver_volume_type",
+            format!("{kind:?} is not nvmeof"),
+        ));
+    }
+    obj.get("data")
+        .and_then(Value::as_object)
+        .ok_or_else(|| Error::invalid("data", "a connection_info needs a \"data\" object"))
+}
+
+/// The replicated format: `volume_replicas` (`reps`), `replica_count`, `vol_uuid`, `alias`.
+fn parse_replicated(obj: &Map<String, Value>, reps: &Value) -> Result<NvmeProperties> {
+    let reps = reps
+        .as_array()
+        .ok_or_else(|| Error::invalid("volume_replicas", "expected a list of targets"))?;
+    if reps.is_empty() {
+        return Err(Error::invalid("volume_replicas", "is empty"));
+    }
+    let mut targets = Vec::new();
+    for (i, r) in reps.iter().enumerate() {
+        let field = format!("volume_replicas[{i}]");
+        let o = r
+            .as_object()
+            .ok_or_else(|| Error::invalid(&field, "expected an object"))?;
+        targets.push(parse_target(o, &format!("{field}."))?);
+    }
+    if let Some(c) = obj.get("replica_count").filter(|c| !c.is_null()) {
+        let n = c
+            .as_u64()
+            .ok_or_else(|| Error::invalid("replica_count", "expected a whole number"))?;
+        if n != targets.len() as u64 {
+            return Err(Error::invalid(
+                "replica_count",
+                format!("is {n}, but volume_replicas lists {}", targets.len()),
+            ));
+        }
+    }
+    let volume_id = str_field(obj, "vol_uuid")?
+        .map(|v| Uuid::parse(v).map_err(|e| Error::invalid("vol_uuid", e)))
+        .transpose()?
+        .map(|u| u.to_string());
+    let alias = str_field(obj, "alias")?.map(alias).transpose()?;
+    let replicated = targets.len() > 1;
+    if replicated && alias.is_none() {
+        return Err(Error::invalid(
+            "alias",
+            "a replicated volume needs its md name",
+        ));
+    }
+    Ok(NvmeProperties {
+        targets,
+        volume_id,
+        alias,
+        replicated,
+    })
+}
+
+/// An md array's name: up to 32 letters, digits, `-`, `_` or `.`, not starting with `.`.
+fn alias(a: &str) -> Result<String> {
+    let ok = !a.is_empty()
+        && a.len() <= 32
+        && a.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && !a.starts_with('.');
+    if ok {
+        Ok(a.to_string())
+    } else {
+        Err(Error::invalid(
+            "alias",
+            format!("{a:?}: expected up to 32 letters, digits, '-', '_' or '.'"),
+        ))
     }
 }
 

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::props::{Nqn, NvmePortal, NvmeTarget, Uuid};
+use super::props::{Nqn, NvmePortal, NvmeTarget, Transport, Uuid};
 use crate::error::Result;
 use crate::host::Host;
 
@@ -36,7 +36,7 @@ pub struct Namespace {
     /// The `wwid` attribute (`uuid.…`, `eui.…`).
     pub wwid: Option<String>,
     /// Its size in bytes.
-    pub size_bytes: Option<u64>,
+    pub size_bytes: Option<crate::types::Bytes>,
     /// The ANA state of a path (`optimized`, `non-optimized`, `inaccessible`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ana_state: Option<String>,
@@ -68,9 +68,9 @@ pub struct Controller {
     /// `nvmeN`.
     pub name: String,
     /// `live`, `connecting`, `resetting`, `deleting`, ...
-    pub state: Option<String>,
+    pub state: Option<ControllerState>,
     /// `tcp`, `rdma`, `loop`, `pcie`.
-    pub transport: Option<String>,
+    pub transport: Option<ControllerTransport>,
     /// The `address` attribute as the kernel shows it.
     pub address: Option<String>,
     /// The subsystem NQN.
@@ -101,7 +101,7 @@ impl Controller {
     /// the kernel shows the host NQN).
     pub fn is_at(&self, nqn: &Nqn, portal: &NvmePortal, hostnqn: &str) -> bool {
         self.subsysnqn.as_deref() == Some(nqn.as_str())
-            && self.transport.as_deref() == Some(portal.transport.as_str())
+            && self.transport == Some(ControllerTransport::Fabric(portal.transport))
             && self.traddr() == Some(portal.address)
             && self.trsvcid() == Some(portal.port)
             && self.hostnqn.as_deref().is_none_or(|h| h == hostnqn)
@@ -109,7 +109,114 @@ impl Controller {
 
     /// Whether its state is `live`.
     pub fn is_live(&self) -> bool {
-        self.state.as_deref() == Some("live")
+        self.state == Some(ControllerState::Live)
+    }
+}
+
+/// The state of an NVMe controller, as the kernel shows it in `/sys/class/nvme/nvmeN/state`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ControllerState {
+    /// `new`: being set up.
+    New,
+    /// `live`: connected; I/O flows.
+    Live,
+    /// `resetting`: being reset; the kernel reconnects it by itself.
+    Resetting,
+    /// `connecting`: reconnecting after its portal went away (until `ctrl_loss_tmo`).
+    Connecting,
+    /// `deleting`: being deleted.
+    Deleting,
+    /// `deleting (no IO)`: being deleted, its I/O already failed.
+    DeletingNoIo,
+    /// `dead`: removed after a failure.
+    Dead,
+    /// A state a newer kernel adds, in its words.
+    Other(String),
+}
+
+/// How a controller reaches its subsystem, as its `transport` attribute says.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ControllerTransport {
+    /// A fabric brick connects over: `tcp`, `rdma`.
+    Fabric(Transport),
+    /// Any other (`pcie`, `loop`, `fc`), in the kernel's words.
+    Other(String),
+}
+
+impl ControllerTransport {
+    /// The kernel's word (`tcp`, `rdma`, `pcie`, ...).
+    pub fn from_kernel(s: &str) -> ControllerTransport {
+        match s.trim() {
+            "tcp" => ControllerTransport::Fabric(Transport::Tcp),
+            "rdma" => ControllerTransport::Fabric(Transport::Rdma),
+            other => ControllerTransport::Other(other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for ControllerTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControllerTransport::Fabric(t) => f.write_str(t.as_str()),
+            ControllerTransport::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl Serialize for ControllerTransport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl ControllerState {
+    /// Whether the controller is on its way out (`deleting`, `deleting (no IO)`, `dead`): the
+    /// kernel reconnects it no more, and takes a new connect to its portal as no duplicate.
+    pub fn is_going(&self) -> bool {
+        matches!(
+            self,
+            ControllerState::Deleting | ControllerState::DeletingNoIo | ControllerState::Dead
+        )
+    }
+}
+
+impl std::str::FromStr for ControllerState {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(match s.trim() {
+            "new" => ControllerState::New,
+            "live" => ControllerState::Live,
+            "resetting" => ControllerState::Resetting,
+            "connecting" => ControllerState::Connecting,
+            "deleting" => ControllerState::Deleting,
+            "deleting (no IO)" => ControllerState::DeletingNoIo,
+            "dead" => ControllerState::Dead,
+            other => ControllerState::Other(other.to_string()),
+        })
+    }
+}
+
+impl std::fmt::Display for ControllerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ControllerState::New => "new",
+            ControllerState::Live => "live",
+            ControllerState::Resetting => "resetting",
+            ControllerState::Connecting => "connecting",
+            ControllerState::Deleting => "deleting",
+            ControllerState::DeletingNoIo => "deleting (no IO)",
+            ControllerState::Dead => "dead",
+            ControllerState::Other(s) => s,
+        })
+    }
+}
+
+impl Serialize for ControllerState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -187,7 +294,7 @@ fn read_ns(host: &Host, dir: &std::path::Path, name: &str) -> Result<Namespace> 
         wwid: attr("wwid")?,
         size_bytes: attr("size")?
             .and_then(|s| s.trim().parse::<u64>().ok())
-            .map(|s| s * 512),
+            .map(crate::types::Bytes::from_sectors),
         ana_state: attr("ana_state")?,
     })
 }
@@ -207,8 +314,8 @@ pub fn controller(host: &Host, name: &str) -> Result<Option<Controller>> {
     }
     Ok(Some(Controller {
         name: name.to_string(),
-        state: attr("state")?,
-        transport: attr("transport")?,
+        state: attr("state")?.map(|t| t.parse().unwrap_or_else(|e| match e {})),
+        transport: attr("transport")?.map(|t| ControllerTransport::from_kernel(&t)),
         address: attr("address")?,
         subsysnqn: attr("subsysnqn")?,
         hostnqn: attr("hostnqn")?,
@@ -314,8 +421,8 @@ mod tests {
     fn address_fields_as_the_kernel_writes_them() {
         let c = Controller {
             name: "nvme0".into(),
-            state: Some("live".into()),
-            transport: Some("tcp".into()),
+            state: Some(ControllerState::Live),
+            transport: Some(ControllerTransport::Fabric(Transport::Tcp)),
             address: Some("traddr=127.0.0.1,trsvcid=4420,src_addr=127.0.0.1".into()),
             subsysnqn: Some("nqn.2014-08.org.lab:sub1".into()),
             hostnqn: Some("nqn.2014-08.org.nvmexpress:uuid:1".into()),

@@ -8,6 +8,7 @@ use super::NvmeTuning;
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::time::Pause;
+use crate::types::Bytes;
 
 /// The volume's namespace devices on this host (`/dev/nvme0n1`: the head, or each single-path
 /// namespace), from sysfs.
@@ -41,7 +42,7 @@ pub fn volume_paths(host: &Host, props: &NvmeProperties) -> Result<Vec<String>> 
 ///
 /// # Errors
 /// [`Error::NvmeConnect`] when the volume is not on this host.
-pub fn extend_volume(host: &Host, props: &NvmeProperties, tuning: &NvmeTuning) -> Result<u64> {
+pub fn extend_volume(host: &Host, props: &NvmeProperties, tuning: &NvmeTuning) -> Result<Bytes> {
     if props.alias.is_some() {
         let heads = heads_of(host, props)?;
         if let Some(md) = super::raid::holder_of(host, &props.label(), &heads)? {
@@ -55,13 +56,20 @@ pub fn extend_volume(host: &Host, props: &NvmeProperties, tuning: &NvmeTuning) -
                 };
                 extend_volume(host, &one, tuning)?;
             }
-            return super::raid::grow(host, &md, tuning);
+            return crate::block::md::grow(
+                host,
+                &md,
+                tuning.connect_timeout,
+                tuning.resize_deadline,
+            );
         }
     }
     let t = &props.targets[0];
     let not_here = || Error::NvmeConnect {
         volume: props.label(),
-        detail: "the volume's namespace is not on this host".into(),
+        reason: crate::error::NvmeNotConnected::NotOnHost(
+            "the volume's namespace is not on this host".into(),
+        ),
     };
     let sub = sysfs::subsystem(host, &t.nqn)?.ok_or_else(not_here)?;
     let dev = sysfs::volume_devices(&sub, t)
@@ -83,7 +91,7 @@ pub fn extend_volume(host: &Host, props: &NvmeProperties, tuning: &NvmeTuning) -
         let now = host
             .read_attr_opt(&size_path)?
             .and_then(|s| s.trim().parse::<u64>().ok())
-            .map(|s| s * 512);
+            .map(Bytes::from_sectors);
         if now != before || clock.now() >= end {
             return now.ok_or_else(not_here);
         }

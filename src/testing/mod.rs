@@ -37,6 +37,8 @@ use multipathd::*;
 use sendtargets::*;
 use tree::*;
 
+pub use crate::block::signature::md12_superblock;
+
 type Matcher = Box<dyn Fn(&[String]) -> bool + Send + Sync>;
 type Responder = Box<dyn Fn(&[String]) -> Result<Output, CmdError> + Send + Sync>;
 

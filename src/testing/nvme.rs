@@ -209,7 +209,13 @@ pub(super) fn fabrics_connect(
     {
         let d = e.path();
         let same = |a: &str, v: &str| fs::read_to_string(d.join(a)).is_ok_and(|t| t.trim() == v);
-        if same("subsysnqn", nqn) && same("address", &address) && same("hostnqn", hostnqn) {
+        // As the kernel (nvmf_ctlr_matches_baseopts): a controller being deleted or dead is no
+        // duplicate.
+        let going = ["deleting", "deleting (no IO)", "dead"]
+            .iter()
+            .any(|s| same("state", s));
+        if !going && same("subsysnqn", nqn) && same("address", &address) && same("hostnqn", hostnqn)
+        {
             return Err(KernelError::from_errno(libc::EALREADY));
         }
     }

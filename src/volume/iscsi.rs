@@ -1,7 +1,7 @@
 //! iSCSI behind the seam: `crate::iscsi`'s steps with the caller's choices and the settings'
 //! iSCSI tuning.
 
-use super::{ConnectOptions, Connected, FailedPath, Transport};
+use super::{ConnectOptions, Connected, Transport};
 use crate::config::Settings;
 use crate::device_info::DeviceInfo;
 use crate::error::Result;
@@ -32,7 +32,7 @@ impl Transport for ConnectionProperties {
         Ok(Connected {
             device_info: c.device_info,
             paths: c.paths,
-            failed_paths: c.failed_paths.into_iter().map(FailedPath::Iscsi).collect(),
+            failed_paths: c.failed_paths,
         })
     }
 

@@ -26,7 +26,6 @@ use crate::config::Settings;
 use crate::device_info::DeviceInfo;
 use crate::error::{PathFailure, Result};
 use crate::host::Host;
-use crate::nvmeof::NvmePortal;
 use crate::report::{DisconnectOptions, DisconnectPlan, DisconnectReport};
 use crate::types::Bytes;
 
@@ -87,47 +86,7 @@ pub struct Connected {
     /// NVMe-oF).
     pub paths: Vec<String>,
     /// The paths that did not attach, with the reason.
-    pub failed_paths: Vec<FailedPath>,
-}
-
-/// A path that did not attach, and why.
-///
-/// For now NVMe-oF's failures are a portal and a text; once they are [`PathFailure`]s too,
-/// this type gives way to that one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FailedPath {
-    /// An iSCSI portal and target.
-    Iscsi(PathFailure),
-    /// An NVMe-oF portal that gave no live controller.
-    Nvmeof {
-        /// The portal.
-        portal: NvmePortal,
-        /// Why.
-        reason: String,
-    },
-}
-
-impl std::fmt::Display for FailedPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FailedPath::Iscsi(p) => write!(f, "{p}"),
-            FailedPath::Nvmeof { portal, reason } => write!(f, "{portal}: {reason}"),
-        }
-    }
-}
-
-impl Serialize for FailedPath {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        match self {
-            FailedPath::Iscsi(p) => p.serialize(s),
-            FailedPath::Nvmeof { portal, reason } => serde_json::json!({
-                "portal": portal.to_string(),
-                "kind": "connect",
-                "message": reason,
-            })
-            .serialize(s),
-        }
-    }
+    pub failed_paths: Vec<PathFailure>,
 }
 
 /// Attaches the volume `props` names, with the caller's choices `opts` and the tunings of

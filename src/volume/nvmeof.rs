@@ -1,7 +1,7 @@
 //! NVMe-oF behind the seam: `crate::nvmeof`'s steps with the settings' NVMe tuning, the
 //! caller's choices over it.
 
-use super::{ConnectOptions, Connected, FailedPath, Transport};
+use super::{ConnectOptions, Connected, Transport};
 use crate::config::Settings;
 use crate::device_info::DeviceInfo;
 use crate::error::Result;
@@ -33,15 +33,10 @@ impl Transport for NvmeProperties {
         settings: &Settings,
     ) -> Result<Connected> {
         let c = crate::nvmeof::connect_volume(host, self, &tuning(&settings.nvme, opts))?;
-        let failed_paths = c
-            .failed_portals
-            .into_iter()
-            .map(|(portal, reason)| FailedPath::Nvmeof { portal, reason })
-            .collect();
         Ok(Connected {
             device_info: c.device_info,
             paths: c.controllers,
-            failed_paths,
+            failed_paths: c.failed_paths,
         })
     }
 
@@ -61,7 +56,7 @@ impl Transport for NvmeProperties {
 
     /// NVMe-oF finds the volume by its namespace: device_info adds nothing.
     fn extend(&self, host: &Host, _: Option<&DeviceInfo>, settings: &Settings) -> Result<Bytes> {
-        crate::nvmeof::extend_volume(host, self, &settings.nvme).map(Bytes)
+        crate::nvmeof::extend_volume(host, self, &settings.nvme)
     }
 
     fn paths(&self, host: &Host, _: Option<&DeviceInfo>) -> Result<Vec<String>> {

@@ -317,17 +317,15 @@ impl Connect<'_> {
     /// The connected volume, once the failed paths are undone; or, when no path is up, the
     /// error, once everything this connect made is undone.
     fn finish(mut self) -> Result<Connected> {
-        let failed: Vec<PathFailure> = self
-            .attempts
-            .iter()
-            .filter_map(|a| {
-                a.result.as_ref().err().map(|e| PathFailure {
-                    portal: a.target.portal,
-                    iqn: a.target.iqn.clone(),
-                    error: e.clone(),
+        let failed: Vec<PathFailure> =
+            self.attempts
+                .iter()
+                .filter_map(|a| {
+                    a.result.as_ref().err().map(|e| {
+                        PathFailure::iscsi(a.target.portal, a.target.iqn.clone(), e.clone())
+                    })
                 })
-            })
-            .collect();
+                .collect();
         let paths = up_paths(&self.attempts);
         let Some(wwid) = self.wwid.clone().filter(|_| !paths.is_empty()) else {
             self.undo_all();

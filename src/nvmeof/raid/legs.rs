@@ -5,28 +5,11 @@
 
 use std::time::Duration;
 
-use super::mdadm;
+use crate::block::md::{self, mdadm};
 use crate::block::signature::{self, MdSuper};
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::nvmeof::props::NvmeProperties;
-
-/// The members of array `md` (`nvme0n1`), from `md/dev-*/block` in sysfs.
-pub(super) fn md_members(host: &Host, md: &str) -> Result<Vec<String>> {
-    let dir = host.sys(format!("block/{md}/md"));
-    let mut members = Vec::new();
-    for e in host.list(&dir)? {
-        let Some(short) = e.strip_prefix("dev-") else {
-            continue;
-        };
-        let name = std::fs::read_link(dir.join(&e).join("block"))
-            .ok()
-            .and_then(|l| l.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| short.to_string());
-        members.push(name);
-    }
-    Ok(members)
-}
 
 /// What a replica holds, as far as its array is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,7 +206,7 @@ pub(crate) fn holder_of(host: &Host, label: &str, devs: &[String]) -> Result<Opt
             ),
         ));
     }
-    let members = md_members(host, md)?;
+    let members = md::members(host, md)?;
     if let Some(x) = members.iter().find(|m| !devs.contains(m)) {
         return Err(refuse(
             md,
@@ -249,7 +232,7 @@ pub(super) fn array_of(
     let Some(md) = holder_of(host, &props.label(), &devs)? else {
         return Ok(None);
     };
-    let members = md_members(host, &md)?;
+    let members = md::members(host, &md)?;
     for (d, l) in legs.iter().filter(|(d, _)| members.contains(d)) {
         match l {
             Leg::Member(sb) => check_name(props, alias, d, sb.as_ref())?,

@@ -28,9 +28,10 @@ use tracing::{info, warn};
 use super::props::{NvmeProperties, NvmeTarget};
 use super::sysfs;
 use super::NvmeTuning;
+use crate::block::md;
 use crate::device_info::DeviceInfo;
 use crate::error::{Error, Result};
-use crate::host::{Cmd, Host};
+use crate::host::Host;
 use crate::report::DisconnectOptions;
 use crate::report::{DisconnectReport, Outcome, Thing};
 
@@ -49,46 +50,6 @@ fn replica(props: &NvmeProperties, i: usize) -> NvmeProperties {
     }
 }
 
-/// The md array (`md127`) that holds any of `devs`, from their `holders` in sysfs. Not a proof
-/// that the array is the volume's: see [`array_of`].
-pub(crate) fn md_holding(host: &Host, devs: &[String]) -> Result<Option<String>> {
-    for d in devs {
-        for h in host.list(&host.sys(format!("block/{d}/holders")))? {
-            if h.starts_with("md") {
-                return Ok(Some(h));
-            }
-        }
-    }
-    Ok(None)
-}
-
-pub(super) fn mdadm(host: &Host, args: &[&str], timeout: Duration) -> Result<crate::host::Output> {
-    let cmd = Cmd::new("mdadm")
-        .args(args.iter().copied())
-        .timeout(timeout);
-    Ok(host.run(&cmd)?)
-}
-
-fn mdadm_ok(host: &Host, args: &[&str], timeout: Duration) -> Result<()> {
-    let out = mdadm(host, args, timeout)?;
-    if out.success() {
-        Ok(())
-    } else {
-        Err(Error::CommandFailed {
-            cmd: format!("mdadm {}", args.join(" ")),
-            code: out.code,
-            detail: out.tail(),
-        })
-    }
-}
-
-/// Whether array `md` is running (its `array_state` is not `inactive` or `clear`).
-fn md_running(host: &Host, md: &str) -> Result<bool> {
-    Ok(host
-        .read_attr_opt(&host.sys(format!("block/{md}/md/array_state")))?
-        .is_some_and(|s| !matches!(s.trim(), "inactive" | "clear")))
-}
-
 /// Whether array `md`, whose stop was just refused, runs within two seconds (udev's incremental
 /// assembly starting it as brick tried to stop it).
 fn started_meanwhile(host: &Host, md: &str) -> Result<bool> {
@@ -96,54 +57,11 @@ fn started_meanwhile(host: &Host, md: &str) -> Result<bool> {
     let end = clock.now() + Duration::from_secs(2);
     let mut pause = Pause::new(Duration::from_millis(50), Duration::from_millis(500));
     loop {
-        if md_running(host, md)? {
+        if md::running(host, md)? {
             return Ok(true);
         }
         if clock.now() >= end {
             return Ok(false);
-        }
-        clock.sleep(pause.take());
-    }
-}
-
-/// Stops array `md` in-process (`clear` to its `array_state`), then waits for it to go.
-fn stop_md(host: &Host, md: &str, tuning: &NvmeTuning) -> std::result::Result<(), String> {
-    let state = host.sys(format!("block/{md}/md/array_state"));
-    host.kern()
-        .write_attr(&state, "clear", tuning.delete_timeout)
-        .map_err(|e| format!("cannot stop /dev/{md}: {e}"))?;
-    let clock = host.time();
-    let end = clock.now() + tuning.removal_deadline;
-    let mut pause = Pause::new(Duration::from_millis(20), Duration::from_millis(500));
-    while host.sys(format!("block/{md}/md")).exists() && clock.now() < end {
-        clock.sleep(pause.take());
-    }
-    Ok(())
-}
-
-/// Grows array `md` to its members' size (`mdadm --grow --size max`) and returns its size in
-/// bytes, once sysfs shows it.
-pub(crate) fn grow(host: &Host, md: &str, tuning: &NvmeTuning) -> Result<u64> {
-    let size_path = host.sys(format!("block/{md}/size"));
-    let read = || -> Result<Option<u64>> {
-        Ok(host
-            .read_attr_opt(&size_path)?
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .map(|s| s * 512))
-    };
-    let before = read()?;
-    mdadm_ok(
-        host,
-        &["--grow", &format!("/dev/{md}"), "--size", "max"],
-        tuning.connect_timeout,
-    )?;
-    let clock = host.time();
-    let end = clock.now() + tuning.resize_deadline;
-    let mut pause = Pause::new(Duration::from_millis(20), Duration::from_millis(250));
-    loop {
-        let now = read()?;
-        if now != before || clock.now() >= end {
-            return now.ok_or_else(|| Error::io(&size_path, std::io::ErrorKind::NotFound.into()));
         }
         clock.sleep(pause.take());
     }
@@ -170,10 +88,12 @@ pub(crate) fn connect_replicated_volume(
         device_info,
         namespace: namespace.ok_or_else(|| Error::NvmeConnect {
             volume: props.label(),
-            detail: "no replica's namespace shows any more".into(),
+            reason: crate::error::NvmeNotConnected::NotOnHost(
+                "no replica's namespace shows any more".into(),
+            ),
         })?,
         controllers,
-        failed_portals: Vec::new(),
+        failed_paths: Vec::new(),
     })
 }
 
@@ -209,7 +129,7 @@ pub(crate) fn connect_replicated(
     if devs.is_empty() {
         return Err(Error::NvmeConnect {
             volume: props.label(),
-            detail: failures.join("; "),
+            reason: crate::error::NvmeNotConnected::Replicas(failures.join("; ")),
         });
     }
     let mut made_array = false;
@@ -255,11 +175,11 @@ fn undo(
 ) {
     if made_array {
         if let Ok(Some(md)) = holder_of(host, &props.label(), devs) {
-            let _ = stop_md(host, &md, tuning);
+            let _ = md::stop(host, &md, tuning.delete_timeout, tuning.removal_deadline);
         }
     }
     for (i, dev) in attached {
-        if let Ok(Some(md)) = md_holding(host, std::slice::from_ref(dev)) {
+        if let Ok(Some(md)) = md::holding(host, std::slice::from_ref(dev)) {
             warn!(replica = i, device = %dev, array = %md, "replica left attached: an array this connect did not make holds it");
             continue;
         }
@@ -290,31 +210,14 @@ fn use_array(
         .iter()
         .map(|d| Ok((d.clone(), classify(host, d, tuning.connect_timeout)?)))
         .collect::<Result<Vec<_>>>()?;
-    if let Some(md) = array_of(host, props, alias, &legs)? {
-        if md_running(host, &md)? {
-            info!(md = %md, "the replicas' array is running");
-            return Ok(md);
-        }
-        // An incremental assembly waiting for members that will not come: stopped, then
-        // assembled with what is there. The kernel refuses the stop (EBUSY) while udev's
-        // incremental assembly is starting it: then it runs, and is the volume's (array_of).
-        if let Err(d) = stop_md(host, &md, tuning) {
-            if !started_meanwhile(host, &md)? {
-                return Err(nvme_fail(props, d));
-            }
-            info!(md = %md, "the replicas' array started meanwhile");
-            return Ok(md);
-        }
+    if let Some(md) = running_array(host, props, alias, &legs, tuning)? {
+        return Ok(md);
     }
     let members: Vec<String> = legs
         .iter()
         .filter(|(_, l)| matches!(l, Leg::Member(_)))
         .map(|(d, _)| format!("/dev/{d}"))
         .collect();
-    let md_path = format!("/dev/md/{alias}");
-    let raid_devices = format!("--raid-devices={}", devs.len());
-    let paths: Vec<String> = devs.iter().map(|d| format!("/dev/{d}")).collect();
-    let mut args: Vec<&str>;
     if members.is_empty() && props.targets.len() == 1 {
         // One replica that was never in an array: the namespace itself, as os-brick does;
         // unless it cannot be read, when it could be an array's member.
@@ -327,14 +230,65 @@ fn use_array(
             _ => Ok(devs[0].clone()),
         };
     }
-    if !members.is_empty() {
+    let args = if members.is_empty() {
+        create_args(props, alias, devs, &legs, failures)?
+    } else {
         check_members(props, alias, &legs)?;
         for (d, l) in legs.iter().filter(|(_, l)| !matches!(l, Leg::Member(_))) {
             warn!(device = %d, "replica not in the array: it holds {l}");
         }
-        args = vec!["--assemble", "--run", &md_path];
-        args.extend(members.iter().map(String::as_str));
-    } else if props.targets.len() > devs.len() {
+        let mut args = vec![
+            "--assemble".to_string(),
+            "--run".into(),
+            format!("/dev/md/{alias}"),
+        ];
+        args.extend(members);
+        args
+    };
+    *made = true;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assemble_and_wait(host, props, alias, devs, &args, tuning)
+}
+
+/// The array that holds the replicas `legs`, proven the volume's, when it runs (or udev's
+/// incremental assembly starts it as brick stops it); an array waiting for members that will
+/// not come is stopped, to be assembled with what is there.
+fn running_array(
+    host: &Host,
+    props: &NvmeProperties,
+    alias: &str,
+    legs: &[(String, Leg)],
+    tuning: &NvmeTuning,
+) -> Result<Option<String>> {
+    let Some(md) = array_of(host, props, alias, legs)? else {
+        return Ok(None);
+    };
+    if md::running(host, &md)? {
+        info!(md = %md, "the replicas' array is running");
+        return Ok(Some(md));
+    }
+    // The kernel refuses the stop (EBUSY) while udev's incremental assembly is starting it:
+    // then it runs, and is the volume's (array_of).
+    if let Err(d) = md::stop(host, &md, tuning.delete_timeout, tuning.removal_deadline) {
+        if !started_meanwhile(host, &md)? {
+            return Err(nvme_fail(props, d.to_string()));
+        }
+        info!(md = %md, "the replicas' array started meanwhile");
+        return Ok(Some(md));
+    }
+    Ok(None)
+}
+
+/// mdadm's arguments to create the volume's RAID1 over every replica (os-brick's options), once
+/// every replica is attached and none holds anything.
+fn create_args(
+    props: &NvmeProperties,
+    alias: &str,
+    devs: &[String],
+    legs: &[(String, Leg)],
+    failures: &[String],
+) -> Result<Vec<String>> {
+    if props.targets.len() > devs.len() {
         return Err(nvme_fail(
             props,
             format!(
@@ -344,31 +298,33 @@ fn use_array(
                 failures.join("; ")
             ),
         ));
-    } else {
-        check_blank(props, &legs)?;
-        args = vec![
-            "--create",
-            &md_path,
-            "--run",
-            "--name",
-            alias,
-            "--level=1",
-            "--bitmap=internal",
-            "--homehost=any",
-            "--failfast",
-            "--assume-clean",
-            "--metadata=1.2",
-            &raid_devices,
-        ];
-        args.extend(paths.iter().map(String::as_str));
     }
-    *made = true;
-    assemble_and_wait(host, props, alias, devs, &args, tuning)
+    check_blank(props, legs)?;
+    let mut args: Vec<String> = [
+        "--create",
+        &format!("/dev/md/{alias}"),
+        "--run",
+        "--name",
+        alias,
+        "--level=1",
+        "--bitmap=internal",
+        "--homehost=any",
+        "--failfast",
+        "--assume-clean",
+        "--metadata=1.2",
+        &format!("--raid-devices={}", devs.len()),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(devs.iter().map(|d| format!("/dev/{d}")));
+    Ok(args)
 }
+
 fn nvme_fail(props: &NvmeProperties, detail: String) -> Error {
     Error::NvmeConnect {
         volume: props.label(),
-        detail,
+        reason: crate::error::NvmeNotConnected::Replicas(detail),
     }
 }
 
@@ -384,15 +340,16 @@ fn assemble_and_wait(
 ) -> Result<String> {
     let t = tuning.connect_timeout;
     let label = props.label();
-    if let Err(e) = mdadm_ok(host, args, t) {
+    if let Err(e) = md::mdadm_ok(host, args, t) {
         // udev's incremental assembly (mdadm's own rules) may have taken the members
         // meanwhile: use its array once it runs, or stop it and assemble once more.
         host.time().sleep(Duration::from_secs(1));
         match holder_of(host, &label, devs)? {
-            Some(md) if md_running(host, &md)? => return Ok(md),
+            Some(md) if md::running(host, &md)? => return Ok(md),
             Some(md) => {
-                stop_md(host, &md, tuning).map_err(|d| nvme_fail(props, d))?;
-                mdadm_ok(host, args, t)?;
+                md::stop(host, &md, tuning.delete_timeout, tuning.removal_deadline)
+                    .map_err(|d| nvme_fail(props, d.to_string()))?;
+                md::mdadm_ok(host, args, t)?;
             }
             None => return Err(e),
         }
@@ -402,7 +359,7 @@ fn assemble_and_wait(
     let mut pause = Pause::new(Duration::from_millis(20), Duration::from_millis(500));
     loop {
         if let Some(md) = holder_of(host, &label, devs)? {
-            if md_running(host, &md)? {
+            if md::running(host, &md)? {
                 return Ok(md);
             }
         }
@@ -554,11 +511,11 @@ fn stop_array(
             });
         }
     }
-    match stop_md(host, md, tuning) {
+    match md::stop(host, md, tuning.delete_timeout, tuning.removal_deadline) {
         Ok(()) if !host.sys(format!("block/{md}/md")).exists() => report.removed.push(thing),
         Ok(()) => report.leave(thing),
         Err(why) => {
-            report.fail(Some(thing.clone()), why);
+            report.fail(Some(thing.clone()), why.to_string());
             if !opts.force {
                 report.outcome = Outcome::Refused;
                 return Err(Error::Disconnect {
@@ -576,6 +533,3 @@ fn stop_array(
     }
     Ok(report)
 }
-
-#[cfg(test)]
-mod tests;

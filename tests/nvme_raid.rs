@@ -2,12 +2,11 @@
 //! readable and hold nothing, taken or assembled only when it is the volume's, and a failed
 //! connect detaches only the replicas it attached.
 
-use std::time::Duration;
-
-use crate::error::{Error, ErrorKind};
-use crate::nvmeof::connect_volume;
-use crate::nvmeof::{NvmeProperties, NvmeTuning};
-use crate::testing::FakeHost;
+use brick::nvmeof::{connect_volume, disconnect_plan, disconnect_volume};
+use brick::nvmeof::{NvmeProperties, NvmeTuning};
+use brick::report::DisconnectOptions;
+use brick::testing::{md12_superblock, FakeHost};
+use brick::{Error, ErrorKind};
 
 const NQN: &str = "nqn.2014-08.org.lab:sub1";
 const NQN2: &str = "nqn.2014-08.org.lab:sub2";
@@ -46,6 +45,18 @@ fn mdadm_runs(f: &FakeHost, what: &str) -> Vec<String> {
         .collect()
 }
 
+/// The array name in the md 1.2 superblock at byte 4096 of namespace `uuid` (its name field:
+/// bytes 32..64, NUL-padded); `None` when no md 1.2 superblock is there.
+fn md_name(f: &FakeHost, uuid: &str) -> Option<String> {
+    let sb = f.nvme_ns_read(uuid, 4096, 64);
+    if sb[..8] != md12_superblock([0; 16], "")[..8] {
+        return None;
+    }
+    let name = &sb[32..64];
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    Some(String::from_utf8_lossy(&name[..end]).into_owned())
+}
+
 fn connect_err(f: &FakeHost) -> Error {
     connect_volume(&f.host(), &replicated(), &NvmeTuning::default()).unwrap_err()
 }
@@ -65,7 +76,7 @@ fn replicas_that_cannot_be_read_are_never_taken_for_blank_and_get_no_array() {
     assert!(mdadm_runs(&f, "--create").is_empty());
     assert!(mdadm_runs(&f, "--assemble").is_empty());
     // The superblocks are as they were, and the controllers this connect made are gone.
-    let sb = crate::block::signature::md12_superblock([0; 16], "");
+    let sb = md12_superblock([0; 16], "");
     assert_eq!(f.nvme_ns_read(U1, 4096, 8), sb[..8]);
     assert!(f.nvme_controllers().is_empty());
 }
@@ -95,8 +106,8 @@ fn blank_replicas_still_get_their_array() {
     assert_eq!(c.device_info.path.as_deref(), Some("/dev/md127"));
     assert_eq!(mdadm_runs(&f, "--create").len(), 1);
     // What the create wrote: an md 1.2 superblock named as brick names it.
-    let sb = crate::block::signature::probe(&f.host(), "nvme0n1", Duration::from_secs(1)).unwrap();
-    assert_eq!(sb.md.unwrap().name.as_deref(), Some("any:vol-1"));
+    assert_eq!(md_name(&f, U1).as_deref(), Some("any:vol-1"));
+    assert_eq!(md_name(&f, U2).as_deref(), Some("any:vol-1"));
 }
 
 #[test]
@@ -116,7 +127,7 @@ fn replicas_of_two_arrays_of_the_same_name_are_not_assembled() {
     f.nvme_md_member(U1, "vol-1").nvme_ns_write(
         U2,
         4096,
-        &crate::block::signature::md12_superblock([0xee; 16], "any:vol-1"),
+        &md12_superblock([0xee; 16], "any:vol-1"),
     );
     let e = connect_err(&f);
     assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
@@ -184,16 +195,16 @@ fn a_disconnect_never_stops_an_array_that_holds_a_clones_leg() {
         .nvme_connected(NQN2, P2);
     let md = f.md_array(&["nvme0n1", "nvme1n1"]);
     let p = replicated();
-    let plan = crate::nvmeof::disconnect_plan(&f.host(), &p, None).unwrap();
+    let plan = disconnect_plan(&f.host(), &p, None).unwrap();
     assert!(
         plan.problems.iter().any(|x| x.contains("nvme0n1")),
         "{plan}"
     );
-    let e = crate::nvmeof::disconnect_volume(
+    let e = disconnect_volume(
         &f.host(),
         &p,
         None,
-        crate::report::DisconnectOptions::default(),
+        DisconnectOptions::default(),
         &NvmeTuning::default(),
     )
     .unwrap_err();
