@@ -6,10 +6,13 @@
 //! kernel operations and the clock. [`host::Host::real`] is this machine; tests build one on a
 //! temporary directory with `testing::FakeHost` (the `testing` feature).
 //!
-//! The operations, all at the crate's root: [`connect_volume`], [`disconnect_volume`] (and its
-//! dry run, [`disconnect_plan`]), [`extend_volume`], [`volume_paths`], [`inspect`] and
-//! [`connector_properties`]. They take os-brick's connection properties
-//! ([`ConnectionProperties::from_json`]) and give os-brick's device_info ([`DeviceInfo`]).
+//! The operations, all at the crate's root and the same for every transport: [`connect_volume`],
+//! [`disconnect_volume`] (and its dry run, [`disconnect_plan`]), [`extend_volume`],
+//! [`volume_paths`], [`inspect`] and [`connector_properties`]. They take os-brick's connection
+//! properties of either transport ([`VolumeProperties::from_json`]) and give os-brick's
+//! device_info ([`DeviceInfo`]); an option of another transport than the volume's is refused,
+//! naming it. Each transport's own functions, with its own properties and tuning, are in
+//! [`iscsi`] and [`nvmeof`].
 
 mod block;
 mod cleanup;
@@ -19,10 +22,9 @@ mod connector;
 mod device_info;
 mod error;
 pub mod host;
-mod iscsi;
+pub mod iscsi;
 pub mod nvmeof;
 mod par;
-mod protocol;
 pub mod report;
 pub mod request;
 mod retry;
@@ -30,6 +32,7 @@ mod retry;
 pub mod testing;
 mod time;
 pub mod types;
+mod volume;
 
 pub use block::multipath::DmMap;
 pub use block::scsi::ScsiDisk;
@@ -42,13 +45,13 @@ pub use error::{Error, ErrorKind, NvmeNotConnected, PathError, PathFailure, Path
 pub use iscsi::props::{Chap, ConnectionProperties, Target};
 pub use iscsi::topology::{DiskTopology, SessionTopology};
 pub use iscsi::tuning::Tuning;
-pub use iscsi::volume::{extend_volume, volume_paths};
-pub use iscsi::{
-    connect_volume, disconnect_plan, disconnect_volume, inspect, ConnectOptions, Connected, Session,
-};
-pub use protocol::{Protocol, VolumeProperties};
 pub use report::{
     DisconnectOptions, DisconnectPlan, DisconnectReport, Failure, Outcome, Thing, Untouched,
 };
 pub use retry::Backoff;
 pub use time::PROGRESS_TARGET;
+pub use volume::{
+    connect_volume, disconnect_plan, disconnect_volume, extend_volume, inspect, volume_paths,
+    ConnectOptions, Connected, CtrlLossTmo, Inspection, Protocol, UnknownProtocol,
+    VolumeProperties,
+};

@@ -4,7 +4,8 @@
 //! the same errors.
 //!
 //! A request: `{"op": OP, "protocol": "iscsi", ...}` with OP one of `connect` (`props`,
-//! `multipath`), `disconnect` (`props`, `device_info`, `force`, `ignore_errors`), `extend`
+//! `multipath`; iSCSI's `transport`, the open-iscsi interface; NVMe-oF's `ctrl_loss_tmo`,
+//! `reconnect_delay`, `fast_io_fail_tmo`: see [`crate::ConnectOptions`]), `disconnect` (`props`, `device_info`, `force`, `ignore_errors`), `extend`
 //! (`props`, `device_info`), `paths` (`props`, `device_info`), `properties` (`ip`),
 //! `multipathd_running`, `check_valid_device` (`path` of a block device, `timeout` in seconds,
 //! at most 300). The answer:
@@ -18,8 +19,11 @@
 //! their deadlines, and their lock folder and lock timeout, so that the Python package's calls
 //! and the command line exclude each other.
 //!
-//! The protocol picks the entry points: `iscsi` maps to this crate's iSCSI functions; another
-//! protocol is refused with `protocol_not_supported` until its connector is added here.
+//! Every volume's operation goes through the crate's seam ([`crate::connect_volume`] and the
+//! other steps), once: `props` is parsed for the transport `protocol` names (`iscsi` or
+//! `nvmeof`; without one, as `driver_volume_type` or the keys say), and an option of another
+//! transport is refused naming it (`transport` for the iSCSI interface). A protocol brick does
+//! not know is refused with `protocol_not_supported`.
 
 use std::io::Read;
 use std::path::Path;
@@ -29,8 +33,9 @@ use serde_json::{json, Value};
 
 use crate::config::Settings;
 use crate::host::Host;
-use crate::iscsi::tuning::Tuning;
-use crate::{ConnectionProperties, DeviceInfo, Error, ErrorKind};
+use crate::{
+    ConnectOptions, CtrlLossTmo, DeviceInfo, Error, ErrorKind, Protocol, VolumeProperties,
+};
 
 /// How long `check_valid_device` waits for its one-block read by default.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,141 +72,139 @@ pub fn handle(host: &Host, settings: &Settings, text: &str) -> String {
 
 fn dispatch(host: &Host, settings: &Settings, req: &Value) -> Result<Value, Value> {
     let op = str_field(req, "op")?.unwrap_or_default();
-    // Operations that concern the host, not a volume of one protocol.
-    match op.as_str() {
-        "properties" => {
-            let ip = str_field(req, "ip")?;
-            return crate::connector_properties(host, ip)
+    if let Some(answer) = host_op(host, &op, req) {
+        return answer;
+    }
+    let props = volume_of(req)?;
+    let info = device_info(req)?;
+    volume_op(host, settings, &op, &props, info.as_ref(), req)
+}
+
+/// The operations that concern the host, not a volume: `None` for a volume's.
+fn host_op(host: &Host, op: &str, req: &Value) -> Option<Result<Value, Value>> {
+    Some(match op {
+        "properties" => str_field(req, "ip").and_then(|ip| {
+            crate::connector_properties(host, ip)
                 .map_err(|e| error_value(&e))
-                .and_then(|p| serde_json::to_value(p).map_err(|e| internal(&e)));
-        }
-        "multipathd_running" => {
-            return crate::connector::multipathd_running(host)
-                .map(Value::Bool)
-                .map_err(|e| error_value(&e));
-        }
-        "check_valid_device" => {
+                .and_then(|p| serde_json::to_value(p).map_err(|e| internal(&e)))
+        }),
+        "multipathd_running" => crate::connector::multipathd_running(host)
+            .map(Value::Bool)
+            .map_err(|e| error_value(&e)),
+        "check_valid_device" => (|| {
             let path = str_field(req, "path")?
                 .ok_or_else(|| error_value(&Error::invalid("path", "is missing")))?;
             let timeout = check_timeout(req)?;
-            return Ok(Value::Bool(check_valid_device(Path::new(&path), timeout)));
-        }
-        _ => {}
-    }
-    let protocol = str_field(req, "protocol")?.unwrap_or_else(|| "iscsi".to_string());
-    match protocol.to_ascii_lowercase().as_str() {
-        "iscsi" => iscsi(host, settings.tuning.clone(), &op, req),
-        "nvmeof" => nvmeof(host, settings.nvme.clone(), &op, req),
-        other => Err(json!({
-            "kind": "protocol_not_supported",
-            "field": "protocol",
-            "message": format!("protocol {other:?} is not supported by brick (iscsi and nvmeof are)"),
-        })),
-    }
+            Ok(Value::Bool(check_valid_device(Path::new(&path), timeout)))
+        })(),
+        _ => return None,
+    })
 }
 
-fn iscsi(host: &Host, tuning: Tuning, op: &str, req: &Value) -> Result<Value, Value> {
+/// The volume of the request, parsed once: `props`, for the transport `protocol` names (else
+/// the one its `driver_volume_type` or its keys say).
+fn volume_of(req: &Value) -> Result<VolumeProperties, Value> {
+    let protocol = match str_field(req, "protocol")? {
+        None => None,
+        Some(p) => Some(p.parse::<Protocol>().map_err(|_| {
+            json!({
+                "kind": "protocol_not_supported",
+                "field": "protocol",
+                "message": format!("protocol {p:?} is not supported by brick (iscsi and nvmeof are)"),
+            })
+        })?),
+    };
     let props = req
         .get("props")
         .ok_or_else(|| error_value(&Error::invalid("connection_properties", "is missing")))?;
-    let props = ConnectionProperties::from_value(props).map_err(|e| error_value(&e))?;
-    let info = device_info(req)?;
-    let flag = |name: &str| req.get(name).and_then(Value::as_bool).unwrap_or(false);
-    match op {
-        "connect" => {
-            let multipath = req
-                .get("multipath")
-                .and_then(Value::as_bool)
-                .unwrap_or(props.targets().len() > 1);
-            // os-brick's transport (the factory's `transport`, Nova's iscsi_iface): the
-            // open-iscsi interface.
-            let iface = str_field(req, "transport")?.filter(|t| t != "default");
-            let opts = crate::ConnectOptions { multipath, iface };
-            let c = crate::connect_volume(host, &props, opts, &tuning)
-                .map_err(|e| error_value(&e))?;
-            let mut v = serde_json::to_value(&c.device_info).map_err(|e| internal(&e))?;
-            v["failed_paths"] = serde_json::to_value(&c.failed_paths).map_err(|e| internal(&e))?;
-            Ok(v)
-        }
-        "disconnect" => {
-            let opts = crate::DisconnectOptions {
-                force: flag("force"),
-                ignore_errors: flag("force") && flag("ignore_errors"),
-            };
-            let report = crate::disconnect_volume(host, &props, info.as_ref(), opts, &tuning)
-                .map_err(|e| error_value(&e))?;
-            serde_json::to_value(&report).map_err(|e| internal(&e))
-        }
-        "paths" => crate::volume_paths(host, &props, info.as_ref())
-            .map(|p| json!(p))
-            .map_err(|e| error_value(&e)),
-        "extend" => {
-            // os-brick raises VolumePathsNotFound when the volume has no device here.
-            let paths =
-                crate::volume_paths(host, &props, info.as_ref()).map_err(|e| error_value(&e))?;
-            if paths.is_empty() {
-                return Err(paths_not_found(&props.label()));
-            }
-            crate::extend_volume(host, &props, info.as_ref(), &tuning)
-                .map(|b| json!(b))
-                .map_err(|e| error_value(&e))
-        }
-        other => Err(error_value(&Error::invalid(
-            "op",
-            format!("{other:?} is not an operation (connect, disconnect, extend, paths, properties, multipathd_running, check_valid_device)"),
-        ))),
-    }
+    VolumeProperties::from_value(props, protocol).map_err(|e| error_value(&e))
 }
 
-fn nvmeof(
+/// One operation on the volume `props`, through the seam.
+fn volume_op(
     host: &Host,
-    mut tuning: crate::nvmeof::NvmeTuning,
+    settings: &Settings,
     op: &str,
+    props: &VolumeProperties,
+    info: Option<&DeviceInfo>,
     req: &Value,
 ) -> Result<Value, Value> {
-    let props = req
-        .get("props")
-        .ok_or_else(|| error_value(&Error::invalid("connection_properties", "is missing")))?;
-    let props = crate::nvmeof::NvmeProperties::from_value(props).map_err(|e| error_value(&e))?;
-    let info = device_info(req)?;
     let flag = |name: &str| req.get(name).and_then(Value::as_bool).unwrap_or(false);
-    match op {
-        "connect" => {
-            // os-brick's use_multipath=False still lets the kernel's native multipath be; only
-            // an explicit false asks for one path.
-            if req.get("multipath").and_then(Value::as_bool) == Some(false) {
-                tuning.multipath = Some(false);
-            }
-            let c = crate::nvmeof::connect_volume(host, &props, &tuning)
-                .map_err(|e| error_value(&e))?;
-            serde_json::to_value(&c.device_info).map_err(|e| internal(&e))
-        }
+    let answer = match op {
+        "connect" => crate::connect_volume(host, props, &connect_options(req)?, settings).map(|c| {
+            let mut v = json!(c.device_info);
+            v["failed_paths"] = json!(c.failed_paths);
+            v
+        }),
         "disconnect" => {
             let opts = crate::DisconnectOptions {
                 force: flag("force"),
                 ignore_errors: flag("force") && flag("ignore_errors"),
             };
-            let report =
-                crate::nvmeof::disconnect_volume(host, &props, info.as_ref(), opts, &tuning)
-                    .map_err(|e| error_value(&e))?;
-            serde_json::to_value(&report).map_err(|e| internal(&e))
+            crate::disconnect_volume(host, props, info, opts, settings)
+                .map(|report| json!(report))
         }
-        "paths" => crate::nvmeof::volume_paths(host, &props)
-            .map(|p| json!(p))
-            .map_err(|e| error_value(&e)),
+        "paths" => crate::volume_paths(host, props, info).map(|p| json!(p)),
         "extend" => {
-            let paths = crate::nvmeof::volume_paths(host, &props).map_err(|e| error_value(&e))?;
+            // os-brick raises VolumePathsNotFound when the volume has no device here.
+            let paths = crate::volume_paths(host, props, info).map_err(|e| error_value(&e))?;
             if paths.is_empty() {
                 return Err(paths_not_found(&props.label()));
             }
-            crate::nvmeof::extend_volume(host, &props, &tuning)
-                .map(|b| json!(b))
-                .map_err(|e| error_value(&e))
+            crate::extend_volume(host, props, info, settings).map(|b| json!(b))
         }
-        other => Err(error_value(&Error::invalid(
+        other => Err(Error::invalid(
             "op",
-            format!("{other:?} is not an operation (connect, disconnect, extend, paths)"),
-        ))),
+            format!("{other:?} is not an operation (connect, disconnect, extend, paths, properties, multipathd_running, check_valid_device)"),
+        )),
+    };
+    answer.map_err(|e| error_value(&request_field(e)))
+}
+
+/// The caller's choices for a connect: `multipath`; iSCSI's `transport` (os-brick's: the
+/// open-iscsi interface; `default` is no choice); NVMe-oF's `ctrl_loss_tmo` (seconds, `-1` or
+/// `"off"` for ever), `reconnect_delay` and `fast_io_fail_tmo` (seconds). The seam refuses
+/// those of another transport than the volume's.
+fn connect_options(req: &Value) -> Result<ConnectOptions, Value> {
+    let ctrl_loss_tmo = match req.get("ctrl_loss_tmo") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            Some(
+                text.parse::<CtrlLossTmo>()
+                    .map_err(|why| error_value(&Error::invalid("ctrl_loss_tmo", why)))?,
+            )
+        }
+    };
+    Ok(ConnectOptions {
+        multipath: req.get("multipath").and_then(Value::as_bool),
+        iface: str_field(req, "transport")?.filter(|t| t != "default"),
+        ctrl_loss_tmo,
+        reconnect_delay: seconds_field(req, "reconnect_delay")?,
+        fast_io_fail_tmo: seconds_field(req, "fast_io_fail_tmo")?,
+    })
+}
+
+/// A seam's error naming an option by its field, named as the request spells it: the open-iscsi
+/// interface is os-brick's `transport`.
+fn request_field(e: Error) -> Error {
+    match e {
+        Error::InvalidInput { field, reason } if field == "iface" => Error::InvalidInput {
+            field: "transport".to_string(),
+            reason,
+        },
+        e => e,
+    }
+}
+
+/// A whole number of seconds, when given.
+fn seconds_field(req: &Value, name: &str) -> Result<Option<Duration>, Value> {
+    match req.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(|s| Some(Duration::from_secs(s)))
+            .ok_or_else(|| error_value(&Error::invalid(name, "must be a whole number of seconds"))),
     }
 }
 

@@ -1,15 +1,13 @@
 //! Connect, extend and paths on fake hosts: a fake target behind a scripted iscsiadm, and a
 //! fake kernel that makes a LUN's disk appear only when it is scanned.
 
+use brick::iscsi::{extend_volume, volume_paths};
 use brick::testing::FakeHost;
-use brick::{extend_volume, volume_paths};
 use std::time::Duration;
 
 use brick::host::Clock;
-use brick::{
-    connect_volume, disconnect_volume, ConnectOptions, Connected, ConnectionProperties,
-    DisconnectOptions, DisconnectReport, Tuning,
-};
+use brick::iscsi::{connect_volume, disconnect_volume, ConnectOptions, Connected};
+use brick::{ConnectionProperties, DisconnectOptions, DisconnectReport, Tuning};
 
 const IQN: &str = "iqn.2003-01.org.linux-iscsi.lab:tgt1";
 const WWID1: &str = "naa.6001405deadbeef00010000000000000";
@@ -70,7 +68,7 @@ fn disconnect(f: &FakeHost, lun: u64, c: &Connected) -> DisconnectReport {
 
 /// The multipath map of `wwn` as the fake's sysfs shows it (the first one, if several).
 fn map_of(f: &FakeHost, wwn: &str) -> brick::DmMap {
-    brick::inspect(&f.host())
+    brick::iscsi::inspect(&f.host())
         .unwrap()
         .into_iter()
         .flat_map(|s| s.disks)
@@ -470,7 +468,7 @@ fn session_in_recovery_fails_its_path_at_once_and_the_volume_attaches_on_the_oth
     f.auto_multipath();
     let c1 = connect_volume(&f.host(), &props(1, ""), MP, &Tuning::default()).unwrap();
     // P2's portal stops answering: its session goes into recovery.
-    let s2 = brick::inspect(&f.host())
+    let s2 = brick::iscsi::inspect(&f.host())
         .unwrap()
         .into_iter()
         .map(|t| t.session)
@@ -938,7 +936,7 @@ fn iser_sessions_are_made_on_the_iser_interface_and_shown_so() {
         .iter()
         .any(|c| c.windows(2).any(|w| w == ["-I", "iser"])
             && c.last().is_some_and(|l| l == "--login")));
-    let s = &brick::inspect(&f.host()).unwrap()[0].session;
+    let s = &brick::iscsi::inspect(&f.host()).unwrap()[0].session;
     assert_eq!((s.transport.as_str(), s.iface.as_str()), ("iser", "iser"));
     disconnect_volume(
         &f.host(),
@@ -963,7 +961,7 @@ fn a_session_on_another_interface_is_not_reused() {
         &Tuning::default(),
     )
     .unwrap();
-    let sessions: Vec<(String, String)> = brick::inspect(&f.host())
+    let sessions: Vec<(String, String)> = brick::iscsi::inspect(&f.host())
         .unwrap()
         .into_iter()
         .map(|t| (t.session.transport, t.session.iface))

@@ -5,11 +5,9 @@ use common::Capture;
 use std::time::Duration;
 
 use brick::host::{CmdError, KernelError};
+use brick::iscsi::disconnect_volume;
 use brick::testing::FakeHost;
-use brick::{
-    disconnect_volume, ConnectionProperties, DeviceInfo, DisconnectOptions, Error, Outcome, Thing,
-    Tuning,
-};
+use brick::{ConnectionProperties, DeviceInfo, DisconnectOptions, Error, Outcome, Thing, Tuning};
 
 const IQN: &str = "iqn.2003-01.org.linux-iscsi.lab:tgt1";
 const IQN2: &str = "iqn.2003-01.org.linux-iscsi.lab:tgt2";
@@ -736,7 +734,7 @@ fn device_info_of_another_volume_never_leads_to_its_devices() {
 fn sessions_are_listed_from_sysfs_without_iscsiadm() {
     let f = FakeHost::new();
     f.session(3, P2, IQN2).session(1, P1, IQN);
-    let got: Vec<(u32, String, String, u32, String)> = brick::inspect(&f.host())
+    let got: Vec<(u32, String, String, u32, String)> = brick::iscsi::inspect(&f.host())
         .unwrap()
         .into_iter()
         .map(|t| t.session)
@@ -1036,7 +1034,7 @@ fn dry_run_shows_the_plan_of_the_disconnect_and_changes_nothing() {
     f.map("dm-1", &["sdc", "sdd"]);
     f.session_in_recovery(2);
     f.disk_state("sda", "running").disk_state("sdc", "running");
-    let plan = brick::disconnect_plan(&f.host(), &multi(1), None).unwrap();
+    let plan = brick::iscsi::disconnect_plan(&f.host(), &multi(1), None).unwrap();
     assert_untouched(&f);
     let devs = |v: &[Thing]| {
         v.iter()
@@ -1060,7 +1058,7 @@ fn dry_run_shows_the_plan_of_the_disconnect_and_changes_nothing() {
     let f2 = two_path_volume();
     f2.disk(1, 2, "sdc", WWID2).disk(2, 2, "sdd", WWID2);
     f2.map("dm-1", &["sdc", "sdd"]);
-    let plan = brick::disconnect_plan(&f2.host(), &multi(1), None).unwrap();
+    let plan = brick::iscsi::disconnect_plan(&f2.host(), &multi(1), None).unwrap();
     let r = disconnect_volume(&f2.host(), &multi(1), None, PLAIN, &Tuning::default()).unwrap();
     let removed: Vec<String> = r
         .removed
@@ -1079,7 +1077,7 @@ fn dry_run_shows_the_plan_of_the_disconnect_and_changes_nothing() {
 #[test]
 fn dry_run_of_the_last_volume_plans_the_logouts_and_the_records() {
     let f = two_path_volume();
-    let plan = brick::disconnect_plan(&f.host(), &multi(1), None).unwrap();
+    let plan = brick::iscsi::disconnect_plan(&f.host(), &multi(1), None).unwrap();
     assert_untouched(&f);
     assert_eq!(plan.log_out.len(), 2, "{plan:?}");
     assert_eq!(plan.delete.len(), 2, "{plan:?}");
@@ -1096,7 +1094,7 @@ fn dry_run_names_what_would_stop_a_plain_disconnect() {
     f.dm("dm-2", "vg-lv", "LVM-abcdef", &["sda"]);
     f.session(2, P2, IQN).disk(2, 1, "sdb", WWID1);
     f.disk_without_wwid("sdb");
-    let plan = brick::disconnect_plan(&f.host(), &multi(1), None).unwrap();
+    let plan = brick::iscsi::disconnect_plan(&f.host(), &multi(1), None).unwrap();
     assert_untouched(&f);
     assert!(
         plan.problems.iter().any(|p| p.contains("held by dm-2")),
@@ -1115,7 +1113,7 @@ fn dry_run_names_what_would_stop_a_plain_disconnect() {
         scsi_wwn: Some("36001405deadbeef00090000000000000".into()),
         ..Default::default()
     };
-    let e = brick::disconnect_plan(&f.host(), &multi(1), Some(&info)).unwrap_err();
+    let e = brick::iscsi::disconnect_plan(&f.host(), &multi(1), Some(&info)).unwrap_err();
     assert!(matches!(e, Error::NotTheVolume { .. }), "{e}");
     assert_untouched(&f);
 }
@@ -1152,7 +1150,7 @@ fn dry_run_of_a_pathless_map_names_no_paths_to_set_offline() {
     // plans the map's removal and, with --force, says it has no path (it said "()
     // set offline").
     let (f, info) = pathless_map_left_open();
-    let plan = brick::disconnect_plan(&f.host(), &single(1), Some(&info)).unwrap();
+    let plan = brick::iscsi::disconnect_plan(&f.host(), &single(1), Some(&info)).unwrap();
     assert_untouched(&f);
     let removes: Vec<&str> = plan.remove.iter().filter_map(Thing::dev).collect();
     assert_eq!(removes, ["dm-0"], "{plan:?}");

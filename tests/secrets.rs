@@ -4,8 +4,9 @@
 //! decide first.
 
 mod common;
+use brick::iscsi::{connect_volume, ConnectOptions};
 use brick::testing::FakeHost;
-use brick::{connect_volume, ConnectOptions, ConnectionProperties, Tuning};
+use brick::{ConnectionProperties, Tuning};
 use common::Capture;
 
 const IQN: &str = "iqn.2003-01.org.linux-iscsi.lab:tgt1";

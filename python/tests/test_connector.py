@@ -110,6 +110,22 @@ def test_multipath_without_multipathd_not_enforced_connects_one_path():
     assert connect["multipath"] is False and connect["protocol"] == "iscsi"
 
 
+def test_nvmeof_connect_gives_device_info_only_and_sends_no_iscsi_option():
+    """brick's connect answer carries the failed paths for every transport: the NVMe-oF
+    connector logs them and gives Nova device_info alone; it sends no option of iSCSI's (the
+    seam would refuse it)."""
+    c = connector.InitiatorConnector.factory("NVMEOF", None, use_multipath=True)
+    failed = {"portal": "127.0.0.2:4420", "transport": "tcp", "nqn": "nqn.2014-08.org.lab:s1",
+              "kind": "connect", "message": "connect failed: Connection refused"}
+    info = {"type": "block", "path": "/dev/nvme0n1", "failed_paths": [failed]}
+    c._transport = Recorder({"connect": {"ok": True, "result": info}})
+    assert c.connect_volume({"target_nqn": "nqn.2014-08.org.lab:s1"}) == {
+        "type": "block", "path": "/dev/nvme0n1"}
+    connect = c._transport.requests[-1]
+    assert connect["protocol"] == "nvmeof"
+    assert "transport" not in connect and "multipath" not in connect, connect
+
+
 def test_nova_disconnect_sends_device_path_with_no_device_info():
     c = connector.InitiatorConnector.factory("ISCSI", None)
     c._transport = Recorder({"disconnect": {"ok": True, "result": {"failures": []}}})

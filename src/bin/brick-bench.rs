@@ -6,7 +6,8 @@
 //!   {"op":"connect","props":{...},"multipath":true}
 //!       -> {"ok":true,"secs":1.23,"device_info":{...}}
 //!   {"op":"connect","protocol":"nvmeof","props":{...},"multipath":false}
-//!       -> the same, through brick::nvmeof (multipath false: one path, as `--single-path`)
+//!       -> the same (multipath false: one path, as `--single-path`); every request goes
+//!          through brick's seam (`brick::connect_volume`), as `brick connect` does
 //!   {"op":"disconnect","props":{...},"device_info":{...}}
 //!       -> {"ok":true,"secs":0.45}
 //!   {"op":"batch","ops":[REQUEST,...]}   (runs them in turn, stops at the first failure;
@@ -23,9 +24,9 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use brick::config::Settings;
 use brick::host::Host;
-use brick::nvmeof::{NvmeProperties, NvmeTuning};
-use brick::{ConnectionProperties, DeviceInfo, Tuning};
+use brick::{ConnectOptions, DeviceInfo, Protocol, VolumeProperties};
 
 fn status_kib(field: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -67,44 +68,45 @@ fn device_info(req: &Value) -> Result<Option<DeviceInfo>, Value> {
     }
 }
 
-/// An NVMe-oF connect or disconnect: brick::nvmeof, with the tuning `brick connect` uses
-/// (multipath false as `--single-path`).
-fn handle_nvme(host: &Host, req: &Value) -> Value {
-    let props = match NvmeProperties::from_value(&req["props"]) {
-        Ok(p) => p,
-        Err(e) => return fail(format!("props: {e}"), None),
+/// The volume of a request, parsed once for the transport `protocol` names (else as the
+/// properties' keys say).
+fn volume_of(req: &Value) -> Result<VolumeProperties, Value> {
+    let protocol = match req["protocol"].as_str() {
+        None => None,
+        Some(p) => Some(p.parse::<Protocol>().map_err(|e| fail(e, None))?),
     };
-    let tuning = NvmeTuning {
-        multipath: (req["multipath"].as_bool() == Some(false)).then_some(false),
-        ..NvmeTuning::default()
+    VolumeProperties::from_value(&req["props"], protocol)
+        .map_err(|e| fail(format!("props: {e}"), None))
+}
+
+/// A connect or disconnect through brick's seam, as `brick connect` and `brick disconnect`
+/// run it (`multipath` false: one path, as `--single-path`), timed.
+fn volume_op(host: &Host, settings: &Settings, req: &Value) -> Value {
+    let (props, info) = match volume_of(req).and_then(|p| Ok((p, device_info(req)?))) {
+        Ok(v) => v,
+        Err(v) => return v,
     };
+    let t0 = Instant::now();
     if req["op"] == "connect" {
-        let t0 = Instant::now();
-        let r = brick::nvmeof::connect_volume(host, &props, &tuning);
+        let opts = ConnectOptions {
+            multipath: req["multipath"].as_bool(),
+            ..ConnectOptions::default()
+        };
+        let r = brick::connect_volume(host, &props, &opts, settings);
         let secs = t0.elapsed().as_secs_f64();
         return match r {
             Ok(c) => json!({
                 "ok": true,
                 "secs": secs,
                 "device_info": serde_json::to_value(&c.device_info).unwrap_or(Value::Null),
-                "controllers": c.controllers,
-                "failed_paths": c.failed_paths.len(),
+                "paths": c.paths,
+                "failed_paths": c.failed_paths,
             }),
             Err(e) => fail(e, Some(secs)),
         };
     }
-    let info = match device_info(req) {
-        Ok(i) => i,
-        Err(v) => return v,
-    };
-    let t0 = Instant::now();
-    let r = brick::nvmeof::disconnect_volume(
-        host,
-        &props,
-        info.as_ref(),
-        brick::DisconnectOptions::default(),
-        &tuning,
-    );
+    let opts = brick::DisconnectOptions::default();
+    let r = brick::disconnect_volume(host, &props, info.as_ref(), opts, settings);
     let secs = t0.elapsed().as_secs_f64();
     match r {
         Ok(_) => json!({"ok": true, "secs": secs}),
@@ -112,98 +114,46 @@ fn handle_nvme(host: &Host, req: &Value) -> Value {
     }
 }
 
-fn handle(host: &Host, tuning: &Tuning, req: &Value) -> Value {
-    let op = req["op"].as_str().unwrap_or("");
-    if req["protocol"] == "nvmeof" && (op == "connect" || op == "disconnect") {
-        return handle_nvme(host, req);
-    }
-    match op {
-        "connect" => {
-            let props = match ConnectionProperties::from_value(&req["props"]) {
-                Ok(p) => p,
-                Err(e) => return fail(format!("props: {e}"), None),
-            };
-            let multipath = req["multipath"]
-                .as_bool()
-                .unwrap_or(props.targets().len() > 1);
-            let t0 = Instant::now();
-            let r = brick::connect_volume(
-                host,
-                &props,
-                brick::ConnectOptions {
-                    multipath,
-                    iface: None,
-                },
-                tuning,
-            );
-            let secs = t0.elapsed().as_secs_f64();
-            match r {
-                Ok(c) => json!({
-                    "ok": true,
-                    "secs": secs,
-                    "device_info": serde_json::to_value(&c.device_info).unwrap_or(Value::Null),
-                    "paths": c.paths,
-                    "failed_paths": c.failed_paths,
-                }),
-                Err(e) => fail(e, Some(secs)),
+/// `batch`: the requests `ops` in turn, stopping at the first failure, or with `parallel` all
+/// at once, one thread each.
+fn batch(host: &Host, settings: &Settings, req: &Value) -> Value {
+    let ops = req["ops"].as_array().cloned().unwrap_or_default();
+    let t0 = Instant::now();
+    let results: Vec<Value> = if req["parallel"].as_bool().unwrap_or(false) {
+        std::thread::scope(|s| {
+            let running: Vec<_> = ops
+                .iter()
+                .map(|op| s.spawn(|| handle(host, settings, op)))
+                .collect();
+            running
+                .into_iter()
+                .map(|r| {
+                    r.join()
+                        .unwrap_or_else(|_| fail("the call panicked".to_string(), None))
+                })
+                .collect()
+        })
+    } else {
+        let mut results = Vec::with_capacity(ops.len());
+        for op in &ops {
+            let r = handle(host, settings, op);
+            let ok = r["ok"].as_bool().unwrap_or(false);
+            results.push(r);
+            if !ok {
+                break;
             }
         }
-        "disconnect" => {
-            let props = match ConnectionProperties::from_value(&req["props"]) {
-                Ok(p) => p,
-                Err(e) => return fail(format!("props: {e}"), None),
-            };
-            let info = match device_info(req) {
-                Ok(i) => i,
-                Err(v) => return v,
-            };
-            let t0 = Instant::now();
-            let r = brick::disconnect_volume(
-                host,
-                &props,
-                info.as_ref(),
-                brick::DisconnectOptions::default(),
-                tuning,
-            );
-            let secs = t0.elapsed().as_secs_f64();
-            match r {
-                Ok(_) => json!({"ok": true, "secs": secs}),
-                Err(e) => fail(e, Some(secs)),
-            }
-        }
-        "batch" => {
-            let ops = req["ops"].as_array().cloned().unwrap_or_default();
-            let mut results = Vec::with_capacity(ops.len());
-            let t0 = Instant::now();
-            let mut ok = true;
-            if req["parallel"].as_bool().unwrap_or(false) {
-                results = std::thread::scope(|s| {
-                    let running: Vec<_> = ops
-                        .iter()
-                        .map(|op| s.spawn(|| handle(host, tuning, op)))
-                        .collect();
-                    running
-                        .into_iter()
-                        .map(|r| {
-                            r.join()
-                                .unwrap_or_else(|_| fail("the call panicked".to_string(), None))
-                        })
-                        .collect()
-                });
-                ok = results.iter().all(|r| r["ok"].as_bool().unwrap_or(false));
-            } else {
-                for op in &ops {
-                    let r = handle(host, tuning, op);
-                    ok = r["ok"].as_bool().unwrap_or(false);
-                    results.push(r);
-                    if !ok {
-                        break;
-                    }
-                }
-            }
-            let secs = t0.elapsed().as_secs_f64();
-            json!({"ok": ok, "secs": secs, "results": results})
-        }
+        results
+    };
+    let ok = results.iter().all(|r| r["ok"].as_bool().unwrap_or(false));
+    let secs = t0.elapsed().as_secs_f64();
+    json!({"ok": ok, "secs": secs, "results": results})
+}
+
+fn handle(host: &Host, settings: &Settings, req: &Value) -> Value {
+    match req["op"].as_str().unwrap_or("") {
+        "connect" | "disconnect" => volume_op(host, settings, req),
+        "batch" => batch(host, settings, req),
         "stats" => json!({
             "ok": true,
             "vm_hwm_kib": status_kib("VmHWM:"),
@@ -224,7 +174,7 @@ fn main() {
             .init();
     }
     let host = Host::real();
-    let tuning = Tuning::default();
+    let settings = Settings::default();
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
     for line in stdin.lock().lines() {
@@ -233,7 +183,7 @@ fn main() {
             continue;
         }
         let answer = match serde_json::from_str::<Value>(&line) {
-            Ok(req) => handle(&host, &tuning, &req),
+            Ok(req) => handle(&host, &settings, &req),
             Err(e) => fail(format!("bad request: {e}"), None),
         };
         if writeln!(out, "{answer}").and_then(|_| out.flush()).is_err() {

@@ -1,4 +1,9 @@
-//! iSCSI: sessions and their topology in sysfs, connecting and disconnecting a volume.
+//! iSCSI: sessions and their topology in sysfs, connecting and disconnecting a volume, over one
+//! path or several with dm-multipath.
+//!
+//! Most callers want the crate's root ([`crate::connect_volume`] and the other steps), which
+//! takes either transport's properties; these are iSCSI's own, with its own properties
+//! ([`ConnectionProperties`]), options ([`ConnectOptions`]) and tuning ([`Tuning`]).
 
 pub(crate) mod adm;
 pub(crate) mod cleanup;
@@ -18,7 +23,11 @@ pub(crate) mod volume;
 pub use connect::{connect_volume, ConnectOptions, Connected};
 pub use disconnect::{disconnect_plan, disconnect_volume};
 pub use initiator::initiator_name;
+pub use props::{Chap, ConnectionProperties, Target};
 pub use session::Session;
+pub use topology::{DiskTopology, SessionTopology};
+pub use tuning::Tuning;
+pub use volume::{extend_volume, volume_paths};
 
 use crate::error::Result;
 use crate::host::Host;

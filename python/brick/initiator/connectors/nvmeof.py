@@ -3,11 +3,14 @@ made by writing to /dev/nvme-fabrics, native NVMe multipath, md RAID1 for replic
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Optional
 
 from brick._lock import osbrick_lock
 from brick._host import _host_properties
 from brick.initiator.connectors.base import BrickConnector
+
+LOG = logging.getLogger(__name__)
 
 #: What os-brick's NVMeOFConnector adds to the connector properties.
 _NVME_KEYS = ("nqn", "uuid", "nvme_hostid", "system uuid", "nvme_native_multipath")
@@ -30,7 +33,10 @@ class NVMeOFConnector(BrickConnector):
         """Attaches the volume; returns os-brick's device_info (``type``, ``path``). A failed
         connect deletes every controller it made."""
         with osbrick_lock(self.lock_path, "connect_volume"):
-            return self._call("connect", props=connection_properties)
+            info = self._call("connect", props=connection_properties)
+        for f in info.pop("failed_paths", None) or []:
+            LOG.warning("path not attached: %s: %s", f.get("portal"), f.get("message"))
+        return info
 
     def get_search_path(self) -> Optional[str]:
         return "/dev"

@@ -36,7 +36,7 @@ pub enum Generate {
 
 /// Runs `brick generate`; what it prints goes into `out`.
 pub fn run(what: Generate, out: &mut String) -> Result<(), Error> {
-    let cmd = crate::Cli::command();
+    let cmd = crate::cli::Cli::command();
     match what {
         Generate::Man { dir } => {
             create_dir(&dir)?;
@@ -166,7 +166,7 @@ mod tests {
         )
         .unwrap();
 
-        let cli = crate::Cli::command();
+        let cli = crate::cli::Cli::command();
         let mut expected = vec!["brick".to_string()];
         subcommand_pages(&cli, "brick", &mut expected);
         let mut written: Vec<String> = std::fs::read_dir(dir.path().join("man"))
@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn hidden_subcommands_get_no_page() {
-        let cli = crate::Cli::command();
+        let cli = crate::cli::Cli::command();
         let hidden: Vec<&str> = cli
             .get_subcommands()
             .filter(|s| s.is_hide_set())
@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn completions_offer_every_visible_subcommand_and_no_hidden_one() {
-        let cli = crate::Cli::command();
+        let cli = crate::cli::Cli::command();
         let dir = tempfile::tempdir().unwrap();
         for (shell, file) in [
             (Shell::Bash, "brick.bash"),
