@@ -23,7 +23,8 @@ pub(super) fn run(ctx: &Ctx, args: Args, out: &mut String) -> Result<(), Error> 
         apply: args.apply,
         grace: std::time::Duration::from_secs(args.grace),
     };
-    let report = brick::cleanup(ctx.host, opts, &ctx.settings.tuning)?;
+    let settings = ctx.settings;
+    let report = brick::cleanup_with(ctx.host, opts, &settings.tuning, &settings.nvme)?;
     if report.clean() {
         if ctx.json {
             let _ = writeln!(out, "{}", to_json(&report));
