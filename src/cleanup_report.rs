@@ -163,7 +163,39 @@ pub struct CleanupReport {
     pub left_alone: Vec<(Leftover, String)>,
 }
 
+/// What became of a leftover that did not fail.
+pub(crate) enum Done {
+    /// It is gone.
+    Removed,
+    /// Read again, it was no leftover any more: why.
+    Kept(String),
+}
+
 impl CleanupReport {
+    /// Removes each leftover found with `remove` (which reads it again first) and records
+    /// what became of it: removed, kept with why, or failed with the error.
+    pub(crate) fn apply_each<E: fmt::Display>(
+        &mut self,
+        mut remove: impl FnMut(&Leftover) -> Result<Done, E>,
+    ) {
+        for l in self.found.clone() {
+            match remove(&l) {
+                Ok(Done::Removed) => {
+                    tracing::info!(leftover = %l, "removed");
+                    self.removed.push(l);
+                }
+                Ok(Done::Kept(why)) => {
+                    tracing::info!(leftover = %l, why, "kept");
+                    self.kept.push((l, why));
+                }
+                Err(e) => {
+                    tracing::warn!(leftover = %l, error = %e, "not removed");
+                    self.failed.push((l, e.to_string()));
+                }
+            }
+        }
+    }
+
     /// Whether every thing found was removed, or, without `apply`, nothing was found.
     pub fn clean(&self) -> bool {
         self.kept.is_empty() && self.failed.is_empty()

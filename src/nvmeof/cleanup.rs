@@ -22,22 +22,16 @@
 
 use std::time::Duration;
 
-use tracing::{debug, info};
+use tracing::debug;
 
 use super::props::Nqn;
 use super::sysfs::{self, Controller, ControllerTransport, Subsystem};
 use super::{lock_name, NvmeTuning};
 use crate::block::md;
-use crate::cleanup_report::{CleanupOptions, CleanupReport, Leftover, NvmeControllerSeen};
+use crate::cleanup_report::{CleanupOptions, CleanupReport, Done, Leftover, NvmeControllerSeen};
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::time::Pause;
-
-/// What became of a leftover that did not fail.
-enum Done {
-    Removed,
-    Kept(String),
-}
 
 /// What a look at the host found.
 #[derive(Default)]
@@ -70,22 +64,7 @@ pub(crate) fn cleanup(
     if !opts.apply {
         return Ok(report);
     }
-    for l in report.found.clone() {
-        match remove(host, &l, tuning) {
-            Ok(Done::Removed) => {
-                info!(leftover = %l, "removed");
-                report.removed.push(l);
-            }
-            Ok(Done::Kept(why)) => {
-                info!(leftover = %l, why, "kept");
-                report.kept.push((l, why));
-            }
-            Err(e) => {
-                tracing::warn!(leftover = %l, error = %e, "not removed");
-                report.failed.push((l, e.to_string()));
-            }
-        }
-    }
+    report.apply_each(|l| remove(host, l, tuning));
     Ok(report)
 }
 

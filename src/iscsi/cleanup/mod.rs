@@ -21,8 +21,6 @@
 //! descriptor on a path aside); a node record set to log in at boot (os-brick's own records,
 //! `node.startup = automatic`).
 
-use tracing::info;
-
 use crate::block::multipath::DmMap;
 use crate::cleanup_report::{CleanupOptions, CleanupReport, Leftover};
 use crate::error::Result;
@@ -53,22 +51,7 @@ pub(crate) fn cleanup(host: &Host, opts: CleanupOptions, tuning: &Tuning) -> Res
     if !opts.apply {
         return Ok(report);
     }
-    for l in report.found.clone() {
-        match remove::remove(host, &l, tuning) {
-            Ok(remove::Done::Removed) => {
-                info!(leftover = %l, "removed");
-                report.removed.push(l);
-            }
-            Ok(remove::Done::Kept(why)) => {
-                info!(leftover = %l, why, "kept");
-                report.kept.push((l, why));
-            }
-            Err(e) => {
-                tracing::warn!(leftover = %l, error = %e, "not removed");
-                report.failed.push((l, e.to_string()));
-            }
-        }
-    }
+    report.apply_each(|l| remove::remove(host, l, tuning));
     Ok(report)
 }
 

@@ -9,6 +9,7 @@ use super::{in_recovery, starts_at_boot, Leftover};
 use crate::block::multipath::{self, DmMap};
 use crate::block::openers;
 use crate::block::scsi::{self, ScsiDisk};
+use crate::cleanup_report::Done;
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::iscsi::session::{target_lock_name, Session};
@@ -16,12 +17,6 @@ use crate::iscsi::tuning::Tuning;
 use crate::iscsi::{adm, node, topology};
 use crate::retry::Backoff;
 use crate::types::{DiskState, Iqn, Portal, SessionId, SessionState, Wwid};
-
-/// What became of a leftover that did not fail.
-pub(super) enum Done {
-    Removed,
-    Kept(String),
-}
 
 /// Removes one leftover after checking again that it still is one.
 pub(super) fn remove(host: &Host, l: &Leftover, tuning: &Tuning) -> Result<Done> {
